@@ -1,0 +1,109 @@
+"""Reading settings from the environment, in one place, validated at start-up.
+
+Each service describes its settings with an `EnvReader`; every problem is
+collected so a misconfigured process names *all* the variables that are wrong
+in one message instead of failing one variable per restart.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from typing import NoReturn, TypeVar
+
+T = TypeVar("T")
+
+_REQUIRED = object()
+
+
+class ConfigError(Exception):
+    """One or more settings are missing or invalid."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class EnvReader:
+    """Typed access to a mapping of settings, remembering every problem found."""
+
+    def __init__(self, env: Mapping[str, str] | None = None):
+        self.env = os.environ if env is None else env
+        self.problems: list[str] = []
+
+    def _get(self, name: str, default: object, parse: Callable[[str], T], hint: str) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw == "":
+            if default is _REQUIRED:
+                self.problems.append(f"{name} is required ({hint})")
+                return None  # type: ignore[return-value]
+            return default  # type: ignore[return-value]
+        try:
+            return parse(raw)
+        except ValueError as exc:
+            self.problems.append(f"{name}={raw!r} is invalid: {exc} ({hint})")
+            return default if default is not _REQUIRED else None  # type: ignore[return-value]
+
+    def str(self, name: str, default: object = _REQUIRED, hint: str = "text") -> str:
+        return self._get(name, default, lambda s: s, hint)
+
+    def int(
+        self, name: str, default: object = _REQUIRED, minimum: int | None = None, hint: str = ""
+    ) -> int:
+        def parse(raw: str) -> int:
+            value = int(raw)
+            if minimum is not None and value < minimum:
+                raise ValueError(f"must be at least {minimum}")
+            return value
+
+        return self._get(name, default, parse, hint or "a whole number")
+
+    def float(
+        self,
+        name: str,
+        default: object = _REQUIRED,
+        minimum: float | None = None,
+        maximum: float | None = None,
+        hint: str = "",
+    ) -> float:
+        def parse(raw: str) -> float:
+            value = float(raw)
+            if minimum is not None and value < minimum:
+                raise ValueError(f"must be at least {minimum}")
+            if maximum is not None and value > maximum:
+                raise ValueError(f"must be at most {maximum}")
+            return value
+
+        return self._get(name, default, parse, hint or "a number")
+
+    def bool(self, name: str, default: object = _REQUIRED) -> bool:
+        def parse(raw: str) -> bool:
+            lowered = raw.strip().lower()
+            if lowered in {"1", "true", "yes", "on"}:
+                return True
+            if lowered in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("must be true or false")
+
+        return self._get(name, default, parse, "true or false")
+
+    def list(self, name: str, default: object = _REQUIRED, hint: str = "comma-separated") -> list:
+        return self._get(
+            name, default, lambda s: [p.strip() for p in s.split(",") if p.strip()], hint
+        )
+
+    def check(self) -> None:
+        """Raise ConfigError if anything read so far was missing or invalid."""
+        if self.problems:
+            raise ConfigError(self.problems)
+
+
+def exit_on_config_error(exc: ConfigError) -> NoReturn:
+    """Stop a process that cannot start, saying what to fix."""
+    print(f"koe: cannot start, {exc}", file=sys.stderr)
+    print(
+        "Set the variables above in the environment (see README.md, Configuration).",
+        file=sys.stderr,
+    )
+    raise SystemExit(2)

@@ -1,0 +1,363 @@
+"""Kafka transport: producer, topic creation, and the consumer loop.
+
+The consumer loop follows arroyo's shape for kafka-python: poll a batch (by
+size and by time) → decode and validate each message → hand the valid events to
+the service's handler, which commits its own DB transaction → commit offsets
+(offset + 1). Offsets are never auto-committed, so a crash anywhere before the
+offset commit means redelivery, and handlers are idempotent.
+
+Invalid messages are dead-lettered with the reason and skipped; too many in a
+row stop the consumer (that smells like a bad deploy, not a bad message).
+Transient failures (the database down, an SMTP 4xx) rewind the batch and retry
+it with exponential backoff, polling meanwhile so the group keeps us.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import CommitFailedError, TopicAlreadyExistsError
+from kafka.serializer import Serializer
+from kafka.structs import OffsetAndMetadata
+from sqlalchemy.exc import OperationalError
+
+from koe_kit import events
+from koe_kit.config import EnvReader
+
+log = logging.getLogger(__name__)
+
+
+class Retryable(Exception):
+    """A failure that may pass by itself (a server down, a timeout): retry later."""
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+    bootstrap_servers: list[str]
+    client_id: str
+    # Consumer group timing. Real Kafka is happy with kafka-python's defaults;
+    # the local Tansu broker answers JoinGroup only after about half the
+    # rebalance timeout, so `make run` and the tests set these small.
+    max_poll_interval_ms: int = 300_000
+    session_timeout_ms: int = 10_000
+    heartbeat_interval_ms: int = 3_000
+    batch_max_messages: int = 500
+    batch_max_wait_ms: int = 200
+    max_invalid_in_row: int = 100
+    retry_backoff_initial_s: float = 0.5
+    retry_backoff_max_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: EnvReader, client_id: str) -> KafkaSettings:
+        return cls(
+            bootstrap_servers=env.list(
+                "KAFKA_BOOTSTRAP_SERVERS", hint="host:port[,host:port], e.g. 127.0.0.1:9092"
+            ),
+            client_id=env.str("KAFKA_CLIENT_ID", client_id),
+            max_poll_interval_ms=env.int("KAFKA_MAX_POLL_INTERVAL_MS", 300_000, minimum=1000),
+            session_timeout_ms=env.int("KAFKA_SESSION_TIMEOUT_MS", 10_000, minimum=1000),
+            heartbeat_interval_ms=env.int("KAFKA_HEARTBEAT_INTERVAL_MS", 3_000, minimum=100),
+            batch_max_messages=env.int("KOE_BATCH_MAX_MESSAGES", 500, minimum=1),
+            batch_max_wait_ms=env.int("KOE_BATCH_MAX_WAIT_MS", 200, minimum=1),
+            max_invalid_in_row=env.int("KOE_MAX_INVALID_IN_ROW", 100, minimum=1),
+            retry_backoff_initial_s=env.float("KOE_RETRY_BACKOFF_INITIAL_S", 0.5, minimum=0.01),
+            retry_backoff_max_s=env.float("KOE_RETRY_BACKOFF_MAX_S", 30.0, minimum=0.01),
+        )
+
+
+class _Utf8Key(Serializer):
+    def serialize(self, topic: str, headers: Any, data: Any) -> bytes | None:
+        return None if data is None else str(data).encode("utf-8")
+
+
+def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
+    """A producer that waits for all in-sync replicas and keeps per-key order."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "client_id": settings.client_id,
+        "acks": "all",
+        "retries": 5,
+        # One request in flight per connection: a retried batch cannot overtake
+        # the next one, so a page's events stay in order.
+        "max_in_flight_requests_per_connection": 1,
+        "linger_ms": 5,
+        "key_serializer": _Utf8Key(),
+    }
+    options.update(overrides)
+    return KafkaProducer(**options)
+
+
+def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None = None) -> None:
+    """Create the topics of schemas/topics.yaml that do not exist yet."""
+    wanted = events.topics()
+    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), client_id="koe-topics")
+    try:
+        existing = set(admin.list_topics())
+        missing = [
+            NewTopic(
+                name,
+                spec["partitions"],
+                1,
+                topic_configs={"retention.ms": str(spec["retention_ms"])},
+            )
+            for name, spec in wanted.items()
+            if name not in existing and (names is None or name in names)
+        ]
+        if missing:
+            try:
+                admin.create_topics(missing)
+            except TopicAlreadyExistsError:
+                pass  # another process created it between list and create
+    finally:
+        admin.close()
+
+
+@dataclass
+class Message:
+    """One consumed message that passed decoding and schema validation."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    event: dict[str, Any]
+
+
+Handler = Callable[[list[Message]], None]
+
+
+@dataclass
+class _Batch:
+    messages: list[Message] = field(default_factory=list)
+    # first offset seen and next offset to commit, per partition
+    first: dict[TopicPartition, int] = field(default_factory=dict)
+    next: dict[TopicPartition, int] = field(default_factory=dict)
+
+    def note(self, tp: TopicPartition, offset: int) -> None:
+        self.first.setdefault(tp, offset)
+        self.next[tp] = offset + 1
+
+    def __bool__(self) -> bool:
+        return bool(self.next)
+
+
+class ConsumerLoop:
+    """Runs one consumer group member until stopped (SIGTERM/SIGINT or `stop()`)."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        *,
+        group_id: str,
+        topic: str,
+        dead_letter_topic: str,
+        handler: Handler,
+        after_commit: Callable[[], None] | None = None,
+    ):
+        self.settings = settings
+        self.group_id = group_id
+        self.topic = topic
+        self.dead_letter_topic = dead_letter_topic
+        self.handler = handler
+        self.after_commit = after_commit
+        self._stopping = threading.Event()
+        self._batch = _Batch()
+        self._invalid_in_row = 0
+        self._retrying = False
+        self.consumer: KafkaConsumer | None = None
+        self.dlq: KafkaProducer | None = None
+
+    def stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        s = self.settings
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=s.bootstrap_servers,
+            client_id=s.client_id,
+            group_id=self.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_interval_ms=s.max_poll_interval_ms,
+            session_timeout_ms=s.session_timeout_ms,
+            heartbeat_interval_ms=s.heartbeat_interval_ms,
+            max_poll_records=s.batch_max_messages,
+        )
+        self.dlq = make_producer(s)
+        self.consumer.subscribe([self.topic], listener=_FlushOnRevoke(self))
+        log.info("consumer started", extra={"group": self.group_id, "topic": self.topic})
+        if self.after_commit:
+            self.after_commit()  # finish what a previous run committed but did not publish
+        try:
+            while not self._stopping.is_set():
+                self._fill_batch()
+                self._process_batch()
+            self._process_batch()
+        finally:
+            self.consumer.close(autocommit=False)
+            self.dlq.close()
+            log.info("consumer stopped", extra={"group": self.group_id})
+
+    def _fill_batch(self) -> None:
+        assert self.consumer is not None
+        s = self.settings
+        deadline = time.monotonic() + s.batch_max_wait_ms / 1000
+        while not self._stopping.is_set():
+            room = s.batch_max_messages - len(self._batch.messages)
+            remaining_ms = int((deadline - time.monotonic()) * 1000)
+            if room <= 0 or remaining_ms <= 0:
+                return
+            records = self.consumer.poll(timeout_ms=remaining_ms, max_records=room)
+            for tp, batch in records.items():
+                for record in batch:
+                    self._take(tp, record)
+
+    def _take(self, tp: TopicPartition, record: Any) -> None:
+        self._batch.note(tp, record.offset)
+        try:
+            event = events.decode(record.value)
+            if event["type"] != self.topic:
+                raise events.InvalidEvent(
+                    f"type: {event['type']!r} does not belong on topic {self.topic}"
+                )
+        except events.InvalidEvent as exc:
+            self._dead_letter(tp, record, exc.reason)
+            return
+        self._invalid_in_row = 0
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        self._batch.messages.append(Message(tp.topic, tp.partition, record.offset, key, event))
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        """For handlers: a valid event that can never be processed (e.g. SMTP 550)."""
+        assert self.dlq is not None
+        self._send_dead_letter(
+            events.encode(message.event),
+            message.key,
+            reason,
+            message.topic,
+            message.partition,
+            message.offset,
+        )
+
+    def _dead_letter(self, tp: TopicPartition, record: Any, reason: str) -> None:
+        self._invalid_in_row += 1
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        self._send_dead_letter(record.value, key, reason, tp.topic, tp.partition, record.offset)
+        if self._invalid_in_row >= self.settings.max_invalid_in_row:
+            raise SystemExit(
+                f"{self._invalid_in_row} invalid messages in a row on {self.topic}: "
+                "stopping; is a producer sending the wrong format?"
+            )
+
+    def _send_dead_letter(
+        self,
+        value: bytes | None,
+        key: str | None,
+        reason: str,
+        topic: str,
+        partition: int,
+        offset: int,
+    ) -> None:
+        assert self.dlq is not None
+        log.warning(
+            "dead-lettered",
+            extra={"reason": reason, "topic": topic, "partition": partition, "offset": offset},
+        )
+        headers = [
+            ("koe-dlq-reason", reason.encode("utf-8")[:1000]),
+            ("koe-dlq-topic", topic.encode()),
+            ("koe-dlq-partition", str(partition).encode()),
+            ("koe-dlq-offset", str(offset).encode()),
+            ("koe-dlq-group", self.group_id.encode()),
+        ]
+        # The dead letter must be stored before the offset that skips it is committed.
+        self.dlq.send(
+            self.dead_letter_topic, key=key or "", value=value or b"", headers=headers
+        ).get(timeout=30)
+
+    def _process_batch(self) -> None:
+        """Hand the batch to the handler, retrying transient failures, then commit."""
+        assert self.consumer is not None
+        backoff = self.settings.retry_backoff_initial_s
+        while True:
+            batch = self._batch
+            if not batch:
+                return  # empty, or discarded by a rebalance during a retry
+            try:
+                if batch.messages:
+                    self.handler(batch.messages)
+                break
+            except (Retryable, OperationalError) as exc:
+                if self._stopping.is_set():
+                    # Shutting down mid-retry: leave offsets uncommitted; the next
+                    # member starts this batch again.
+                    self._batch = _Batch()
+                    return
+                log.warning(
+                    "transient failure, retrying",
+                    extra={"error": str(exc)[:500], "backoff_s": backoff},
+                )
+                self._wait(backoff)
+                backoff = min(backoff * 2, self.settings.retry_backoff_max_s)
+        self._batch = _Batch()
+        try:
+            self.consumer.commit(
+                {tp: OffsetAndMetadata(nxt, "", -1) for tp, nxt in batch.next.items()}
+            )
+        except CommitFailedError:
+            # The group moved on while we worked; the DB already has the batch and
+            # the new owner's redelivery is skipped by the idempotent handler.
+            log.warning("offset commit refused after a rebalance; redelivery is harmless")
+        if self.after_commit:
+            self.after_commit()
+
+    def _wait(self, seconds: float) -> None:
+        """Sleep while polling with every partition paused, so the group keeps us."""
+        assert self.consumer is not None
+        assignment = self.consumer.assignment()
+        self.consumer.pause(*assignment)
+        deadline = time.monotonic() + seconds
+        self._retrying = True
+        try:
+            while not self._stopping.is_set() and time.monotonic() < deadline:
+                records = self.consumer.poll(timeout_ms=min(500, int(seconds * 1000) + 1))
+                assert not records, "paused partitions returned records"
+        finally:
+            self._retrying = False
+            self.consumer.resume(*self.consumer.assignment())
+
+
+class _FlushOnRevoke(ConsumerRebalanceListener):
+    """Finish and commit the batch in hand before its partitions move elsewhere."""
+
+    def __init__(self, loop: ConsumerLoop):
+        self.loop = loop
+
+    def on_partitions_revoked(self, revoked: Any) -> None:
+        if self.loop._retrying:
+            # Mid-retry (e.g. database down): give the batch up uncommitted; the
+            # new owner of these partitions will deliver it again.
+            self.loop._batch = _Batch()
+            return
+        try:
+            self.loop._process_batch()
+        except Exception:
+            # Could not commit: the new owner will redeliver; handlers are idempotent.
+            log.exception("could not finish the batch before a rebalance")
+            self.loop._batch = _Batch()
+
+    def on_partitions_assigned(self, assigned: Any) -> None:
+        log.info("partitions assigned", extra={"partitions": sorted(str(tp) for tp in assigned)})

@@ -1,0 +1,35 @@
+"""`python -m koe_kit.topics`: create every topic in schemas/topics.yaml."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from kafka.errors import KafkaError
+
+from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+from koe_kit.kafka import ensure_topics
+
+
+def main() -> None:
+    env = EnvReader()
+    servers = env.list("KAFKA_BOOTSTRAP_SERVERS", hint="host:port[,host:port]")
+    wait_s = env.float("KOE_TOPICS_WAIT_S", 60.0, minimum=0)
+    try:
+        env.check()
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            ensure_topics(servers)
+            print("koe: topics ready")
+            return
+        except KafkaError as exc:
+            if time.monotonic() > deadline:
+                sys.exit(f"koe: cannot create topics on {servers}: {exc}")
+            time.sleep(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,90 @@
+"""Flask plumbing shared by the services: health checks, JSON errors, DB session."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, g, jsonify, request
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+from werkzeug.exceptions import HTTPException
+
+from koe_kit.db import ping, session_factory
+
+log = logging.getLogger(__name__)
+
+
+def init_db(app: Flask, engine: Engine) -> None:
+    """Bind an engine; views get a per-request session from `db_session()`."""
+    app.extensions["koe.engine"] = engine
+    app.extensions["koe.sessions"] = session_factory(engine)
+
+    @app.teardown_appcontext
+    def close_session(_exc: BaseException | None) -> None:
+        session = g.pop("koe_session", None)
+        if session is not None:
+            session.close()
+
+
+def db_session() -> Session:
+    from flask import current_app
+
+    if "koe_session" not in g:
+        g.koe_session = current_app.extensions["koe.sessions"]()
+    return g.koe_session
+
+
+def health_blueprint(extra_check: Callable[[], None] | None = None) -> Blueprint:
+    """/healthz: the process answers. /readyz: its database (and extras) answer too."""
+    bp = Blueprint("health", __name__)
+
+    @bp.get("/healthz")
+    def healthz():
+        return jsonify(status="ok")
+
+    @bp.get("/readyz")
+    def readyz():
+        from flask import current_app
+
+        try:
+            ping(current_app.extensions["koe.engine"])
+            if extra_check:
+                extra_check()
+        except Exception as exc:
+            log.warning("not ready", extra={"error": str(exc)[:300]})
+            return jsonify(status="unavailable", reason=type(exc).__name__), 503
+        return jsonify(status="ok")
+
+    return bp
+
+
+def init_json_errors(app: Flask) -> None:
+    """Every error answers JSON, and every response carries a request id."""
+
+    @app.before_request
+    def request_id() -> None:
+        incoming = request.headers.get("X-Request-Id", "")
+        # Only accept ids that are safe to echo and log.
+        g.request_id = incoming if _safe_id(incoming) else str(uuid.uuid4())
+
+    @app.after_request
+    def echo_request_id(response):
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        response = jsonify(error=exc.name, message=exc.description)
+        return response, exc.code or 500
+
+    @app.errorhandler(Exception)
+    def unexpected(exc: Exception):
+        log.exception("unhandled error", extra={"request_id": g.get("request_id")})
+        return jsonify(error="Internal Server Error", request_id=g.get("request_id")), 500
+
+
+def _safe_id(value: str) -> bool:
+    return 0 < len(value) <= 64 and all(c.isalnum() or c in "-_." for c in value)

@@ -1,0 +1,141 @@
+"""The consumer loop on a real broker: decode, dead-letter poison, commit after the handler."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+
+from koe_kit import events
+from koe_kit.kafka import ConsumerLoop, KafkaSettings, Retryable, ensure_topics, make_producer
+
+TOPIC = "koe.feedback.submitted.v1"
+DLQ = "koe.feedback.submitted.dlq.v1"
+EXAMPLE = Path(__file__).parents[3] / "schemas/examples/koe.feedback.submitted.v1/tsu-dx-page.json"
+
+
+def settings(broker) -> KafkaSettings:
+    return KafkaSettings(
+        bootstrap_servers=[broker.bootstrap],
+        client_id="test",
+        max_poll_interval_ms=3000,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+        batch_max_wait_ms=100,
+        retry_backoff_initial_s=0.1,
+        retry_backoff_max_s=0.2,
+    )
+
+
+def good_event(n: int) -> dict:
+    event = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    event["id"] = event["data"]["response_id"] = f"00000000-0000-4000-8000-{n:012d}"
+    return event
+
+
+def run_until(loop: ConsumerLoop, condition, timeout_s: float = 30) -> None:
+    thread = threading.Thread(target=loop.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout_s
+    while not condition() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    loop.stop()
+    thread.join(timeout=15)
+    assert not thread.is_alive(), "consumer did not stop"
+    assert condition(), "condition not reached before the timeout"
+
+
+def read_all(broker, topic: str) -> list:
+    consumer = KafkaConsumer(bootstrap_servers=[broker.bootstrap], enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    consumer.assign([tp])
+    consumer.seek_to_beginning(tp)
+    records = []
+    for _ in range(20):
+        for batch in consumer.poll(timeout_ms=200).values():
+            records.extend(batch)
+    consumer.close()
+    return records
+
+
+def test_poison_is_dead_lettered_and_valid_events_committed(broker):
+    ensure_topics([broker.bootstrap])
+    producer = make_producer(settings(broker))
+    producer.send(TOPIC, key="p1", value=events.encode(good_event(1)))
+    producer.send(TOPIC, key="p1", value=b"{not json")
+    wrong = good_event(2)
+    wrong["data"]["answers"] = {"findability": "maybe"}
+    producer.send(TOPIC, key="p1", value=json.dumps(wrong).encode())
+    producer.send(TOPIC, key="p1", value=events.encode(good_event(3)))
+    producer.flush()
+
+    seen: list[str] = []
+    loop = ConsumerLoop(
+        settings(broker),
+        group_id="g",
+        topic=TOPIC,
+        dead_letter_topic=DLQ,
+        handler=lambda batch: seen.extend(m.event["id"] for m in batch),
+    )
+    run_until(loop, lambda: len(seen) >= 2)
+    assert seen == [good_event(1)["id"], good_event(3)["id"]]
+
+    dead = read_all(broker, DLQ)
+    reasons = [dict(r.headers)["koe-dlq-reason"].decode() for r in dead]
+    assert len(dead) == 2
+    assert reasons[0].startswith("not JSON")
+    assert "data.answers.findability" in reasons[1]
+    assert dead[0].value == b"{not json"
+
+    # Offsets were committed: the same group starts after the last message.
+    again: list[str] = []
+    loop = ConsumerLoop(
+        settings(broker),
+        group_id="g",
+        topic=TOPIC,
+        dead_letter_topic=DLQ,
+        handler=lambda batch: again.extend(m.event["id"] for m in batch),
+    )
+    producer.send(TOPIC, key="p1", value=events.encode(good_event(4)))
+    producer.flush()
+    run_until(loop, lambda: len(again) >= 1)
+    assert again == [good_event(4)["id"]]
+
+
+def test_transient_failure_is_retried_not_skipped(broker):
+    ensure_topics([broker.bootstrap])
+    producer = make_producer(settings(broker))
+    producer.send(TOPIC, key="p1", value=events.encode(good_event(1)))
+    producer.flush()
+    attempts: list[int] = []
+    done: list[str] = []
+
+    def flaky(batch):
+        attempts.append(len(batch))
+        if len(attempts) < 3:
+            raise Retryable("database is down")
+        done.extend(m.event["id"] for m in batch)
+
+    loop = ConsumerLoop(
+        settings(broker), group_id="g", topic=TOPIC, dead_letter_topic=DLQ, handler=flaky
+    )
+    run_until(loop, lambda: bool(done))
+    assert attempts == [1, 1, 1]
+    assert done == [good_event(1)["id"]]
+
+
+def test_too_many_invalid_in_a_row_stops_the_consumer(broker):
+    ensure_topics([broker.bootstrap])
+    producer = make_producer(settings(broker))
+    for _ in range(3):
+        producer.send(TOPIC, key="p", value=b"garbage")
+    producer.flush()
+    s = settings(broker)
+    s = KafkaSettings(**{**s.__dict__, "max_invalid_in_row": 3})
+    loop = ConsumerLoop(s, group_id="g", topic=TOPIC, dead_letter_topic=DLQ, handler=print)
+    with pytest.raises(SystemExit, match="3 invalid messages in a row"):
+        loop.run()

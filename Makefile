@@ -20,7 +20,7 @@ $(STAMP): requirements-dev.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 venv: $(STAMP) ## install koe and its tools into .venv
 
 run: $(STAMP) ## start koe locally, no Docker (broker, SQLite, SMTP sink, every service)
-	$(BIN)/python scripts/run_local.py
+	$(BIN)/python -m koe_kit.local_stack
 
 test: $(STAMP) ## run the whole test suite on real parts (PostgreSQL, broker, SMTP)
 	$(BIN)/python -m pytest

@@ -37,6 +37,11 @@ FAST_KAFKA_ENV = {
 }
 
 
+@pytest.fixture
+def fast_kafka_env() -> dict[str, str]:
+    return dict(FAST_KAFKA_ENV)
+
+
 @pytest.fixture(scope="session")
 def pg_admin():
     engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")

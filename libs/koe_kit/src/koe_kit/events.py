@@ -77,8 +77,11 @@ def validate(event: dict[str, Any]) -> None:
         raise InvalidEvent("type: missing or not a string")
     error = next(iter(sorted(_validator(event_type).iter_errors(event), key=str)), None)
     if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(event)"
-        raise InvalidEvent(f"{where}: {error.message}")
+        path = [str(p) for p in error.absolute_path]
+        if error.validator == "required":
+            # Name the missing field itself, not its parent.
+            path += [next(k for k in error.validator_value if k not in error.instance)]
+        raise InvalidEvent(f"{'.'.join(path) or '(event)'}: {error.message}")
 
 
 def make_event(

@@ -1,0 +1,142 @@
+"""Aggregator throughput and memory.
+
+1. Throughput: N schema-valid events on koe.feedback.submitted.v1; a raw
+   kafka-python consumer (group join, poll, nothing else) reads them all, then
+   the real aggregator consumer process (PostgreSQL, default batch settings)
+   counts them all. Rates are measured from the first event handled to the last,
+   so the group join does not count. Target: aggregator ≥ 0.5x raw.
+2. Memory (--memory-events, e.g. 1000000): the aggregator's RSS after 10k events
+   and after all of them. Target: flat within 10%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import sys
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from common import migrate, pg_database, process, rss_mib, wait
+from kafka import KafkaConsumer, KafkaProducer
+from sqlalchemy import create_engine, text
+
+from koe_directory import page_id_for_url
+from koe_kit import events
+from koe_kit.kafka import ensure_topics
+from koe_kit.local_broker import LocalBroker
+
+TOPIC = "koe.feedback.submitted.v1"
+FAST = {
+    "KAFKA_MAX_POLL_INTERVAL_MS": "3000",
+    "KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+def produce(bootstrap: str, count: int, pages: int) -> None:
+    rng = random.Random(1)
+    now = datetime.now(UTC)
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks=1, linger_ms=20,
+                             batch_size=256 * 1024)
+    urls = [f"https://www.info.city.tsu.mie.jp/bench/{n}.html" for n in range(pages)]
+    for i in range(count):
+        url = urls[i % pages]
+        page_id = page_id_for_url(url)
+        response_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        event = events.make_event(
+            TOPIC, source="koe/bench", subject=page_id, event_id=response_id,
+            time=now - timedelta(minutes=rng.randrange(60 * 24 * 90)),
+            data={"response_id": response_id, "page_id": page_id, "page_url": url,
+                  "page_title": f"ページ {i % pages}", "division": None, "locale": "ja",
+                  "answers": {q: rng.choice(("yes", "yes", "neutral", "no"))
+                              for q in ("findability", "clarity", "usefulness")}},
+        )
+        producer.send(TOPIC, key=page_id.encode(), value=events.encode(event))
+    producer.flush()
+    producer.close()
+
+
+def raw_rate(bootstrap: str, count: int) -> float:
+    consumer = KafkaConsumer(TOPIC, bootstrap_servers=[bootstrap], group_id="raw-baseline",
+                             enable_auto_commit=False, auto_offset_reset="earliest",
+                             max_poll_records=500, max_poll_interval_ms=3000,
+                             session_timeout_ms=3000, heartbeat_interval_ms=500)
+    seen, first = 0, None
+    while seen < count:
+        for batch in consumer.poll(timeout_ms=500).values():
+            first = first or time.monotonic()
+            seen += len(batch)
+    rate = seen / (time.monotonic() - first)
+    consumer.close()
+    return rate
+
+
+def processed(engine) -> int:
+    with engine.connect() as c:
+        return c.execute(text("SELECT count(*) FROM processed_events")).scalar_one()
+
+
+def aggregator_run(bootstrap: str, url: str, count: int, memory_marks: tuple[int, ...] = ()):
+    migrate("aggregator", url)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    env = {"DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **FAST}
+    memory = {}
+    with process([sys.executable, "-m", "aggregator.consumer"], env) as proc:
+        wait(lambda: processed(engine) > 0, 120, "the aggregator's first batch")
+        start, done_at_start = time.monotonic(), processed(engine)
+        for mark in memory_marks:
+            wait(lambda mark=mark: processed(engine) >= mark, 3600, f"{mark} events")
+            memory[mark] = rss_mib(proc.pid)
+        wait(lambda: processed(engine) >= count, 3600, "every event counted")
+        rate = (count - done_at_start) / (time.monotonic() - start)
+        memory["end"] = rss_mib(proc.pid)
+    engine.dispose()
+    return rate, memory
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--pages", type=int, default=2_000)
+    parser.add_argument("--memory-events", type=int, default=0,
+                        help="also measure memory from 10k to this many events (e.g. 1000000)")
+    args = parser.parse_args()
+
+    broker = LocalBroker().start()
+    try:
+        ensure_topics([broker.bootstrap])
+        t = time.monotonic()
+        produce(broker.bootstrap, args.events, args.pages)
+        print(f"aggregator: {args.events:,} events over {args.pages:,} pages "
+              f"(produced in {time.monotonic() - t:.1f}s)")
+        raw = raw_rate(broker.bootstrap, args.events)
+        with pg_database() as url:
+            agg, _ = aggregator_run(broker.bootstrap, url, args.events)
+        print(f"  raw kafka-python consumer  {raw:10,.0f} events/s")
+        print(f"  aggregator (PostgreSQL)    {agg:10,.0f} events/s")
+        print(f"  ratio aggregator/raw: {agg / raw:.2f}x (target ≥ 0.50x)")
+    finally:
+        broker.stop()
+
+    if args.memory_events:
+        broker = LocalBroker().start()
+        try:
+            ensure_topics([broker.bootstrap])
+            produce(broker.bootstrap, args.memory_events, args.pages)
+            with pg_database() as url:
+                _, memory = aggregator_run(broker.bootstrap, url, args.memory_events,
+                                           memory_marks=(10_000,))
+            growth = memory["end"] / memory[10_000]
+            print(f"aggregator memory (RSS): {memory[10_000]:.1f} MiB after 10,000 events, "
+                  f"{memory['end']:.1f} MiB after {args.memory_events:,} "
+                  f"({growth:.2f}x; target ≤ 1.10x)")
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    main()

@@ -1,0 +1,86 @@
+"""Ingest throughput: the feedback API (validation + PostgreSQL + outbox) against a
+bare Flask endpoint, both under gunicorn with the same settings, loaded by wrk
+from a second process on loopback. Target: koe ≥ 0.6x the bare endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from common import REPO, free_port, migrate, pg_database, process
+
+BODY = {
+    "page_url": "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+    "page_title": "津市の自治体DX取組状況",
+    "division": "somu-dx",
+    "answers": {"findability": "yes", "clarity": "neutral", "usefulness": "no"},
+    "locale": "ja",
+}
+
+
+def wrk(url: str, seconds: int, connections: int) -> dict:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    body = json.dumps(BODY, ensure_ascii=False).replace("\\", "\\\\").replace('"', '\\"')
+    script.write_text(
+        'wrk.method = "POST"\n'
+        f'wrk.body = "{body}"\n'
+        'wrk.headers["Content-Type"] = "application/json"\n',
+        encoding="utf-8",
+    )
+    out = subprocess.run(
+        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
+         "-s", str(script), url],
+        capture_output=True, text=True, check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
+    p99 = re.search(r"99%\s+([\d.]+\w+)", out).group(1)
+    non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    return {"rps": rps, "p50": p50, "p99": p99, "errors": int(non2xx.group(1)) if non2xx else 0}
+
+
+def gunicorn(app: str, port: int, workers: int) -> list[str]:
+    return [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
+            "--workers", str(workers), "--log-level", "warning"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=16)
+    parser.add_argument("--workers", type=int, default=4)
+    args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("bench: needs wrk (apt-get install -y wrk)")
+
+    port = free_port()
+    with process(gunicorn("bare_app:app", port, args.workers), {"PYTHONPATH": str(REPO / "bench")}, port):
+        bare = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
+
+    with pg_database() as url:
+        migrate("feedback", url)
+        env = {
+            "DATABASE_URL": url,
+            "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
+            "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+        }
+        port = free_port()
+        with process(gunicorn("feedback.wsgi:app", port, args.workers), env, port):
+            koe = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
+
+    print(f"ingest, gunicorn --workers {args.workers}, wrk -c {args.connections} "
+          f"for {args.seconds}s each, PostgreSQL")
+    for name, r in (("bare Flask", bare), ("koe feedback", koe)):
+        print(f"  {name:13} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
+              f"  non-2xx {r['errors']}")
+    print(f"  ratio koe/bare: {koe['rps'] / bare['rps']:.2f}x (target ≥ 0.60x)")
+
+
+if __name__ == "__main__":
+    main()

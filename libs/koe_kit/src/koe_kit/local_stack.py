@@ -1,0 +1,231 @@
+"""`make run`: koe on one machine without Docker, and the same launcher for the
+end-to-end tests.
+
+Starts whatever the environment does not already point at: a Kafka-protocol
+broker (Tansu, memory-only) unless KAFKA_BOOTSTRAP_SERVERS is set, an SMTP sink
+keeping every mail under var/mail/ unless SMTP_HOST is set, SQLite databases
+under var/ unless <SERVICE>_DATABASE_URL is set; then creates the topics,
+migrates each service's database, and runs every koe process (the web apps
+under gunicorn). Ctrl-C (or SIGTERM) stops everything it started.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from koe_kit.local_broker import LocalBroker, wait_for_port
+
+SERVICES = ("feedback", "aggregator", "notifier")
+DEFAULT_PORTS = {"feedback": 8000, "aggregator": 8001, "notifier": 8002}
+
+# Tansu answers a JoinGroup only after about half the rebalance timeout
+# (ENVIRONMENT.md); with kafka-python's 300 s default a consumer would sit
+# for minutes. Only applied when we start Tansu ourselves.
+TANSU_TIMINGS = {
+    "KAFKA_MAX_POLL_INTERVAL_MS": "3000",
+    "KAFKA_SESSION_TIMEOUT_MS": "3000",
+    "KAFKA_HEARTBEAT_INTERVAL_MS": "500",
+}
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    port: int | None = None
+    popen: subprocess.Popen[bytes] | None = None
+
+
+@dataclass
+class LocalStack:
+    """Every koe process, started from one environment mapping."""
+
+    env: dict[str, str]
+    var_dir: Path
+    processes: dict[str, Process] = field(default_factory=dict)
+    broker: LocalBroker | None = None
+    sink: subprocess.Popen[bytes] | None = None
+    token_generated: bool = False
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], var_dir: Path) -> LocalStack:
+        return cls(dict(env), var_dir)
+
+    # -- infrastructure -------------------------------------------------------------
+
+    def start_infrastructure(self) -> None:
+        self.var_dir.mkdir(parents=True, exist_ok=True)
+        (self.var_dir / "log").mkdir(exist_ok=True)
+        if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            port = int(self.env.get("KOE_BROKER_PORT", "9092"))
+            self.broker = LocalBroker(port, self.var_dir / "log" / "broker.log").start()
+            self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
+            for name, value in TANSU_TIMINGS.items():
+                self.env.setdefault(name, value)
+        if not self.env.get("SMTP_HOST"):
+            port = self.env.get("SMTP_PORT", "1025")
+            self.sink = subprocess.Popen(
+                [sys.executable, "-m", "koe_kit.smtp_sink", "--port", port,
+                 "--dir", str(self.var_dir / "mail")],
+                stdout=subprocess.DEVNULL,
+            )
+            wait_for_port("127.0.0.1", int(port))
+            self.env["SMTP_HOST"] = "127.0.0.1"
+            self.env["SMTP_PORT"] = port
+        if not self.env.get("KOE_API_TOKEN"):
+            self.env["KOE_API_TOKEN"] = self._local_token()
+            self.token_generated = True
+        self.env.setdefault(
+            "KOE_ALLOWED_ORIGINS",
+            "http://localhost:{0},http://127.0.0.1:{0},https://www.info.city.tsu.mie.jp".format(
+                self.port("feedback")
+            ),
+        )
+        self._run([sys.executable, "-m", "koe_kit.topics"], self.env)
+        for service in SERVICES:
+            self._run([sys.executable, "-m", f"{service}.migrate"], self.service_env(service))
+
+    def _local_token(self) -> str:
+        """A token kept under var/ so it survives restarts of `make run`."""
+        path = self.var_dir / "api-token"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
+            path.chmod(0o600)
+        return path.read_text(encoding="utf-8").strip()
+
+    def port(self, service: str) -> int:
+        return int(self.env.get(f"KOE_{service.upper()}_PORT", DEFAULT_PORTS[service]))
+
+    def service_env(self, service: str) -> dict[str, str]:
+        env = dict(self.env)
+        env["DATABASE_URL"] = self.env.get(
+            f"{service.upper()}_DATABASE_URL", f"sqlite:///{self.var_dir / service}.db"
+        )
+        return env
+
+    @staticmethod
+    def _run(argv: list[str], env: Mapping[str, str]) -> None:
+        result = subprocess.run(argv, env=dict(env), capture_output=True, text=True)
+        if result.returncode != 0:
+            raise SystemExit(f"koe: {' '.join(argv)} failed:\n{result.stderr or result.stdout}")
+
+    # -- koe processes --------------------------------------------------------------
+
+    def define_processes(self) -> None:
+        workers = self.env.get("KOE_WEB_WORKERS", "2")
+        for service in SERVICES:
+            env = self.service_env(service)
+            port = self.port(service)
+            self.processes[f"{service}-web"] = Process(
+                f"{service}-web",
+                [sys.executable, "-m", "gunicorn", f"{service}.wsgi:app",
+                 "--bind", f"127.0.0.1:{port}", "--workers", workers,
+                 "--graceful-timeout", "10"],
+                env,
+                port,
+            )
+        self.processes["feedback-relay"] = Process(
+            "feedback-relay", [sys.executable, "-m", "feedback.relay"],
+            self.service_env("feedback"),
+        )
+        self.processes["aggregator-consumer"] = Process(
+            "aggregator-consumer", [sys.executable, "-m", "aggregator.consumer"],
+            self.service_env("aggregator"),
+        )
+        self.processes["notifier-consumer"] = Process(
+            "notifier-consumer", [sys.executable, "-m", "notifier.consumer"],
+            self.service_env("notifier"),
+        )
+
+    def start(self, name: str) -> None:
+        process = self.processes[name]
+        log = open(self.var_dir / "log" / f"{name}.log", "ab")  # noqa: SIM115
+        process.popen = subprocess.Popen(process.argv, env=process.env, stdout=log, stderr=log)
+        log.close()
+
+    def start_all(self) -> None:
+        self.define_processes()
+        for name in self.processes:
+            self.start(name)
+        for process in self.processes.values():
+            if process.port:
+                wait_for_port("127.0.0.1", process.port, timeout_s=30)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        popen = self.processes[name].popen
+        if popen and popen.poll() is None:
+            popen.send_signal(sig)
+            popen.wait(timeout=30)
+
+    def dead(self) -> list[str]:
+        return [n for n, p in self.processes.items() if p.popen and p.popen.poll() is not None]
+
+    def stop(self) -> None:
+        for process in self.processes.values():
+            if process.popen and process.popen.poll() is None:
+                process.popen.terminate()
+        for process in self.processes.values():
+            if process.popen:
+                try:
+                    process.popen.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    process.popen.kill()
+        if self.sink:
+            self.sink.terminate()
+            self.sink.wait(timeout=10)
+        if self.broker:
+            self.broker.stop()
+
+
+def main() -> None:
+    var_dir = Path(os.environ.get("KOE_VAR_DIR", "var")).resolve()
+    stack = LocalStack.from_env(os.environ, var_dir)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        stack.start_infrastructure()
+        stack.start_all()
+        _print_banner(stack)
+        while True:
+            dead = stack.dead()
+            if dead:
+                print(f"koe: {', '.join(dead)} stopped unexpectedly; see {var_dir}/log/",
+                      file=sys.stderr)
+                raise SystemExit(1)
+            time.sleep(1)
+    except KeyboardInterrupt:
+        print("\nkoe: stopping…")
+    finally:
+        stack.stop()
+
+
+def _print_banner(stack: LocalStack) -> None:
+    env = stack.env
+    print(f"""
+koe is running (Ctrl-C stops everything).
+
+  feedback API     http://127.0.0.1:{stack.port('feedback')}/api/v1/feedback
+  stats API        http://127.0.0.1:{stack.port('aggregator')}/api/v1/pages
+  notifier health  http://127.0.0.1:{stack.port('notifier')}/healthz
+  Kafka            {env['KAFKA_BOOTSTRAP_SERVERS']}
+  SMTP             {env['SMTP_HOST']}:{env['SMTP_PORT']}  (mail kept in {stack.var_dir}/mail/)
+  logs             {stack.var_dir}/log/
+""", flush=True)
+    if stack.token_generated:
+        # Printed only when we made it: a token the operator set stays theirs.
+        print(f"""  stats API token  {env['KOE_API_TOKEN']}  (kept in {stack.var_dir}/api-token)
+    curl -H "Authorization: Bearer {env['KOE_API_TOKEN']}" \\
+         http://127.0.0.1:{stack.port('aggregator')}/api/v1/pages
+""", flush=True)
+
+
+if __name__ == "__main__":
+    main()

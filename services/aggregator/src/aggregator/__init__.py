@@ -1,0 +1,1 @@
+"""koe aggregator: per-page satisfaction counts, the drop rule, and the stats API."""

@@ -1,0 +1,97 @@
+"""Every aggregator knob, read from the environment in one place.
+
+The stats API and the consumer share one `Settings`; each asks only for what it
+needs: the API requires `KOE_API_TOKEN` (an unset token must stop it, never
+leave it open) and must start without Kafka; the consumer requires Kafka.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from koe_kit.config import ConfigError, EnvReader
+from koe_kit.kafka import KafkaSettings
+
+from aggregator.drop_rule import DropRule
+
+MIN_TOKEN_LENGTH = 16
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = "sqlite:///var/aggregator.db"
+    api_token: str | None = None
+    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
+    consumer_group: str = "aggregator"
+    drop_rule: DropRule = DropRule()
+    kafka: KafkaSettings | None = None
+
+
+def _zone(raw: str) -> ZoneInfo:
+    try:
+        return ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError("not a known IANA time zone") from None
+
+
+def load_settings(
+    env: Mapping[str, str] | None = None, *, need_token: bool = False, need_kafka: bool = False
+) -> Settings:
+    """Raise ConfigError naming every missing or invalid variable."""
+    reader = EnvReader(env)
+    database_url = reader.str("DATABASE_URL", "sqlite:///var/aggregator.db")
+    token = reader.str("KOE_API_TOKEN", None)
+    timezone_name = reader.str("KOE_TIMEZONE", "Asia/Tokyo")
+    try:
+        timezone = _zone(timezone_name)
+    except ValueError as exc:
+        reader.problems.append(f"KOE_TIMEZONE={timezone_name!r} is invalid: {exc} (e.g. Asia/Tokyo)")
+        timezone = ZoneInfo("Asia/Tokyo")
+    group = reader.str("KOE_CONSUMER_GROUP", "aggregator")
+    defaults = DropRule()
+    rule = DropRule(
+        recent_days=reader.int("KOE_ALERT_RECENT_DAYS", defaults.recent_days, minimum=1),
+        baseline_days=reader.int("KOE_ALERT_BASELINE_DAYS", defaults.baseline_days, minimum=1),
+        min_n_recent=reader.int("KOE_ALERT_MIN_N_RECENT", defaults.min_n_recent, minimum=1),
+        min_n_baseline=reader.int("KOE_ALERT_MIN_N_BASELINE", defaults.min_n_baseline, minimum=1),
+        min_drop_points=reader.float(
+            "KOE_ALERT_MIN_DROP_POINTS", defaults.min_drop_points, minimum=0, maximum=100
+        ),
+        alpha=reader.float("KOE_ALERT_ALPHA", defaults.alpha, minimum=1e-9, maximum=1),
+        cooldown_days=reader.int("KOE_ALERT_COOLDOWN_DAYS", defaults.cooldown_days, minimum=0),
+    )
+    kafka = KafkaSettings.from_env(reader, client_id="koe-aggregator") if need_kafka else None
+    if need_token:
+        problem = token_problem(token)
+        if problem:
+            reader.problems.append(problem)
+    reader.check()
+    return Settings(
+        database_url=database_url,
+        api_token=token,
+        timezone=timezone,
+        consumer_group=group,
+        drop_rule=rule,
+        kafka=kafka,
+    )
+
+
+def token_problem(token: str | None) -> str | None:
+    if not token:
+        return (
+            "KOE_API_TOKEN is required: the stats API never runs open "
+            f"(set a random secret of at least {MIN_TOKEN_LENGTH} characters)"
+        )
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"KOE_API_TOKEN is too short: use at least {MIN_TOKEN_LENGTH} characters"
+    return None
+
+
+def require_token(settings: Settings) -> str:
+    problem = token_problem(settings.api_token)
+    if problem:
+        raise ConfigError([problem])
+    assert settings.api_token is not None
+    return settings.api_token

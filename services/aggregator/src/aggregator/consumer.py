@@ -1,0 +1,98 @@
+"""`python -m aggregator.consumer`: count feedback events and publish drop alerts.
+
+Consumer group `aggregator` (KOE_CONSUMER_GROUP) on koe.feedback.submitted.v1;
+poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
+loop commits offsets only after it, then the outbox publisher sends new alerts.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from koe_kit.config import ConfigError, exit_on_config_error
+from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
+from koe_kit.logs import setup_logging
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from aggregator.config import Settings, load_settings
+from aggregator.ingest import handle_batch
+from aggregator.outbox import OutboxPublisher
+
+log = logging.getLogger(__name__)
+
+TOPIC = "koe.feedback.submitted.v1"
+DEAD_LETTER_TOPIC = "koe.feedback.submitted.dlq.v1"
+
+
+class BatchHandler:
+    """The ConsumerLoop handler: one transaction per batch, idempotent by event id."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        settings: Settings,
+        publisher: OutboxPublisher | None = None,
+    ):
+        self.sessions = sessions
+        self.settings = settings
+        self.publisher = publisher
+
+    def __call__(self, messages: list[Message]) -> None:
+        try:
+            with transaction(self.sessions) as session:
+                result = handle_batch(
+                    session,
+                    [m.event for m in messages],
+                    timezone=self.settings.timezone,
+                    rule=self.settings.drop_rule,
+                )
+        except IntegrityError as exc:
+            # Another member (mid-rebalance) counted some of these events first;
+            # the retry's SELECT sees them and skips them.
+            raise Retryable(f"concurrent insert: {exc.orig}") from exc
+        if result.alerts and self.publisher is not None:
+            self.publisher.note_pending()
+        log.debug("batch counted", extra={"counted": result.counted, "skipped": result.skipped})
+
+
+def build_loop(settings: Settings) -> tuple[ConsumerLoop, OutboxPublisher]:
+    """The loop and its publisher; the caller closes `publisher.producer` after run()."""
+    assert settings.kafka is not None
+    engine = make_engine(settings.database_url)
+    sessions = session_factory(engine)
+    # Do not hold the loop for minutes when the broker is away: the outbox keeps the
+    # alert. A send that fails must also leave the producer's buffer (delivery
+    # timeout below the publisher's wait), or it would linger and block close().
+    producer = make_producer(
+        settings.kafka, max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=20_000
+    )
+    publisher = OutboxPublisher(sessions, producer)
+    loop = ConsumerLoop(
+        settings.kafka,
+        group_id=settings.consumer_group,
+        topic=TOPIC,
+        dead_letter_topic=DEAD_LETTER_TOPIC,
+        handler=BatchHandler(sessions, settings, publisher),
+        after_commit=publisher,
+    )
+    return loop, publisher
+
+
+def main() -> None:
+    try:
+        settings = load_settings(need_kafka=True)
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    setup_logging("aggregator")
+    loop, publisher = build_loop(settings)
+    loop.install_signal_handlers()
+    try:
+        loop.run()
+    finally:
+        publisher.producer.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""Drop rule v1: did a page's satisfaction drop, per question? Pure, no I/O.
+
+For a page, as_of is the latest event day the batch brought for it. The recent
+window is the `recent_days` days ending at as_of; the baseline window is the
+`baseline_days` days just before it. A question fires when all hold:
+
+- n_recent ≥ min_n_recent (10) and n_baseline ≥ min_n_baseline (20): below
+  that, a few unhappy visitors on a quiet page would look like a collapse. A
+  week of at least 10 answers is reachable for pages that matter; the baseline
+  is four times longer, so it must be steadier.
+- the score fell by at least min_drop_points (15 points, on 0–100): smaller
+  moves are within what divisions can act on and would make the email noise.
+- a one-sided two-proportion score test (pooled z test on the satisfaction
+  proportion p = (yes + 0.5·neutral) / n) says recent < baseline with
+  p-value < alpha (0.05). The pooled standard error is the score test's, which
+  behaves on small samples; the minimum n keeps the normal approximation honest.
+- the question did not alert for this page in the last cooldown_days (7)
+  event days: one problem, one email, not one per response. 7 days is one
+  recent window, so a persisting drop is reported again at most weekly.
+
+Questions that fire together make one alert for the page. The alert id is a
+uuid5 over (page, sorted questions, recent window), so replaying the same
+events yields the same id and the notifier emails once.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+
+from aggregator.scoring import QUESTIONS, Tally, Window, question_score
+
+ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:koe:alerts")
+
+
+@dataclass(frozen=True)
+class DropRule:
+    recent_days: int = 7
+    baseline_days: int = 28
+    min_n_recent: int = 10
+    min_n_baseline: int = 20
+    min_drop_points: float = 15.0
+    alpha: float = 0.05
+    cooldown_days: int = 7
+
+    def windows(self, as_of: date) -> tuple[Window, Window]:
+        recent = Window(as_of - timedelta(days=self.recent_days - 1), as_of)
+        assert recent.start is not None
+        baseline_end = recent.start - timedelta(days=1)
+        baseline = Window(baseline_end - timedelta(days=self.baseline_days - 1), baseline_end)
+        return recent, baseline
+
+    def first_day(self, as_of: date) -> date:
+        """The earliest day the rule reads for as_of."""
+        start = self.windows(as_of)[1].start
+        assert start is not None
+        return start
+
+
+@dataclass(frozen=True)
+class QuestionDrop:
+    question: str
+    recent: Tally
+    baseline: Tally
+    drop_points: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class DropAlert:
+    alert_id: str
+    page_id: str
+    as_of: date
+    recent: Window
+    baseline: Window
+    questions: list[QuestionDrop] = field(default_factory=list)
+
+
+def one_sided_p_value(recent: Tally, baseline: Tally) -> float:
+    """P(recent ≤ observed | no drop): pooled two-proportion z test, upper tail."""
+    n_r, n_b = recent.n, baseline.n
+    if n_r == 0 or n_b == 0:
+        return 1.0
+    pooled = (recent.satisfied + baseline.satisfied) / (n_r + n_b)
+    variance = pooled * (1 - pooled) * (1 / n_r + 1 / n_b)
+    if variance <= 0:
+        return 1.0  # everyone equally (un)satisfied in both windows: no evidence of a drop
+    z = (baseline.satisfied / n_b - recent.satisfied / n_r) / math.sqrt(variance)
+    return 0.5 * math.erfc(z / math.sqrt(2))
+
+
+def alert_id_for(page_id: str, questions: Iterable[str], recent: Window) -> str:
+    key = "|".join([page_id, ",".join(sorted(questions)), str(recent.start), str(recent.end)])
+    return str(uuid.uuid5(ALERT_NAMESPACE, key))
+
+
+def evaluate(
+    page_id: str,
+    daily: Iterable[tuple[date, str, Tally]],
+    as_of: date,
+    rule: DropRule,
+    last_alert_days: Mapping[str, date] | None = None,
+) -> DropAlert | None:
+    """One page: the alert that fires at as_of, or None.
+
+    `daily` holds (day, question, tally) rows; days outside the two windows are
+    ignored. `last_alert_days` maps a question to the as_of of its last alert.
+    """
+    recent_window, baseline_window = rule.windows(as_of)
+    recent: dict[str, Tally] = {}
+    baseline: dict[str, Tally] = {}
+    for day, question, tally in daily:
+        if recent_window.contains(day):
+            recent[question] = recent.get(question, Tally()) + tally
+        elif baseline_window.contains(day):
+            baseline[question] = baseline.get(question, Tally()) + tally
+    last_alert_days = last_alert_days or {}
+    fired: list[QuestionDrop] = []
+    for question in QUESTIONS:
+        r, b = recent.get(question, Tally()), baseline.get(question, Tally())
+        if r.n < rule.min_n_recent or b.n < rule.min_n_baseline:
+            continue
+        last = last_alert_days.get(question)
+        if last is not None and (as_of - last).days < rule.cooldown_days:
+            continue
+        score_r, score_b = question_score(r), question_score(b)
+        assert score_r is not None and score_b is not None
+        drop = score_b - score_r
+        if drop < rule.min_drop_points:
+            continue
+        p_value = one_sided_p_value(r, b)
+        if p_value >= rule.alpha:
+            continue
+        fired.append(QuestionDrop(question, r, b, drop, p_value))
+    if not fired:
+        return None
+    return DropAlert(
+        alert_id=alert_id_for(page_id, (q.question for q in fired), recent_window),
+        page_id=page_id,
+        as_of=as_of,
+        recent=recent_window,
+        baseline=baseline_window,
+        questions=fired,
+    )

@@ -1,0 +1,109 @@
+"""Publishing the alert outbox: after each committed batch, send what is unsent.
+
+The alert rows were committed with the counts that caused them, so an alert
+exists exactly when its counts do. Publishing happens afterwards and may fail
+(broker down): the rows then stay unsent and go out after the next batch or at
+the next start. A crash between send and marking sent publishes the alert a
+second time with the same id; the notifier emails once per alert id.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+
+from kafka.errors import KafkaError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from koe_kit.db import transaction
+
+from aggregator.ingest import ALERTS_TOPIC
+from aggregator.models import AlertOutbox
+
+log = logging.getLogger(__name__)
+
+
+class OutboxPublisher:
+    """The ConsumerLoop's after_commit hook.
+
+    It only looks at the table when there may be something to send (at start,
+    after a batch that wrote alerts, after a failed attempt), so the common
+    batch without alerts costs no query.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        producer,
+        *,
+        topic: str = ALERTS_TOPIC,
+        chunk: int = 100,
+        send_timeout_s: float = 30.0,
+    ):
+        self.sessions = sessions
+        self.producer = producer
+        self.topic = topic
+        self.chunk = chunk
+        self.send_timeout_s = send_timeout_s
+        self.maybe_pending = True
+
+    def note_pending(self) -> None:
+        self.maybe_pending = True
+
+    def __call__(self) -> int:
+        """Send unsent alerts; return how many went out. Never raises for an outage."""
+        if not self.maybe_pending:
+            return 0
+        try:
+            return self._publish()
+        except OperationalError as exc:
+            # The counts are committed; the alerts wait in the outbox for the next call.
+            log.warning("outbox unreadable, will retry", extra={"error": str(exc)[:300]})
+            return 0
+
+    def _publish(self) -> int:
+        sent_total = 0
+        while True:
+            with transaction(self.sessions) as session:
+                rows = session.execute(
+                    select(AlertOutbox.id, AlertOutbox.page_id, AlertOutbox.payload)
+                    .where(AlertOutbox.sent_at.is_(None))
+                    .order_by(AlertOutbox.id)
+                    .limit(self.chunk)
+                ).all()
+            if not rows:
+                self.maybe_pending = False
+                return sent_total
+            sent = self._send(rows)
+            if sent:
+                with transaction(self.sessions) as session:
+                    session.execute(
+                        update(AlertOutbox)
+                        .where(AlertOutbox.id.in_(sent))
+                        .values(sent_at=datetime.now(UTC))
+                    )
+                sent_total += len(sent)
+            if len(sent) < len(rows):
+                return sent_total  # the broker failed; maybe_pending stays set for next time
+            if len(rows) < self.chunk:
+                self.maybe_pending = False
+                return sent_total
+
+    def _send(self, rows) -> list[int]:
+        sent: list[int] = []
+        try:
+            futures = [
+                (row.id, self.producer.send(self.topic, key=row.page_id, value=row.payload.encode()))
+                for row in rows
+            ]
+            for row_id, future in futures:
+                future.get(timeout=self.send_timeout_s)
+                sent.append(row_id)
+        except KafkaError as exc:
+            log.warning(
+                "could not publish alerts; they stay in the outbox",
+                extra={"error": str(exc)[:300], "unsent": len(rows) - len(sent)},
+            )
+        return sent

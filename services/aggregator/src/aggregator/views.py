@@ -1,0 +1,76 @@
+"""The stats API: /api/v1/pages and /api/v1/pages/<page_id>, behind a bearer token."""
+
+from __future__ import annotations
+
+import hmac
+import re
+from datetime import date, datetime
+
+from flask import Blueprint, current_app, jsonify, request
+from koe_kit.web import db_session
+
+from aggregator import stats
+
+PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the event schema's page_id
+DIVISION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+DEFAULT_DAYS, MAX_DAYS = 28, 366
+
+api = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+@api.before_request
+def require_bearer_token():
+    token: str = current_app.extensions["aggregator.settings"].api_token
+    scheme, _, supplied = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() == "bearer" and hmac.compare_digest(
+        supplied.strip().encode("utf-8"), token.encode("utf-8")
+    ):
+        return None
+    response = jsonify(error="Unauthorized", message="a valid bearer token is required")
+    response.headers["WWW-Authenticate"] = 'Bearer realm="koe"'
+    return response, 401
+
+
+def _bad_request(field: str, reason: str):
+    return jsonify(errors={field: [reason]}), 400
+
+
+def _as_of() -> date | None:
+    raw = request.args.get("as_of")
+    if raw is None or raw == "":
+        return datetime.now(current_app.extensions["aggregator.settings"].timezone).date()
+    if not ISO_DAY.match(raw):
+        return None
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        return None
+
+
+@api.get("/pages")
+def list_pages():
+    as_of = _as_of()
+    if as_of is None:
+        return _bad_request("as_of", "must be a date as YYYY-MM-DD")
+    division = request.args.get("division") or None
+    if division is not None and not DIVISION.match(division):
+        return _bad_request("division", "must be a division code (letters, digits, - and _)")
+    pages = stats.list_pages(db_session(), as_of=as_of, division=division)
+    return jsonify(as_of=as_of.isoformat(), pages=pages)
+
+
+@api.get("/pages/<page_id>")
+def page_detail(page_id: str):
+    if not PAGE_ID.match(page_id):
+        return jsonify(error="Not Found", message="no such page"), 404
+    as_of = _as_of()
+    if as_of is None:
+        return _bad_request("as_of", "must be a date as YYYY-MM-DD")
+    raw_days = request.args.get("days", str(DEFAULT_DAYS))
+    if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
+        return _bad_request("days", f"must be a whole number from 1 to {MAX_DAYS}")
+    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=int(raw_days))
+    if page is None:
+        return jsonify(error="Not Found", message="no such page"), 404
+    return jsonify(page)

@@ -1,0 +1,144 @@
+"""The stats API: bearer token, and numbers that match the counts in the database."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+import pytest
+from koe_kit.config import ConfigError
+from koe_kit.db import transaction
+
+from aggregator.app import create_app
+from aggregator.config import load_settings
+from aggregator.models import DailyCount, Page
+
+TOKEN = "s3cret-token-for-tests-0123456789"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+A, B = "u-5f1c9a2d7e3b4c60", "shirasagi:docs:1234"
+
+
+@pytest.fixture
+def client(migrated_url, sessions):
+    seen = datetime(2026, 11, 1, tzinfo=UTC)
+    with transaction(sessions) as session:
+        session.add_all(
+            [
+                Page(id=A, url="https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+                     title="津市の自治体DX取組状況", division="somu-dx",
+                     first_seen=seen, last_seen=seen),
+                Page(id=B, url="https://www.info.city.tsu.mie.jp/kurashi/gomi/1234.html",
+                     title=None, division="kankyo", first_seen=seen, last_seen=seen),
+            ]
+        )
+        for page_id, day, question, yes, neutral, no in [
+            (A, date(2026, 11, 27), "clarity", 3, 1, 0),
+            (A, date(2026, 11, 22), "clarity", 0, 0, 2),
+            (A, date(2026, 11, 10), "clarity", 1, 0, 0),
+            (A, date(2026, 9, 1), "findability", 0, 2, 0),
+            (A, date(2026, 11, 28), "clarity", 0, 0, 9),  # after as_of: never counted
+            (B, date(2026, 11, 26), "usefulness", 1, 0, 1),
+        ]:
+            session.add(DailyCount(page_id=page_id, day=day, question=question,
+                                   yes=yes, neutral=neutral, no=no))
+    app = create_app(load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN}))
+    return app.test_client()
+
+
+def test_refuses_to_start_without_a_strong_token(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    with pytest.raises(ConfigError, match="KOE_API_TOKEN"):
+        create_app(load_settings({"DATABASE_URL": url}))
+    with pytest.raises(ConfigError, match="KOE_API_TOKEN"):
+        load_settings({"DATABASE_URL": url}, need_token=True)
+    with pytest.raises(ConfigError, match="KOE_API_TOKEN is too short"):
+        load_settings({"DATABASE_URL": url, "KOE_API_TOKEN": "short"}, need_token=True)
+
+
+def test_the_api_starts_without_kafka_settings(tmp_path):
+    settings = load_settings({"KOE_API_TOKEN": TOKEN}, need_token=True)
+    assert settings.kafka is None
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN},
+     {"Authorization": f"Basic {TOKEN}"}],
+)
+def test_401_without_the_right_token(client, headers):
+    for path in ("/api/v1/pages", f"/api/v1/pages/{A}"):
+        response = client.get(path, headers=headers)
+        assert response.status_code == 401
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+        assert response.get_json()["error"] == "Unauthorized"
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/readyz").status_code == 200
+
+
+def test_pages_list_matches_the_counts(client):
+    response = client.get("/api/v1/pages?as_of=2026-11-27", headers=AUTH)
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["as_of"] == "2026-11-27"
+    pages = {p["id"]: p for p in body["pages"]}
+    assert set(pages) == {A, B}
+    a = pages[A]
+    assert (a["url"], a["title"], a["division"]) == (
+        "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html", "津市の自治体DX取組状況", "somu-dx")
+    week, month, ever = a["windows"]["7d"], a["windows"]["28d"], a["windows"]["all"]
+    assert (week["start"], week["end"]) == ("2026-11-21", "2026-11-27")
+    assert week["questions"]["clarity"] | {"wilson_low": None, "wilson_high": None} == {
+        "yes": 3, "neutral": 1, "no": 2, "n": 6, "score": 58.3,
+        "wilson_low": None, "wilson_high": None,
+    }
+    clarity = week["questions"]["clarity"]
+    assert clarity["wilson_low"] < 58.3 < clarity["wilson_high"]
+    assert week["questions"]["findability"] == {
+        "yes": 0, "neutral": 0, "no": 0, "n": 0, "score": None,
+        "wilson_low": None, "wilson_high": None,
+    }
+    assert (week["n"], week["score"]) == (6, 58.3)
+    assert (month["n"], month["score"]) == (7, 64.3)
+    assert ever["start"] is None
+    assert ever["questions"]["findability"]["score"] == 50.0
+    assert (ever["n"], ever["score"]) == (9, 57.1)  # mean of 64.29 and 50
+    b = pages[B]["windows"]["7d"]
+    assert (b["n"], b["score"]) == (2, 50.0)
+
+
+def test_pages_list_filters_by_division_and_validates_as_of(client):
+    body = client.get("/api/v1/pages?division=kankyo&as_of=2026-11-27", headers=AUTH).get_json()
+    assert [p["id"] for p in body["pages"]] == [B]
+    for bad in ("2026-13-01", "yesterday", "20261127"):
+        response = client.get(f"/api/v1/pages?as_of={bad}", headers=AUTH)
+        assert response.status_code == 400
+        assert "as_of" in response.get_json()["errors"]
+    # Without as_of, today in Tokyo: the old answers are outside the week.
+    body = client.get("/api/v1/pages", headers=AUTH).get_json()
+    assert date.fromisoformat(body["as_of"]) >= date(2026, 11, 27)
+
+
+def test_page_detail_with_daily_series(client):
+    response = client.get(f"/api/v1/pages/{B}?as_of=2026-11-27", headers=AUTH)
+    assert response.status_code == 200
+    assert response.get_json()["windows"]["all"]["questions"]["usefulness"]["n"] == 2
+    body = client.get(f"/api/v1/pages/{A}?as_of=2026-11-27&days=7", headers=AUTH).get_json()
+    assert body["windows"]["28d"]["score"] == 64.3
+    daily = body["daily"]
+    assert [d["day"] for d in daily] == [f"2026-11-{d}" for d in range(21, 28)]
+    by_day = {d["day"]: d for d in daily}
+    assert by_day["2026-11-27"]["questions"]["clarity"] == {
+        "yes": 3, "neutral": 1, "no": 0, "n": 4, "score": 87.5}
+    assert (by_day["2026-11-27"]["n"], by_day["2026-11-27"]["score"]) == (4, 87.5)
+    assert by_day["2026-11-22"]["score"] == 0.0
+    assert (by_day["2026-11-23"]["n"], by_day["2026-11-23"]["score"]) == (0, None)
+    assert len(client.get(f"/api/v1/pages/{A}?as_of=2026-11-27", headers=AUTH)
+               .get_json()["daily"]) == 28
+
+
+def test_page_detail_errors(client):
+    assert client.get("/api/v1/pages/no-such-page", headers=AUTH).status_code == 404
+    assert client.get("/api/v1/pages/-bad-id", headers=AUTH).status_code == 404
+    for days in ("0", "367", "x"):
+        response = client.get(f"/api/v1/pages/{A}?days={days}", headers=AUTH)
+        assert response.status_code == 400 and "days" in response.get_json()["errors"]
+    assert client.get(f"/api/v1/pages/{A}?days=366", headers=AUTH).status_code == 200

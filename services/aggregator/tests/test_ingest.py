@@ -1,0 +1,155 @@
+"""The batch handler on SQLite and PostgreSQL: exactly-once counts, days, pages, alerts."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+from koe_kit import events
+from koe_kit.db import transaction
+from sqlalchemy import func, select
+
+from aggregator.drop_rule import DropRule
+from aggregator.ingest import handle_batch
+from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, ProcessedEvent
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+RULE = DropRule()
+
+
+def run(sessions, batch):
+    with transaction(sessions) as session:
+        return handle_batch(session, batch, timezone=TOKYO, rule=RULE)
+
+
+def counts(sessions) -> dict[tuple[str, str], tuple[int, int, int]]:
+    with sessions() as session:
+        rows = session.execute(
+            select(DailyCount.day, DailyCount.question, DailyCount.yes, DailyCount.neutral,
+                   DailyCount.no)
+        )
+        return {(day.isoformat(), q): (y, ne, no) for day, q, y, ne, no in rows}
+
+
+def test_each_event_counts_once_through_duplicates_and_replays(sessions, make_feedback):
+    feedback = make_feedback
+    a = feedback("2026-11-20T03:00:00Z", {"findability": "yes", "clarity": "no"})
+    b = feedback("2026-11-20T04:00:00Z", {"findability": "neutral"})
+    c = feedback("2026-11-20T05:00:00Z", {"findability": "yes", "usefulness": "yes"})
+    first = run(sessions, [a, b, a, c, b])
+    assert (first.counted, first.skipped) == (3, 2)
+    expected = {
+        ("2026-11-20", "findability"): (2, 1, 0),
+        ("2026-11-20", "clarity"): (0, 0, 1),
+        ("2026-11-20", "usefulness"): (1, 0, 0),
+    }
+    assert counts(sessions) == expected
+    # The same batch delivered again (crash before the offset commit) changes nothing.
+    again = run(sessions, [a, b, a, c, b])
+    assert (again.counted, again.skipped) == (0, 5)
+    d = feedback("2026-11-20T06:00:00Z", {"findability": "no"})
+    run(sessions, [c, d])
+    expected[("2026-11-20", "findability")] = (2, 1, 1)
+    assert counts(sessions) == expected
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(ProcessedEvent)) == 4
+
+
+def test_day_is_the_event_time_in_tokyo(sessions, make_feedback):
+    feedback = make_feedback
+    run(
+        sessions,
+        [
+            feedback("2026-11-20T14:59:59Z", {"clarity": "yes"}),  # 23:59:59 JST, 20th
+            feedback("2026-11-20T15:30:00Z", {"clarity": "no"}),  # 00:30 JST, 21st
+        ],
+    )
+    assert counts(sessions) == {
+        ("2026-11-20", "clarity"): (1, 0, 0),
+        ("2026-11-21", "clarity"): (0, 0, 1),
+    }
+
+
+def test_page_registry_keeps_the_latest_non_null_title_and_division(sessions, make_feedback):
+    feedback = make_feedback
+    run(sessions, [feedback("2026-11-20T03:00:00Z", {"clarity": "yes"}, title="古い題名")])
+    run(
+        sessions,
+        [
+            feedback("2026-11-21T03:00:00Z", {"clarity": "yes"}, title="新しい題名", division=None),
+            feedback("2026-11-21T04:00:00Z", {"clarity": "yes"}, title=None, division=None),
+            feedback("2026-11-19T03:00:00Z", {"clarity": "yes"}, title=None),
+        ],
+    )
+    with sessions() as session:
+        page = session.scalars(select(Page)).one()
+        assert (page.title, page.division) == ("新しい題名", "somu-dx")
+        assert page.first_seen.replace(tzinfo=None).date() == date(2026, 11, 19)
+        assert page.last_seen.replace(tzinfo=None).date() == date(2026, 11, 21)
+
+
+def drop_history(feedback, start: date, good_days: int = 28, bad_days: int = 7) -> list[dict]:
+    """Two good answers a day for four weeks, then two bad ones a day for a week."""
+    batch = []
+    for offset in range(good_days + bad_days):
+        day = start + timedelta(days=offset)
+        answer = "yes" if offset < good_days else "no"
+        for hour in (1, 5):
+            batch.append(
+                feedback(f"{day.isoformat()}T0{hour}:00:00Z", {"clarity": answer,
+                                                               "findability": "yes"})
+            )
+    return batch
+
+
+def outbox(sessions) -> list[AlertOutbox]:
+    with sessions() as session:
+        return list(session.scalars(select(AlertOutbox).order_by(AlertOutbox.id)))
+
+
+def test_a_drop_lands_in_the_outbox_once(sessions, make_feedback):
+    feedback = make_feedback
+    history = drop_history(feedback, date(2026, 10, 20))
+    good, bad = history[:56], history[56:]
+    assert run(sessions, good).alerts == []
+    result = run(sessions, bad)
+    assert [a.page_id for a in result.alerts] == ["u-5f1c9a2d7e3b4c60"]
+    # Replays and more bad answers the next day: the id repeats or the cooldown holds.
+    run(sessions, bad)
+    run(sessions, history)
+    run(sessions, [feedback("2026-11-24T03:00:00Z", {"clarity": "no"}) for _ in range(5)])
+
+    rows = outbox(sessions)
+    assert len(rows) == 1
+    alert = json.loads(rows[0].payload)
+    events.validate(alert)
+    assert alert["id"] == alert["data"]["alert_id"] == result.alerts[0].alert_id
+    assert alert["subject"] == "u-5f1c9a2d7e3b4c60"
+    data = alert["data"]
+    assert data["page"]["title"] == "津市の自治体DX取組状況"
+    assert data["recent"] == {"start": "2026-11-17", "end": "2026-11-23"}
+    assert data["baseline"] == {"start": "2026-10-20", "end": "2026-11-16"}
+    [clarity] = data["questions"]
+    assert clarity["question"] == "clarity"
+    assert clarity["recent"] == {"yes": 0, "neutral": 0, "no": 14, "n": 14, "score": 0.0}
+    assert clarity["baseline"] == {"yes": 56, "neutral": 0, "no": 0, "n": 56, "score": 100.0}
+    assert clarity["drop_points"] == 100.0
+    assert rows[0].sent_at is None
+    with sessions() as session:
+        state = session.scalars(select(AlertState)).one()
+        assert (state.question, state.last_alert_day) == ("clarity", date(2026, 11, 23))
+        assert state.last_alert_id == alert["id"]
+
+
+def test_many_pages_in_one_batch(sessions, make_feedback):
+    feedback = make_feedback
+    batch = [
+        feedback(f"2026-11-2{i % 5}T03:00:00Z", {"usefulness": "yes"}, page_id=f"p{i % 40}")
+        for i in range(1200)
+    ]
+    assert run(sessions, batch).counted == 1200
+    assert run(sessions, batch).counted == 0
+    with sessions() as session:
+        assert session.scalar(select(func.sum(DailyCount.yes))) == 1200
+        assert session.scalar(select(func.count()).select_from(Page)) == 40

@@ -1,0 +1,41 @@
+"""The feedback API's app factory."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from feedback.config import Settings, load_settings
+from feedback.schemas import FeedbackSchema
+from feedback.views import Intake, blueprint
+from koe_directory import load_directory
+from koe_kit.db import make_engine
+from koe_kit.web import health_blueprint, init_db, init_json_errors
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    """Build the app; the divisions file and settings are read here, once, not per request.
+
+    Raises koe_kit.config.ConfigError or koe_directory.DirectoryError when it cannot start.
+    """
+    settings = settings or load_settings()
+    directory = load_directory(settings.divisions_file)
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
+    app.extensions["koe.feedback.settings"] = settings
+    app.extensions["koe.feedback.intake"] = Intake(
+        schema=FeedbackSchema(origins=settings.allowed_origins, directory=directory),
+        origins=settings.allowed_origins,
+    )
+    init_db(app, make_engine(settings.database_url))
+    init_json_errors(app)
+
+    @app.errorhandler(RequestEntityTooLarge)
+    def too_large(_exc: RequestEntityTooLarge):
+        reason = f"request body is larger than {settings.max_body_bytes} bytes"
+        return jsonify(errors={"body": [reason]}), 413
+
+    app.register_blueprint(health_blueprint())
+    app.register_blueprint(blueprint)
+    return app

@@ -1,0 +1,86 @@
+"""Settings of the feedback API and of its relay, read from the environment in one place.
+
+The API and the relay are separate processes with separate settings: the API
+never talks to Kafka, so it must start (and keep accepting) without
+KAFKA_BOOTSTRAP_SERVERS; the relay needs Kafka but not the site origins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from koe_directory.pages import origin_of
+from koe_kit.config import EnvReader
+from koe_kit.kafka import KafkaSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///var/feedback.db"
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    divisions_file: str
+    # Normalised origins ("https://host" or "http://host:port") of the city sites
+    # the widget may sit on; page_url and return_to must be on one of them.
+    allowed_origins: frozenset[str]
+    max_body_bytes: int
+
+
+@dataclass(frozen=True)
+class RelaySettings:
+    database_url: str
+    kafka: KafkaSettings
+    batch_size: int
+    idle_ms: int
+    keep_hours: int
+    send_timeout_s: float
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    reader = EnvReader(env)
+    settings = Settings(
+        database_url=reader.str("DATABASE_URL", DEFAULT_DATABASE_URL),
+        divisions_file=reader.str("KOE_DIVISIONS_FILE", "divisions.yaml"),
+        allowed_origins=_origins(reader),
+        max_body_bytes=reader.int("KOE_MAX_BODY_BYTES", 16 * 1024, minimum=256),
+    )
+    reader.check()
+    return settings
+
+
+def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:
+    reader = EnvReader(env)
+    settings = RelaySettings(
+        database_url=reader.str("DATABASE_URL", DEFAULT_DATABASE_URL),
+        kafka=KafkaSettings.from_env(reader, client_id="koe-feedback-relay"),
+        batch_size=reader.int("KOE_RELAY_BATCH", 500, minimum=1),
+        idle_ms=reader.int("KOE_RELAY_IDLE_MS", 200, minimum=1),
+        keep_hours=reader.int("KOE_OUTBOX_KEEP_HOURS", 168, minimum=0),
+        send_timeout_s=reader.float("KOE_RELAY_SEND_TIMEOUT_S", 30.0, minimum=0.1),
+    )
+    reader.check()
+    return settings
+
+
+def _origins(reader: EnvReader) -> frozenset[str]:
+    hint = (
+        "comma-separated site origins, e.g. https://www.info.city.tsu.mie.jp,http://localhost:8000"
+    )
+    raw = reader.list("KOE_ALLOWED_ORIGINS", hint=hint) or []
+    origins = set()
+    for item in raw:
+        try:
+            origin = origin_of(item)
+        except ValueError as exc:
+            reader.problems.append(f"KOE_ALLOWED_ORIGINS: {item!r} {exc} ({hint})")
+            continue
+        parts = urlsplit(item)
+        if parts.path not in ("", "/") or parts.query or parts.fragment or parts.username:
+            reader.problems.append(
+                f"KOE_ALLOWED_ORIGINS: {item!r} must be an origin only, without path ({hint})"
+            )
+            continue
+        origins.add(origin)
+    return frozenset(origins)

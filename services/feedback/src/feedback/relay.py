@@ -1,0 +1,193 @@
+"""`python -m feedback.relay`: publish the outbox to Kafka, in order, and mark what was sent.
+
+A process of its own, so the API never waits for Kafka: a response is safe once
+its outbox row is committed, and this loop delivers it whenever the broker is
+reachable. Delivery is at least once (a crash between the broker's ack and the
+commit publishes a row again); consumers recognise the event id.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from kafka import KafkaProducer
+from kafka.errors import KafkaError
+from sqlalchemy import Engine, delete, select, update
+from sqlalchemy.exc import OperationalError
+
+from feedback.config import RelaySettings, load_relay_settings
+from feedback.models import OutboxEntry
+from koe_kit.config import ConfigError, exit_on_config_error
+from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.kafka import make_producer
+from koe_kit.logs import setup_logging
+
+log = logging.getLogger(__name__)
+
+PRUNE_EVERY_S = 60.0
+
+
+class Relay:
+    def __init__(
+        self,
+        settings: RelaySettings,
+        engine: Engine,
+        producer_factory: Callable[[], KafkaProducer] | None = None,
+    ):
+        self.settings = settings
+        self.sessions = session_factory(engine)
+        self.skip_locked = engine.dialect.name == "postgresql"
+        self.producer_factory = producer_factory or self._make_producer
+        self.producer: KafkaProducer | None = None
+        self._stopping = threading.Event()
+        self._next_prune = 0.0
+
+    def stop(self, *_: object) -> None:
+        self._stopping.set()
+
+    def install_signal_handlers(self) -> None:
+        signal.signal(signal.SIGTERM, self.stop)
+        signal.signal(signal.SIGINT, self.stop)
+
+    def run(self) -> None:
+        """Relay until stopped; a broker outage is waited out, never fatal."""
+        initial = self.settings.kafka.retry_backoff_initial_s
+        backoff = initial
+        try:
+            while not self._stopping.is_set():
+                try:
+                    sent = self.relay_batch()
+                    self._prune_now_and_then()
+                    backoff = initial
+                except (KafkaError, OperationalError) as exc:
+                    self._drop_producer()
+                    log.warning(
+                        "broker or database unreachable, will retry",
+                        extra={"error": f"{type(exc).__name__}: {exc}"[:300], "backoff_s": backoff},
+                    )
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, self.settings.kafka.retry_backoff_max_s)
+                    continue
+                if sent < self.settings.batch_size:
+                    self._stopping.wait(self.settings.idle_ms / 1000)
+        finally:
+            self.close()
+
+    def relay_batch(self) -> int:
+        """Publish one batch of unsent rows in id order; return how many were marked sent.
+
+        Raises KafkaError when the broker could not take the batch (after marking
+        the rows before the first failure); those rows stay unsent for the next try.
+        """
+        producer = self._producer()
+        with transaction(self.sessions) as session:
+            query = (
+                select(OutboxEntry.id, OutboxEntry.topic, OutboxEntry.key, OutboxEntry.payload)
+                .where(OutboxEntry.sent_at.is_(None))
+                .order_by(OutboxEntry.id)
+                .limit(self.settings.batch_size)
+            )
+            if self.skip_locked:
+                # Rows another relay holds are skipped, so relays can run side by side.
+                query = query.with_for_update(skip_locked=True)
+            rows = session.execute(query).all()
+            if not rows:
+                return 0
+            futures = [
+                producer.send(row.topic, key=row.key, value=row.payload.encode("utf-8"))
+                for row in rows
+            ]
+            producer.flush(timeout=self.settings.send_timeout_s)
+            sent: list[int] = []
+            failure: KafkaError | None = None
+            for row, future in zip(rows, futures, strict=True):
+                try:
+                    future.get(timeout=self.settings.send_timeout_s)
+                except KafkaError as exc:
+                    # Stop at the first failure: marking later rows would let a
+                    # page's newer event overtake an older one still unsent.
+                    failure = exc
+                    break
+                sent.append(row.id)
+            if sent:
+                session.execute(
+                    update(OutboxEntry)
+                    .where(OutboxEntry.id.in_(sent))
+                    .values(sent_at=datetime.now(UTC))
+                )
+        log.info("relayed", extra={"sent": len(sent), "unsent": len(rows) - len(sent)})
+        if failure is not None:
+            raise failure
+        return len(sent)
+
+    def prune(self, now: datetime | None = None) -> int:
+        """Delete sent rows older than KOE_OUTBOX_KEEP_HOURS; return how many."""
+        cutoff = (now or datetime.now(UTC)) - timedelta(hours=self.settings.keep_hours)
+        with transaction(self.sessions) as session:
+            result = session.execute(
+                delete(OutboxEntry).where(
+                    OutboxEntry.sent_at.is_not(None), OutboxEntry.sent_at < cutoff
+                )
+            )
+        return result.rowcount
+
+    def _prune_now_and_then(self) -> None:
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + PRUNE_EVERY_S
+            pruned = self.prune()
+            if pruned:
+                log.info("pruned sent outbox rows", extra={"rows": pruned})
+
+    def _make_producer(self) -> KafkaProducer:
+        timeout_ms = int(self.settings.send_timeout_s * 1000)
+        # Bound every wait by the send timeout, so an outage surfaces as a
+        # KafkaTimeoutError we back off from instead of a call that blocks for minutes.
+        return make_producer(
+            self.settings.kafka, bootstrap_timeout_ms=timeout_ms, max_block_ms=timeout_ms
+        )
+
+    def _producer(self) -> KafkaProducer:
+        # Created lazily, and again after a failure: with no broker the
+        # constructor itself raises (KafkaTimeoutError, or NoBrokersAvailable in
+        # older kafka-python), both KafkaErrors.
+        if self.producer is None:
+            self.producer = self.producer_factory()
+        return self.producer
+
+    def _drop_producer(self) -> None:
+        # Records still queued in a failed producer must not go out later behind
+        # the retry of the same rows (duplicates out of order); start afresh.
+        if self.producer is not None:
+            self.producer.close(timeout=0)
+            self.producer = None
+
+    def close(self) -> None:
+        if self.producer is not None:
+            self.producer.close(timeout=self.settings.send_timeout_s)
+            self.producer = None
+
+
+def main() -> None:
+    try:
+        settings = load_relay_settings()
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    setup_logging("feedback-relay")
+    engine = make_engine(settings.database_url)
+    relay = Relay(settings, engine)
+    relay.install_signal_handlers()
+    log.info("relay started", extra={"bootstrap": settings.kafka.bootstrap_servers})
+    try:
+        relay.run()
+    finally:
+        engine.dispose()
+        log.info("relay stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,148 @@
+"""What a survey submission must look like, for the JSON API and the HTML form alike."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from marshmallow import (
+    RAISE,
+    Schema,
+    ValidationError,
+    fields,
+    post_load,
+    validate,
+    validates,
+    validates_schema,
+)
+
+from koe_directory import Directory, canonical_url, page_id_for_url
+from koe_directory.pages import origin_of
+
+QUESTIONS = ("findability", "clarity", "usefulness")
+ANSWERS = ("yes", "neutral", "no")
+LOCALES = ("ja", "en")
+MAX_URL = 2048
+MAX_TITLE = 200
+# Same pattern as $defs.page_id in schemas/koe.feedback.submitted.v1.json.
+PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# C0/C1 controls (CR and LF among them) and the Unicode line/paragraph separators:
+# a title is shown in emails and dashboards and must stay one plain line.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
+_SPACES = re.compile(r"\s{2,}")
+
+
+@dataclass(frozen=True)
+class Submission:
+    page_id: str
+    page_url: str  # canonical
+    page_title: str | None
+    division: str | None
+    locale: str
+    answers: dict[str, str]
+    client_token: str | None
+
+
+class PlainLine(fields.String):
+    """Text with control characters removed; an empty result counts as not given."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
+        return text or None
+
+
+class AnswersSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    findability = fields.String(validate=validate.OneOf(ANSWERS))
+    clarity = fields.String(validate=validate.OneOf(ANSWERS))
+    usefulness = fields.String(validate=validate.OneOf(ANSWERS))
+
+    @validates_schema
+    def _at_least_one(self, data: Mapping[str, Any], **_: Any) -> None:
+        if not data:
+            raise ValidationError(f"answer at least one of {', '.join(QUESTIONS)}")
+
+
+class FeedbackSchema(Schema):
+    """One submission. Built once per app: the origins and divisions never change at run time."""
+
+    class Meta:
+        unknown = RAISE
+
+    page_url = fields.String(
+        required=True,
+        validate=[
+            validate.Length(max=MAX_URL),
+            validate.URL(schemes={"http", "https"}, require_tld=False),
+        ],
+    )
+    page_id = fields.String(allow_none=True, validate=validate.Regexp(PAGE_ID))
+    page_title = PlainLine(allow_none=True, validate=validate.Length(max=MAX_TITLE))
+    division = fields.String(allow_none=True)
+    answers = fields.Nested(AnswersSchema, required=True)
+    locale = fields.String(load_default="ja", validate=validate.OneOf(LOCALES))
+    client_token = fields.UUID(allow_none=True)
+
+    def __init__(self, *, origins: Iterable[str], directory: Directory, **kwargs: Any):
+        self.origins = frozenset(origins)
+        self.directory = directory
+        super().__init__(**kwargs)
+
+    @validates("page_url")
+    def _on_our_site(self, value: str, **_: Any) -> None:
+        if not on_allowed_origin(value, self.origins):
+            raise ValidationError("not a page of a site koe serves")
+
+    @validates("division")
+    def _known_division(self, value: str | None, **_: Any) -> None:
+        if value is not None and not self.directory.knows(value):
+            raise ValidationError("unknown division code")
+
+    @post_load
+    def _submission(self, data: dict[str, Any], **_: Any) -> Submission:
+        url = canonical_url(data["page_url"])
+        token = data.get("client_token")
+        return Submission(
+            page_id=data.get("page_id") or page_id_for_url(url),
+            page_url=url,
+            page_title=data.get("page_title"),
+            division=data.get("division"),
+            locale=data["locale"],
+            answers=dict(data["answers"]),
+            client_token=str(token) if token is not None else None,
+        )
+
+
+def on_allowed_origin(url: str, origins: frozenset[str]) -> bool:
+    try:
+        return origin_of(url) in origins
+    except ValueError:
+        return False
+
+
+def flatten_errors(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """marshmallow's nested messages as {"answers.clarity": ["..."]}.
+
+    A nested schema's own errors (`_schema`) belong to the field holding it.
+    """
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            if key == "_schema":
+                path = prefix or "body"
+            else:
+                path = f"{prefix}.{key}" if prefix else str(key)
+            for where, reasons in flatten_errors(value, path).items():
+                flat.setdefault(where, []).extend(reasons)
+    elif isinstance(messages, list | tuple):
+        for item in messages:
+            for where, reasons in flatten_errors(item, prefix).items():
+                flat.setdefault(where, []).extend(reasons)
+    else:
+        flat[prefix or "body"] = [str(messages)]
+    return flat

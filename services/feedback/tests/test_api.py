@@ -1,0 +1,224 @@
+"""The survey API on a real database (SQLite and PostgreSQL): what is refused, what is kept."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from sqlalchemy import select
+
+from feedback.models import OutboxEntry, Response
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit import events
+
+SITE = "https://www.info.city.tsu.mie.jp"
+PAGE = f"{SITE}/shisei/dx/1234.html"
+NOT_A_UUID = "not-a-uuid"
+
+
+def good(**changes):
+    body = {
+        "page_url": PAGE,
+        "page_title": "津市の自治体DX取組状況",
+        "division": "somu-dx",
+        "answers": {"findability": "yes", "clarity": "neutral", "usefulness": "no"},
+        "locale": "ja",
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+# (case, request kwargs for client.post, expected status, field named in the errors)
+MALFORMED = [
+    ("missing page_url", {"json": good(page_url=...)}, 422, "page_url"),
+    ("ftp url", {"json": good(page_url="ftp://www.info.city.tsu.mie.jp/x")}, 422, "page_url"),
+    ("3000-char url", {"json": good(page_url=PAGE + "?" + "a" * 3000)}, 422, "page_url"),
+    ("foreign origin", {"json": good(page_url="https://evil.example/x.html")}, 422, "page_url"),
+    ("answers empty", {"json": good(answers={})}, 422, "answers"),
+    ("answers missing", {"json": good(answers=...)}, 422, "answers"),
+    ("answer maybe", {"json": good(answers={"clarity": "maybe"})}, 422, "answers.clarity"),
+    ("answer extra", {"json": good(answers={"clarity": "yes", "x": "yes"})}, 422, "answers.x"),
+    ("answers not object", {"json": good(answers="yes")}, 422, "answers"),
+    ("unknown field", {"json": good(comment="hello")}, 422, "comment"),
+    ("title 201", {"json": good(page_title="あ" * 201)}, 422, "page_title"),
+    ("bad page_id", {"json": good(page_id="-bad id")}, 422, "page_id"),
+    ("unknown division", {"json": good(division="nope")}, 422, "division"),
+    ("bad locale", {"json": good(locale="fr")}, 422, "locale"),
+    ("bad client_token", {"json": good(client_token=NOT_A_UUID)}, 422, "client_token"),
+    (
+        "non-JSON body",
+        {"data": b"{not json", "content_type": "application/json"},
+        400,
+        "body",
+    ),
+    ("JSON array", {"data": b"[1, 2]", "content_type": "application/json"}, 400, "body"),
+    (
+        "wrong content type",
+        {"data": json.dumps(good()), "content_type": "text/plain"},
+        415,
+        "body",
+    ),
+    ("oversize", {"json": good(page_title="x" * 20_000)}, 413, "body"),
+]
+
+
+@pytest.mark.parametrize(
+    ("request_kwargs", "status", "field"),
+    [case[1:] for case in MALFORMED],
+    ids=[case[0] for case in MALFORMED],
+)
+def test_malformed_requests_are_refused_and_nothing_is_stored(
+    client, counts, request_kwargs, status, field
+):
+    answer = client.post("/api/v1/feedback", **request_kwargs)
+
+    assert answer.status_code == status, answer.get_json()
+    assert answer.is_json
+    errors = answer.get_json()["errors"]
+    assert field in errors, errors
+    assert all(isinstance(reason, str) and reason for reason in errors[field])
+    assert counts() == (0, 0)
+
+
+def test_accepted_json_writes_one_response_and_one_valid_event(client, engine, counts):
+    answer = client.post("/api/v1/feedback", json=good(page_title="津市の\r\n自治体DX\x07取組状況"))
+
+    assert answer.status_code == 202
+    response_id = answer.get_json()["id"]
+    assert uuid.UUID(response_id)
+    assert counts() == (1, 1)
+    with engine.connect() as connection:
+        response = connection.execute(select(Response)).one()
+        outbox = connection.execute(select(OutboxEntry)).one()
+    page_id = page_id_for_url(canonical_url(PAGE))
+    assert response.id == response_id
+    assert response.page_id == page_id
+    assert response.page_title == "津市の 自治体DX 取組状況"
+    assert (response.findability, response.clarity, response.usefulness) == ("yes", "neutral", "no")
+    assert outbox.event_id == response_id
+    assert outbox.topic == "koe.feedback.submitted.v1"
+    assert outbox.key == page_id
+    assert outbox.sent_at is None
+    event = events.decode(outbox.payload.encode("utf-8"))  # validates against the schema
+    assert event["id"] == response_id
+    assert event["subject"] == page_id
+    assert event["data"]["answers"] == good()["answers"]
+    assert event["data"]["division"] == "somu-dx"
+
+
+def test_given_page_id_is_used_and_url_is_stored_canonical(client, engine):
+    answer = client.post(
+        "/api/v1/feedback",
+        json=good(
+            page_url="HTTPS://WWW.info.city.tsu.mie.jp:443/kurashi/gomi/1.html?utm=x#top",
+            page_id="shirasagi:docs:1",
+            answers={"usefulness": "yes"},
+            locale="en",
+        ),
+    )
+
+    assert answer.status_code == 202
+    with engine.connect() as connection:
+        response = connection.execute(select(Response)).one()
+        outbox = connection.execute(select(OutboxEntry)).one()
+    assert response.page_id == "shirasagi:docs:1"
+    assert response.page_url == f"{SITE}/kurashi/gomi/1.html"
+    assert response.locale == "en"
+    assert (response.findability, response.clarity) == (None, None)
+    assert outbox.key == "shirasagi:docs:1"
+    events.decode(outbox.payload.encode("utf-8"))
+
+
+def test_locale_defaults_to_japanese(client, engine):
+    assert client.post("/api/v1/feedback", json=good(locale=...)).status_code == 202
+    with engine.connect() as connection:
+        assert connection.execute(select(Response.locale)).scalar_one() == "ja"
+
+
+def test_same_client_token_twice_is_one_response(client, counts):
+    token = str(uuid.uuid4())
+
+    first = client.post("/api/v1/feedback", json=good(client_token=token))
+    second = client.post("/api/v1/feedback", json=good(client_token=token))
+
+    assert (first.status_code, second.status_code) == (202, 202)
+    assert first.get_json()["id"] == second.get_json()["id"]
+    assert counts() == (1, 1)
+
+
+def form(**changes):
+    fields = {
+        "page_url": PAGE,
+        "page_id": "",
+        "page_title": "津市の自治体DX取組状況",
+        "division": "somu-dx",
+        "locale": "ja",
+        "client_token": "",
+        "findability": "yes",
+        "clarity": "no",
+        "return_to": f"{PAGE}?lang=ja#top",
+    }
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not ...}
+
+
+def test_form_submission_is_stored_and_redirects_back_with_thanks(client, engine, counts):
+    answer = client.post("/feedback", data=form())
+
+    assert answer.status_code == 303
+    target = urlsplit(answer.headers["Location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == PAGE
+    assert parse_qs(target.query) == {"lang": ["ja"], "koe": ["thanks"]}
+    assert target.fragment == "koe-feedback"
+    assert counts() == (1, 1)
+    with engine.connect() as connection:
+        response = connection.execute(select(Response)).one()
+        payload = connection.execute(select(OutboxEntry.payload)).scalar_one()
+    assert (response.findability, response.clarity, response.usefulness) == ("yes", "no", None)
+    assert response.page_id == page_id_for_url(PAGE)
+    events.decode(payload.encode("utf-8"))
+
+
+def test_form_with_invalid_answers_goes_back_with_error(client, counts):
+    answer = client.post("/feedback", data=form(findability=..., clarity="maybe"))
+
+    assert answer.status_code == 303
+    assert parse_qs(urlsplit(answer.headers["Location"]).query)["koe"] == ["error"]
+    assert counts() == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "return_to", ["https://evil.example/", "javascript:alert(1)", "//evil.example/", None]
+)
+def test_form_never_redirects_off_our_sites(client, counts, return_to):
+    answer = client.post("/feedback", data=form(return_to=... if return_to is None else return_to))
+
+    assert answer.status_code == 422
+    assert "return_to" in answer.get_json()["errors"]
+    assert "Location" not in answer.headers
+    assert counts() == (0, 0)
+
+
+def test_form_client_token_and_unknown_field(client, counts):
+    token = str(uuid.uuid4())
+    assert client.post("/feedback", data=form(client_token=token)).status_code == 303
+    assert client.post("/feedback", data=form(client_token=token)).status_code == 303
+    assert counts() == (1, 1)
+
+    refused = client.post("/feedback", data=form(return_to=..., comment="hi"))
+    assert refused.status_code == 422
+    assert set(refused.get_json()["errors"]) == {"comment", "return_to"}
+    assert counts() == (1, 1)
+
+
+def test_form_needs_a_form_content_type(client, counts):
+    answer = client.post("/feedback", json=good())
+    assert answer.status_code == 415
+    assert counts() == (0, 0)
+
+
+def test_health(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+    assert client.get("/readyz").status_code == 200

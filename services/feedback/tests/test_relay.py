@@ -1,0 +1,205 @@
+"""The relay against a real broker: published in order with the page id as key, exactly once
+through an outage, and marked sent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, TopicPartition
+from sqlalchemy import select
+
+from feedback.config import load_relay_settings
+from feedback.models import OutboxEntry
+from feedback.relay import Relay
+from koe_kit import events
+from koe_kit.kafka import ensure_topics
+from koe_kit.local_broker import free_port
+
+TOPIC = "koe.feedback.submitted.v1"
+SITE = "https://www.info.city.tsu.mie.jp"
+DEADLINE_S = 60
+
+# Small waits so an outage is noticed and retried quickly in tests.
+FAST = {
+    "KOE_RELAY_IDLE_MS": "50",
+    "KOE_RELAY_SEND_TIMEOUT_S": "2",
+    "KOE_RETRY_BACKOFF_INITIAL_S": "0.2",
+    "KOE_RETRY_BACKOFF_MAX_S": "1",
+}
+
+
+def submit(client, n: int) -> list[tuple[str, str]]:
+    """n responses over two pages; [(response id, page id)] in submission order."""
+    accepted = []
+    for i in range(n):
+        page_id = f"shirasagi:docs:{i % 2}"
+        answer = client.post(
+            "/api/v1/feedback",
+            json={
+                "page_url": f"{SITE}/kurashi/gomi/{i % 2}.html",
+                "page_id": page_id,
+                "answers": {"clarity": ["yes", "neutral", "no"][i % 3]},
+            },
+        )
+        assert answer.status_code == 202, answer.get_json()
+        accepted.append((answer.get_json()["id"], page_id))
+    return accepted
+
+
+def read_topic(bootstrap: str) -> list[tuple[str, dict, int]]:
+    """Everything on the topic, as (key, event, partition), each partition in offset order."""
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
+    try:
+        partitions = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC)]
+        consumer.assign(partitions)
+        consumer.seek_to_beginning()
+        end = consumer.end_offsets(partitions)
+        seen = []
+        deadline = time.monotonic() + DEADLINE_S
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            assert time.monotonic() < deadline, "topic not read to its end"
+            for tp, records in consumer.poll(timeout_ms=500).items():
+                for record in records:
+                    seen.append((record.key.decode(), events.decode(record.value), tp.partition))
+        return seen
+    finally:
+        consumer.close()
+
+
+def unsent(engine) -> int:
+    with engine.connect() as connection:
+        return len(
+            connection.execute(select(OutboxEntry.id).where(OutboxEntry.sent_at.is_(None))).all()
+        )
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + DEADLINE_S
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting: {what}"
+        time.sleep(0.05)
+
+
+def relay_for(env: dict[str, str], bootstrap: str, engine, **extra: str) -> Relay:
+    settings = load_relay_settings({**env, **FAST, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **extra})
+    return Relay(settings, engine)
+
+
+def test_relay_publishes_in_order_keyed_by_page_and_marks_sent(client, env, engine, broker):
+    ensure_topics([broker.bootstrap])
+    accepted = submit(client, 5)
+    relay = relay_for(env, broker.bootstrap, engine, KOE_RELAY_BATCH="3")
+
+    try:
+        assert relay.relay_batch() == 3
+        assert relay.relay_batch() == 2
+        assert relay.relay_batch() == 0
+    finally:
+        relay.close()
+
+    assert unsent(engine) == 0
+    published = read_topic(broker.bootstrap)
+    assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
+    for key, event, _ in published:
+        assert key == event["subject"] == event["data"]["page_id"]
+    for page in {p for _, p in accepted}:
+        in_topic = [event["id"] for key, event, _ in published if key == page]
+        assert in_topic == [i for i, p in accepted if p == page]  # a page's order holds
+        assert len({part for key, _, part in published if key == page}) == 1
+
+
+def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
+    client, env, engine, broker, caplog
+):
+    down = relay_for(env, f"127.0.0.1:{free_port()}", engine)
+    failures: list[BaseException] = []
+
+    def run(relay: Relay) -> threading.Thread:
+        def target() -> None:
+            try:
+                relay.run()
+            except BaseException as exc:  # the test wants to see any crash
+                failures.append(exc)
+
+        thread = threading.Thread(target=target, daemon=True)
+        thread.start()
+        return thread
+
+    thread = run(down)
+    accepted = submit(client, 4)
+    wait_for(
+        lambda: sum("unreachable" in r.getMessage() for r in caplog.records) >= 2,
+        "the relay to try the dead broker twice",
+    )
+    assert thread.is_alive()
+    assert unsent(engine) == 4
+    accepted += submit(client, 2)  # still accepting during the outage
+    down.stop()
+    thread.join(DEADLINE_S)
+    assert not thread.is_alive() and not failures
+
+    ensure_topics([broker.bootstrap])
+    up = relay_for(env, broker.bootstrap, engine)
+    thread = run(up)
+    wait_for(lambda: unsent(engine) == 0, "the relay to publish the backlog")
+    up.stop()
+    thread.join(DEADLINE_S)
+    assert not failures
+
+    published = read_topic(broker.bootstrap)
+    assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
+
+
+def test_prune_deletes_only_sent_rows_older_than_the_keep_window(client, env, engine, broker):
+    ensure_topics([broker.bootstrap])
+    submit(client, 2)
+    relay = relay_for(env, broker.bootstrap, engine, KOE_OUTBOX_KEEP_HOURS="1")
+    try:
+        relay.relay_batch()
+    finally:
+        relay.close()
+    submit(client, 1)
+
+    assert relay.prune() == 0  # sent just now: kept
+    assert relay.prune(now=datetime.now(UTC) + timedelta(hours=2)) == 2
+    assert unsent(engine) == 1
+    with engine.connect() as connection:
+        assert len(connection.execute(select(OutboxEntry.id)).all()) == 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_relay_process_publishes_and_stops_on_sigterm(client, env, engine, broker):
+    ensure_topics([broker.bootstrap])
+    accepted = submit(client, 3)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "feedback.relay"],
+        env={
+            **os.environ,
+            **env,
+            **FAST,
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        },
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for(lambda: unsent(engine) == 0 or process.poll() is not None, "the relay process")
+        assert process.poll() is None, process.stderr.read().decode()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=DEADLINE_S) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        process.stderr.close()
+
+    published = read_topic(broker.bootstrap)
+    assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)

@@ -1,0 +1,106 @@
+"""The notifier's settings, read from the environment in one place and checked at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.utils import parseaddr
+
+from koe_directory import Directory, DirectoryError, load_directory
+from koe_kit.config import EnvReader
+from koe_kit.kafka import KafkaSettings
+
+DEFAULT_DATABASE_URL = "sqlite:///var/notifier.db"
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = "127.0.0.1"
+    port: int = 1025
+    username: str = ""
+    password: str = ""
+    starttls: bool = False
+    timeout_s: float = 10.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str
+    divisions_file: str
+    directory: Directory
+    smtp: SmtpSettings
+    mail_from: str
+    dashboard_url: str | None = None
+    consumer_group: str = "notifier"
+    # Only the consumer talks to Kafka; the web app starts without a broker configured.
+    kafka: KafkaSettings | None = None
+
+
+def load_database_url(env: Mapping[str, str] | None = None) -> str:
+    """For `python -m notifier.migrate`, which needs nothing but the database."""
+    reader = EnvReader(env)
+    url = reader.str("DATABASE_URL", DEFAULT_DATABASE_URL)
+    reader.check()
+    return url
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = False) -> Settings:
+    """Raise ConfigError naming every missing or invalid variable at once."""
+    reader = EnvReader(env)
+    database_url = reader.str("DATABASE_URL", DEFAULT_DATABASE_URL)
+    divisions_file = reader.str(
+        "KOE_DIVISIONS_FILE", "divisions.yaml", hint="path to divisions.yaml"
+    )
+    directory = None
+    try:
+        directory = load_directory(divisions_file)
+    except DirectoryError as exc:
+        reader.problems.append(f"KOE_DIVISIONS_FILE: {exc}")
+
+    smtp = SmtpSettings(
+        host=reader.str("SMTP_HOST", "127.0.0.1", hint="mail server host name"),
+        port=reader.int("SMTP_PORT", 1025, minimum=1, hint="a TCP port, e.g. 587"),
+        username=reader.str("SMTP_USERNAME", ""),
+        password=reader.str("SMTP_PASSWORD", ""),
+        starttls=reader.bool("SMTP_STARTTLS", False),
+        timeout_s=reader.float("KOE_SMTP_TIMEOUT_S", 10.0, minimum=0.1, hint="seconds"),
+    )
+    if smtp.port > 65535:
+        reader.problems.append(f"SMTP_PORT={smtp.port} is invalid: must be at most 65535")
+    if bool(smtp.username) != bool(smtp.password):
+        reader.problems.append("SMTP_USERNAME and SMTP_PASSWORD must be set together")
+
+    mail_from = reader.str("MAIL_FROM", "koe <koe@localhost>", hint='e.g. "koe <koe@city.example>"')
+    if not _is_mailbox(mail_from):
+        reader.problems.append(
+            f"MAIL_FROM={mail_from!r} is invalid: needs an address such as koe <koe@city.example>"
+        )
+
+    dashboard_url = reader.str("KOE_DASHBOARD_URL", "").strip().rstrip("/") or None
+    if dashboard_url and not dashboard_url.startswith(("http://", "https://")):
+        reader.problems.append(f"KOE_DASHBOARD_URL={dashboard_url!r} is invalid: an http(s) URL")
+
+    consumer_group = reader.str("KOE_CONSUMER_GROUP", "notifier")
+    kafka_settings = (
+        KafkaSettings.from_env(reader, client_id="koe-notifier") if need_kafka else None
+    )
+    reader.check()
+    assert directory is not None  # a failed load is a problem, so check() raised
+    return Settings(
+        database_url=database_url,
+        divisions_file=divisions_file,
+        directory=directory,
+        smtp=smtp,
+        mail_from=mail_from,
+        dashboard_url=dashboard_url,
+        consumer_group=consumer_group,
+        kafka=kafka_settings,
+    )
+
+
+def _is_mailbox(value: str) -> bool:
+    if any(c in value for c in "\r\n"):
+        return False
+    _name, address = parseaddr(value)
+    local, _, domain = address.rpartition("@")
+    return bool(local and domain)

@@ -1,0 +1,66 @@
+"""`python -m notifier.consumer`: email the owning division of every alert on koe.alerts.v1."""
+
+from __future__ import annotations
+
+import sys
+
+from sqlalchemy import Engine, inspect
+
+from koe_kit.config import ConfigError, exit_on_config_error
+from koe_kit.db import make_engine, session_factory
+from koe_kit.kafka import ConsumerLoop
+from koe_kit.logs import setup_logging
+from notifier.config import Settings, load_settings
+from notifier.handler import AlertHandler
+from notifier.mailer import SmtpMailer
+
+TOPIC = "koe.alerts.v1"
+DEAD_LETTER_TOPIC = "koe.alerts.dlq.v1"
+
+
+def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
+    if settings.kafka is None:
+        raise ValueError("the consumer needs Kafka settings: load_settings(need_kafka=True)")
+    handler = AlertHandler(
+        session_factory(engine),
+        settings.directory,
+        SmtpMailer(settings.smtp),
+        mail_from=settings.mail_from,
+        dashboard_url=settings.dashboard_url,
+    )
+    loop = ConsumerLoop(
+        settings.kafka,
+        group_id=settings.consumer_group,
+        topic=TOPIC,
+        dead_letter_topic=DEAD_LETTER_TOPIC,
+        handler=handler,
+    )
+    handler.dead_letter = loop.dead_letter
+    return loop
+
+
+def main() -> None:
+    try:
+        settings = load_settings(need_kafka=True)
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    setup_logging("notifier")
+    engine = make_engine(settings.database_url)
+    if not inspect(engine).has_table("sent_alerts"):
+        # Without the table every alert would fail; say so once instead of retrying forever.
+        print(
+            "koe: cannot start, the notifier database has no sent_alerts table: "
+            "run `python -m notifier.migrate` first",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    loop = build_consumer(settings, engine)
+    loop.install_signal_handlers()
+    try:
+        loop.run()
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,101 @@
+"""The batch handler: one email per alert id, whatever the redelivery.
+
+Per alert: skip it if the record says it is done, send, and commit the record
+right after the send. Committing per alert rather than per batch narrows the
+window in which a crash can send a mail twice to the moment between the SMTP
+server taking it and our commit; a resend then carries the same Message-ID.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from koe_directory import Directory, Division
+from koe_kit.db import transaction
+from koe_kit.kafka import Message, Retryable
+from notifier import services
+from notifier.compose import compose_alert_email
+from notifier.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from notifier.models import FAILED, RETRYING, SENT
+
+log = logging.getLogger(__name__)
+
+DeadLetter = Callable[[Message, str], None]
+
+
+class AlertHandler:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        directory: Directory,
+        mailer: SmtpMailer,
+        *,
+        mail_from: str,
+        dashboard_url: str | None = None,
+        dead_letter: DeadLetter | None = None,
+    ):
+        self.sessions = sessions
+        self.directory = directory
+        self.mailer = mailer
+        self.mail_from = mail_from
+        self.dashboard_url = dashboard_url
+        # Set by the consumer once its loop exists (the loop needs this handler first).
+        self.dead_letter = dead_letter
+
+    def __call__(self, batch: list[Message]) -> None:
+        for message in batch:
+            self.notify(message)
+
+    def notify(self, message: Message) -> None:
+        alert = message.event["data"]
+        alert_id = alert["alert_id"]
+        with transaction(self.sessions) as session:
+            if services.is_done(session, alert_id):
+                log.info("alert already handled, skipped", extra={"alert_id": alert_id})
+                return
+        page = alert["page"]
+        division = self.directory.owner(page["url"], page["division"])
+        now = datetime.now(UTC)
+        mail = compose_alert_email(
+            alert,
+            division,
+            mail_from=self.mail_from,
+            sent_at=now,
+            dashboard_url=self.dashboard_url,
+        )
+        try:
+            refused = self.mailer.send(mail)
+        except TransientMailError as exc:
+            self._record(alert_id, RETRYING, division, now, str(exc))
+            raise Retryable(f"alert {alert_id}: SMTP: {exc}") from exc
+        except PermanentMailError as exc:
+            reason = f"SMTP refused the alert email for good: {exc}"
+            # Dead letter first: a crash before the record commits means a second
+            # dead letter on redelivery, never a lost one.
+            if self.dead_letter is None:
+                raise RuntimeError("AlertHandler.dead_letter is not set") from exc
+            self.dead_letter(message, reason)
+            self._record(alert_id, FAILED, division, now, str(exc))
+            log.error(
+                "alert email refused, dead-lettered",
+                extra={"alert_id": alert_id, "division": division.code, "error": str(exc)},
+            )
+            return
+        partial = "; ".join(f"{rcpt}: {code}" for rcpt, (code, _) in refused.items()) or None
+        self._record(alert_id, SENT, division, now, partial)
+        log.info(
+            "alert emailed",
+            extra={"alert_id": alert_id, "division": division.code, "refused": partial},
+        )
+
+    def _record(
+        self, alert_id: str, status: str, division: Division, at: datetime, error: str | None
+    ) -> None:
+        with transaction(self.sessions) as session:
+            services.record_attempt(
+                session, alert_id, status=status, division=division, at=at, error=error
+            )

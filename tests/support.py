@@ -1,0 +1,88 @@
+"""Helpers for the cross-service tests: koe as real subprocesses, and waiting for it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import requests
+
+from koe_kit.local_broker import free_port
+from koe_kit.local_stack import LocalStack
+
+REPO = Path(__file__).parents[1]
+API_TOKEN = "test-token-" + "x" * 24
+SITE = "https://www.info.city.tsu.mie.jp"
+DX_PAGE = f"{SITE}/shisei/dx/1234.html"
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 60, what: str = "") -> object:
+    """Poll until condition() is truthy; fail the test naming what never happened."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout_s}s waiting for {what or condition}")
+        time.sleep(0.2)
+
+
+def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str) -> dict[str, str]:
+    # The machine's environment minus any koe setting a developer may have exported.
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("KOE_", "KAFKA_", "SMTP_", "FEEDBACK_", "AGGREGATOR_", "NOTIFIER_"))
+        and k != "DATABASE_URL"
+    }
+    env |= {
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+        "SMTP_HOST": smtp_server.host,
+        "SMTP_PORT": str(smtp_server.port),
+        "KOE_API_TOKEN": API_TOKEN,
+        "KOE_ALLOWED_ORIGINS": SITE,
+        "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+        "KOE_FEEDBACK_PORT": str(free_port()),
+        "KOE_AGGREGATOR_PORT": str(free_port()),
+        "KOE_NOTIFIER_PORT": str(free_port()),
+        "FEEDBACK_DATABASE_URL": new_pg_database(),
+        "AGGREGATOR_DATABASE_URL": new_pg_database(),
+        "NOTIFIER_DATABASE_URL": new_pg_database(),
+        "KOE_WEB_WORKERS": "2",
+        **fast_kafka_env,
+    }
+    env.update(extra)
+    return env
+
+
+class Koe:
+    """A running koe and the HTTP calls a user would make to it."""
+
+    def __init__(self, stack: LocalStack):
+        self.stack = stack
+        self.http = requests.Session()
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.stack.port(service)}{path}"
+
+    def submit(self, **body) -> requests.Response:
+        return self.http.post(self.url("feedback", "/api/v1/feedback"), json=body, timeout=10)
+
+    def stats(self, path: str = "/api/v1/pages", **params) -> requests.Response:
+        return self.http.get(
+            self.url("aggregator", path),
+            params=params,
+            headers={"Authorization": f"Bearer {API_TOKEN}"},
+            timeout=10,
+        )
+
+    def page_n(self, page_id: str) -> int:
+        response = self.stats(f"/api/v1/pages/{page_id}")
+        if response.status_code == 404:
+            return 0
+        response.raise_for_status()
+        return response.json()["windows"]["all"]["n"]

@@ -1,0 +1,77 @@
+"""schemas/ is the contract between services: every example must validate, every
+schema must be sound, and every topic must be declared."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from jsonschema import Draft202012Validator
+
+from koe_kit import events
+
+SCHEMAS = Path(__file__).parents[1] / "schemas"
+EXAMPLES = sorted((SCHEMAS / "examples").glob("*/*.json"))
+
+
+def test_every_event_type_has_examples():
+    types = {p.stem for p in SCHEMAS.glob("koe.*.json")}
+    with_examples = {p.parent.name for p in EXAMPLES}
+    assert types == with_examples
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_example_is_valid(path: Path):
+    event = json.loads(path.read_text(encoding="utf-8"))
+    assert event["type"] == path.parent.name
+    events.validate(event)
+
+
+@pytest.mark.parametrize("path", sorted(SCHEMAS.glob("*.json")), ids=lambda p: p.name)
+def test_schema_is_valid_draft_2020_12(path: Path):
+    Draft202012Validator.check_schema(json.loads(path.read_text(encoding="utf-8")))
+
+
+def test_every_event_type_has_a_topic_and_a_dead_letter_topic():
+    topics = events.topics()
+    for path in SCHEMAS.glob("koe.*.json"):
+        assert path.stem in topics, f"{path.stem} has no topic in topics.yaml"
+        assert any(t.get("dead_letters_of") == path.stem for t in topics.values())
+
+
+@pytest.mark.parametrize(
+    ("mutate", "where"),
+    [
+        (lambda e: e.pop("id"), "id"),
+        (lambda e: e.update(specversion="0.3"), "specversion"),
+        (lambda e: e["data"].update(answers={}), "data.answers"),
+        (lambda e: e["data"]["answers"].update(clarity="maybe"), "data.answers.clarity"),
+        (lambda e: e["data"].update(page_url="javascript:alert(1)"), "data.page_url"),
+        (lambda e: e["data"].update(extra=1), "data"),
+        (lambda e: e.update(time="yesterday"), "time"),
+    ],
+)
+def test_broken_events_are_rejected_naming_the_field(mutate, where):
+    event = json.loads(EXAMPLES[-1].read_text(encoding="utf-8"))
+    assert event["type"] == "koe.feedback.submitted.v1"
+    mutate(event)
+    with pytest.raises(events.InvalidEvent) as caught:
+        events.validate(event)
+    assert caught.value.reason.startswith(where)
+
+
+@pytest.mark.parametrize(
+    ("raw", "reason"),
+    [
+        (b"\xff\xfe", "not UTF-8"),
+        (b"{", "not JSON"),
+        (b"[]", "event is not"),
+        (b'{"type": "koe.nope.v1"}', "type: unknown event type"),
+        (None, "empty message"),
+    ],
+)
+def test_undecodable_messages_say_why(raw, reason):
+    with pytest.raises(events.InvalidEvent) as caught:
+        events.decode(raw)
+    assert caught.value.reason.startswith(reason)

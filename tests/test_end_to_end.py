@@ -1,0 +1,126 @@
+"""The whole pipeline on real parts: every koe process as a subprocess, the
+broker, PostgreSQL and an SMTP server. What a citizen sends shows up in the
+stats; a page that gets worse makes exactly one email to its division."""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit import events
+from support import DX_PAGE, SITE, wait_until
+
+pytestmark = pytest.mark.e2e
+
+
+def read_topic(bootstrap: str, topic: str) -> list[dict]:
+    """Every event on a topic, each decoded and validated against its schema."""
+    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
+    partitions = [
+        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
+    ]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    end = consumer.end_offsets(partitions)
+    found = []
+    deadline = time.monotonic() + 30
+    while any(consumer.position(tp) < end[tp] for tp in partitions):
+        assert time.monotonic() < deadline, f"could not read {topic} to its end"
+        for batch in consumer.poll(timeout_ms=200).values():
+            found.extend(events.decode(record.value) for record in batch)
+    consumer.close()
+    return found
+
+
+def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
+    """Feedback events for one page: good weeks, then a bad week ending today."""
+    rng = random.Random(7)
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    page_id = page_id_for_url(canonical_url(page_url))
+    produced = []
+    for back in range(days_good + days_bad - 1, -1, -1):
+        bad = back < days_bad
+        for i in range(5):
+            answer = (
+                ("no" if rng.random() < 0.8 else "neutral")
+                if bad
+                else ("yes" if rng.random() < 0.85 else "neutral")
+            )
+            response_id = str(uuid.uuid4())
+            produced.append(
+                events.make_event(
+                    "koe.feedback.submitted.v1",
+                    source="koe/test-history",
+                    subject=page_id,
+                    event_id=response_id,
+                    time=today - timedelta(days=back, minutes=i),
+                    data={
+                        "response_id": response_id,
+                        "page_id": page_id,
+                        "page_url": canonical_url(page_url),
+                        "page_title": "津市の自治体DX取組状況",
+                        "division": None,
+                        "locale": "ja",
+                        "answers": {"findability": "yes", "clarity": answer, "usefulness": answer},
+                    },
+                )
+            )
+    return produced
+
+
+def test_responses_reach_the_stats_and_a_drop_emails_its_division_once(
+    koe_factory, broker, smtp_server
+):
+    koe = koe_factory()
+
+    # 1. Citizens answer a page's survey over HTTP; the stats API shows each once.
+    page_url = f"{SITE}/kurashi/gomi/5678.html"
+    page_id = page_id_for_url(canonical_url(page_url))
+    sent = [
+        {"findability": "yes", "clarity": "neutral", "usefulness": "no"},
+        {"clarity": "yes"},
+        {"usefulness": "yes", "findability": "no"},
+    ]
+    for answers in sent:
+        response = koe.submit(page_url=page_url, page_title="ごみの出し方", answers=answers)
+        assert response.status_code == 202, response.text
+    # n counts answers: 3 + 1 + 2
+    wait_until(lambda: koe.page_n(page_id) == 6, what="6 answers in the stats")
+    page = koe.stats(f"/api/v1/pages/{page_id}").json()
+    clarity = page["windows"]["all"]["questions"]["clarity"]
+    assert (clarity["yes"], clarity["neutral"], clarity["no"], clarity["n"]) == (1, 1, 0, 2)
+    assert clarity["score"] == 75.0
+    assert page["url"] == canonical_url(page_url)
+    assert page["division"] == "kankyo-gomi" or page["division"] is None
+
+    # 2. A page with four good weeks and then a bad one: one email, to its division.
+    producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
+    for event in history(DX_PAGE, days_good=28, days_bad=7):
+        producer.send(
+            "koe.feedback.submitted.v1", key=event["subject"].encode(), value=events.encode(event)
+        )
+    producer.flush()
+    producer.close()
+    wait_until(lambda: smtp_server.messages, timeout_s=90, what="the alert email")
+    time.sleep(5)  # a second email, if the rule fired twice, would arrive by now
+    assert len(smtp_server.messages) == 1
+    mail = smtp_server.messages[0]
+    assert mail["To"] == "digital-kaikaku@city-tsu.example"
+    assert "津市の自治体DX取組状況" in mail["Subject"]
+    assert any("\u3040" <= ch <= "\u30ff" for ch in mail["Subject"]), "subject is not Japanese"
+    body = mail.get_body(preferencelist=("plain",)).get_content()
+    assert "デジタル改革推進課" in body
+    assert canonical_url(DX_PAGE) in body
+
+    # 3. Everything the services put on the topics follows its schema.
+    submitted = read_topic(broker.bootstrap, "koe.feedback.submitted.v1")
+    assert sum(e["source"] == "koe/feedback" for e in submitted) == 3
+    alerts = read_topic(broker.bootstrap, "koe.alerts.v1")
+    assert len(alerts) == 1
+    assert alerts[0]["data"]["page"]["url"] == canonical_url(DX_PAGE)

@@ -19,10 +19,10 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 
-from common import migrate, pg_database, process, rss_mib, wait
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
+from common import migrate, pg_database, process, rss_mib, wait
 from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import ensure_topics
@@ -39,20 +39,32 @@ FAST = {
 def produce(bootstrap: str, count: int, pages: int) -> None:
     rng = random.Random(1)
     now = datetime.now(UTC)
-    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks=1, linger_ms=20,
-                             batch_size=256 * 1024)
+    producer = KafkaProducer(
+        bootstrap_servers=[bootstrap], acks=1, linger_ms=20, batch_size=256 * 1024
+    )
     urls = [f"https://www.info.city.tsu.mie.jp/bench/{n}.html" for n in range(pages)]
     for i in range(count):
         url = urls[i % pages]
         page_id = page_id_for_url(url)
         response_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
         event = events.make_event(
-            TOPIC, source="koe/bench", subject=page_id, event_id=response_id,
+            TOPIC,
+            source="koe/bench",
+            subject=page_id,
+            event_id=response_id,
             time=now - timedelta(minutes=rng.randrange(60 * 24 * 90)),
-            data={"response_id": response_id, "page_id": page_id, "page_url": url,
-                  "page_title": f"ページ {i % pages}", "division": None, "locale": "ja",
-                  "answers": {q: rng.choice(("yes", "yes", "neutral", "no"))
-                              for q in ("findability", "clarity", "usefulness")}},
+            data={
+                "response_id": response_id,
+                "page_id": page_id,
+                "page_url": url,
+                "page_title": f"ページ {i % pages}",
+                "division": None,
+                "locale": "ja",
+                "answers": {
+                    q: rng.choice(("yes", "yes", "neutral", "no"))
+                    for q in ("findability", "clarity", "usefulness")
+                },
+            },
         )
         producer.send(TOPIC, key=page_id.encode(), value=events.encode(event))
     producer.flush()
@@ -60,10 +72,17 @@ def produce(bootstrap: str, count: int, pages: int) -> None:
 
 
 def raw_rate(bootstrap: str, count: int) -> float:
-    consumer = KafkaConsumer(TOPIC, bootstrap_servers=[bootstrap], group_id="raw-baseline",
-                             enable_auto_commit=False, auto_offset_reset="earliest",
-                             max_poll_records=500, max_poll_interval_ms=3000,
-                             session_timeout_ms=3000, heartbeat_interval_ms=500)
+    consumer = KafkaConsumer(
+        TOPIC,
+        bootstrap_servers=[bootstrap],
+        group_id="raw-baseline",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_poll_records=500,
+        max_poll_interval_ms=3000,
+        session_timeout_ms=3000,
+        heartbeat_interval_ms=500,
+    )
     seen, first = 0, None
     while seen < count:
         for batch in consumer.poll(timeout_ms=500).values():
@@ -101,8 +120,12 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--pages", type=int, default=2_000)
-    parser.add_argument("--memory-events", type=int, default=0,
-                        help="also measure memory from 10k to this many events (e.g. 1000000)")
+    parser.add_argument(
+        "--memory-events",
+        type=int,
+        default=0,
+        help="also measure memory from 10k to this many events (e.g. 1000000)",
+    )
     args = parser.parse_args()
 
     broker = LocalBroker().start()
@@ -110,8 +133,10 @@ def main() -> None:
         ensure_topics([broker.bootstrap])
         t = time.monotonic()
         produce(broker.bootstrap, args.events, args.pages)
-        print(f"aggregator: {args.events:,} events over {args.pages:,} pages "
-              f"(produced in {time.monotonic() - t:.1f}s)")
+        print(
+            f"aggregator: {args.events:,} events over {args.pages:,} pages "
+            f"(produced in {time.monotonic() - t:.1f}s)"
+        )
         raw = raw_rate(broker.bootstrap, args.events)
         with pg_database() as url:
             agg, _ = aggregator_run(broker.bootstrap, url, args.events)
@@ -127,12 +152,15 @@ def main() -> None:
             ensure_topics([broker.bootstrap])
             produce(broker.bootstrap, args.memory_events, args.pages)
             with pg_database() as url:
-                _, memory = aggregator_run(broker.bootstrap, url, args.memory_events,
-                                           memory_marks=(10_000,))
+                _, memory = aggregator_run(
+                    broker.bootstrap, url, args.memory_events, memory_marks=(10_000,)
+                )
             growth = memory["end"] / memory[10_000]
-            print(f"aggregator memory (RSS): {memory[10_000]:.1f} MiB after 10,000 events, "
-                  f"{memory['end']:.1f} MiB after {args.memory_events:,} "
-                  f"({growth:.2f}x; target ≤ 1.10x)")
+            print(
+                f"aggregator memory (RSS): {memory[10_000]:.1f} MiB after 10,000 events, "
+                f"{memory['end']:.1f} MiB after {args.memory_events:,} "
+                f"({growth:.2f}x; target ≤ 1.10x)"
+            )
         finally:
             broker.stop()
 

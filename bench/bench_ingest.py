@@ -34,9 +34,22 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
         encoding="utf-8",
     )
     out = subprocess.run(
-        ["wrk", "-t", "1", "-c", str(connections), "-d", f"{seconds}s", "--latency",
-         "-s", str(script), url],
-        capture_output=True, text=True, check=True,
+        [
+            "wrk",
+            "-t",
+            "1",
+            "-c",
+            str(connections),
+            "-d",
+            f"{seconds}s",
+            "--latency",
+            "-s",
+            str(script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
     p50 = re.search(r"50%\s+([\d.]+\w+)", out).group(1)
@@ -46,8 +59,18 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
 
 
 def gunicorn(app: str, port: int, workers: int) -> list[str]:
-    return [sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}",
-            "--workers", str(workers), "--log-level", "warning"]
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        app,
+        "--bind",
+        f"127.0.0.1:{port}",
+        "--workers",
+        str(workers),
+        "--log-level",
+        "warning",
+    ]
 
 
 def main() -> None:
@@ -60,7 +83,9 @@ def main() -> None:
         raise SystemExit("bench: needs wrk (apt-get install -y wrk)")
 
     port = free_port()
-    with process(gunicorn("bare_app:app", port, args.workers), {"PYTHONPATH": str(REPO / "bench")}, port):
+    with process(
+        gunicorn("bare_app:app", port, args.workers), {"PYTHONPATH": str(REPO / "bench")}, port
+    ):
         bare = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
 
     with pg_database() as url:
@@ -74,11 +99,15 @@ def main() -> None:
         with process(gunicorn("feedback.wsgi:app", port, args.workers), env, port):
             koe = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
 
-    print(f"ingest, gunicorn --workers {args.workers}, wrk -c {args.connections} "
-          f"for {args.seconds}s each, PostgreSQL")
+    print(
+        f"ingest, gunicorn --workers {args.workers}, wrk -c {args.connections} "
+        f"for {args.seconds}s each, PostgreSQL"
+    )
     for name, r in (("bare Flask", bare), ("koe feedback", koe)):
-        print(f"  {name:13} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
-              f"  non-2xx {r['errors']}")
+        print(
+            f"  {name:13} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
+            f"  non-2xx {r['errors']}"
+        )
     print(f"  ratio koe/bare: {koe['rps'] / bare['rps']:.2f}x (target ≥ 0.60x)")
 
 

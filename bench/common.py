@@ -35,7 +35,9 @@ def pg_database() -> Iterator[str]:
 
 
 @contextmanager
-def process(argv: list[str], env: Mapping[str, str], port: int | None = None, log: Path | None = None):
+def process(
+    argv: list[str], env: Mapping[str, str], port: int | None = None, log: Path | None = None
+):
     out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
     proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
     try:
@@ -90,4 +92,13 @@ def wait(condition, timeout_s: float, what: str) -> float:
     return time.monotonic() - start
 
 
-__all__ = ["REPO", "free_port", "migrate", "percentile", "pg_database", "process", "rss_mib", "wait"]
+__all__ = [
+    "REPO",
+    "free_port",
+    "migrate",
+    "percentile",
+    "pg_database",
+    "process",
+    "rss_mib",
+    "wait",
+]

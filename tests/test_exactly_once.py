@@ -53,9 +53,7 @@ def test_kill_9_of_the_aggregator_mid_stream_loses_and_doubles_nothing(koe_facto
     sender.join()
     assert sum(accepted.values()) == TOTAL, "the API refused responses it should accept"
     assert sum(answered.values()) == EXPECTED_ANSWERS
-    wait_until(
-        lambda: counted() == EXPECTED_ANSWERS, timeout_s=120, what="every answer counted"
-    )
+    wait_until(lambda: counted() == EXPECTED_ANSWERS, timeout_s=120, what="every answer counted")
 
     for url, n in answered.items():
         page = koe.stats(f"/api/v1/pages/{page_id_for_url(url)}").json()

@@ -7,10 +7,10 @@ from collections.abc import Iterator
 from datetime import datetime
 
 import pytest
-from koe_kit import events
-from koe_kit.db import make_engine, session_factory
 
 from aggregator.migrate import migrate
+from koe_kit import events
+from koe_kit.db import make_engine, session_factory
 
 PAGE_URL = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"
 

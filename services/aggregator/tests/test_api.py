@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 
 import pytest
-from koe_kit.config import ConfigError
-from koe_kit.db import transaction
 
 from aggregator.app import create_app
 from aggregator.config import load_settings
 from aggregator.models import DailyCount, Page
+from koe_kit.config import ConfigError
+from koe_kit.db import transaction
 
-TOKEN = "s3cret-token-for-tests-0123456789"
+TOKEN = "s3cret-token-for-tests-0123456789"  # noqa: S105 (a test token)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 A, B = "u-5f1c9a2d7e3b4c60", "shirasagi:docs:1234"
 
@@ -23,11 +23,22 @@ def client(migrated_url, sessions):
     with transaction(sessions) as session:
         session.add_all(
             [
-                Page(id=A, url="https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
-                     title="津市の自治体DX取組状況", division="somu-dx",
-                     first_seen=seen, last_seen=seen),
-                Page(id=B, url="https://www.info.city.tsu.mie.jp/kurashi/gomi/1234.html",
-                     title=None, division="kankyo", first_seen=seen, last_seen=seen),
+                Page(
+                    id=A,
+                    url="https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+                    title="津市の自治体DX取組状況",
+                    division="somu-dx",
+                    first_seen=seen,
+                    last_seen=seen,
+                ),
+                Page(
+                    id=B,
+                    url="https://www.info.city.tsu.mie.jp/kurashi/gomi/1234.html",
+                    title=None,
+                    division="kankyo",
+                    first_seen=seen,
+                    last_seen=seen,
+                ),
             ]
         )
         for page_id, day, question, yes, neutral, no in [
@@ -38,8 +49,11 @@ def client(migrated_url, sessions):
             (A, date(2026, 11, 28), "clarity", 0, 0, 9),  # after as_of: never counted
             (B, date(2026, 11, 26), "usefulness", 1, 0, 1),
         ]:
-            session.add(DailyCount(page_id=page_id, day=day, question=question,
-                                   yes=yes, neutral=neutral, no=no))
+            session.add(
+                DailyCount(
+                    page_id=page_id, day=day, question=question, yes=yes, neutral=neutral, no=no
+                )
+            )
     app = create_app(load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN}))
     return app.test_client()
 
@@ -61,8 +75,12 @@ def test_the_api_starts_without_kafka_settings(tmp_path):
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong-token-wrong-token"}, {"Authorization": TOKEN},
-     {"Authorization": f"Basic {TOKEN}"}],
+    [
+        {},
+        {"Authorization": "Bearer wrong-token-wrong-token"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+    ],
 )
 def test_401_without_the_right_token(client, headers):
     for path in ("/api/v1/pages", f"/api/v1/pages/{A}"):
@@ -83,18 +101,31 @@ def test_pages_list_matches_the_counts(client):
     assert set(pages) == {A, B}
     a = pages[A]
     assert (a["url"], a["title"], a["division"]) == (
-        "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html", "津市の自治体DX取組状況", "somu-dx")
+        "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+        "津市の自治体DX取組状況",
+        "somu-dx",
+    )
     week, month, ever = a["windows"]["7d"], a["windows"]["28d"], a["windows"]["all"]
     assert (week["start"], week["end"]) == ("2026-11-21", "2026-11-27")
     assert week["questions"]["clarity"] | {"wilson_low": None, "wilson_high": None} == {
-        "yes": 3, "neutral": 1, "no": 2, "n": 6, "score": 58.3,
-        "wilson_low": None, "wilson_high": None,
+        "yes": 3,
+        "neutral": 1,
+        "no": 2,
+        "n": 6,
+        "score": 58.3,
+        "wilson_low": None,
+        "wilson_high": None,
     }
     clarity = week["questions"]["clarity"]
     assert clarity["wilson_low"] < 58.3 < clarity["wilson_high"]
     assert week["questions"]["findability"] == {
-        "yes": 0, "neutral": 0, "no": 0, "n": 0, "score": None,
-        "wilson_low": None, "wilson_high": None,
+        "yes": 0,
+        "neutral": 0,
+        "no": 0,
+        "n": 0,
+        "score": None,
+        "wilson_low": None,
+        "wilson_high": None,
     }
     assert (week["n"], week["score"]) == (6, 58.3)
     assert (month["n"], month["score"]) == (7, 64.3)
@@ -127,12 +158,19 @@ def test_page_detail_with_daily_series(client):
     assert [d["day"] for d in daily] == [f"2026-11-{d}" for d in range(21, 28)]
     by_day = {d["day"]: d for d in daily}
     assert by_day["2026-11-27"]["questions"]["clarity"] == {
-        "yes": 3, "neutral": 1, "no": 0, "n": 4, "score": 87.5}
+        "yes": 3,
+        "neutral": 1,
+        "no": 0,
+        "n": 4,
+        "score": 87.5,
+    }
     assert (by_day["2026-11-27"]["n"], by_day["2026-11-27"]["score"]) == (4, 87.5)
     assert by_day["2026-11-22"]["score"] == 0.0
     assert (by_day["2026-11-23"]["n"], by_day["2026-11-23"]["score"]) == (0, None)
-    assert len(client.get(f"/api/v1/pages/{A}?as_of=2026-11-27", headers=AUTH)
-               .get_json()["daily"]) == 28
+    assert (
+        len(client.get(f"/api/v1/pages/{A}?as_of=2026-11-27", headers=AUTH).get_json()["daily"])
+        == 28
+    )
 
 
 def test_page_detail_errors(client):

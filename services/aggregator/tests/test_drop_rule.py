@@ -120,8 +120,16 @@ def test_cooldown_suppresses_a_second_alert_per_question():
     # Seven event days later the cooldown is over.
     later = AS_OF + timedelta(days=7)
     assert evaluate(PAGE, history(baseline, recent, later), later, RULE, last) is not None
-    assert evaluate(PAGE, history(baseline, recent, later - timedelta(days=1)),
-                    later - timedelta(days=1), RULE, last) is None
+    assert (
+        evaluate(
+            PAGE,
+            history(baseline, recent, later - timedelta(days=1)),
+            later - timedelta(days=1),
+            RULE,
+            last,
+        )
+        is None
+    )
 
 
 def test_alert_id_is_deterministic():
@@ -133,6 +141,7 @@ def test_alert_id_is_deterministic():
     recent_window = one.recent
     assert one.alert_id == alert_id_for(PAGE, ["usefulness", "clarity"], recent_window)
     assert one.alert_id != alert_id_for("other-page", ["clarity", "usefulness"], recent_window)
-    shifted = evaluate(PAGE, history(baseline, recent, AS_OF + timedelta(days=1)),
-                       AS_OF + timedelta(days=1), RULE)
+    shifted = evaluate(
+        PAGE, history(baseline, recent, AS_OF + timedelta(days=1)), AS_OF + timedelta(days=1), RULE
+    )
     assert shifted is not None and shifted.alert_id != one.alert_id

@@ -6,13 +6,13 @@ import json
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from koe_kit import events
-from koe_kit.db import transaction
 from sqlalchemy import func, select
 
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, ProcessedEvent
+from koe_kit import events
+from koe_kit.db import transaction
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 RULE = DropRule()
@@ -26,8 +26,13 @@ def run(sessions, batch):
 def counts(sessions) -> dict[tuple[str, str], tuple[int, int, int]]:
     with sessions() as session:
         rows = session.execute(
-            select(DailyCount.day, DailyCount.question, DailyCount.yes, DailyCount.neutral,
-                   DailyCount.no)
+            select(
+                DailyCount.day,
+                DailyCount.question,
+                DailyCount.yes,
+                DailyCount.neutral,
+                DailyCount.no,
+            )
         )
         return {(day.isoformat(), q): (y, ne, no) for day, q, y, ne, no in rows}
 
@@ -97,8 +102,9 @@ def drop_history(feedback, start: date, good_days: int = 28, bad_days: int = 7) 
         answer = "yes" if offset < good_days else "no"
         for hour in (1, 5):
             batch.append(
-                feedback(f"{day.isoformat()}T0{hour}:00:00Z", {"clarity": answer,
-                                                               "findability": "yes"})
+                feedback(
+                    f"{day.isoformat()}T0{hour}:00:00Z", {"clarity": answer, "findability": "yes"}
+                )
             )
     return batch
 

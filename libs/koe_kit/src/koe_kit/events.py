@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import os
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
+import fastjsonschema
 import yaml
-from jsonschema import Draft202012Validator
-from referencing import Registry, Resource
 
 SPEC_VERSION = "1.0"
 SCHEMA_URI_PREFIX = "urn:koe:schema:"
@@ -40,24 +40,34 @@ def schemas_dir() -> Path:
 
 
 @cache
-def _registry() -> Registry:
-    """Every schema in schemas/, so event schemas can $ref the shared envelope by $id."""
-    resources = []
+def _schemas() -> dict[str, dict[str, Any]]:
+    """Every schema in schemas/ by $id, so event schemas can $ref the shared envelope."""
+    found = {}
     for path in sorted(schemas_dir().glob("*.json")):
         schema = json.loads(path.read_text(encoding="utf-8"))
-        resources.append((schema["$id"], Resource.from_contents(schema)))
-    return Registry().with_resources(resources)
+        found[schema["$id"]] = schema
+    return found
+
+
+def _is_uuid(value: str) -> bool:
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
 
 
 @cache
-def _validator(event_type: str) -> Draft202012Validator:
-    resource = _registry().get(SCHEMA_URI_PREFIX + event_type)
-    if resource is None or event_type == "cloudevent.envelope":
+def _validator(event_type: str) -> Callable[[Any], Any]:
+    # fastjsonschema compiles a schema to Python: about 20x faster than
+    # jsonschema's interpreter, which matters on the feedback API's hot path.
+    schema = _schemas().get(SCHEMA_URI_PREFIX + event_type)
+    if schema is None or event_type == "cloudevent.envelope":
         raise InvalidEvent(f"type: unknown event type {event_type!r}")
-    return Draft202012Validator(
-        resource.contents,
-        registry=_registry(),
-        format_checker=Draft202012Validator.FORMAT_CHECKER,
+    return fastjsonschema.compile(
+        schema,
+        handlers={"urn": lambda uri: _schemas()[uri]},
+        formats={"uuid": _is_uuid, "date": r"^\d{4}-\d{2}-\d{2}$"},
     )
 
 
@@ -75,13 +85,15 @@ def validate(event: dict[str, Any]) -> None:
     event_type = event.get("type")
     if not isinstance(event_type, str):
         raise InvalidEvent("type: missing or not a string")
-    error = next(iter(sorted(_validator(event_type).iter_errors(event), key=str)), None)
-    if error is not None:
-        path = [str(p) for p in error.absolute_path]
-        if error.validator == "required":
+    try:
+        _validator(event_type)(event)
+    except fastjsonschema.JsonSchemaValueException as exc:
+        path = [str(p) for p in exc.path[1:]]  # path[0] is fastjsonschema's name for the root
+        if exc.rule == "required":
             # Name the missing field itself, not its parent.
-            path += [next(k for k in error.validator_value if k not in error.instance)]
-        raise InvalidEvent(f"{'.'.join(path) or '(event)'}: {error.message}")
+            path.append(next(k for k in exc.rule_definition if k not in exc.value))
+        message = exc.message.split(" ", 1)[-1]  # drop the "data.x.y" prefix
+        raise InvalidEvent(f"{'.'.join(path) or '(event)'}: {message}") from None
 
 
 def make_event(

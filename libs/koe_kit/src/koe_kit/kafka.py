@@ -14,6 +14,7 @@ it with exponential backoff, polling meanwhile so the group keeps us.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import signal
 import threading
@@ -113,10 +114,9 @@ def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None 
             if name not in existing and (names is None or name in names)
         ]
         if missing:
-            try:
+            # Another process may create one between list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between list and create
     finally:
         admin.close()
 

@@ -74,8 +74,15 @@ class LocalStack:
         if not self.env.get("SMTP_HOST"):
             port = self.env.get("SMTP_PORT", "1025")
             self.sink = subprocess.Popen(
-                [sys.executable, "-m", "koe_kit.smtp_sink", "--port", port,
-                 "--dir", str(self.var_dir / "mail")],
+                [
+                    sys.executable,
+                    "-m",
+                    "koe_kit.smtp_sink",
+                    "--port",
+                    port,
+                    "--dir",
+                    str(self.var_dir / "mail"),
+                ],
                 stdout=subprocess.DEVNULL,
             )
             wait_for_port("127.0.0.1", int(port))
@@ -127,22 +134,34 @@ class LocalStack:
             port = self.port(service)
             self.processes[f"{service}-web"] = Process(
                 f"{service}-web",
-                [sys.executable, "-m", "gunicorn", f"{service}.wsgi:app",
-                 "--bind", f"127.0.0.1:{port}", "--workers", workers,
-                 "--graceful-timeout", "10"],
+                [
+                    sys.executable,
+                    "-m",
+                    "gunicorn",
+                    f"{service}.wsgi:app",
+                    "--bind",
+                    f"127.0.0.1:{port}",
+                    "--workers",
+                    workers,
+                    "--graceful-timeout",
+                    "10",
+                ],
                 env,
                 port,
             )
         self.processes["feedback-relay"] = Process(
-            "feedback-relay", [sys.executable, "-m", "feedback.relay"],
+            "feedback-relay",
+            [sys.executable, "-m", "feedback.relay"],
             self.service_env("feedback"),
         )
         self.processes["aggregator-consumer"] = Process(
-            "aggregator-consumer", [sys.executable, "-m", "aggregator.consumer"],
+            "aggregator-consumer",
+            [sys.executable, "-m", "aggregator.consumer"],
             self.service_env("aggregator"),
         )
         self.processes["notifier-consumer"] = Process(
-            "notifier-consumer", [sys.executable, "-m", "notifier.consumer"],
+            "notifier-consumer",
+            [sys.executable, "-m", "notifier.consumer"],
             self.service_env("notifier"),
         )
 
@@ -197,8 +216,10 @@ def main() -> None:
         while True:
             dead = stack.dead()
             if dead:
-                print(f"koe: {', '.join(dead)} stopped unexpectedly; see {var_dir}/log/",
-                      file=sys.stderr)
+                print(
+                    f"koe: {', '.join(dead)} stopped unexpectedly; see {var_dir}/log/",
+                    file=sys.stderr,
+                )
                 raise SystemExit(1)
             time.sleep(1)
     except KeyboardInterrupt:
@@ -209,22 +230,28 @@ def main() -> None:
 
 def _print_banner(stack: LocalStack) -> None:
     env = stack.env
-    print(f"""
+    print(
+        f"""
 koe is running (Ctrl-C stops everything).
 
-  feedback API     http://127.0.0.1:{stack.port('feedback')}/api/v1/feedback
-  stats API        http://127.0.0.1:{stack.port('aggregator')}/api/v1/pages
-  notifier health  http://127.0.0.1:{stack.port('notifier')}/healthz
-  Kafka            {env['KAFKA_BOOTSTRAP_SERVERS']}
-  SMTP             {env['SMTP_HOST']}:{env['SMTP_PORT']}  (mail kept in {stack.var_dir}/mail/)
+  feedback API     http://127.0.0.1:{stack.port("feedback")}/api/v1/feedback
+  stats API        http://127.0.0.1:{stack.port("aggregator")}/api/v1/pages
+  notifier health  http://127.0.0.1:{stack.port("notifier")}/healthz
+  Kafka            {env["KAFKA_BOOTSTRAP_SERVERS"]}
+  SMTP             {env["SMTP_HOST"]}:{env["SMTP_PORT"]}  (mail kept in {stack.var_dir}/mail/)
   logs             {stack.var_dir}/log/
-""", flush=True)
+""",
+        flush=True,
+    )
     if stack.token_generated:
         # Printed only when we made it: a token the operator set stays theirs.
-        print(f"""  stats API token  {env['KOE_API_TOKEN']}  (kept in {stack.var_dir}/api-token)
-    curl -H "Authorization: Bearer {env['KOE_API_TOKEN']}" \\
-         http://127.0.0.1:{stack.port('aggregator')}/api/v1/pages
-""", flush=True)
+        print(
+            f"""  stats API token  {env["KOE_API_TOKEN"]}  (kept in {stack.var_dir}/api-token)
+    curl -H "Authorization: Bearer {env["KOE_API_TOKEN"]}" \\
+         http://127.0.0.1:{stack.port("aggregator")}/api/v1/pages
+""",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from flask import Flask
-from koe_kit.db import make_engine
-from koe_kit.web import health_blueprint, init_db, init_json_errors
 
 from aggregator.config import Settings, load_settings, require_token
 from aggregator.views import api
+from koe_kit.db import make_engine
+from koe_kit.web import health_blueprint, init_db, init_json_errors
 
 
 def create_app(settings: Settings | None = None) -> Flask:

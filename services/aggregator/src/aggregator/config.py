@@ -11,10 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from aggregator.drop_rule import DropRule
 from koe_kit.config import ConfigError, EnvReader
 from koe_kit.kafka import KafkaSettings
-
-from aggregator.drop_rule import DropRule
 
 MIN_TOKEN_LENGTH = 16
 
@@ -47,7 +46,9 @@ def load_settings(
     try:
         timezone = _zone(timezone_name)
     except ValueError as exc:
-        reader.problems.append(f"KOE_TIMEZONE={timezone_name!r} is invalid: {exc} (e.g. Asia/Tokyo)")
+        reader.problems.append(
+            f"KOE_TIMEZONE={timezone_name!r} is invalid: {exc} (e.g. Asia/Tokyo)"
+        )
         timezone = ZoneInfo("Asia/Tokyo")
     group = reader.str("KOE_CONSUMER_GROUP", "aggregator")
     defaults = DropRule()

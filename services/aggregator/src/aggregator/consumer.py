@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import logging
 
-from koe_kit.config import ConfigError, exit_on_config_error
-from koe_kit.db import make_engine, session_factory, transaction
-from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
-from koe_kit.logs import setup_logging
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.config import Settings, load_settings
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
+from koe_kit.config import ConfigError, exit_on_config_error
+from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
+from koe_kit.logs import setup_logging
 
 log = logging.getLogger(__name__)
 

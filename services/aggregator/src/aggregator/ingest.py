@@ -17,14 +17,14 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from koe_kit import events
-from koe_kit.db import dialect_insert
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from aggregator.drop_rule import DropAlert, DropRule, evaluate
 from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, ProcessedEvent
 from aggregator.scoring import Tally, question_score
+from koe_kit import events
+from koe_kit.db import dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -321,4 +321,3 @@ def make_alert_event(
 def _window_json(start: date | None, end: date) -> dict[str, str]:
     assert start is not None
     return {"start": start.isoformat(), "end": end.isoformat()}
-

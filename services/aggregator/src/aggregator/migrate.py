@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from aggregator.config import load_settings
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import upgrade
-
-from aggregator.config import load_settings
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

@@ -17,10 +17,9 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from koe_kit.db import transaction
-
 from aggregator.ingest import ALERTS_TOPIC
 from aggregator.models import AlertOutbox
+from koe_kit.db import transaction
 
 log = logging.getLogger(__name__)
 
@@ -95,7 +94,10 @@ class OutboxPublisher:
         sent: list[int] = []
         try:
             futures = [
-                (row.id, self.producer.send(self.topic, key=row.page_id, value=row.payload.encode()))
+                (
+                    row.id,
+                    self.producer.send(self.topic, key=row.page_id, value=row.payload.encode()),
+                )
                 for row in rows
             ]
             for row_id, future in futures:

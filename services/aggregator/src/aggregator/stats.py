@@ -108,7 +108,8 @@ def figures_json(per_question: Mapping[str, Tally], *, with_interval: bool = Tru
         "n": sum(t.n for t in tallies),
         "score": rounded(page_score(tallies)),
         "questions": {
-            q: tally_json(t, with_interval=with_interval) for q, t in zip(QUESTIONS, tallies)
+            q: tally_json(t, with_interval=with_interval)
+            for q, t in zip(QUESTIONS, tallies, strict=True)
         },
     }
 

@@ -7,9 +7,9 @@ import re
 from datetime import date, datetime
 
 from flask import Blueprint, current_app, jsonify, request
-from koe_kit.web import db_session
 
 from aggregator import stats
+from koe_kit.web import db_session
 
 PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the event schema's page_id
 DIVISION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

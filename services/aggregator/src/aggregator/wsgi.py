@@ -1,8 +1,7 @@
 """`gunicorn aggregator.wsgi:app`"""
 
-from koe_kit.config import ConfigError, exit_on_config_error
-
 from aggregator.app import create_app
+from koe_kit.config import ConfigError, exit_on_config_error
 
 try:
     app = create_app()

@@ -16,7 +16,6 @@ pytestmark = pytest.mark.e2e
 PAGES = [f"{SITE}/kurashi/gomi/{n}.html" for n in range(5)]
 ANSWERS = ["yes", "neutral", "no"]
 TOTAL = 600
-EXPECTED_ANSWERS = TOTAL + TOTAL // 2  # every response answers clarity, odd ones usefulness too
 
 
 def test_kill_9_of_the_aggregator_mid_stream_loses_and_doubles_nothing(koe_factory):
@@ -45,18 +44,20 @@ def test_kill_9_of_the_aggregator_mid_stream_loses_and_doubles_nothing(koe_facto
     for round_ in range(2):
         # Let the aggregator get going, then kill it without warning, twice.
         floor = (round_ + 1) * 150
-        wait_until(lambda floor=floor: counted() >= floor, what=f"{floor} answers counted")
+        wait_until(lambda floor=floor: counted() >= floor, what=f"{floor} responses counted")
         koe.stack.kill("aggregator-consumer", signal.SIGKILL)
-        assert counted() < EXPECTED_ANSWERS, "the kill must land mid-stream to prove anything"
+        assert counted() < TOTAL, "the kill must land mid-stream to prove anything"
         koe.stack.start("aggregator-consumer")
 
     sender.join()
     assert sum(accepted.values()) == TOTAL, "the API refused responses it should accept"
-    assert sum(answered.values()) == EXPECTED_ANSWERS
-    wait_until(lambda: counted() == EXPECTED_ANSWERS, timeout_s=120, what="every answer counted")
+    # every response answers clarity, odd ones usefulness too
+    assert sum(answered.values()) == TOTAL + TOTAL // 2
+    wait_until(lambda: counted() == TOTAL, timeout_s=120, what="every response counted")
 
-    for url, n in answered.items():
+    for url, n in accepted.items():
         page = koe.stats(f"/api/v1/pages/{page_id_for_url(url)}").json()
         assert page["windows"]["all"]["n"] == n
-        clarity = page["windows"]["all"]["questions"]["clarity"]
-        assert clarity["n"] == accepted[url], "every response answered clarity"
+        questions = page["windows"]["all"]["questions"]
+        assert questions["clarity"]["n"] == n
+        assert sum(q["n"] for q in questions.values()) == answered[url]

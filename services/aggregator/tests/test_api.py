@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
 from aggregator.app import create_app
 from aggregator.config import load_settings
-from aggregator.models import DailyCount, Page
+from aggregator.drop_rule import DropRule
+from aggregator.ingest import handle_batch
+from aggregator.models import DailyCount, DailyResponse, Page
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
 
@@ -54,6 +57,8 @@ def client(migrated_url, sessions):
                     page_id=page_id, day=day, question=question, yes=yes, neutral=neutral, no=no
                 )
             )
+            # Each of these responses answered the one question, so responses = answers.
+            session.add(DailyResponse(page_id=page_id, day=day, responses=yes + neutral + no))
     app = create_app(load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN}))
     return app.test_client()
 
@@ -180,3 +185,50 @@ def test_page_detail_errors(client):
         response = client.get(f"/api/v1/pages/{A}?days={days}", headers=AUTH)
         assert response.status_code == 400 and "days" in response.get_json()["errors"]
     assert client.get(f"/api/v1/pages/{A}?days=366", headers=AUTH).status_code == 200
+
+
+def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, make_feedback):
+    feedback = make_feedback
+    batch = [
+        # Three responses on the 20th answering 3, 1 and 2 questions: six answers.
+        feedback(
+            "2026-11-20T03:00:00Z", {"findability": "yes", "clarity": "yes", "usefulness": "no"}
+        ),
+        feedback("2026-11-20T04:00:00Z", {"clarity": "neutral"}),
+        feedback("2026-11-20T05:00:00Z", {"clarity": "no", "usefulness": "yes"}),
+        # One more ten days before: inside 28d and all, outside 7d.
+        feedback("2026-11-10T03:00:00Z", {"findability": "no", "usefulness": "yes"}),
+    ]
+    with transaction(sessions) as session:
+        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule())
+    client = create_app(
+        load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN})
+    ).test_client()
+
+    [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
+    detail = client.get(f"/api/v1/pages/{page['id']}?as_of=2026-11-20", headers=AUTH).get_json()
+    for body in (page, detail):
+        week, month, ever = (body["windows"][w] for w in ("7d", "28d", "all"))
+        assert (week["n"], month["n"], ever["n"]) == (3, 4, 4)
+        assert {q: t["n"] for q, t in week["questions"].items()} == {
+            "findability": 1,
+            "clarity": 3,
+            "usefulness": 2,
+        }
+        assert {q: t["n"] for q, t in month["questions"].items()} == {
+            "findability": 2,
+            "clarity": 3,
+            "usefulness": 3,
+        }
+    by_day = {d["day"]: d for d in detail["daily"]}
+    assert by_day["2026-11-20"]["n"] == 3
+    assert by_day["2026-11-20"]["questions"]["clarity"]["n"] == 3
+    assert by_day["2026-11-10"]["n"] == 1
+    assert by_day["2026-11-10"]["questions"]["usefulness"]["n"] == 1
+    assert by_day["2026-11-15"]["n"] == 0
+
+    # A redelivered batch counts no response twice.
+    with transaction(sessions) as session:
+        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule())
+    [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
+    assert page["windows"]["all"]["n"] == 4

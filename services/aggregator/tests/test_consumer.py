@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import date, timedelta
@@ -15,9 +16,11 @@ from aggregator.consumer import TOPIC, build_loop
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, DailyCount
+from aggregator.outbox import OutboxPublisher
 from koe_kit import events
 from koe_kit.db import transaction
 from koe_kit.kafka import ensure_topics, make_producer
+from koe_kit.local_broker import LocalBroker
 
 ALERTS = "koe.alerts.v1"
 
@@ -39,8 +42,14 @@ def produce(broker, settings, batch):
     producer.close()
 
 
-def run_until(settings, condition, timeout_s: float = 60, seen: list | None = None) -> None:
-    loop, publisher = build_loop(settings)
+def run_until(
+    settings,
+    condition,
+    timeout_s: float = 60,
+    seen: list | None = None,
+    publisher: OutboxPublisher | None = None,
+) -> None:
+    loop, publisher = build_loop(settings, publisher)
     if seen is not None:
         handler = loop.handler
 
@@ -58,7 +67,7 @@ def run_until(settings, condition, timeout_s: float = 60, seen: list | None = No
     finally:
         loop.stop()
         thread.join(timeout=20)
-        publisher.producer.close()
+        publisher.close()
     assert not thread.is_alive(), "consumer did not stop"
     assert condition(), "condition not reached before the timeout"
 
@@ -152,3 +161,62 @@ def test_unsent_alerts_go_out_when_the_consumer_starts(
 
     run_until(settings, sent)
     assert len(read_alerts(broker)) == 1
+
+
+def test_a_broker_outage_keeps_the_alert_until_a_broker_takes_it(
+    broker, migrated_url, sessions, make_feedback, fast_kafka_env, tmp_path, caplog
+):
+    caplog.set_level(logging.WARNING, logger="aggregator.outbox")
+    ensure_topics([broker.bootstrap])
+    settings = settings_for(broker, migrated_url, fast_kafka_env)
+    start = date(2026, 10, 20)
+    history = [
+        make_feedback(
+            f"{start + timedelta(days=d)}T03:00:00Z", {"clarity": "yes" if d < 28 else "no"}
+        )
+        for d in range(35)
+        for _ in range(2)
+    ]
+    produce(broker, settings, history)
+
+    # The publisher's broker goes away after the producer learned its partitions, so
+    # sends are buffered (not refused) and outlive the publisher's short wait.
+    away = LocalBroker(log_path=tmp_path / "away.log").start()
+    try:
+        ensure_topics([away.bootstrap], [ALERTS])
+        producer = make_producer(
+            settings_for(away, migrated_url, fast_kafka_env).kafka,
+            max_block_ms=500,
+            request_timeout_ms=500,
+            delivery_timeout_ms=3000,
+        )
+        assert producer.partitions_for(ALERTS)
+    finally:
+        away.stop()
+    publisher = OutboxPublisher(sessions, producer, send_timeout_s=0.5)
+
+    def failed_to_publish():
+        return any("could not publish" in r.getMessage() for r in caplog.records)
+
+    def counted_and_unsent():
+        with sessions() as session:
+            answers = session.scalar(select(func.sum(DailyCount.yes + DailyCount.no)))
+            unsent = session.scalars(select(AlertOutbox.sent_at)).all()
+        return answers == 70 and unsent == [None] and failed_to_publish()
+
+    # run_until stops the loop and closes the publisher with records still buffered:
+    # both finish, and the hook's failure neither raised out of the loop nor stopped it.
+    run_until(settings, counted_and_unsent, publisher=publisher)
+    assert read_alerts(broker) == []
+
+    def sent():
+        with sessions() as session:
+            return session.scalars(select(AlertOutbox.sent_at)).all() != [None]
+
+    # A reachable broker: the consumer sends the waiting alert at start, exactly once.
+    run_until(settings, sent)
+    records = read_alerts(broker)
+    assert len(records) == 1
+    with sessions() as session:
+        row = session.scalars(select(AlertOutbox)).one()
+    assert events.decode(records[0].value)["id"] == row.alert_id

@@ -10,7 +10,14 @@ from sqlalchemy import func, select
 
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, ProcessedEvent
+from aggregator.models import (
+    AlertOutbox,
+    AlertState,
+    DailyCount,
+    DailyResponse,
+    Page,
+    ProcessedEvent,
+)
 from koe_kit import events
 from koe_kit.db import transaction
 
@@ -37,6 +44,14 @@ def counts(sessions) -> dict[tuple[str, str], tuple[int, int, int]]:
         return {(day.isoformat(), q): (y, ne, no) for day, q, y, ne, no in rows}
 
 
+def responses(sessions) -> dict[tuple[str, str], int]:
+    with sessions() as session:
+        rows = session.execute(
+            select(DailyResponse.page_id, DailyResponse.day, DailyResponse.responses)
+        )
+        return {(page_id, day.isoformat()): n for page_id, day, n in rows}
+
+
 def test_each_event_counts_once_through_duplicates_and_replays(sessions, make_feedback):
     feedback = make_feedback
     a = feedback("2026-11-20T03:00:00Z", {"findability": "yes", "clarity": "no"})
@@ -50,13 +65,17 @@ def test_each_event_counts_once_through_duplicates_and_replays(sessions, make_fe
         ("2026-11-20", "usefulness"): (1, 0, 0),
     }
     assert counts(sessions) == expected
+    # Three responses with five answers between them.
+    assert responses(sessions) == {("u-5f1c9a2d7e3b4c60", "2026-11-20"): 3}
     # The same batch delivered again (crash before the offset commit) changes nothing.
     again = run(sessions, [a, b, a, c, b])
     assert (again.counted, again.skipped) == (0, 5)
+    assert responses(sessions) == {("u-5f1c9a2d7e3b4c60", "2026-11-20"): 3}
     d = feedback("2026-11-20T06:00:00Z", {"findability": "no"})
     run(sessions, [c, d])
     expected[("2026-11-20", "findability")] = (2, 1, 1)
     assert counts(sessions) == expected
+    assert responses(sessions) == {("u-5f1c9a2d7e3b4c60", "2026-11-20"): 4}
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(ProcessedEvent)) == 4
 
@@ -73,6 +92,10 @@ def test_day_is_the_event_time_in_tokyo(sessions, make_feedback):
     assert counts(sessions) == {
         ("2026-11-20", "clarity"): (1, 0, 0),
         ("2026-11-21", "clarity"): (0, 0, 1),
+    }
+    assert responses(sessions) == {
+        ("u-5f1c9a2d7e3b4c60", "2026-11-20"): 1,
+        ("u-5f1c9a2d7e3b4c60", "2026-11-21"): 1,
     }
 
 
@@ -158,4 +181,6 @@ def test_many_pages_in_one_batch(sessions, make_feedback):
     assert run(sessions, batch).counted == 0
     with sessions() as session:
         assert session.scalar(select(func.sum(DailyCount.yes))) == 1200
+        assert session.scalar(select(func.sum(DailyResponse.responses))) == 1200
+        assert session.scalar(select(func.count()).select_from(DailyResponse)) == 40
         assert session.scalar(select(func.count()).select_from(Page)) == 40

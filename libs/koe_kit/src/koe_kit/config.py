@@ -7,6 +7,7 @@ in one message instead of failing one variable per restart.
 
 from __future__ import annotations
 
+import builtins
 import os
 import sys
 from collections.abc import Callable, Mapping
@@ -26,13 +27,23 @@ class ConfigError(Exception):
 
 
 class EnvReader:
-    """Typed access to a mapping of settings, remembering every problem found."""
+    """Typed access to a mapping of settings, remembering every problem found.
+
+    Its readers are named after the types they return; annotations inside the
+    class therefore say `builtins.str` and so on.
+    """
 
     def __init__(self, env: Mapping[str, str] | None = None):
         self.env = os.environ if env is None else env
-        self.problems: list[str] = []
+        self.problems: builtins.list[str] = []
 
-    def _get(self, name: str, default: object, parse: Callable[[str], T], hint: str) -> T:
+    def _get(
+        self,
+        name: builtins.str,
+        default: object,
+        parse: Callable[[builtins.str], T],
+        hint: builtins.str,
+    ) -> T:
         raw = self.env.get(name)
         if raw is None or raw == "":
             if default is _REQUIRED:
@@ -45,13 +56,19 @@ class EnvReader:
             self.problems.append(f"{name}={raw!r} is invalid: {exc} ({hint})")
             return default if default is not _REQUIRED else None  # type: ignore[return-value]
 
-    def str(self, name: str, default: object = _REQUIRED, hint: str = "text") -> str:
+    def str(
+        self, name: builtins.str, default: object = _REQUIRED, hint: builtins.str = "text"
+    ) -> builtins.str:
         return self._get(name, default, lambda s: s, hint)
 
     def int(
-        self, name: str, default: object = _REQUIRED, minimum: int | None = None, hint: str = ""
-    ) -> int:
-        def parse(raw: str) -> int:
+        self,
+        name: builtins.str,
+        default: object = _REQUIRED,
+        minimum: builtins.int | None = None,
+        hint: builtins.str = "",
+    ) -> builtins.int:
+        def parse(raw: builtins.str) -> builtins.int:
             value = int(raw)
             if minimum is not None and value < minimum:
                 raise ValueError(f"must be at least {minimum}")
@@ -61,13 +78,13 @@ class EnvReader:
 
     def float(
         self,
-        name: str,
+        name: builtins.str,
         default: object = _REQUIRED,
-        minimum: float | None = None,
-        maximum: float | None = None,
-        hint: str = "",
-    ) -> float:
-        def parse(raw: str) -> float:
+        minimum: builtins.float | None = None,
+        maximum: builtins.float | None = None,
+        hint: builtins.str = "",
+    ) -> builtins.float:
+        def parse(raw: builtins.str) -> builtins.float:
             value = float(raw)
             if minimum is not None and value < minimum:
                 raise ValueError(f"must be at least {minimum}")
@@ -77,8 +94,8 @@ class EnvReader:
 
         return self._get(name, default, parse, hint or "a number")
 
-    def bool(self, name: str, default: object = _REQUIRED) -> bool:
-        def parse(raw: str) -> bool:
+    def bool(self, name: builtins.str, default: object = _REQUIRED) -> builtins.bool:
+        def parse(raw: builtins.str) -> builtins.bool:
             lowered = raw.strip().lower()
             if lowered in {"1", "true", "yes", "on"}:
                 return True
@@ -88,7 +105,12 @@ class EnvReader:
 
         return self._get(name, default, parse, "true or false")
 
-    def list(self, name: str, default: object = _REQUIRED, hint: str = "comma-separated") -> list:
+    def list(
+        self,
+        name: builtins.str,
+        default: object = _REQUIRED,
+        hint: builtins.str = "comma-separated",
+    ) -> builtins.list:
         return self._get(
             name, default, lambda s: [p.strip() for p in s.split(",") if p.strip()], hint
         )

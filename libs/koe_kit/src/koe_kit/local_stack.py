@@ -66,28 +66,28 @@ class LocalStack:
         self.var_dir.mkdir(parents=True, exist_ok=True)
         (self.var_dir / "log").mkdir(exist_ok=True)
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
-            port = int(self.env.get("KOE_BROKER_PORT", "9092"))
-            self.broker = LocalBroker(port, self.var_dir / "log" / "broker.log").start()
+            broker_port = int(self.env.get("KOE_BROKER_PORT", "9092"))
+            self.broker = LocalBroker(broker_port, self.var_dir / "log" / "broker.log").start()
             self.env["KAFKA_BOOTSTRAP_SERVERS"] = self.broker.bootstrap
             for name, value in TANSU_TIMINGS.items():
                 self.env.setdefault(name, value)
         if not self.env.get("SMTP_HOST"):
-            port = self.env.get("SMTP_PORT", "1025")
+            smtp_port = self.env.get("SMTP_PORT", "1025")
             self.sink = subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
                     "koe_kit.smtp_sink",
                     "--port",
-                    port,
+                    smtp_port,
                     "--dir",
                     str(self.var_dir / "mail"),
                 ],
                 stdout=subprocess.DEVNULL,
             )
-            wait_for_port("127.0.0.1", int(port))
+            wait_for_port("127.0.0.1", int(smtp_port))
             self.env["SMTP_HOST"] = "127.0.0.1"
-            self.env["SMTP_PORT"] = port
+            self.env["SMTP_PORT"] = smtp_port
         if not self.env.get("KOE_API_TOKEN"):
             self.env["KOE_API_TOKEN"] = self._local_token()
             self.token_generated = True

@@ -8,12 +8,15 @@ from collections.abc import Callable
 
 from flask import Blueprint, Flask, g, jsonify, request
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
 from koe_kit.db import ping, session_factory
 
 log = logging.getLogger(__name__)
+
+DATABASE_RETRY_AFTER_S = 5
 
 
 def init_db(app: Flask, engine: Engine) -> None:
@@ -79,6 +82,15 @@ def init_json_errors(app: Flask) -> None:
     def http_error(exc: HTTPException):
         response = jsonify(error=exc.name, message=exc.description)
         return response, exc.code or 500
+
+    @app.errorhandler(OperationalError)
+    def database_unavailable(exc: OperationalError):
+        # The database is down or unreachable: nothing was stored (the transaction
+        # never committed), so the client may safely send the same thing again.
+        log.warning("database unavailable", extra={"error": str(exc)[:300]})
+        response = jsonify(error="Service Unavailable", message="database unavailable, retry")
+        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+        return response, 503
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):

@@ -57,18 +57,24 @@ class BatchHandler:
         log.debug("batch counted", extra={"counted": result.counted, "skipped": result.skipped})
 
 
-def build_loop(settings: Settings) -> tuple[ConsumerLoop, OutboxPublisher]:
-    """The loop and its publisher; the caller closes `publisher.producer` after run()."""
+def build_loop(
+    settings: Settings, publisher: OutboxPublisher | None = None
+) -> tuple[ConsumerLoop, OutboxPublisher]:
+    """The loop and its publisher; the caller calls `publisher.close()` after run()."""
     assert settings.kafka is not None
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
-    # Do not hold the loop for minutes when the broker is away: the outbox keeps the
-    # alert. A send that fails must also leave the producer's buffer (delivery
-    # timeout below the publisher's wait), or it would linger and block close().
-    producer = make_producer(
-        settings.kafka, max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=20_000
-    )
-    publisher = OutboxPublisher(sessions, producer)
+    if publisher is None:
+        # Do not hold the loop for minutes when the broker is away: the outbox keeps
+        # the alert. A send that fails must also leave the producer's buffer (delivery
+        # timeout below the publisher's wait), or it would linger until close().
+        producer = make_producer(
+            settings.kafka,
+            max_block_ms=10_000,
+            request_timeout_ms=10_000,
+            delivery_timeout_ms=20_000,
+        )
+        publisher = OutboxPublisher(sessions, producer)
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
@@ -91,7 +97,7 @@ def main() -> None:
     try:
         loop.run()
     finally:
-        publisher.producer.close()
+        publisher.close()
 
 
 if __name__ == "__main__":

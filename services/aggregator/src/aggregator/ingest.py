@@ -1,7 +1,7 @@
 """The batch handler: count each feedback event once, then evaluate the drop rule.
 
-Everything a batch changes (processed ids, counts, pages, alert state, alert
-outbox) is written in the caller's one transaction, so a crash leaves either
+Everything a batch changes (processed ids, counts, responses, pages, alert
+state, alert outbox) is written in the caller's one transaction, so a crash leaves either
 all of it or none; the offsets are committed only afterwards, and redelivered
 events are recognised by id. Work per batch is a fixed number of statements
 (executemany), never one per event, and nothing is kept in memory between
@@ -21,7 +21,14 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
 from aggregator.drop_rule import DropAlert, DropRule, evaluate
-from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, ProcessedEvent
+from aggregator.models import (
+    AlertOutbox,
+    AlertState,
+    DailyCount,
+    DailyResponse,
+    Page,
+    ProcessedEvent,
+)
 from aggregator.scoring import Tally, question_score
 from koe_kit import events
 from koe_kit.db import dialect_insert
@@ -66,6 +73,7 @@ def handle_batch(
 
     processed: list[dict[str, Any]] = []
     counts: dict[tuple[str, date, str], list[int]] = {}
+    responses: dict[tuple[str, date], int] = {}
     pages: dict[str, _PageSeen] = {}
     for event in batch:
         event_id = event["id"]
@@ -81,11 +89,13 @@ def handle_batch(
         for question, answer in data["answers"].items():
             row = counts.setdefault((page_id, day, question), [0, 0, 0])
             row[_ANSWER_INDEX[answer]] += 1
+        responses[page_id, day] = responses.get((page_id, day), 0) + 1
         _note_page(pages, page_id, data, moment, day)
 
     if processed:
         session.execute(dialect_insert(session, ProcessedEvent.__table__), processed)
         _add_counts(session, counts)
+        _add_responses(session, responses)
         _upsert_pages(session, pages)
     alerts = _evaluate(session, pages, rule, now) if pages else []
     return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
@@ -139,6 +149,17 @@ def _add_counts(session: Session, counts: dict[tuple[str, date, str], list[int]]
         {"page_id": p, "day": d, "question": q, "yes": c[0], "neutral": c[1], "no": c[2]}
         for (p, d, q), c in counts.items()
     ]
+    session.execute(upsert, rows)
+
+
+def _add_responses(session: Session, responses: dict[tuple[str, date], int]) -> None:
+    table = DailyResponse.__table__
+    insert = dialect_insert(session, table)
+    upsert = insert.on_conflict_do_update(
+        index_elements=["page_id", "day"],
+        set_={"responses": table.c.responses + insert.excluded.responses},
+    )
+    rows = [{"page_id": p, "day": d, "responses": n} for (p, d), n in responses.items()]
     session.execute(upsert, rows)
 
 

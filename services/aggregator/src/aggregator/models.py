@@ -35,6 +35,16 @@ class DailyCount(Base):
     no: Mapped[int] = mapped_column(Integer, default=0)
 
 
+class DailyResponse(Base):
+    """Responses per page and city-local day: a page's n, which answers per question overstate."""
+
+    __tablename__ = "daily_responses"
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
 class Page(Base):
     __tablename__ = "pages"
 

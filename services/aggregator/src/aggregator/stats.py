@@ -1,7 +1,11 @@
-"""Read side of the stats API: window and daily figures from daily_counts.
+"""Read side of the stats API: window and daily figures from daily_counts and daily_responses.
 
-A whole listing costs two queries (the pages, and one grouped query summing
-every window at once with CASE), whatever the number of pages.
+A page's n is its responses (daily_responses); a question's n is the answers to
+it (daily_counts). One response answers up to three questions, so summing the
+questions would overstate how many people answered.
+
+A whole listing costs three queries (the pages, and per table one grouped query
+summing every window at once with CASE), whatever the number of pages.
 """
 
 from __future__ import annotations
@@ -10,10 +14,10 @@ from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from aggregator.models import DailyCount, Page
+from aggregator.models import DailyCount, DailyResponse, Page
 from aggregator.scoring import (
     QUESTIONS,
     WINDOWS,
@@ -27,6 +31,8 @@ from aggregator.scoring import (
 
 # page id -> window name -> question -> tally
 WindowTallies = dict[str, dict[str, dict[str, Tally]]]
+# page id -> window name -> responses
+WindowResponses = dict[str, dict[str, int]]
 
 
 def list_pages(session: Session, *, as_of: date, division: str | None = None) -> list[dict]:
@@ -35,7 +41,11 @@ def list_pages(session: Session, *, as_of: date, division: str | None = None) ->
         query = query.where(Page.division == division)
     pages = list(session.scalars(query))
     tallies = _window_tallies(session, as_of, division=division)
-    return [page_json(page, tallies.get(page.id, {}), as_of) for page in pages]
+    responses = _window_responses(session, as_of, division=division)
+    return [
+        page_json(page, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
+        for page in pages
+    ]
 
 
 def page_detail(session: Session, page_id: str, *, as_of: date, days: int) -> dict | None:
@@ -43,7 +53,8 @@ def page_detail(session: Session, page_id: str, *, as_of: date, days: int) -> di
     if page is None:
         return None
     tallies = _window_tallies(session, as_of, page_id=page_id)
-    result = page_json(page, tallies.get(page_id, {}), as_of)
+    responses = _window_responses(session, as_of, page_id=page_id)
+    result = page_json(page, tallies.get(page_id, {}), responses.get(page_id, {}), as_of)
     result["daily"] = _daily_series(session, page_id, as_of, days)
     return result
 
@@ -51,24 +62,19 @@ def page_detail(session: Session, page_id: str, *, as_of: date, days: int) -> di
 def _window_tallies(
     session: Session, as_of: date, *, division: str | None = None, page_id: str | None = None
 ) -> WindowTallies:
-    columns = []
-    for name, length in WINDOWS.items():
-        start = window_ending(as_of, length).start
-        for answer in ("yes", "neutral", "no"):
-            value = getattr(DailyCount, answer)
-            summed = value if start is None else case((DailyCount.day >= start, value), else_=0)
-            columns.append(func.coalesce(func.sum(summed), 0).label(f"{name}_{answer}"))
+    columns = [
+        _window_sum(DailyCount.day, getattr(DailyCount, answer), as_of, length).label(
+            f"{name}_{answer}"
+        )
+        for name, length in WINDOWS.items()
+        for answer in ("yes", "neutral", "no")
+    ]
     query = (
         select(DailyCount.page_id, DailyCount.question, *columns)
         .where(DailyCount.day <= as_of)
         .group_by(DailyCount.page_id, DailyCount.question)
     )
-    if page_id is not None:
-        query = query.where(DailyCount.page_id == page_id)
-    if division is not None:
-        query = query.where(
-            DailyCount.page_id.in_(select(Page.id).where(Page.division == division))
-        )
+    query = _only_pages(query, DailyCount.page_id, division=division, page_id=page_id)
     result: WindowTallies = {}
     for row in session.execute(query):
         per_window = result.setdefault(row.page_id, {})
@@ -81,11 +87,54 @@ def _window_tallies(
     return result
 
 
-def page_json(page: Page, tallies: Mapping[str, Mapping[str, Tally]], as_of: date) -> dict:
+def _window_responses(
+    session: Session, as_of: date, *, division: str | None = None, page_id: str | None = None
+) -> WindowResponses:
+    columns = [
+        _window_sum(DailyResponse.day, DailyResponse.responses, as_of, length).label(name)
+        for name, length in WINDOWS.items()
+    ]
+    query = (
+        select(DailyResponse.page_id, *columns)
+        .where(DailyResponse.day <= as_of)
+        .group_by(DailyResponse.page_id)
+    )
+    query = _only_pages(query, DailyResponse.page_id, division=division, page_id=page_id)
+    return {
+        row.page_id: {name: int(getattr(row, name)) for name in WINDOWS}
+        for row in session.execute(query)
+    }
+
+
+def _window_sum(
+    day: ColumnElement[date], value: ColumnElement[int], as_of: date, length: int | None
+) -> ColumnElement[int]:
+    """SUM of `value` over the window ending at `as_of` (the caller bounds day <= as_of)."""
+    start = window_ending(as_of, length).start
+    summed = value if start is None else case((day >= start, value), else_=0)
+    return func.coalesce(func.sum(summed), 0)
+
+
+def _only_pages(
+    query: Select, page_column: ColumnElement[str], *, division: str | None, page_id: str | None
+) -> Select:
+    if page_id is not None:
+        query = query.where(page_column == page_id)
+    if division is not None:
+        query = query.where(page_column.in_(select(Page.id).where(Page.division == division)))
+    return query
+
+
+def page_json(
+    page: Page,
+    tallies: Mapping[str, Mapping[str, Tally]],
+    responses: Mapping[str, int],
+    as_of: date,
+) -> dict:
     windows = {}
     for name, length in WINDOWS.items():
         window = window_ending(as_of, length)
-        figures = figures_json(tallies.get(name, {}))
+        figures = figures_json(tallies.get(name, {}), responses.get(name, 0))
         windows[name] = {
             "start": window.start.isoformat() if window.start else None,
             "end": window.end.isoformat(),
@@ -101,11 +150,13 @@ def page_json(page: Page, tallies: Mapping[str, Mapping[str, Tally]], as_of: dat
     }
 
 
-def figures_json(per_question: Mapping[str, Tally], *, with_interval: bool = True) -> dict:
-    """n and score for the page (n = answers over all its questions) and per question."""
+def figures_json(
+    per_question: Mapping[str, Tally], responses: int, *, with_interval: bool = True
+) -> dict:
+    """n and score for the page (n = responses) and per question (n = answers to it)."""
     tallies = [per_question.get(q, Tally()) for q in QUESTIONS]
     return {
-        "n": sum(t.n for t in tallies),
+        "n": responses,
         "score": rounded(page_score(tallies)),
         "questions": {
             q: tally_json(t, with_interval=with_interval)
@@ -143,8 +194,19 @@ def _daily_series(session: Session, page_id: str, as_of: date, days: int) -> lis
     per_day: dict[date, dict[str, Tally]] = {}
     for day, question, yes, neutral, no in rows:
         per_day.setdefault(day, {})[question] = Tally(yes, neutral, no)
+    responses: dict[date, int] = {
+        day: count
+        for day, count in session.execute(
+            select(DailyResponse.day, DailyResponse.responses).where(
+                DailyResponse.page_id == page_id, DailyResponse.day.between(start, as_of)
+            )
+        )
+    }
     return [
-        {"day": day.isoformat(), **figures_json(per_day.get(day, {}), with_interval=False)}
+        {
+            "day": day.isoformat(),
+            **figures_json(per_day.get(day, {}), responses.get(day, 0), with_interval=False),
+        }
         for day in _days(start, as_of)
     ]
 

@@ -1,4 +1,4 @@
-"""Initial aggregator schema: processed events, daily counts, pages, alert state and outbox.
+"""Initial aggregator schema: processed events, daily counts and responses, pages, alerts.
 
 Revision ID: 0001
 Revises:
@@ -31,6 +31,12 @@ def upgrade() -> None:
         sa.Column("yes", sa.Integer, nullable=False, server_default="0"),
         sa.Column("neutral", sa.Integer, nullable=False, server_default="0"),
         sa.Column("no", sa.Integer, nullable=False, server_default="0"),
+    )
+    op.create_table(
+        "daily_responses",
+        sa.Column("page_id", sa.String(128), primary_key=True),
+        sa.Column("day", sa.Date, primary_key=True),
+        sa.Column("responses", sa.Integer, nullable=False, server_default="0"),
     )
     op.create_table(
         "pages",
@@ -66,5 +72,6 @@ def downgrade() -> None:
     op.drop_table("alert_state")
     op.drop_index("ix_pages_division", "pages")
     op.drop_table("pages")
+    op.drop_table("daily_responses")
     op.drop_table("daily_counts")
     op.drop_table("processed_events")

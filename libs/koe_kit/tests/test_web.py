@@ -1,0 +1,54 @@
+"""Shared HTTP behaviour: a database outage answers 503 with Retry-After, then recovers."""
+
+from __future__ import annotations
+
+from flask import Flask, jsonify
+from sqlalchemy import text
+
+from koe_kit.db import make_engine
+from koe_kit.web import db_session, health_blueprint, init_db, init_json_errors
+
+
+def make_app(url: str) -> Flask:
+    app = Flask(__name__)
+    init_db(app, make_engine(url))
+    init_json_errors(app)
+    app.register_blueprint(health_blueprint())
+
+    @app.post("/write")
+    def write():
+        session = db_session()
+        with session.begin():
+            session.execute(text("INSERT INTO t VALUES (1)"))
+        return jsonify(ok=True), 201
+
+    return app
+
+
+def test_database_outage_is_a_503_with_retry_after_and_recovers(new_pg_database, pg_admin):
+    url = new_pg_database()
+    name = url.rsplit("/", 1)[1]
+    with make_engine(url).begin() as connection:
+        connection.execute(text("CREATE TABLE t (x int)"))
+    client = make_app(url).test_client()
+    assert client.post("/write").status_code == 201
+
+    # Refuse new connections and cut the open ones: the database is "down".
+    with pg_admin.connect() as admin:
+        admin.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false'))
+        admin.execute(
+            text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
+            {"n": name},
+        )
+    down = client.post("/write")
+    assert down.status_code == 503
+    assert down.headers["Retry-After"] == "5"
+    assert client.get("/readyz").status_code == 503
+    assert client.get("/healthz").status_code == 200
+
+    with pg_admin.connect() as admin:
+        admin.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+    assert client.post("/write").status_code == 201
+    assert client.get("/readyz").status_code == 200
+    with make_engine(url).connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2

@@ -68,7 +68,10 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
 
 def test_migrate_creates_the_tables(tmp_path):
     url = f"sqlite:///{tmp_path}/feedback.db"
-    done = run_module("from feedback.migrate import main; main()", {"DATABASE_URL": url})
+    done = run_module(
+        "import runpy; runpy.run_module('feedback.migrate', run_name='__main__')",
+        {"DATABASE_URL": url},
+    )
     assert done.returncode == 0, done.stderr
     engine = create_engine(url)
     try:

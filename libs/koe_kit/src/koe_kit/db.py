@@ -18,6 +18,13 @@ from sqlalchemy import Engine, Insert, create_engine, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
+from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+
+
+def default_database_url(service: str) -> str:
+    """The embedded default: each service its own SQLite file under var/."""
+    return f"sqlite:///var/{service}.db"
+
 
 def make_engine(url: str, **options: Any) -> Engine:
     if url.startswith("postgresql://"):
@@ -77,6 +84,18 @@ def upgrade(url: str, migrations_dir: Path) -> None:
     config.set_main_option("script_location", str(migrations_dir))
     config.attributes["engine"] = make_engine(url)
     command.upgrade(config, "head")
+
+
+def migrate_command(service: str, migrations_dir: Path) -> None:
+    """The body of `python -m <service>.migrate`: needs nothing but DATABASE_URL."""
+    reader = EnvReader()
+    url = reader.str("DATABASE_URL", default_database_url(service))
+    try:
+        reader.check()
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+    upgrade(url, migrations_dir)
+    print(f"koe {service}: database is up to date")
 
 
 def ping(engine: Engine) -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +31,7 @@ from sqlalchemy.exc import OperationalError
 
 from koe_kit import events
 from koe_kit.config import EnvReader
+from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +149,7 @@ class _Batch:
         return bool(self.next)
 
 
-class ConsumerLoop:
+class ConsumerLoop(GracefulStop):
     """Runs one consumer group member until stopped (SIGTERM/SIGINT or `stop()`)."""
 
     def __init__(
@@ -169,19 +168,12 @@ class ConsumerLoop:
         self.dead_letter_topic = dead_letter_topic
         self.handler = handler
         self.after_commit = after_commit
-        self._stopping = threading.Event()
+        super().__init__()
         self._batch = _Batch()
         self._invalid_in_row = 0
         self._retrying = False
         self.consumer: KafkaConsumer | None = None
         self.dlq: KafkaProducer | None = None
-
-    def stop(self, *_: object) -> None:
-        self._stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> None:
         s = self.settings
@@ -202,7 +194,7 @@ class ConsumerLoop:
         if self.after_commit:
             self.after_commit()  # finish what a previous run committed but did not publish
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 self._fill_batch()
                 self._process_batch()
             self._process_batch()
@@ -215,7 +207,7 @@ class ConsumerLoop:
         assert self.consumer is not None
         s = self.settings
         deadline = time.monotonic() + s.batch_max_wait_ms / 1000
-        while not self._stopping.is_set():
+        while not self.stopping:
             room = s.batch_max_messages - len(self._batch.messages)
             remaining_ms = int((deadline - time.monotonic()) * 1000)
             if room <= 0 or remaining_ms <= 0:
@@ -301,7 +293,7 @@ class ConsumerLoop:
                     self.handler(batch.messages)
                 break
             except (Retryable, OperationalError) as exc:
-                if self._stopping.is_set():
+                if self.stopping:
                     # Shutting down mid-retry: leave offsets uncommitted; the next
                     # member starts this batch again.
                     self._batch = _Batch()
@@ -332,7 +324,7 @@ class ConsumerLoop:
         deadline = time.monotonic() + seconds
         self._retrying = True
         try:
-            while not self._stopping.is_set() and time.monotonic() < deadline:
+            while not self.stopping and time.monotonic() < deadline:
                 records = self.consumer.poll(timeout_ms=min(500, int(seconds * 1000) + 1))
                 assert not records, "paused partitions returned records"
         finally:

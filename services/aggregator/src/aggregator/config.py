@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from aggregator.drop_rule import DropRule
 from koe_kit.config import ConfigError, EnvReader
+from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
 
 MIN_TOKEN_LENGTH = 16
@@ -20,7 +21,7 @@ MIN_TOKEN_LENGTH = 16
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = "sqlite:///var/aggregator.db"
+    database_url: str = default_database_url("aggregator")
     api_token: str | None = None
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
     consumer_group: str = "aggregator"
@@ -40,7 +41,7 @@ def load_settings(
 ) -> Settings:
     """Raise ConfigError naming every missing or invalid variable."""
     reader = EnvReader(env)
-    database_url = reader.str("DATABASE_URL", "sqlite:///var/aggregator.db")
+    database_url = reader.str("DATABASE_URL", default_database_url("aggregator"))
     token = reader.str("KOE_API_TOKEN", None)
     timezone_name = reader.str("KOE_TIMEZONE", "Asia/Tokyo")
     try:

@@ -13,9 +13,10 @@ from urllib.parse import urlsplit
 
 from koe_directory.pages import origin_of
 from koe_kit.config import EnvReader
+from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
 
-DEFAULT_DATABASE_URL = "sqlite:///var/feedback.db"
+DEFAULT_DATABASE_URL = default_database_url("feedback")
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,6 @@ commit publishes a row again); consumers recognise the event id.
 from __future__ import annotations
 
 import logging
-import signal
-import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -26,13 +24,14 @@ from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.kafka import make_producer
 from koe_kit.logs import setup_logging
+from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 60.0
 
 
-class Relay:
+class Relay(GracefulStop):
     def __init__(
         self,
         settings: RelaySettings,
@@ -44,22 +43,15 @@ class Relay:
         self.skip_locked = engine.dialect.name == "postgresql"
         self.producer_factory = producer_factory or self._make_producer
         self.producer: KafkaProducer | None = None
-        self._stopping = threading.Event()
+        super().__init__()
         self._next_prune = 0.0
-
-    def stop(self, *_: object) -> None:
-        self._stopping.set()
-
-    def install_signal_handlers(self) -> None:
-        signal.signal(signal.SIGTERM, self.stop)
-        signal.signal(signal.SIGINT, self.stop)
 
     def run(self) -> None:
         """Relay until stopped; a broker outage is waited out, never fatal."""
         initial = self.settings.kafka.retry_backoff_initial_s
         backoff = initial
         try:
-            while not self._stopping.is_set():
+            while not self.stopping:
                 try:
                     sent = self.relay_batch()
                     self._prune_now_and_then()
@@ -70,11 +62,11 @@ class Relay:
                         "broker or database unreachable, will retry",
                         extra={"error": f"{type(exc).__name__}: {exc}"[:300], "backoff_s": backoff},
                     )
-                    self._stopping.wait(backoff)
+                    self.pause(backoff)
                     backoff = min(backoff * 2, self.settings.kafka.retry_backoff_max_s)
                     continue
                 if sent < self.settings.batch_size:
-                    self._stopping.wait(self.settings.idle_ms / 1000)
+                    self.pause(self.settings.idle_ms / 1000)
         finally:
             self.close()
 

@@ -8,9 +8,10 @@ from email.utils import parseaddr
 
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import EnvReader
+from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
 
-DEFAULT_DATABASE_URL = "sqlite:///var/notifier.db"
+DEFAULT_DATABASE_URL = default_database_url("notifier")
 
 
 @dataclass(frozen=True)
@@ -34,14 +35,6 @@ class Settings:
     consumer_group: str = "notifier"
     # Only the consumer talks to Kafka; the web app starts without a broker configured.
     kafka: KafkaSettings | None = None
-
-
-def load_database_url(env: Mapping[str, str] | None = None) -> str:
-    """For `python -m notifier.migrate`, which needs nothing but the database."""
-    reader = EnvReader(env)
-    url = reader.str("DATABASE_URL", DEFAULT_DATABASE_URL)
-    reader.check()
-    return url
 
 
 def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = False) -> Settings:

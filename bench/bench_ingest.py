@@ -1,6 +1,9 @@
 """Ingest throughput: the feedback API (validation + PostgreSQL + outbox) against a
-bare Flask endpoint, both under gunicorn with the same settings, loaded by wrk
-from a second process on loopback. Target: koe ≥ 0.6x the bare endpoint."""
+bare Flask endpoint, all under gunicorn with the same settings, loaded by wrk
+from a second process on loopback. Target: koe ≥ 0.6x the bare endpoint.
+
+A second baseline, the bare endpoint plus one durable PostgreSQL insert/commit
+(durable_app.py), shows how much of the gap the database commit alone explains."""
 
 from __future__ import annotations
 
@@ -60,17 +63,12 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
 
 def gunicorn(app: str, port: int, workers: int) -> list[str]:
     return [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        app,
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        str(workers),
-        "--log-level",
-        "warning",
-    ]
+        sys.executable, "-m", "gunicorn", app,
+        "--bind", f"127.0.0.1:{port}",
+        "--workers", str(workers),
+        "--log-level", "warning",
+        "--no-control-socket",
+    ]  # fmt: skip
 
 
 def main() -> None:
@@ -82,33 +80,40 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("bench: needs wrk (apt-get install -y wrk)")
 
-    port = free_port()
-    with process(
-        gunicorn("bare_app:app", port, args.workers), {"PYTHONPATH": str(REPO / "bench")}, port
-    ):
-        bare = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
+    def load(app: str, env: dict[str, str]) -> dict:
+        port = free_port()
+        with process(gunicorn(app, port, args.workers), env, port):
+            return wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
 
+    bench_path = {"PYTHONPATH": str(REPO / "bench")}
+    bare = load("bare_app:app", bench_path)
+    with pg_database() as url:
+        durable = load("durable_app:app", {**bench_path, "DATABASE_URL": url})
     with pg_database() as url:
         migrate("feedback", url)
-        env = {
-            "DATABASE_URL": url,
-            "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
-            "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-        }
-        port = free_port()
-        with process(gunicorn("feedback.wsgi:app", port, args.workers), env, port):
-            koe = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
+        koe = load(
+            "feedback.wsgi:app",
+            {
+                "DATABASE_URL": url,
+                "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
+                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+            },
+        )
 
     print(
         f"ingest, gunicorn --workers {args.workers}, wrk -c {args.connections} "
         f"for {args.seconds}s each, PostgreSQL"
     )
-    for name, r in (("bare Flask", bare), ("koe feedback", koe)):
+    for name, r in (("bare Flask", bare), ("bare + 1 commit", durable), ("koe feedback", koe)):
         print(
-            f"  {name:13} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
+            f"  {name:15} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
             f"  non-2xx {r['errors']}"
         )
-    print(f"  ratio koe/bare: {koe['rps'] / bare['rps']:.2f}x (target ≥ 0.60x)")
+    print(
+        f"  ratio koe/bare: {koe['rps'] / bare['rps']:.2f}x (target ≥ 0.60x); "
+        f"bare+commit/bare: {durable['rps'] / bare['rps']:.2f}x; "
+        f"koe/bare+commit: {koe['rps'] / durable['rps']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

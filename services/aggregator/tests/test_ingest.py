@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from datetime import date, timedelta
+import random
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from aggregator.drop_rule import DropRule
+from aggregator.drop_rule import DropRule, evaluate
 from aggregator.ingest import handle_batch
 from aggregator.models import (
     AlertOutbox,
@@ -18,6 +20,7 @@ from aggregator.models import (
     Page,
     ProcessedEvent,
 )
+from aggregator.scoring import Tally
 from koe_kit import events
 from koe_kit.db import transaction
 
@@ -171,6 +174,24 @@ def test_a_drop_lands_in_the_outbox_once(sessions, make_feedback):
         assert state.last_alert_id == alert["id"]
 
 
+def test_a_replayed_old_drop_stays_quiet(sessions, make_feedback):
+    """Rebuilding the stats from an old topic must not email last month's drops."""
+    history = drop_history(make_feedback, date(2026, 10, 20))  # recent window ends 11-23
+    aged = DropRule(max_age_days=3)
+    with transaction(sessions) as session:
+        today_plus_10 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
+        result = handle_batch(session, history, timezone=TOKYO, rule=aged, now=today_plus_10)
+    assert result.counted == len(history)
+    assert result.alerts == []
+    assert outbox(sessions) == []
+    # The same drop on another page, seen within three days of its window, fires.
+    other = drop_history(functools.partial(make_feedback, page_id="other"), date(2026, 10, 20))
+    with transaction(sessions) as session:
+        on_time = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
+        live = handle_batch(session, other, timezone=TOKYO, rule=aged, now=on_time)
+    assert [a.page_id for a in live.alerts] == ["other"]
+
+
 def test_many_pages_in_one_batch(sessions, make_feedback):
     feedback = make_feedback
     batch = [
@@ -184,3 +205,71 @@ def test_many_pages_in_one_batch(sessions, make_feedback):
         assert session.scalar(select(func.sum(DailyResponse.responses))) == 1200
         assert session.scalar(select(func.count()).select_from(DailyResponse)) == 40
         assert session.scalar(select(func.count()).select_from(Page)) == 40
+
+
+def test_alerts_match_the_rule_over_the_raw_daily_rows(sessions, make_feedback):
+    """The windows summed in SQL give exactly the alerts of `evaluate` over every daily row.
+
+    Pages of one batch end on different days (one grouped query per as_of), their
+    history reaches past the baseline, and a later batch brings an older day than
+    rows already counted, which must stay outside its windows.
+    """
+    feedback = make_feedback
+    rng = random.Random(7)
+    start = date(2026, 9, 1)
+    last_days = {f"p{k}": 45 + k % 4 for k in range(12)}
+    batch = []
+    for k, (page_id, last) in enumerate(last_days.items()):
+        for offset in range(last + 1):
+            # Later days get worse, more so for higher k: some pages drop, some do not.
+            p_yes = 0.9 - (0.07 * k if offset > last - 7 else 0.0)
+            for hour in (1, 4, 7):
+                answers = {
+                    q: "yes" if rng.random() < p_yes else rng.choice(("neutral", "no"))
+                    for q in ("findability", "clarity", "usefulness")
+                }
+                when = f"{(start + timedelta(days=offset)).isoformat()}T0{hour}:00:00Z"
+                batch.append(feedback(when, answers, page_id=page_id))
+    rng.shuffle(batch)
+
+    def expected(as_of: dict[str, date], cooldown: dict[str, dict[str, date]]) -> list:
+        with sessions() as session:
+            rows = session.execute(
+                select(
+                    DailyCount.page_id,
+                    DailyCount.day,
+                    DailyCount.question,
+                    DailyCount.yes,
+                    DailyCount.neutral,
+                    DailyCount.no,
+                )
+            ).all()
+        daily = {page_id: [] for page_id in as_of}
+        for page_id, day, question, yes, neutral, no in rows:
+            if page_id in daily:
+                daily[page_id].append((day, question, Tally(yes, neutral, no)))
+        alerts = [
+            evaluate(page_id, daily[page_id], day, RULE, cooldown.get(page_id))
+            for page_id, day in as_of.items()
+        ]
+        return sorted((a for a in alerts if a), key=lambda a: a.page_id)
+
+    def by_page(alerts: list) -> list:
+        return sorted(alerts, key=lambda a: a.page_id)
+
+    first = run(sessions, batch)
+    as_of = {p: start + timedelta(days=last) for p, last in last_days.items()}
+    assert by_page(first.alerts) == expected(as_of, {})
+    assert len(first.alerts) >= 3
+
+    with sessions() as session:
+        cooldown: dict[str, dict[str, date]] = {}
+        for state in session.scalars(select(AlertState)):
+            cooldown.setdefault(state.page_id, {})[state.question] = state.last_alert_day
+    earlier = {p: day - timedelta(days=9) for p, day in as_of.items()}
+    late = [
+        feedback(f"{day.isoformat()}T09:00:00Z", {"clarity": "no"}, page_id=p)
+        for p, day in earlier.items()
+    ]
+    second = run(sessions, late)
+    assert by_page(second.alerts) == expected(earlier, cooldown)

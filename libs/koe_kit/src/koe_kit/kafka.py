@@ -57,7 +57,12 @@ class KafkaSettings:
     retry_backoff_max_s: float = 30.0
 
     @classmethod
-    def from_env(cls, env: EnvReader, client_id: str) -> KafkaSettings:
+    def from_env(
+        cls, env: EnvReader, client_id: str, default_batch_messages: int = 500
+    ) -> KafkaSettings:
+        """`default_batch_messages` is the service's own: large where a batch is one
+        cheap DB transaction (the aggregator), small where each message is slow work
+        that must fit between polls (the notifier's emails)."""
         return cls(
             bootstrap_servers=env.list(
                 "KAFKA_BOOTSTRAP_SERVERS", hint="host:port[,host:port], e.g. 127.0.0.1:9092"
@@ -66,7 +71,7 @@ class KafkaSettings:
             max_poll_interval_ms=env.int("KAFKA_MAX_POLL_INTERVAL_MS", 300_000, minimum=1000),
             session_timeout_ms=env.int("KAFKA_SESSION_TIMEOUT_MS", 10_000, minimum=1000),
             heartbeat_interval_ms=env.int("KAFKA_HEARTBEAT_INTERVAL_MS", 3_000, minimum=100),
-            batch_max_messages=env.int("KOE_BATCH_MAX_MESSAGES", 500, minimum=1),
+            batch_max_messages=env.int("KOE_BATCH_MAX_MESSAGES", default_batch_messages, minimum=1),
             batch_max_wait_ms=env.int("KOE_BATCH_MAX_WAIT_MS", 200, minimum=1),
             max_invalid_in_row=env.int("KOE_MAX_INVALID_IN_ROW", 100, minimum=1),
             retry_backoff_initial_s=env.float("KOE_RETRY_BACKOFF_INITIAL_S", 0.5, minimum=0.01),

@@ -17,6 +17,8 @@ window is the `recent_days` days ending at as_of; the baseline window is the
 - the question did not alert for this page in the last cooldown_days (7)
   event days: one problem, one email, not one per response. 7 days is one
   recent window, so a persisting drop is reported again at most weekly.
+- the recent window ends no more than max_age_days (KOE_ALERT_MAX_AGE_DAYS, 3)
+  before today: stale news is no news, and replaying a topic stays quiet.
 
 Questions that fire together make one alert for the page. The alert id is a
 uuid5 over (page, sorted questions, recent window), so replaying the same
@@ -45,6 +47,13 @@ class DropRule:
     min_drop_points: float = 15.0
     alpha: float = 0.05
     cooldown_days: int = 7
+    # Only judge windows ending within this many days of today (0: any age). A
+    # replay that rebuilds the stats from an old topic must not email divisions
+    # about drops from months ago; the service's setting defaults to 3.
+    max_age_days: int = 0
+
+    def judges(self, as_of: date, today: date) -> bool:
+        return self.max_age_days == 0 or as_of >= today - timedelta(days=self.max_age_days)
 
     def windows(self, as_of: date) -> tuple[Window, Window]:
         recent = Window(as_of - timedelta(days=self.recent_days - 1), as_of)
@@ -117,6 +126,23 @@ def evaluate(
             recent[question] = recent.get(question, Tally()) + tally
         elif baseline_window.contains(day):
             baseline[question] = baseline.get(question, Tally()) + tally
+    return evaluate_windows(page_id, recent, baseline, as_of, rule, last_alert_days)
+
+
+def evaluate_windows(
+    page_id: str,
+    recent: Mapping[str, Tally],
+    baseline: Mapping[str, Tally],
+    as_of: date,
+    rule: DropRule,
+    last_alert_days: Mapping[str, date] | None = None,
+) -> DropAlert | None:
+    """`evaluate` over tallies already summed per question over the two windows of as_of.
+
+    The batch handler sums in SQL, so only one row per page and question leaves
+    the database instead of one per day.
+    """
+    recent_window, baseline_window = rule.windows(as_of)
     last_alert_days = last_alert_days or {}
     fired: list[QuestionDrop] = []
     for question in QUESTIONS:

@@ -12,6 +12,10 @@ class Base(DeclarativeBase):
     pass
 
 
+# Rows updated in place by every batch: room for HOT updates (see migration 0001).
+_UPDATED_IN_PLACE = {"postgresql_with": {"fillfactor": 70}}
+
+
 class ProcessedEvent(Base):
     """Every feedback event counted, by event id: redelivery is recognised and skipped."""
 
@@ -26,6 +30,7 @@ class DailyCount(Base):
     """Answers per page, city-local day (of the event's time) and question."""
 
     __tablename__ = "daily_counts"
+    __table_args__ = _UPDATED_IN_PLACE
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -39,6 +44,7 @@ class DailyResponse(Base):
     """Responses per page and city-local day: a page's n, which answers per question overstate."""
 
     __tablename__ = "daily_responses"
+    __table_args__ = _UPDATED_IN_PLACE
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -47,6 +53,7 @@ class DailyResponse(Base):
 
 class Page(Base):
     __tablename__ = "pages"
+    __table_args__ = _UPDATED_IN_PLACE
 
     id: Mapped[str] = mapped_column(String(128), primary_key=True)
     url: Mapped[str] = mapped_column(String(2048))

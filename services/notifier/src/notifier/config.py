@@ -75,7 +75,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
 
     consumer_group = reader.str("KOE_CONSUMER_GROUP", "notifier")
     kafka_settings = (
-        KafkaSettings.from_env(reader, client_id="koe-notifier") if need_kafka else None
+        # Each alert is an SMTP conversation; a small batch keeps polls frequent.
+        KafkaSettings.from_env(reader, client_id="koe-notifier", default_batch_messages=20)
+        if need_kafka
+        else None
     )
     reader.check()
     assert directory is not None  # a failed load is a problem, so check() raised

@@ -21,7 +21,7 @@ from feedback.models import OutboxEntry
 from feedback.relay import Relay
 from koe_kit import events
 from koe_kit.kafka import ensure_topics
-from koe_kit.local_broker import free_port
+from koe_kit.local_broker import LocalBroker, free_port
 
 TOPIC = "koe.feedback.submitted.v1"
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -156,6 +156,47 @@ def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
 
     published = read_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
+
+
+def test_broker_dying_under_a_running_relay_and_coming_back(client, env, engine, tmp_path):
+    """The broker goes away while the relay holds a live producer, then returns at
+    the same address: the relay survives, and every response is on the topic."""
+    port = free_port()
+    broker = LocalBroker(port, tmp_path / "broker-1.log").start()
+    ensure_topics([broker.bootstrap])
+    relay = relay_for(env, broker.bootstrap, engine)
+    failures: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            relay.run()
+        except BaseException as exc:  # the test wants to see any crash
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    before = submit(client, 3)
+    wait_for(lambda: unsent(engine) == 0, "the first responses published")
+
+    broker.stop()
+    during = submit(client, 4)  # the relay's producer now sends into the void
+    time.sleep(3 * float(FAST["KOE_RELAY_SEND_TIMEOUT_S"]))
+    assert thread.is_alive() and not failures, failures
+    assert unsent(engine) == 4
+
+    # Tansu keeps nothing across a restart: the new broker has empty topics.
+    broker = LocalBroker(port, tmp_path / "broker-2.log").start()
+    try:
+        ensure_topics([broker.bootstrap])
+        wait_for(lambda: unsent(engine) == 0, "the relay to publish after the broker returned")
+        relay.stop()
+        thread.join(DEADLINE_S)
+        assert not thread.is_alive() and not failures, failures
+        published = [event["id"] for _, event, _ in read_topic(broker.bootstrap)]
+    finally:
+        broker.stop()
+    assert sorted(published) == sorted(i for i, _ in during)
+    assert not {i for i, _ in before} & set(published)
 
 
 def test_prune_deletes_only_sent_rows_older_than_the_keep_window(client, env, engine, broker):

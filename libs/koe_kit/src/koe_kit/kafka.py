@@ -24,7 +24,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, TopicAlreadyExistsError
+from kafka.errors import CommitFailedError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.serializer import Serializer
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import OperationalError
@@ -99,6 +99,28 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
     }
     options.update(overrides)
     return KafkaProducer(**options)
+
+
+def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
+    """Close a producer in bounded time, even with records an absent broker never took.
+
+    kafka-python's close() flushes first and raises KafkaTimeoutError when records
+    are still buffered at the timeout (close(0) always does then), and a record
+    sent just as the broker went away was seen to outlive its delivery timeout
+    (kafka-python 3.0). Callers keep what they send in an outbox, so dropping the
+    buffered records here loses nothing: they are sent again later.
+    """
+    try:
+        producer.close(timeout=timeout_s)
+        return
+    except KafkaTimeoutError:
+        log.warning("producer closed with records still buffered; they stay unsent")
+    # No public way to drop buffered records: make the sender abort them.
+    producer._sender.force_close()
+    try:
+        producer.close(timeout=1)
+    except KafkaTimeoutError:
+        log.warning("producer sender did not stop within 1 s; abandoning it")
 
 
 def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None = None) -> None:
@@ -205,7 +227,7 @@ class ConsumerLoop(GracefulStop):
             self._process_batch()
         finally:
             self.consumer.close(autocommit=False)
-            self.dlq.close()
+            close_producer(self.dlq, timeout_s=10)
             log.info("consumer stopped", extra={"group": self.group_id})
 
     def _fill_batch(self) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from datetime import UTC, datetime
 
-from kafka.errors import KafkaError, KafkaTimeoutError
+from kafka.errors import KafkaError
 from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aggregator.ingest import ALERTS_TOPIC
 from aggregator.models import AlertOutbox
 from koe_kit.db import transaction
+from koe_kit.kafka import close_producer
 
 log = logging.getLogger(__name__)
 
@@ -49,23 +50,8 @@ class OutboxPublisher:
         self.maybe_pending = True
 
     def close(self) -> None:
-        """Close the producer in bounded time, also with alerts buffered for an absent broker.
-
-        kafka-python's close() flushes first, without limit by default. A record
-        sent just as the broker went away can stay buffered past its delivery
-        timeout (seen never to expire with kafka-python 3.0), and close(timeout)
-        then raises instead of dropping it; so wait one delivery timeout, then drop
-        what is left. Dropped alerts are still unsent in the outbox and go out
-        after the next start.
-        """
-        timeout_s = self.producer.config["delivery_timeout_ms"] / 1000 + 1
-        try:
-            self.producer.close(timeout=timeout_s)
-        except KafkaTimeoutError:
-            log.warning("alerts still buffered at close are dropped; they stay in the outbox")
-            # No public way to drop buffered records: force the sender to abort them.
-            self.producer._sender.force_close()
-            self.producer.close(timeout=1)
+        """Close the producer within one delivery timeout; unsent alerts stay in the outbox."""
+        close_producer(self.producer, self.producer.config["delivery_timeout_ms"] / 1000 + 1)
 
     def note_pending(self) -> None:
         self.maybe_pending = True

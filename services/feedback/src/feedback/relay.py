@@ -22,7 +22,7 @@ from feedback.config import RelaySettings, load_relay_settings
 from feedback.models import OutboxEntry
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
-from koe_kit.kafka import make_producer
+from koe_kit.kafka import close_producer, make_producer
 from koe_kit.logs import setup_logging
 from koe_kit.shutdown import GracefulStop
 
@@ -155,12 +155,12 @@ class Relay(GracefulStop):
         # Records still queued in a failed producer must not go out later behind
         # the retry of the same rows (duplicates out of order); start afresh.
         if self.producer is not None:
-            self.producer.close(timeout=0)
+            close_producer(self.producer, timeout_s=0)
             self.producer = None
 
     def close(self) -> None:
         if self.producer is not None:
-            self.producer.close(timeout=self.settings.send_timeout_s)
+            close_producer(self.producer, timeout_s=self.settings.send_timeout_s)
             self.producer = None
 
 

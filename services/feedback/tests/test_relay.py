@@ -93,6 +93,20 @@ def relay_for(env: dict[str, str], bootstrap: str, engine, **extra: str) -> Rela
     return Relay(settings, engine)
 
 
+def run_in_thread(relay: Relay, failures: list[BaseException]) -> threading.Thread:
+    """Run the relay's loop as its process would; any crash lands in `failures`."""
+
+    def target() -> None:
+        try:
+            relay.run()
+        except BaseException as exc:  # the test wants to see any crash
+            failures.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    return thread
+
+
 def test_relay_publishes_in_order_keyed_by_page_and_marks_sent(client, env, engine, broker):
     ensure_topics([broker.bootstrap])
     accepted = submit(client, 5)
@@ -121,19 +135,7 @@ def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
 ):
     down = relay_for(env, f"127.0.0.1:{free_port()}", engine)
     failures: list[BaseException] = []
-
-    def run(relay: Relay) -> threading.Thread:
-        def target() -> None:
-            try:
-                relay.run()
-            except BaseException as exc:  # the test wants to see any crash
-                failures.append(exc)
-
-        thread = threading.Thread(target=target, daemon=True)
-        thread.start()
-        return thread
-
-    thread = run(down)
+    thread = run_in_thread(down, failures)
     accepted = submit(client, 4)
     wait_for(
         lambda: sum("unreachable" in r.getMessage() for r in caplog.records) >= 2,
@@ -148,7 +150,7 @@ def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
 
     ensure_topics([broker.bootstrap])
     up = relay_for(env, broker.bootstrap, engine)
-    thread = run(up)
+    thread = run_in_thread(up, failures)
     wait_for(lambda: unsent(engine) == 0, "the relay to publish the backlog")
     up.stop()
     thread.join(DEADLINE_S)
@@ -166,15 +168,7 @@ def test_broker_dying_under_a_running_relay_and_coming_back(client, env, engine,
     ensure_topics([broker.bootstrap])
     relay = relay_for(env, broker.bootstrap, engine)
     failures: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            relay.run()
-        except BaseException as exc:  # the test wants to see any crash
-            failures.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
+    thread = run_in_thread(relay, failures)
     before = submit(client, 3)
     wait_for(lambda: unsent(engine) == 0, "the first responses published")
 

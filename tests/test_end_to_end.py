@@ -10,32 +10,19 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaProducer
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
+from koe_kit.kafka import read_topic
 from support import DX_PAGE, SITE, wait_until
 
 pytestmark = pytest.mark.e2e
 
 
-def read_topic(bootstrap: str, topic: str) -> list[dict]:
+def decoded(bootstrap: str, topic: str) -> list[dict]:
     """Every event on a topic, each decoded and validated against its schema."""
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
-    partitions = [
-        TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])
-    ]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    end = consumer.end_offsets(partitions)
-    found = []
-    deadline = time.monotonic() + 30
-    while any(consumer.position(tp) < end[tp] for tp in partitions):
-        assert time.monotonic() < deadline, f"could not read {topic} to its end"
-        for batch in consumer.poll(timeout_ms=200).values():
-            found.extend(events.decode(record.value) for record in batch)
-    consumer.close()
-    return found
+    return [events.decode(record.value) for record in read_topic([bootstrap], topic)]
 
 
 def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
@@ -118,8 +105,8 @@ def test_responses_reach_the_stats_and_a_drop_emails_its_division_once(
     assert canonical_url(DX_PAGE) in body
 
     # 3. Everything the services put on the topics follows its schema.
-    submitted = read_topic(broker.bootstrap, "koe.feedback.submitted.v1")
+    submitted = decoded(broker.bootstrap, "koe.feedback.submitted.v1")
     assert sum(e["source"] == "koe/feedback" for e in submitted) == 3
-    alerts = read_topic(broker.bootstrap, "koe.alerts.v1")
+    alerts = decoded(broker.bootstrap, "koe.alerts.v1")
     assert len(alerts) == 1
     assert alerts[0]["data"]["page"]["url"] == canonical_url(DX_PAGE)

@@ -8,10 +8,16 @@ import time
 from pathlib import Path
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 
 from koe_kit import events
-from koe_kit.kafka import ConsumerLoop, KafkaSettings, Retryable, ensure_topics, make_producer
+from koe_kit.kafka import (
+    ConsumerLoop,
+    KafkaSettings,
+    Retryable,
+    ensure_topics,
+    make_producer,
+    read_topic,
+)
 
 TOPIC = "koe.feedback.submitted.v1"
 DLQ = "koe.feedback.submitted.dlq.v1"
@@ -49,19 +55,6 @@ def run_until(loop: ConsumerLoop, condition, timeout_s: float = 30) -> None:
     assert condition(), "condition not reached before the timeout"
 
 
-def read_all(broker, topic: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=[broker.bootstrap], enable_auto_commit=False)
-    tp = TopicPartition(topic, 0)
-    consumer.assign([tp])
-    consumer.seek_to_beginning(tp)
-    records = []
-    for _ in range(20):
-        for batch in consumer.poll(timeout_ms=200).values():
-            records.extend(batch)
-    consumer.close()
-    return records
-
-
 def test_poison_is_dead_lettered_and_valid_events_committed(broker):
     ensure_topics([broker.bootstrap])
     producer = make_producer(settings(broker))
@@ -78,13 +71,12 @@ def test_poison_is_dead_lettered_and_valid_events_committed(broker):
         settings(broker),
         group_id="g",
         topic=TOPIC,
-        dead_letter_topic=DLQ,
         handler=lambda batch: seen.extend(m.event["id"] for m in batch),
     )
     run_until(loop, lambda: len(seen) >= 2)
     assert seen == [good_event(1)["id"], good_event(3)["id"]]
 
-    dead = read_all(broker, DLQ)
+    dead = read_topic([broker.bootstrap], DLQ)
     reasons = [dict(r.headers)["koe-dlq-reason"].decode() for r in dead]
     assert len(dead) == 2
     assert reasons[0].startswith("not JSON")
@@ -97,7 +89,6 @@ def test_poison_is_dead_lettered_and_valid_events_committed(broker):
         settings(broker),
         group_id="g",
         topic=TOPIC,
-        dead_letter_topic=DLQ,
         handler=lambda batch: again.extend(m.event["id"] for m in batch),
     )
     producer.send(TOPIC, key="p1", value=events.encode(good_event(4)))
@@ -120,9 +111,7 @@ def test_transient_failure_is_retried_not_skipped(broker):
             raise Retryable("database is down")
         done.extend(m.event["id"] for m in batch)
 
-    loop = ConsumerLoop(
-        settings(broker), group_id="g", topic=TOPIC, dead_letter_topic=DLQ, handler=flaky
-    )
+    loop = ConsumerLoop(settings(broker), group_id="g", topic=TOPIC, handler=flaky)
     run_until(loop, lambda: bool(done))
     assert attempts == [1, 1, 1]
     assert done == [good_event(1)["id"]]
@@ -136,6 +125,6 @@ def test_too_many_invalid_in_a_row_stops_the_consumer(broker):
     producer.flush()
     s = settings(broker)
     s = KafkaSettings(**{**s.__dict__, "max_invalid_in_row": 3})
-    loop = ConsumerLoop(s, group_id="g", topic=TOPIC, dead_letter_topic=DLQ, handler=print)
+    loop = ConsumerLoop(s, group_id="g", topic=TOPIC, handler=print)
     with pytest.raises(SystemExit, match="3 invalid messages in a row"):
         loop.run()

@@ -8,7 +8,6 @@ import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import func, select
 
 from aggregator.config import load_settings
@@ -19,7 +18,7 @@ from aggregator.models import AlertOutbox, DailyCount
 from aggregator.outbox import OutboxPublisher
 from koe_kit import events
 from koe_kit.db import transaction
-from koe_kit.kafka import ensure_topics, make_producer
+from koe_kit.kafka import ensure_topics, make_producer, read_topic
 from koe_kit.local_broker import LocalBroker
 
 ALERTS = "koe.alerts.v1"
@@ -75,16 +74,7 @@ def run_until(
 
 
 def read_alerts(broker) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=[broker.bootstrap], enable_auto_commit=False)
-    partitions = [TopicPartition(ALERTS, p) for p in range(events.topics()[ALERTS]["partitions"])]
-    consumer.assign(partitions)
-    consumer.seek_to_beginning(*partitions)
-    records = []
-    for _ in range(15):
-        for batch in consumer.poll(timeout_ms=200).values():
-            records.extend(batch)
-    consumer.close()
-    return records
+    return read_topic([broker.bootstrap], ALERTS)
 
 
 def test_consumer_counts_events_from_the_topic(

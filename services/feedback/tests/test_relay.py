@@ -13,14 +13,13 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
 
 from feedback.config import load_relay_settings
 from feedback.models import OutboxEntry
 from feedback.relay import Relay
 from koe_kit import events
-from koe_kit.kafka import ensure_topics
+from koe_kit.kafka import ensure_topics, read_topic
 from koe_kit.local_broker import LocalBroker, free_port
 
 TOPIC = "koe.feedback.submitted.v1"
@@ -54,24 +53,12 @@ def submit(client, n: int) -> list[tuple[str, str]]:
     return accepted
 
 
-def read_topic(bootstrap: str) -> list[tuple[str, dict, int]]:
+def on_topic(bootstrap: str) -> list[tuple[str, dict, int]]:
     """Everything on the topic, as (key, event, partition), each partition in offset order."""
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
-    try:
-        partitions = [TopicPartition(TOPIC, p) for p in consumer.partitions_for_topic(TOPIC)]
-        consumer.assign(partitions)
-        consumer.seek_to_beginning()
-        end = consumer.end_offsets(partitions)
-        seen = []
-        deadline = time.monotonic() + DEADLINE_S
-        while any(consumer.position(tp) < end[tp] for tp in partitions):
-            assert time.monotonic() < deadline, "topic not read to its end"
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                for record in records:
-                    seen.append((record.key.decode(), events.decode(record.value), tp.partition))
-        return seen
-    finally:
-        consumer.close()
+    return [
+        (r.key.decode(), events.decode(r.value), r.partition)
+        for r in read_topic([bootstrap], TOPIC, timeout_s=DEADLINE_S)
+    ]
 
 
 def unsent(engine) -> int:
@@ -120,7 +107,7 @@ def test_relay_publishes_in_order_keyed_by_page_and_marks_sent(client, env, engi
         relay.close()
 
     assert unsent(engine) == 0
-    published = read_topic(broker.bootstrap)
+    published = on_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
     for key, event, _ in published:
         assert key == event["subject"] == event["data"]["page_id"]
@@ -156,7 +143,7 @@ def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
     thread.join(DEADLINE_S)
     assert not failures
 
-    published = read_topic(broker.bootstrap)
+    published = on_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
 
 
@@ -186,7 +173,7 @@ def test_broker_dying_under_a_running_relay_and_coming_back(client, env, engine,
         relay.stop()
         thread.join(DEADLINE_S)
         assert not thread.is_alive() and not failures, failures
-        published = [event["id"] for _, event, _ in read_topic(broker.bootstrap)]
+        published = [event["id"] for _, event, _ in on_topic(broker.bootstrap)]
     finally:
         broker.stop()
     assert sorted(published) == sorted(i for i, _ in during)
@@ -236,5 +223,5 @@ def test_relay_process_publishes_and_stops_on_sigterm(client, env, engine, broke
             process.wait()
         process.stderr.close()
 
-    published = read_topic(broker.bootstrap)
+    published = on_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)

@@ -8,14 +8,13 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import pytest
-from kafka import KafkaConsumer, TopicPartition
 from sqlalchemy import select
 
 from koe_kit import events
 from koe_kit.db import session_factory
-from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer
+from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer, read_topic
 from notifier.config import load_settings
-from notifier.consumer import DEAD_LETTER_TOPIC, TOPIC, build_consumer
+from notifier.consumer import TOPIC, build_consumer
 from notifier.models import SentAlert
 
 
@@ -68,17 +67,7 @@ def wait_for(condition: Callable[[], object], timeout_s: float = 30) -> None:
 
 
 def read_dead_letters(bootstrap: str) -> list:
-    consumer = KafkaConsumer(bootstrap_servers=[bootstrap], enable_auto_commit=False)
-    try:
-        tp = TopicPartition(DEAD_LETTER_TOPIC, 0)
-        consumer.assign([tp])
-        consumer.seek_to_beginning(tp)
-        records = []
-        for batch in consumer.poll(timeout_ms=500).values():
-            records.extend(batch)
-        return records
-    finally:
-        consumer.close()
+    return read_topic([bootstrap], "koe.alerts.dlq.v1")
 
 
 def test_an_alert_becomes_one_email_to_its_division(

@@ -78,6 +78,14 @@ def topics() -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in raw["topics"]}
 
 
+def dead_letter_topic(topic: str) -> str:
+    """The topic that topics.yaml names as the dead letters of `topic`."""
+    for name, spec in topics().items():
+        if spec.get("dead_letters_of") == topic:
+            return name
+    raise KeyError(f"schemas/topics.yaml declares no dead-letter topic for {topic}")
+
+
 def validate(event: dict[str, Any]) -> None:
     """Raise InvalidEvent naming the first problem, or return quietly."""
     if not isinstance(event, dict):

@@ -23,6 +23,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
+from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaTimeoutError, TopicAlreadyExistsError
 from kafka.serializer import Serializer
@@ -147,6 +148,34 @@ def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None 
         admin.close()
 
 
+def read_topic(
+    bootstrap_servers: Sequence[str], topic: str, timeout_s: float = 30.0
+) -> list[ConsumerRecord]:
+    """Every record on a topic, from the beginning to the end offsets read at the
+    start, in partition then offset order. For tests and for operators inspecting a
+    dead-letter topic; it joins no group and commits nothing."""
+    consumer = KafkaConsumer(bootstrap_servers=list(bootstrap_servers), enable_auto_commit=False)
+    try:
+        partitions = [
+            TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
+        ]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        consumer.seek_to_beginning(*partitions)
+        end = consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        deadline = time.monotonic() + timeout_s
+        while any(consumer.position(tp) < end[tp] for tp in partitions):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
+            for batch in consumer.poll(timeout_ms=200).values():
+                records.extend(batch)
+        return sorted(records, key=lambda r: (r.partition, r.offset))
+    finally:
+        consumer.close()
+
+
 @dataclass
 class Message:
     """One consumed message that passed decoding and schema validation."""
@@ -185,14 +214,14 @@ class ConsumerLoop(GracefulStop):
         *,
         group_id: str,
         topic: str,
-        dead_letter_topic: str,
         handler: Handler,
         after_commit: Callable[[], None] | None = None,
     ):
         self.settings = settings
         self.group_id = group_id
         self.topic = topic
-        self.dead_letter_topic = dead_letter_topic
+        # Declared beside the topic in schemas/topics.yaml, the one list of topics.
+        self.dead_letter_topic = events.dead_letter_topic(topic)
         self.handler = handler
         self.after_commit = after_commit
         super().__init__()

@@ -23,7 +23,6 @@ from koe_kit.logs import setup_logging
 log = logging.getLogger(__name__)
 
 TOPIC = "koe.feedback.submitted.v1"
-DEAD_LETTER_TOPIC = "koe.feedback.submitted.dlq.v1"
 
 
 class BatchHandler:
@@ -79,7 +78,6 @@ def build_loop(
         settings.kafka,
         group_id=settings.consumer_group,
         topic=TOPIC,
-        dead_letter_topic=DEAD_LETTER_TOPIC,
         handler=BatchHandler(sessions, settings, publisher),
         after_commit=publisher,
     )

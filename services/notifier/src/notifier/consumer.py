@@ -15,7 +15,6 @@ from notifier.handler import AlertHandler
 from notifier.mailer import SmtpMailer
 
 TOPIC = "koe.alerts.v1"
-DEAD_LETTER_TOPIC = "koe.alerts.dlq.v1"
 
 
 def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
@@ -32,7 +31,6 @@ def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
         settings.kafka,
         group_id=settings.consumer_group,
         topic=TOPIC,
-        dead_letter_topic=DEAD_LETTER_TOPIC,
         handler=handler,
     )
     handler.dead_letter = loop.dead_letter

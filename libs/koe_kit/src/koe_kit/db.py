@@ -7,15 +7,32 @@ a session and never commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, Insert, create_engine, event
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Insert,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    column,
+    create_engine,
+    event,
+    func,
+    select,
+)
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import Session, sessionmaker
 
 from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
@@ -68,14 +85,63 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+def on_postgresql(session: Session) -> bool:
+    name = session.get_bind().dialect.name
+    if name not in ("postgresql", "sqlite"):
+        raise RuntimeError(f"unsupported database {name!r}: koe runs on PostgreSQL or SQLite")
+    return name == "postgresql"
+
+
 def dialect_insert(session: Session, table: Any) -> Insert:
     """INSERT that knows ON CONFLICT on both PostgreSQL and SQLite."""
-    name = session.get_bind().dialect.name
-    if name == "postgresql":
-        return postgresql.insert(table)
-    if name == "sqlite":
-        return sqlite.insert(table)
-    raise RuntimeError(f"unsupported database {name!r}: koe runs on PostgreSQL or SQLite")
+    return postgresql.insert(table) if on_postgresql(session) else sqlite.insert(table)
+
+
+def bulk_insert(
+    session: Session,
+    table: Table,
+    rows: list[dict[str, Any]],
+    on_conflict: Callable[[Insert], Insert] | None = None,
+) -> None:
+    """INSERT `rows` (all with the same keys), through `on_conflict` if given.
+
+    On PostgreSQL it is one statement over one JSON parameter: psycopg's
+    executemany sends one statement per row, which made up most of an aggregator
+    batch's time, and json.dumps is several times cheaper than psycopg's
+    adaptation of one array per column. SQLite runs executemany in-process,
+    cheap enough.
+    """
+    insert = dialect_insert(session, table)
+    statement: Insert
+    parameters: Any
+    if not on_postgresql(session):
+        statement, parameters = insert, rows
+    else:
+        names = list(rows[0])
+        recordset = (
+            func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
+            .table_valued(*(column(name, table.c[name].type) for name in names))
+            .render_derived(with_types=True)
+        )
+        statement = insert.from_select(names, select(*recordset.c))
+        parameters = {"rows": json.dumps(rows, ensure_ascii=False, default=_isoformat)}
+    if on_conflict is not None:
+        statement = on_conflict(statement)
+    session.execute(statement, parameters)
+
+
+def _isoformat(value: date | datetime) -> str:
+    return value.isoformat()
+
+
+def among(session: Session, column_: Any, values: list[str]) -> ColumnElement[bool]:
+    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter instead of one
+    per value, so the statement text (parsed and prepared once) does not vary with
+    the number of values."""
+    if on_postgresql(session):
+        array = ARRAY(column_.type)
+        return column_ == any_(cast(bindparam(None, values, type_=array), array))
+    return column_.in_(values)
 
 
 def upgrade(url: str, migrations_dir: Path) -> None:

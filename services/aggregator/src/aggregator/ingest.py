@@ -9,29 +9,20 @@ never one per event, and nothing is kept in memory between batches.
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
-    ColumnElement,
     Insert,
-    Table,
-    Text,
-    any_,
-    bindparam,
     case,
-    cast,
-    column,
     func,
     select,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import InstrumentedAttribute, Session
+from sqlalchemy.orm import Session
 
 from aggregator.drop_rule import DropAlert, DropRule, evaluate_windows
 from aggregator.models import (
@@ -44,7 +35,7 @@ from aggregator.models import (
 )
 from aggregator.scoring import Tally, question_score
 from koe_kit import events
-from koe_kit.db import dialect_insert
+from koe_kit.db import among, bulk_insert, dialect_insert
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +98,7 @@ def handle_batch(
 
     counted = len(processed)
     if counted:
-        _insert_rows(session, ProcessedEvent.__table__, processed)
+        bulk_insert(session, ProcessedEvent.__table__, processed)
         _add_counts(session, counts)
         _add_responses(session, responses)
         _upsert_pages(session, pages)
@@ -122,56 +113,6 @@ def handle_batch(
 _ANSWER_INDEX = {"yes": 0, "neutral": 1, "no": 2}
 
 
-def _insert_rows(
-    session: Session,
-    table: Table,
-    rows: list[dict[str, Any]],
-    on_conflict: Callable[[Insert], Insert] | None = None,
-) -> None:
-    """INSERT `rows` (all with the same keys), through `on_conflict` if given.
-
-    On PostgreSQL it is one statement over one JSON parameter: psycopg's
-    executemany sends one statement per row, which made up most of a batch's
-    time, and json.dumps is several times cheaper than psycopg's adaptation of
-    one array per column. SQLite runs executemany in-process, cheap enough.
-    """
-    insert = dialect_insert(session, table)
-    if not _on_postgresql(session):
-        statement, parameters = insert, rows
-    else:
-        names = list(rows[0])
-        recordset = (
-            func.json_to_recordset(cast(bindparam("rows", type_=Text), JSON))
-            .table_valued(*(column(name, table.c[name].type) for name in names))
-            .render_derived(with_types=True)
-        )
-        statement = insert.from_select(names, select(*recordset.c))
-        parameters = {"rows": json.dumps(rows, ensure_ascii=False, default=_isoformat)}
-    if on_conflict is not None:
-        statement = on_conflict(statement)
-    session.execute(statement, parameters)
-
-
-def _isoformat(value: date | datetime) -> str:
-    return value.isoformat()
-
-
-def _among(
-    session: Session, column: InstrumentedAttribute[str], values: list[str]
-) -> ColumnElement[bool]:
-    """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter instead of one
-    per value, so the statement text (parsed and prepared once) does not vary with
-    the number of values."""
-    if _on_postgresql(session):
-        array = ARRAY(column.type)
-        return column == any_(cast(bindparam(None, values, type_=array), array))
-    return column.in_(values)
-
-
-def _on_postgresql(session: Session) -> bool:
-    return session.get_bind().dialect.name == "postgresql"
-
-
 def _already_processed(session: Session, ids: list[str]) -> set[str]:
     seen: set[str] = set()
     for start in range(0, len(ids), _IN_CHUNK):
@@ -179,7 +120,7 @@ def _already_processed(session: Session, ids: list[str]) -> set[str]:
         seen.update(
             session.scalars(
                 select(ProcessedEvent.event_id).where(
-                    _among(session, ProcessedEvent.event_id, chunk)
+                    among(session, ProcessedEvent.event_id, chunk)
                 )
             )
         )
@@ -221,7 +162,7 @@ def _add_counts(session: Session, counts: dict[tuple[str, date, str], list[int]]
         {"page_id": p, "day": d, "question": q, "yes": c[0], "neutral": c[1], "no": c[2]}
         for (p, d, q), c in counts.items()
     ]
-    _insert_rows(session, table, rows, add)
+    bulk_insert(session, table, rows, add)
 
 
 def _add_responses(session: Session, responses: dict[tuple[str, date], int]) -> None:
@@ -234,7 +175,7 @@ def _add_responses(session: Session, responses: dict[tuple[str, date], int]) -> 
         )
 
     rows = [{"page_id": p, "day": d, "responses": n} for (p, d), n in responses.items()]
-    _insert_rows(session, table, rows, add)
+    bulk_insert(session, table, rows, add)
 
 
 def _upsert_pages(session: Session, pages: dict[str, _PageSeen]) -> None:
@@ -270,7 +211,7 @@ def _upsert_pages(session: Session, pages: dict[str, _PageSeen]) -> None:
         }
         for page_id, seen in pages.items()
     ]
-    _insert_rows(session, table, rows, merge)
+    bulk_insert(session, table, rows, merge)
 
 
 def _evaluate(
@@ -302,7 +243,7 @@ def _evaluate(
                     *(func.sum(case((in_recent, 0), else_=column)) for column in answers),
                 )
                 .where(
-                    _among(session, DailyCount.page_id, page_ids[start : start + _IN_CHUNK]),
+                    among(session, DailyCount.page_id, page_ids[start : start + _IN_CHUNK]),
                     DailyCount.day.between(baseline_window.start, as_of),
                 )
                 .group_by(DailyCount.page_id, DailyCount.question)
@@ -323,7 +264,7 @@ def _evaluate(
     for start in range(0, len(candidates), _IN_CHUNK):
         states = session.execute(
             select(AlertState.page_id, AlertState.question, AlertState.last_alert_day).where(
-                _among(session, AlertState.page_id, candidates[start : start + _IN_CHUNK])
+                among(session, AlertState.page_id, candidates[start : start + _IN_CHUNK])
             )
         )
         for page_id, question, day in states:
@@ -351,7 +292,7 @@ def _evaluate(
 def _record_alerts(session: Session, alerts: list[DropAlert], now: datetime) -> None:
     page_rows = session.execute(
         select(Page.id, Page.url, Page.title, Page.division).where(
-            _among(session, Page.id, [a.page_id for a in alerts])
+            among(session, Page.id, [a.page_id for a in alerts])
         )
     )
     page_info = {row.id: row for row in page_rows}

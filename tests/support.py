@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import requests
 
 from koe_kit.local_broker import free_port
@@ -17,18 +14,6 @@ REPO = Path(__file__).parents[1]
 API_TOKEN = "test-token-" + "x" * 24
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
-
-
-def wait_until(condition: Callable[[], object], timeout_s: float = 60, what: str = "") -> object:
-    """Poll until condition() is truthy; fail the test naming what never happened."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = condition()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout_s}s waiting for {what or condition}")
-        time.sleep(0.2)
 
 
 def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str) -> dict[str, str]:

@@ -15,7 +15,8 @@ from kafka import KafkaProducer
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
-from support import DX_PAGE, SITE, wait_until
+from koe_kit.testing import wait_until
+from support import DX_PAGE, SITE
 
 pytestmark = pytest.mark.e2e
 

@@ -16,7 +16,8 @@ import requests
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.local_broker import free_port
-from support import REPO, SITE, wait_until
+from koe_kit.testing import wait_until
+from support import REPO, SITE
 
 pytestmark = pytest.mark.e2e
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +16,7 @@ from koe_kit.kafka import (
     make_producer,
     read_topic,
 )
+from koe_kit.testing import running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 DLQ = "koe.feedback.submitted.dlq.v1"
@@ -43,16 +42,9 @@ def good_event(n: int) -> dict:
     return event
 
 
-def run_until(loop: ConsumerLoop, condition, timeout_s: float = 30) -> None:
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + timeout_s
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    loop.stop()
-    thread.join(timeout=15)
-    assert not thread.is_alive(), "consumer did not stop"
-    assert condition(), "condition not reached before the timeout"
+def run_until(loop: ConsumerLoop, condition) -> None:
+    with running(loop):
+        wait_until(condition, 30)
 
 
 def test_poison_is_dead_lettered_and_valid_events_committed(broker):

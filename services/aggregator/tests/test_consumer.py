@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
@@ -20,6 +18,7 @@ from koe_kit import events
 from koe_kit.db import transaction
 from koe_kit.kafka import ensure_topics, make_producer, read_topic
 from koe_kit.local_broker import LocalBroker
+from koe_kit.testing import count_handled, running, wait_until
 
 ALERTS = "koe.alerts.v1"
 
@@ -46,31 +45,17 @@ def produce(broker, settings, batch):
 def run_until(
     settings,
     condition,
-    timeout_s: float = 60,
     seen: list | None = None,
     publisher: OutboxPublisher | None = None,
 ) -> None:
     loop, publisher = build_loop(settings, publisher)
     if seen is not None:
-        handler = loop.handler
-
-        def counting(messages):
-            handler(messages)
-            seen.extend(m.event["id"] for m in messages)
-
-        loop.handler = counting
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
+        count_handled(loop, seen)
     try:
-        deadline = time.monotonic() + timeout_s
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.1)
+        with running(loop):
+            wait_until(condition, 60)
     finally:
-        loop.stop()
-        thread.join(timeout=20)
         publisher.close()
-    assert not thread.is_alive(), "consumer did not stop"
-    assert condition(), "condition not reached before the timeout"
 
 
 def read_alerts(broker) -> list:

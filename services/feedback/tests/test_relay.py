@@ -7,9 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -21,6 +19,7 @@ from feedback.relay import Relay
 from koe_kit import events
 from koe_kit.kafka import ensure_topics, read_topic
 from koe_kit.local_broker import LocalBroker, free_port
+from koe_kit.testing import running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -68,30 +67,9 @@ def unsent(engine) -> int:
         )
 
 
-def wait_for(condition: Callable[[], bool], what: str) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting: {what}"
-        time.sleep(0.05)
-
-
 def relay_for(env: dict[str, str], bootstrap: str, engine, **extra: str) -> Relay:
     settings = load_relay_settings({**env, **FAST, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **extra})
     return Relay(settings, engine)
-
-
-def run_in_thread(relay: Relay, failures: list[BaseException]) -> threading.Thread:
-    """Run the relay's loop as its process would; any crash lands in `failures`."""
-
-    def target() -> None:
-        try:
-            relay.run()
-        except BaseException as exc:  # the test wants to see any crash
-            failures.append(exc)
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    return thread
 
 
 def test_relay_publishes_in_order_keyed_by_page_and_marks_sent(client, env, engine, broker):
@@ -120,28 +98,21 @@ def test_relay_publishes_in_order_keyed_by_page_and_marks_sent(client, env, engi
 def test_broker_outage_api_keeps_accepting_and_relay_catches_up_exactly_once(
     client, env, engine, broker, caplog
 ):
-    down = relay_for(env, f"127.0.0.1:{free_port()}", engine)
-    failures: list[BaseException] = []
-    thread = run_in_thread(down, failures)
-    accepted = submit(client, 4)
-    wait_for(
-        lambda: sum("unreachable" in r.getMessage() for r in caplog.records) >= 2,
-        "the relay to try the dead broker twice",
-    )
-    assert thread.is_alive()
-    assert unsent(engine) == 4
-    accepted += submit(client, 2)  # still accepting during the outage
-    down.stop()
-    thread.join(DEADLINE_S)
-    assert not thread.is_alive() and not failures
+    # Leaving each `running` block stops the relay and fails the test if it crashed.
+    with running(relay_for(env, f"127.0.0.1:{free_port()}", engine)) as run:
+        accepted = submit(client, 4)
+        wait_until(
+            lambda: sum("unreachable" in r.getMessage() for r in caplog.records) >= 2,
+            DEADLINE_S,
+            "the relay to try the dead broker twice",
+        )
+        assert run.alive
+        assert unsent(engine) == 4
+        accepted += submit(client, 2)  # still accepting during the outage
 
     ensure_topics([broker.bootstrap])
-    up = relay_for(env, broker.bootstrap, engine)
-    thread = run_in_thread(up, failures)
-    wait_for(lambda: unsent(engine) == 0, "the relay to publish the backlog")
-    up.stop()
-    thread.join(DEADLINE_S)
-    assert not failures
+    with running(relay_for(env, broker.bootstrap, engine)):
+        wait_until(lambda: unsent(engine) == 0, DEADLINE_S, "the relay to publish the backlog")
 
     published = on_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
@@ -152,27 +123,26 @@ def test_broker_dying_under_a_running_relay_and_coming_back(client, env, engine,
     the same address: the relay survives, and every response is on the topic."""
     port = free_port()
     broker = LocalBroker(port, tmp_path / "broker-1.log").start()
-    ensure_topics([broker.bootstrap])
-    relay = relay_for(env, broker.bootstrap, engine)
-    failures: list[BaseException] = []
-    thread = run_in_thread(relay, failures)
-    before = submit(client, 3)
-    wait_for(lambda: unsent(engine) == 0, "the first responses published")
-
-    broker.stop()
-    during = submit(client, 4)  # the relay's producer now sends into the void
-    time.sleep(3 * float(FAST["KOE_RELAY_SEND_TIMEOUT_S"]))
-    assert thread.is_alive() and not failures, failures
-    assert unsent(engine) == 4
-
-    # Tansu keeps nothing across a restart: the new broker has empty topics.
-    broker = LocalBroker(port, tmp_path / "broker-2.log").start()
     try:
         ensure_topics([broker.bootstrap])
-        wait_for(lambda: unsent(engine) == 0, "the relay to publish after the broker returned")
-        relay.stop()
-        thread.join(DEADLINE_S)
-        assert not thread.is_alive() and not failures, failures
+        with running(relay_for(env, broker.bootstrap, engine)) as run:
+            before = submit(client, 3)
+            wait_until(lambda: unsent(engine) == 0, DEADLINE_S, "the first responses published")
+
+            broker.stop()
+            during = submit(client, 4)  # the relay's producer now sends into the void
+            time.sleep(3 * float(FAST["KOE_RELAY_SEND_TIMEOUT_S"]))
+            assert run.alive and not run.failures, run.failures
+            assert unsent(engine) == 4
+
+            # Tansu keeps nothing across a restart: the new broker has empty topics.
+            broker = LocalBroker(port, tmp_path / "broker-2.log").start()
+            ensure_topics([broker.bootstrap])
+            wait_until(
+                lambda: unsent(engine) == 0,
+                DEADLINE_S,
+                "the relay to publish after the broker returned",
+            )
         published = [event["id"] for _, event, _ in on_topic(broker.bootstrap)]
     finally:
         broker.stop()
@@ -213,7 +183,11 @@ def test_relay_process_publishes_and_stops_on_sigterm(client, env, engine, broke
         stderr=subprocess.PIPE,
     )
     try:
-        wait_for(lambda: unsent(engine) == 0 or process.poll() is not None, "the relay process")
+        wait_until(
+            lambda: unsent(engine) == 0 or process.poll() is not None,
+            DEADLINE_S,
+            "the relay process",
+        )
         assert process.poll() is None, process.stderr.read().decode()
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=DEADLINE_S) == 0

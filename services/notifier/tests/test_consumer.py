@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -13,6 +11,7 @@ from sqlalchemy import select
 from koe_kit import events
 from koe_kit.db import session_factory
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer, read_topic
+from koe_kit.testing import count_handled, running, wait_until
 from notifier.config import load_settings
 from notifier.consumer import TOPIC, build_consumer
 from notifier.models import SentAlert
@@ -38,32 +37,11 @@ def publish(consumer_settings) -> Iterator[Callable[[dict], None]]:
 
 
 @contextmanager
-def running(loop: ConsumerLoop) -> Iterator[list[str]]:
+def running_counted(loop: ConsumerLoop) -> Iterator[list[str]]:
     """Run the loop in a thread; yields the alert ids its handler has finished."""
-    handled: list[str] = []
-    handle = loop.handler
-
-    def counting(batch):
-        handle(batch)
-        handled.extend(m.event["id"] for m in batch)
-
-    loop.handler = counting
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    try:
+    handled = count_handled(loop)
+    with running(loop):
         yield handled
-    finally:
-        loop.stop()
-        thread.join(timeout=20)
-        assert not thread.is_alive(), "the consumer did not stop"
-
-
-def wait_for(condition: Callable[[], object], timeout_s: float = 30) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached before the timeout")
-        time.sleep(0.05)
 
 
 def read_dead_letters(bootstrap: str) -> list:
@@ -76,12 +54,12 @@ def test_an_alert_becomes_one_email_to_its_division(
     owned = make_alert()
     unowned = make_alert(url="https://www.info.city.tsu.mie.jp/kanko/event.html", division=None)
     loop = build_consumer(consumer_settings, engine)
-    with running(loop) as handled:
+    with running_counted(loop) as handled:
         publish(owned)
-        wait_for(lambda: len(smtp_server.messages) == 1)
+        wait_until(lambda: len(smtp_server.messages) == 1)
         publish(owned)  # the aggregator replaying the same alert
         publish(unowned)
-        wait_for(lambda: len(handled) == 3)
+        wait_until(lambda: len(handled) == 3)
 
     mails = smtp_server.messages
     assert len(mails) == 2
@@ -100,12 +78,12 @@ def test_a_permanent_refusal_is_dead_lettered_and_the_consumer_goes_on(
     bootstrap = consumer_settings.kafka.bootstrap_servers[0]
     smtp_server.fail_with("550 5.1.1 mailbox unavailable")
     loop = build_consumer(consumer_settings, engine)
-    with running(loop) as handled:
+    with running_counted(loop) as handled:
         publish(refused)
-        wait_for(lambda: refused["id"] in handled)
+        wait_until(lambda: refused["id"] in handled)
         smtp_server.fail_with(None)
         publish(next_alert)
-        wait_for(lambda: next_alert["id"] in handled)
+        wait_until(lambda: next_alert["id"] in handled)
 
     assert len(smtp_server.messages) == 1
     assert smtp_server.messages[0]["Message-ID"].startswith(f"<koe-alert-{next_alert['id']}@")
@@ -133,12 +111,12 @@ def test_a_mail_server_saying_later_delays_the_email_never_drops_it(
             return row.attempts if row else 0
 
     loop = build_consumer(consumer_settings, engine)
-    with running(loop) as handled:
+    with running_counted(loop) as handled:
         publish(alert)
-        wait_for(lambda: attempts() >= 2)  # retried with backoff, not skipped
+        wait_until(lambda: attempts() >= 2)  # retried with backoff, not skipped
         assert smtp_server.messages == []
         smtp_server.fail_with(None)
-        wait_for(lambda: alert["id"] in handled)
+        wait_until(lambda: alert["id"] in handled)
 
     assert len(smtp_server.messages) == 1
     with sessions() as session:

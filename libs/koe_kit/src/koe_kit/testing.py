@@ -1,0 +1,76 @@
+"""Helpers for koe's tests (as flask.testing is for Flask's): waiting for what a
+user would see, and running a service loop in a thread the way its process would.
+No pytest import: a failed wait is a plain AssertionError."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+class Loop(Protocol):
+    def run(self) -> None: ...
+    def stop(self, *_: object) -> None: ...
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 60, what: str = "") -> object:
+    """Poll until condition() is truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout_s}s waiting for {what or condition}")
+        time.sleep(0.05)
+
+
+@dataclass
+class Running:
+    thread: threading.Thread
+    failures: list[BaseException] = field(default_factory=list)
+
+    @property
+    def alive(self) -> bool:
+        return self.thread.is_alive()
+
+
+@contextmanager
+def running(loop: Loop, stop_timeout_s: float = 30) -> Iterator[Running]:
+    """Run `loop.run()` in a thread; on leaving, stop it and insist that it stopped
+    in time and never crashed."""
+
+    def target() -> None:
+        try:
+            loop.run()
+        except BaseException as exc:  # the test wants to see any crash
+            run.failures.append(exc)
+
+    run = Running(threading.Thread(target=target, daemon=True))
+    run.thread.start()
+    try:
+        yield run
+    finally:
+        loop.stop()
+        run.thread.join(stop_timeout_s)
+    if run.alive:
+        raise AssertionError(f"the loop did not stop within {stop_timeout_s}s")
+    if run.failures:
+        raise AssertionError(f"the loop crashed: {run.failures!r}")
+
+
+def count_handled(loop: Any, handled: list[str] | None = None) -> list[str]:
+    """Wrap a ConsumerLoop's handler; `handled` fills with the event ids it finished."""
+    handled = [] if handled is None else handled
+    handle = loop.handler
+
+    def counting(batch: list[Any]) -> None:
+        handle(batch)
+        handled.extend(m.event["id"] for m in batch)
+
+    loop.handler = counting
+    return handled

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from urllib.parse import urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# What a page id may be: safe in a URL path, a Kafka key and a log line. The same
+# pattern as $defs.page_id in schemas/koe.feedback.submitted.v1.json.
+PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
 def canonical_url(url: str) -> str:

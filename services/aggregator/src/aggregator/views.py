@@ -9,10 +9,10 @@ from datetime import date, datetime
 from flask import Blueprint, current_app, jsonify, request
 
 from aggregator import stats
+from koe_directory.divisions import CODE as DIVISION_CODE
+from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
-PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")  # the event schema's page_id
-DIVISION = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_DAYS, MAX_DAYS = 28, 366
 
@@ -54,7 +54,7 @@ def list_pages():
     if as_of is None:
         return _bad_request("as_of", "must be a date as YYYY-MM-DD")
     division = request.args.get("division") or None
-    if division is not None and not DIVISION.match(division):
+    if division is not None and not DIVISION_CODE.match(division):
         return _bad_request("division", "must be a division code (letters, digits, - and _)")
     pages = stats.list_pages(db_session(), as_of=as_of, division=division)
     return jsonify(as_of=as_of.isoformat(), pages=pages)

@@ -19,15 +19,13 @@ from marshmallow import (
 )
 
 from koe_directory import Directory, canonical_url, page_id_for_url
-from koe_directory.pages import origin_of
+from koe_directory.pages import PAGE_ID, origin_of
 
 QUESTIONS = ("findability", "clarity", "usefulness")
 ANSWERS = ("yes", "neutral", "no")
 LOCALES = ("ja", "en")
 MAX_URL = 2048
 MAX_TITLE = 200
-# Same pattern as $defs.page_id in schemas/koe.feedback.submitted.v1.json.
-PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 # C0/C1 controls (CR and LF among them) and the Unicode line/paragraph separators:
 # a title is shown in emails and dashboards and must stay one plain line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")

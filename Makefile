@@ -5,6 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PACKAGES := libs/koe_kit libs/koe_directory services/feedback services/aggregator services/notifier
 STAMP := $(VENV)/.installed
+AXE := node_modules/axe-core/axe.min.js
 
 .DEFAULT_GOAL := help
 
@@ -22,7 +23,15 @@ venv: $(STAMP) ## install koe and its tools into .venv
 run: $(STAMP) ## start koe locally, no Docker (broker, SQLite, SMTP sink, every service)
 	$(BIN)/python -m koe_kit.local_stack
 
-test: $(STAMP) ## run the whole test suite on real parts (PostgreSQL, broker, SMTP)
+$(AXE): package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $(AXE)
+
+# The browser tests drive Debian's Chromium (Playwright cannot download one here).
+/usr/bin/chromium:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk
+
+test: $(STAMP) $(AXE) /usr/bin/chromium ## run the whole test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP) ## run the benchmarks and print their numbers

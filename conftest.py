@@ -92,3 +92,18 @@ def smtp_server(tmp_path: Path) -> Iterator[SmtpSink]:
     sink = SmtpSink(directory=tmp_path / "mail").start()
     yield sink
     sink.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator:
+    """One headless Chromium for the session; tests open their own contexts (no shared state)."""
+    from playwright.sync_api import sync_playwright
+
+    from in_browser import CHROMIUM, CHROMIUM_ARGS
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make test` installs it (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

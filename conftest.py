@@ -6,11 +6,18 @@
 - Broker: a fresh in-memory Tansu per test (it starts in well under a second),
   so every test has its own topics, offsets and groups.
 - SMTP: an aiosmtpd server in the test process, which can be told to fail.
+
+With a Docker engine (or KOE_TEST_CONTAINERS=1; KOE_TEST_CONTAINERS=0 forbids it)
+the broker is Apache Kafka and the server PostgreSQL in containers started by
+testcontainers, with the images docker-compose.yml runs; the tests are the same.
+Our machines and CI have no engine and take the local path.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +31,90 @@ from koe_kit.smtp_sink import SmtpSink
 PG_ADMIN_URL = os.environ.get(
     "KOE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 )
+REPO = Path(__file__).resolve().parent
+
+
+def docker_engine_available() -> bool:
+    """True when a Docker engine answers /_ping (a docker client alone does not)."""
+    host = os.environ.get("DOCKER_HOST", "unix:///var/run/docker.sock")
+    try:
+        if host.startswith("unix://"):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.settimeout(2)
+            sock.connect(host.removeprefix("unix://"))
+        elif host.startswith("tcp://"):
+            address, _, port = host.removeprefix("tcp://").rpartition(":")
+            sock = socket.create_connection((address, int(port)), timeout=2)
+        else:
+            return False
+        with sock:
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n")
+            status_line = sock.recv(1024).split(b"\r\n", 1)[0]
+        return status_line.startswith(b"HTTP/1.") and b" 200 " in status_line
+    except OSError:
+        return False
+
+
+def use_containers() -> bool:
+    flag = os.environ.get("KOE_TEST_CONTAINERS", "")
+    return flag == "1" if flag else docker_engine_available()
+
+
+def compose_image(service: str) -> str:
+    """The image docker-compose.yml runs for `service`: the containers test what ops run."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    return compose["services"][service]["image"]
+
+
+class KafkaInContainer:
+    """Apache Kafka (KRaft, one node) in a container, with LocalBroker's interface."""
+
+    def __init__(self) -> None:
+        from testcontainers.core.container import DockerContainer
+        from testcontainers.core.wait_strategies import LogMessageWaitStrategy
+
+        from koe_kit.local_broker import free_port
+
+        # The advertised listener must be the address the tests dial, so the host
+        # port is chosen first and bound to the same container listener.
+        self.host = os.environ.get("TC_HOST", "127.0.0.1")
+        self.port = free_port()
+        self.container = (
+            DockerContainer(compose_image("kafka"))
+            .with_bind_ports(9092, self.port)
+            .with_envs(
+                KAFKA_NODE_ID="1",
+                KAFKA_PROCESS_ROLES="broker,controller",
+                KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
+                KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://{self.host}:{self.port}",
+                KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
+                KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
+                KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
+                KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
+                KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
+                KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
+            )
+            .waiting_for(
+                LogMessageWaitStrategy(re.compile(r"Kafka Server started")).with_startup_timeout(
+                    120
+                )
+            )
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self) -> KafkaInContainer:
+        self.container.start()
+        return self
+
+    def stop(self) -> None:
+        self.container.stop()
+
 
 # Small group timings: Tansu answers a JoinGroup after about half the rebalance
 # timeout (see ENVIRONMENT.md), so defaults would make every test wait minutes.
@@ -43,13 +134,35 @@ def fast_kafka_env() -> dict[str, str]:
 
 
 @pytest.fixture(scope="session")
-def pg_admin():
-    engine = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+def pg_server_url() -> Iterator[str]:
+    """The PostgreSQL server's admin URL: a container's, or the machine's (KOE_TEST_PG)."""
+    if not use_containers():
+        yield PG_ADMIN_URL
+        return
+    from testcontainers.community.postgres import PostgresContainer
+
+    container = PostgresContainer(
+        compose_image("postgres"),
+        username="postgres",
+        password="postgres",  # noqa: S106 - a throwaway container's
+        dbname="postgres",
+        driver="psycopg",
+    )
+    container.start()
+    try:
+        yield container.get_connection_url()
+    finally:
+        container.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_admin(pg_server_url: str):
+    engine = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except Exception as exc:
-        pytest.fail(f"PostgreSQL is not reachable at {PG_ADMIN_URL}: {exc}")
+        pytest.fail(f"PostgreSQL is not reachable at {engine.url}: {exc}")
     yield engine
     engine.dispose()
 
@@ -64,7 +177,7 @@ def new_pg_database(pg_admin) -> Iterator:
         with pg_admin.connect() as connection:
             connection.execute(text(f'CREATE DATABASE "{name}"'))
         created.append(name)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+        return pg_admin.url.set(database=name).render_as_string(hide_password=False)
 
     yield make
     with pg_admin.connect() as connection:
@@ -81,8 +194,13 @@ def database_url(request, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    instance = LocalBroker(log_path=tmp_path / "broker.log").start()
+def broker(tmp_path: Path) -> Iterator[LocalBroker | KafkaInContainer]:
+    """A broker of the test's own: fresh topics, offsets and groups."""
+    instance: LocalBroker | KafkaInContainer
+    if use_containers():
+        instance = KafkaInContainer().start()
+    else:
+        instance = LocalBroker(log_path=tmp_path / "broker.log").start()
     yield instance
     instance.stop()
 

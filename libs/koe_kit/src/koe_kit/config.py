@@ -11,7 +11,8 @@ import builtins
 import os
 import sys
 from collections.abc import Callable, Mapping
-from typing import NoReturn, TypeVar
+from typing import ClassVar, NoReturn, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
 
@@ -33,6 +34,10 @@ class EnvReader:
     class therefore say `builtins.str` and so on.
     """
 
+    # Every variable name any reader in this process has asked for: the registry the
+    # compose test checks docker-compose.yml's environment against (tests/test_compose.py).
+    names_read: ClassVar[builtins.set[builtins.str]] = set()
+
     def __init__(self, env: Mapping[str, str] | None = None):
         self.env = os.environ if env is None else env
         self.problems: builtins.list[str] = []
@@ -44,6 +49,7 @@ class EnvReader:
         parse: Callable[[builtins.str], T],
         hint: builtins.str,
     ) -> T:
+        EnvReader.names_read.add(name)
         raw = self.env.get(name)
         if raw is None or raw == "":
             if default is _REQUIRED:
@@ -114,6 +120,17 @@ class EnvReader:
         return self._get(
             name, default, lambda s: [p.strip() for p in s.split(",") if p.strip()], hint
         )
+
+    def zone(self, name: builtins.str, default: builtins.str) -> ZoneInfo:
+        """An IANA time zone such as Asia/Tokyo."""
+
+        def parse(raw: builtins.str) -> ZoneInfo:
+            try:
+                return ZoneInfo(raw)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("not a known IANA time zone") from None
+
+        return self._get(name, ZoneInfo(default), parse, "e.g. Asia/Tokyo")
 
     def check(self) -> None:
         """Raise ConfigError if anything read so far was missing or invalid."""

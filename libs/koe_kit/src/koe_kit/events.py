@@ -19,6 +19,8 @@ from typing import Any
 import fastjsonschema
 import yaml
 
+from koe_kit import correlation
+
 SPEC_VERSION = "1.0"
 SCHEMA_URI_PREFIX = "urn:koe:schema:"
 
@@ -78,6 +80,11 @@ def topics() -> dict[str, dict[str, Any]]:
     return {t["name"]: t for t in raw["topics"]}
 
 
+def event_types_on(topic: str) -> set[str]:
+    """The event types a topic carries: its own name's, and those it `also_carries`."""
+    return {topic, *topics().get(topic, {}).get("also_carries", [])}
+
+
 def dead_letter_topic(topic: str) -> str:
     """The topic that topics.yaml names as the dead letters of `topic`."""
     for name, spec in topics().items():
@@ -125,6 +132,9 @@ def make_event(
         "subject": subject,
         "data": data,
     }
+    request_id = correlation.for_subject(subject)
+    if request_id:
+        event[correlation.ATTRIBUTE] = request_id
     validate(event)
     return event
 

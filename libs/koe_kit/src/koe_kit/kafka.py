@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
-from kafka.admin import NewTopic
+from kafka.admin import NewPartitions, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import CommitFailedError, KafkaTimeoutError, TopicAlreadyExistsError
@@ -30,8 +30,9 @@ from kafka.serializer import Serializer
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import OperationalError
 
-from koe_kit import events
+from koe_kit import correlation, events, metrics
 from koe_kit.config import EnvReader
+from koe_kit.heartbeat import Heartbeat
 from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,11 @@ class KafkaSettings:
     max_invalid_in_row: int = 100
     retry_backoff_initial_s: float = 0.5
     retry_backoff_max_s: float = 30.0
+    # Every process that reads these settings is a long-running loop (consumer,
+    # relay): its metrics port and heartbeat file live here for that reason.
+    metrics_port: int | None = None
+    metrics_host: str = "127.0.0.1"
+    heartbeat_file: str | None = None
 
     @classmethod
     def from_env(
@@ -77,6 +83,9 @@ class KafkaSettings:
             max_invalid_in_row=env.int("KOE_MAX_INVALID_IN_ROW", 100, minimum=1),
             retry_backoff_initial_s=env.float("KOE_RETRY_BACKOFF_INITIAL_S", 0.5, minimum=0.01),
             retry_backoff_max_s=env.float("KOE_RETRY_BACKOFF_MAX_S", 30.0, minimum=0.01),
+            metrics_port=env.int("KOE_METRICS_PORT", None, minimum=1, hint="a TCP port"),
+            metrics_host=env.str("KOE_METRICS_HOST", "127.0.0.1", hint="0.0.0.0 in a container"),
+            heartbeat_file=env.str("KOE_HEARTBEAT_FILE", None, hint="a file path"),
         )
 
 
@@ -125,7 +134,8 @@ def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
 
 
 def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None = None) -> None:
-    """Create the topics of schemas/topics.yaml that do not exist yet."""
+    """Create the topics of schemas/topics.yaml that do not exist yet, and give existing
+    ones the partitions topics.yaml added (Kafka cannot take partitions away)."""
     wanted = events.topics()
     admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), client_id="koe-topics")
     try:
@@ -144,6 +154,17 @@ def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None 
             # Another process may create one between list and create.
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing)
+        grow = {}
+        present = [n for n in wanted if n in existing]
+        for described in admin.describe_topics(present) if present else []:
+            name, have = described["name"], len(described["partitions"])
+            if (names is None or name in names) and wanted[name]["partitions"] > have:
+                grow[name] = NewPartitions(total_count=wanted[name]["partitions"])
+        if grow:
+            log.info(
+                "adding partitions", extra={"topics": {n: p.total_count for n, p in grow.items()}}
+            )
+            admin.create_partitions(grow)
     finally:
         admin.close()
 
@@ -222,6 +243,7 @@ class ConsumerLoop(GracefulStop):
         self.topic = topic
         # Declared beside the topic in schemas/topics.yaml, the one list of topics.
         self.dead_letter_topic = events.dead_letter_topic(topic)
+        self.event_types = events.event_types_on(topic)
         self.handler = handler
         self.after_commit = after_commit
         super().__init__()
@@ -230,9 +252,12 @@ class ConsumerLoop(GracefulStop):
         self._retrying = False
         self.consumer: KafkaConsumer | None = None
         self.dlq: KafkaProducer | None = None
+        self.heartbeat = Heartbeat(settings.heartbeat_file)
+        self._labels = (group_id, topic)
 
     def run(self) -> None:
         s = self.settings
+        metrics.serve(s.metrics_port, s.metrics_host)
         self.consumer = KafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=s.client_id,
@@ -269,6 +294,7 @@ class ConsumerLoop(GracefulStop):
             if room <= 0 or remaining_ms <= 0:
                 return
             records = self.consumer.poll(timeout_ms=remaining_ms, max_records=room)
+            self.heartbeat.beat()
             for tp, batch in records.items():
                 for record in batch:
                     self._take(tp, record)
@@ -277,7 +303,7 @@ class ConsumerLoop(GracefulStop):
         self._batch.note(tp, record.offset)
         try:
             event = events.decode(record.value)
-            if event["type"] != self.topic:
+            if event["type"] not in self.event_types:
                 raise events.InvalidEvent(
                     f"type: {event['type']!r} does not belong on topic {self.topic}"
                 )
@@ -320,6 +346,7 @@ class ConsumerLoop(GracefulStop):
         offset: int,
     ) -> None:
         assert self.dlq is not None
+        metrics.DEAD_LETTERED.labels(self.group_id, topic).inc()
         log.warning(
             "dead-lettered",
             extra={"reason": reason, "topic": topic, "partition": partition, "offset": offset},
@@ -346,7 +373,7 @@ class ConsumerLoop(GracefulStop):
                 return  # empty, or discarded by a rebalance during a retry
             try:
                 if batch.messages:
-                    self.handler(batch.messages)
+                    self._handle(batch.messages)
                 break
             except (Retryable, OperationalError) as exc:
                 if self.stopping:
@@ -354,6 +381,7 @@ class ConsumerLoop(GracefulStop):
                     # member starts this batch again.
                     self._batch = _Batch()
                     return
+                metrics.BATCH_RETRIES.labels(*self._labels).inc()
                 log.warning(
                     "transient failure, retrying",
                     extra={"error": str(exc)[:500], "backoff_s": backoff},
@@ -369,8 +397,41 @@ class ConsumerLoop(GracefulStop):
             # The group moved on while we worked; the DB already has the batch and
             # the new owner's redelivery is skipped by the idempotent handler.
             log.warning("offset commit refused after a rebalance; redelivery is harmless")
+        self._measure_lag(batch.next)
         if self.after_commit:
             self.after_commit()
+
+    def _handle(self, messages: list[Message]) -> None:
+        """Run the handler with the batch's request ids in context, measured and logged."""
+        started = time.perf_counter()
+        with correlation.for_batch([m.event for m in messages]):
+            self.handler(messages)
+        metrics.BATCH_SECONDS.labels(*self._labels).observe(time.perf_counter() - started)
+        metrics.BATCH_MESSAGES.labels(*self._labels).observe(len(messages))
+        metrics.EVENTS_HANDLED.labels(*self._labels).inc(len(messages))
+        # One line per batch (not per event: the aggregator takes thousands a second)
+        # naming every request id in it, so a grep for one id finds its batch.
+        request_ids = [rid for m in messages if (rid := correlation.of_event(m.event))]
+        log.info(
+            "batch handled",
+            extra={
+                "group": self.group_id,
+                "events": len(messages),
+                "event_ids": [m.event["id"] for m in messages],
+                "request_ids": request_ids,
+            },
+        )
+
+    def _measure_lag(self, committed: dict[TopicPartition, int]) -> None:
+        """Lag of the partitions just committed: the high watermark the last fetch
+        reported (no extra request) minus the offset committed."""
+        assert self.consumer is not None
+        for tp, offset in committed.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                metrics.CONSUMER_LAG.labels(self.group_id, tp.topic, str(tp.partition)).set(
+                    max(0, highwater - offset)
+                )
 
     def _wait(self, seconds: float) -> None:
         """Sleep while polling with every partition paused, so the group keeps us."""
@@ -381,6 +442,7 @@ class ConsumerLoop(GracefulStop):
         self._retrying = True
         try:
             while not self.stopping and time.monotonic() < deadline:
+                self.heartbeat.beat()
                 records = self.consumer.poll(timeout_ms=min(500, int(seconds * 1000) + 1))
                 assert not records, "paused partitions returned records"
         finally:
@@ -395,6 +457,10 @@ class _FlushOnRevoke(ConsumerRebalanceListener):
         self.loop = loop
 
     def on_partitions_revoked(self, revoked: Any) -> None:
+        for tp in revoked:
+            # Another member reports this partition's lag from now on.
+            with contextlib.suppress(KeyError):
+                metrics.CONSUMER_LAG.remove(self.loop.group_id, tp.topic, str(tp.partition))
         if self.loop._retrying:
             # Mid-retry (e.g. database down): give the batch up uncommitted; the
             # new owner of these partitions will deliver it again.

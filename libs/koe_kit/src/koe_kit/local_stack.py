@@ -22,9 +22,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from koe_kit.local_broker import LocalBroker, wait_for_port
+from koe_kit.metrics import MULTIPROC_ENV
 
 SERVICES = ("feedback", "aggregator", "notifier")
 DEFAULT_PORTS = {"feedback": 8000, "aggregator": 8001, "notifier": 8002}
+GUNICORN_CONFIG = "python:koe_kit.gunicorn_conf"
 
 # Tansu answers a JoinGroup only after about half the rebalance timeout
 # (ENVIRONMENT.md); with kafka-python's 300 s default a consumer would sit
@@ -43,6 +45,7 @@ class Process:
     env: dict[str, str]
     port: int | None = None
     popen: subprocess.Popen[bytes] | None = None
+    cwd: Path | None = None
 
 
 @dataclass
@@ -89,21 +92,37 @@ class LocalStack:
             self.env["SMTP_HOST"] = "127.0.0.1"
             self.env["SMTP_PORT"] = smtp_port
         if not self.env.get("KOE_API_TOKEN"):
-            self.env["KOE_API_TOKEN"] = self._local_token()
+            self.env["KOE_API_TOKEN"] = self._local_secret("api-token")
             self.token_generated = True
+        if not self.env.get("KOE_CLIENT_KEY"):
+            # The feedback API's key for client hashes and render stamps.
+            self.env["KOE_CLIENT_KEY"] = self._local_secret("client-key")
+        if not self.env.get("KOE_SECRET_KEY"):
+            # The dashboard's session-cookie key; kept, so sign-ins survive a restart.
+            self.env["KOE_SECRET_KEY"] = self._local_secret("secret-key")
+        # make run serves plain http: a Secure cookie would never come back to it.
+        self.env.setdefault("KOE_DASHBOARD_SECURE_COOKIES", "false")
         self.env.setdefault(
             "KOE_ALLOWED_ORIGINS",
             "http://localhost:{0},http://127.0.0.1:{0},https://www.info.city.tsu.mie.jp".format(
                 self.port("feedback")
             ),
         )
-        self._run([sys.executable, "-m", "koe_kit.topics"], self.env)
-        for service in SERVICES:
-            self._run([sys.executable, "-m", f"{service}.migrate"], self.service_env(service))
+        for argv, env in self.setup_commands():
+            self._run(argv, env)
 
-    def _local_token(self) -> str:
-        """A token kept under var/ so it survives restarts of `make run`."""
-        path = self.var_dir / "api-token"
+    def setup_commands(self) -> list[tuple[list[str], dict[str, str]]]:
+        """The one-shot commands before the services start (compose's `setup` job)."""
+        commands = [([sys.executable, "-m", "koe_kit.topics"], dict(self.env))]
+        for service in SERVICES:
+            commands.append(
+                ([sys.executable, "-m", f"{service}.migrate"], self.service_env(service))
+            )
+        return commands
+
+    def _local_secret(self, name: str) -> str:
+        """A secret kept under var/ so it survives restarts of `make run`."""
+        path = self.var_dir / name
         if not path.exists():
             path.write_text(secrets.token_urlsafe(32) + "\n", encoding="utf-8")
             path.chmod(0o600)
@@ -131,6 +150,8 @@ class LocalStack:
         workers = self.env.get("KOE_WEB_WORKERS", "2")
         for service in SERVICES:
             env = self.service_env(service)
+            # Each app's workers share their metrics through files (koe_kit.metrics).
+            env[MULTIPROC_ENV] = str(self.var_dir / "metrics" / service)
             port = self.port(service)
             self.processes[f"{service}-web"] = Process(
                 f"{service}-web",
@@ -138,6 +159,8 @@ class LocalStack:
                     sys.executable,
                     "-m",
                     "gunicorn",
+                    "-c",
+                    GUNICORN_CONFIG,
                     f"{service}.wsgi:app",
                     "--bind",
                     f"127.0.0.1:{port}",
@@ -164,11 +187,20 @@ class LocalStack:
             [sys.executable, "-m", "notifier.consumer"],
             self.service_env("notifier"),
         )
+        # Each loop touches a heartbeat file of its own, as in compose, so
+        # `python -m koe_kit.heartbeat` tells whether it still turns.
+        for name in ("feedback-relay", "aggregator-consumer", "notifier-consumer"):
+            self.processes[name].env["KOE_HEARTBEAT_FILE"] = str(self.heartbeat_file(name))
+
+    def heartbeat_file(self, name: str) -> Path:
+        return self.var_dir / f"{name}.heartbeat"
 
     def start(self, name: str) -> None:
         process = self.processes[name]
         log = open(self.var_dir / "log" / f"{name}.log", "ab")  # noqa: SIM115
-        process.popen = subprocess.Popen(process.argv, env=process.env, stdout=log, stderr=log)
+        process.popen = subprocess.Popen(
+            process.argv, env=process.env, stdout=log, stderr=log, cwd=process.cwd
+        )
         log.close()
 
     def start_all(self) -> None:
@@ -235,7 +267,10 @@ def _print_banner(stack: LocalStack) -> None:
 koe is running (Ctrl-C stops everything).
 
   feedback API     http://127.0.0.1:{stack.port("feedback")}/api/v1/feedback
+  survey demo      http://127.0.0.1:{stack.port("feedback")}/demo
   stats API        http://127.0.0.1:{stack.port("aggregator")}/api/v1/pages
+  dashboard        http://127.0.0.1:{stack.port("aggregator")}/pages
+                   (create a sign-in: python -m aggregator.accounts create --help)
   notifier health  http://127.0.0.1:{stack.port("notifier")}/healthz
   Kafka            {env["KAFKA_BOOTSTRAP_SERVERS"]}
   SMTP             {env["SMTP_HOST"]}:{env["SMTP_PORT"]}  (mail kept in {stack.var_dir}/mail/)

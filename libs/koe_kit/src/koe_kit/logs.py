@@ -7,6 +7,8 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from koe_kit import correlation
+
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
 
@@ -25,6 +27,10 @@ class JsonFormatter(logging.Formatter):
         }
         # Anything passed with extra={...} (event_id, page_id, ...) travels along.
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
+        # The request (or, in a consumer, the event's request) this line belongs to.
+        request_id = correlation.current()
+        if request_id:
+            entry.setdefault("request_id", request_id)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False, default=str)

@@ -1,4 +1,5 @@
-"""`python -m koe_kit.topics`: create every topic in schemas/topics.yaml."""
+"""`python -m koe_kit.topics`: create every topic in schemas/topics.yaml, and add the
+partitions it names to topics that have fewer (see docs/operations.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,9 @@ def main() -> None:
             print("koe: topics ready")
             return
         except KafkaError as exc:
-            if time.monotonic() > deadline:
+            # Waiting helps while the broker starts, not when it refuses (e.g. a broker
+            # that cannot add partitions).
+            if not exc.retriable or time.monotonic() > deadline:
                 sys.exit(f"koe: cannot create topics on {servers}: {exc}")
             time.sleep(1)
 

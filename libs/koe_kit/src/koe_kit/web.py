@@ -12,6 +12,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
 
+from koe_kit import correlation
 from koe_kit.db import ping, session_factory
 
 log = logging.getLogger(__name__)
@@ -71,12 +72,22 @@ def init_json_errors(app: Flask) -> None:
         incoming = request.headers.get("X-Request-Id", "")
         # Only accept ids that are safe to echo and log.
         g.request_id = incoming if _safe_id(incoming) else str(uuid.uuid4())
+        # Log lines and events made while answering carry it (koe_kit.correlation).
+        correlation.set_request_id(g.request_id)
 
     @app.after_request
     def echo_request_id(response):
         response.headers["X-Request-Id"] = g.get("request_id", "")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        log.info(
+            "answered",
+            extra={"method": request.method, "path": request.path, "status": response.status_code},
+        )
         return response
+
+    @app.teardown_request
+    def forget_request_id(_exc: BaseException | None) -> None:
+        correlation.set_request_id(None)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -1,0 +1,36 @@
+"""gunicorn hooks for koe's web apps: `gunicorn -c python:koe_kit.gunicorn_conf <pkg>.wsgi:app`.
+
+They keep prometheus_client's multiprocess mode honest (see koe_kit.metrics):
+the directory of per-worker files is emptied when gunicorn starts, so a restart
+does not add the previous run's counts, and a dead worker's live gauges are
+dropped so /metrics does not report it forever.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from koe_kit.metrics import MULTIPROC_ENV
+
+# gunicorn 27's control socket defaults to one path under $HOME: several apps on a
+# machine (make run) would fight over it, and the image's home is read-only. koe
+# does not use it.
+control_socket_disable = True
+
+
+def on_starting(_server: Any) -> None:
+    path = os.environ.get(MULTIPROC_ENV)
+    if path:
+        directory = Path(path)
+        shutil.rmtree(directory, ignore_errors=True)
+        directory.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(_server: Any, worker: Any) -> None:
+    if os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)

@@ -1,0 +1,523 @@
+"""docker-compose.yml, proven without Docker.
+
+No Docker engine runs here, so the compose file is checked against the code
+(pinned images, commands that are real entry points the tests run, variables the
+services read, health checks, nothing fixed on scalable services), and then every
+koe process is run with the command and the environment compose gives it: the
+host names kafka, postgres and mailpit mapped to this test's broker, PostgreSQL
+databases and SMTP server, container paths to the repository and a scratch folder.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+import yaml
+from kafka import KafkaProducer
+
+from entry_points import commands_tests_run, entry_point, local_stack_commands
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit import correlation, events
+from koe_kit.config import ConfigError, EnvReader
+from koe_kit.kafka import read_topic
+from koe_kit.local_broker import free_port, wait_for_port
+from koe_kit.local_stack import LocalStack, Process
+from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
+from koe_kit.testing import wait_until
+from support import DX_PAGE, REPO
+
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+IMAGE_WORKDIR = "/app"
+CONTAINER_TMP = "/tmp/"  # noqa: S108 - the containers' tmpfs, mapped to a test folder
+
+
+# -- reading the compose file the way docker compose does -------------------------
+
+
+def dotenv(path: Path) -> dict[str, str]:
+    values = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line.partition("=")
+            values[name.strip()] = value.strip()
+    return values
+
+
+DOTENV = dotenv(REPO / ".env.example")
+_VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}")
+
+
+def interpolate(value: Any, env: dict[str, str] = DOTENV) -> str:
+    """${VAR}, ${VAR:-default} and ${VAR:?error} as compose resolves them from .env."""
+
+    def resolve(match: re.Match[str]) -> str:
+        name, operator, argument = match.groups()
+        current = env.get(name)
+        if operator in (":-", "-"):
+            return current if current else argument
+        if operator in (":?", "?") and not current:
+            raise AssertionError(f"{name} must be set in .env.example: {argument}")
+        return current or ""
+
+    return _VARIABLE.sub(resolve, str(value))
+
+
+def image_env() -> dict[str, str]:
+    """The ENV lines of the Dockerfile's final stage."""
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    found: dict[str, str] = {}
+    for line in final_stage.splitlines():
+        if line.startswith("ENV "):
+            found |= dict(pair.split("=", 1) for pair in line.removeprefix("ENV ").split())
+    return found
+
+
+def is_koe(service: str) -> bool:
+    return SERVICES[service].get("image", "").startswith("koe:")
+
+
+KOE = sorted(s for s in SERVICES if is_koe(s))
+ONE_SHOT = [s for s in KOE if SERVICES[s].get("restart") == "no"]
+LONG_RUNNING = [s for s in SERVICES if SERVICES[s].get("restart") != "no"]
+
+
+def command(service: str) -> list[str]:
+    return [interpolate(part) for part in SERVICES[service]["command"]]
+
+
+def environment(service: str) -> dict[str, str]:
+    return {k: interpolate(v) for k, v in (SERVICES[service].get("environment") or {}).items()}
+
+
+def package_of(entry: str) -> str:
+    return entry.split(".", 1)[0]
+
+
+# -- what the code and the tests say ----------------------------------------------
+
+
+def names_read(calls: list[Callable[[], object]]) -> set[str]:
+    """The variables these configuration readers ask for (koe_kit.config's registry)."""
+    saved = set(EnvReader.names_read)
+    EnvReader.names_read.clear()
+    try:
+        for call in calls:
+            with suppress(ConfigError, SystemExit):
+                call()
+        return set(EnvReader.names_read)
+    finally:
+        EnvReader.names_read.clear()
+        EnvReader.names_read.update(saved)
+
+
+def config_readers(package: str) -> list[Callable[[], object]]:
+    """Each `load_*` of `<package>.config`, asked for everything it can need."""
+    module = importlib.import_module(f"{package}.config")
+    readers: list[Callable[[], object]] = []
+    for name, function in inspect.getmembers(module, inspect.isfunction):
+        if name.startswith("load_") and function.__module__ == module.__name__:
+            needs = {
+                p: True for p in inspect.signature(function).parameters if p.startswith("need_")
+            }
+            readers.append(lambda function=function, needs=needs: function({}, **needs))
+    return readers
+
+
+def known_variables(service: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    entry = entry_point(command(service))
+    package = package_of(entry)
+    readers: list[Callable[[], object]] = [lambda: load_metrics_settings(EnvReader({}))]
+    if package == "koe_kit":
+        module = importlib.import_module(entry)
+        monkeypatch.setattr(os, "environ", {})
+        readers.append(module.main)
+    else:
+        readers += config_readers(package)
+    known = names_read(readers)
+    monkeypatch.undo()
+    # Read by libraries rather than koe's readers: prometheus_client's multiprocess
+    # directory (koe_kit.metrics names it) and the schemas folder (koe_kit.events).
+    known.add(MULTIPROC_ENV)
+    assert "KOE_SCHEMAS_DIR" in inspect.getsource(events.schemas_dir)
+    known.add("KOE_SCHEMAS_DIR")
+    return known
+
+
+# -- static checks ----------------------------------------------------------------
+
+
+def test_every_image_is_pinned_to_a_version():
+    for name, service in SERVICES.items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and tag, f"{name}: {image} has no tag"
+        assert tag != "latest" and re.search(r"\d", tag), f"{name}: {image} is not pinned"
+    assert SERVICES["kafka"]["image"].startswith("apache/kafka:")
+    bases = re.findall(r"^ARG PYTHON_IMAGE=(\S+)$", (REPO / "Dockerfile").read_text(), re.M)
+    assert bases and re.fullmatch(r"python:3\.11\.\d+-slim-\w+", bases[0])
+
+
+def test_the_image_runs_as_a_user_without_build_tools():
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    final_stage = text.rsplit("\nFROM ", 1)[1]
+    assert "\nUSER koe" in final_stage
+    assert "pip" not in final_stage and "apt-get" not in final_stage
+    assert "COPY --from=builder /opt/koe /opt/koe" in final_stage
+    for secret in ("KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CLIENT_KEY", "PASSWORD"):
+        assert secret not in text, f"{secret} must come from the environment, not the image"
+
+
+def test_every_long_running_service_has_a_healthcheck_and_restarts():
+    for name in LONG_RUNNING:
+        service = SERVICES[name]
+        assert service.get("healthcheck", {}).get("test"), f"{name} has no healthcheck"
+        assert service.get("restart") in ("unless-stopped", "always"), name
+
+
+def test_dependencies_wait_for_health_or_completion():
+    for name in KOE:
+        for dependency, condition in (SERVICES[name].get("depends_on") or {}).items():
+            wanted = (
+                "service_completed_successfully" if dependency in ONE_SHOT else "service_healthy"
+            )
+            assert condition == {"condition": wanted}, f"{name} → {dependency}"
+    for name in KOE:
+        if name not in ONE_SHOT and name.endswith(("consumer", "relay")):
+            assert "topics" in SERVICES[name]["depends_on"], f"{name} starts before its topics"
+
+
+def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
+    for name, service in SERVICES.items():
+        assert "container_name" not in service, f"{name} could not be scaled"
+        for volume in service.get("volumes", []):
+            source = volume.split(":", 1)[0]
+            assert source in COMPOSE["volumes"] or volume.endswith(":ro"), volume
+    # Consumers and the relay scale out (`--scale aggregator-consumer=3`): no host ports.
+    for name in KOE:
+        if name.endswith(("consumer", "relay")):
+            assert "ports" not in SERVICES[name], name
+
+
+def test_secrets_come_from_the_env_file():
+    text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+    for secret in ("POSTGRES_PASSWORD", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CLIENT_KEY"):
+        assert re.search(rf"{secret}: \$\{{{secret}:\?", text), f"{secret} is not from .env"
+        assert secret in DOTENV
+    assert ".env" in (REPO / ".dockerignore").read_text().split()
+
+
+def test_every_command_is_an_entry_point_the_tests_run(tmp_path: Path):
+    run_by_stack = [entry_point(argv) for argv in local_stack_commands(tmp_path)]
+    run_by_tests = commands_tests_run()
+    checked = []
+    for name in KOE:
+        argvs = [command(name)]
+        health = SERVICES[name].get("healthcheck", {}).get("test", [])
+        if health[1:3] == ["python", "-m"]:
+            argvs.append(health[1:])
+        for argv in argvs:
+            entry = entry_point(argv)
+            module = entry.removesuffix(":app")
+            source = Path(importlib.util.find_spec(module).origin).read_text("utf-8")
+            if entry.endswith(":app"):
+                assert re.search(r"^\s*app = create_app\(\)", source, re.M), entry
+                assert argv[1:3] == ["-c", "python:koe_kit.gunicorn_conf"], argv
+            else:
+                assert 'if __name__ == "__main__":' in source, f"{entry} does nothing when run"
+            assert entry in run_by_stack or entry in run_by_tests, f"no test runs {entry}"
+            checked.append(entry)
+    assert {"feedback.relay", "aggregator.consumer", "notifier.consumer"} <= set(checked)
+
+
+def test_every_variable_given_is_one_the_service_reads(monkeypatch: pytest.MonkeyPatch):
+    for name in KOE:
+        given = set(environment(name)) | set(image_env())
+        given -= {"PATH", "PYTHONUNBUFFERED", "PYTHONDONTWRITEBYTECODE"}  # the OS's, Python's
+        unknown = given - known_variables(name, monkeypatch)
+        assert not unknown, f"{name} is given variables nothing reads: {sorted(unknown)}"
+
+
+def test_the_postgres_init_script_creates_every_database_the_services_use():
+    script = (REPO / "deploy/postgres/init-databases.sql").read_text(encoding="utf-8")
+    created = set(re.findall(r"CREATE DATABASE (\w+);", script))
+    used = {
+        urlsplit(environment(name)["DATABASE_URL"]).path.lstrip("/")
+        for name in KOE
+        if "DATABASE_URL" in environment(name)
+    }
+    assert used == created == {"koe_feedback", "koe_aggregator", "koe_notifier"}
+
+
+# -- every koe process, with compose's commands and environment --------------------
+
+
+@dataclass
+class ComposeRun:
+    stack: LocalStack
+    env: dict[str, dict[str, str]]
+    ports: dict[str, int]
+
+    def url(self, service: str, path: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}{path}"
+
+    def log(self, service: str) -> str:
+        return (self.stack.var_dir / "log" / f"{service}.log").read_text(errors="replace")
+
+
+def local_argv(argv: list[str], port: int | None) -> list[str]:
+    """The container's command on this machine: our interpreter, loopback, a free port."""
+    head = [sys.executable, "-m", "gunicorn"] if argv[0] == "gunicorn" else [sys.executable]
+    rest = argv[1:]
+    return head + [f"127.0.0.1:{port}" if a.startswith("0.0.0.0:") else a for a in rest]
+
+
+def local_env(
+    service: str, broker, smtp_server, databases: dict[str, str], scratch: Path
+) -> dict[str, str]:
+    """compose's environment for `service`, its host names and paths mapped to this test's."""
+    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    for name, value in {**image_env(), **environment(service)}.items():
+        if name == "PATH":
+            continue
+        if value.startswith(IMAGE_WORKDIR + "/"):
+            value = str(REPO / value.removeprefix(IMAGE_WORKDIR + "/"))
+        elif value.startswith(CONTAINER_TMP):
+            (scratch / service).mkdir(exist_ok=True)  # the container's own /tmp
+            value = str(scratch / service / value.removeprefix(CONTAINER_TMP))
+        env[name] = value
+    if env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092":
+        env["KAFKA_BOOTSTRAP_SERVERS"] = broker.bootstrap
+    if env.get("SMTP_HOST") == "mailpit":
+        env["SMTP_HOST"], env["SMTP_PORT"] = smtp_server.host, str(smtp_server.port)
+    if "DATABASE_URL" in env:
+        parts = urlsplit(env["DATABASE_URL"])
+        assert parts.hostname == "postgres", env["DATABASE_URL"]
+        env["DATABASE_URL"] = databases[parts.path.lstrip("/")]
+    if env.get("KOE_METRICS_HOST") == "0.0.0.0":  # noqa: S104 - compose's, replaced
+        env["KOE_METRICS_HOST"] = "127.0.0.1"
+    if "KOE_METRICS_PORT" in env:
+        env["KOE_METRICS_PORT"] = str(free_port())
+    return env
+
+
+@pytest.fixture
+def compose_run(broker, smtp_server, new_pg_database, fast_kafka_env, tmp_path) -> Iterator:
+    databases = {db: new_pg_database() for db in ("koe_feedback", "koe_aggregator", "koe_notifier")}
+    stack = LocalStack.from_env({}, tmp_path / "var")
+    (stack.var_dir / "log").mkdir(parents=True)
+    env = {s: local_env(s, broker, smtp_server, databases, tmp_path) for s in KOE}
+    if not hasattr(broker, "container"):
+        # The local broker (Tansu) needs small group timings (ENVIRONMENT.md); Apache
+        # Kafka, as in compose, does not.
+        for service in env.values():
+            if "KAFKA_BOOTSTRAP_SERVERS" in service:
+                service |= fast_kafka_env
+    for job in ("topics", "feedback-migrate", "aggregator-migrate", "notifier-migrate"):
+        argv = local_argv(command(job), None)
+        done = subprocess.run(argv, env=env[job], cwd=REPO, capture_output=True, text=True)
+        assert done.returncode == 0, f"{job}: {done.stderr}"
+    ports = {}
+    for name in KOE:
+        if name in ONE_SHOT:
+            continue
+        ports[name] = (
+            free_port() if "ports" in SERVICES[name] or "wsgi" in str(command(name)) else 0
+        )
+        argv = local_argv(command(name), ports[name] or None)
+        stack.processes[name] = Process(name, argv, env[name], ports[name] or None, cwd=REPO)
+        stack.start(name)
+    for port in ports.values():
+        if port:
+            wait_for_port("127.0.0.1", port, timeout_s=30)
+    run = ComposeRun(stack, env, ports)
+    yield run
+    stack.stop()
+    for log in sorted((stack.var_dir / "log").glob("*.log")):
+        print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
+
+
+def history(page_url: str, bad_recent: int) -> list[dict]:
+    """Four good weeks of one page, then `bad_recent` poor answers this week."""
+    page_id = page_id_for_url(canonical_url(page_url))
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    moments = [today - timedelta(days=7 + d, minutes=i) for d in range(28) for i in range(5)]
+    answers = ["yes"] * len(moments)
+    moments += [today - timedelta(days=d % 6, minutes=30) for d in range(bad_recent)]
+    answers += ["no"] * bad_recent
+    made = []
+    for moment, answer in zip(moments, answers, strict=True):
+        response_id = str(uuid.uuid4())
+        data = {
+            "response_id": response_id,
+            "page_id": page_id,
+            "page_url": canonical_url(page_url),
+            "page_title": "津市の自治体DX取組状況",
+            "division": None,
+            "locale": "ja",
+            "answers": {"clarity": answer, "usefulness": answer},
+        }
+        made.append(
+            events.make_event(
+                "koe.feedback.submitted.v1",
+                source="koe/test-history",
+                subject=page_id,
+                event_id=response_id,
+                time=moment,
+                data=data,
+            )
+        )
+    return made
+
+
+def metrics_text(url: str, token: str | None = None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    response = requests.get(url, headers=headers, timeout=10)
+    response.raise_for_status()
+    return response.text
+
+
+def sample(text: str, name: str, **labels: str) -> float:
+    """The value of one sample in Prometheus text, 0 when absent."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith((name + "{", name + " ")) and all(
+            f'{k}="{v}"' in line for k, v in labels.items()
+        ):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.mark.e2e
+def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smtp_server):
+    run = compose_run
+    api_env = run.env["aggregator-web"]
+    token = api_env["KOE_API_TOKEN"]
+    metrics_token = api_env["KOE_METRICS_TOKEN"]
+    page_id = page_id_for_url(canonical_url(DX_PAGE))
+
+    def page_n() -> int:
+        response = requests.get(
+            run.url("aggregator-web", f"/api/v1/pages/{page_id}"),
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        return response.json()["windows"]["all"]["n"] if response.status_code == 200 else 0
+
+    # 1. Every healthcheck command compose runs passes (web apps and the loops' heartbeats).
+    for name in run.ports:
+        test = SERVICES[name]["healthcheck"]["test"][1:]
+        argv = [
+            re.sub(r"127\.0\.0\.1:\d+/", f"127.0.0.1:{run.ports[name]}/", a)
+            for a in local_argv(test, None)
+        ]
+        wait_until(
+            lambda argv=argv, name=name: (
+                subprocess.run(argv, env=run.env[name], cwd=REPO, capture_output=True).returncode
+                == 0
+            ),
+            timeout_s=30,
+            what=f"{name}'s healthcheck to pass",
+        )
+
+    # Every process took compose's settings: one missing a required one would have
+    # stopped at once, naming it.
+    assert run.stack.dead() == []
+
+    # 2. A page's history straight onto the topic, one poor answer short of an alert.
+    # The drop rule's own minimum, as the aggregator reads it from compose's settings.
+    from aggregator.config import load_settings
+
+    rule = load_settings(run.env["aggregator-consumer"], need_kafka=True).drop_rule
+    past = history(DX_PAGE, bad_recent=rule.min_n_recent - 1)
+    producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
+    for event in past:
+        producer.send(
+            "koe.feedback.submitted.v1", key=event["subject"].encode(), value=events.encode(event)
+        )
+    producer.flush()
+    producer.close()
+    wait_until(lambda: page_n() == len(past), timeout_s=90, what="the history counted")
+    assert not smtp_server.messages
+
+    # 3. The citizen whose answer tips the page, with the request id their proxy gave.
+    request_id = f"tsu-{uuid.uuid4().hex[:16]}"
+    response = requests.post(
+        run.url("feedback-api", "/api/v1/feedback"),
+        json={"page_url": DX_PAGE, "answers": {"clarity": "no", "usefulness": "no"}},
+        headers={"X-Request-Id": request_id},
+        timeout=10,
+    )
+    assert response.status_code == 202, response.text
+    assert response.headers["X-Request-Id"] == request_id
+    wait_until(lambda: smtp_server.messages, timeout_s=90, what="the alert email")
+    assert smtp_server.messages[0]["To"] == "digital-kaikaku@city-tsu.example"
+
+    # 4. One grep for the id follows it: API → event → relay → aggregator → alert → email.
+    topic = "koe.feedback.submitted.v1"
+    submitted = [events.decode(r.value) for r in read_topic([broker.bootstrap], topic)]
+    assert [correlation.of_event(e) for e in submitted if e["source"] == "koe/feedback"] == [
+        request_id
+    ]
+    alerts = [events.decode(r.value) for r in read_topic([broker.bootstrap], "koe.alerts.v1")]
+    assert [correlation.of_event(a) for a in alerts] == [request_id]
+
+    def lines_with_id(service: str) -> list[dict]:
+        found = []
+        for line in run.log(service).splitlines():
+            if request_id in line and line.startswith("{"):
+                found.append(json.loads(line))
+        return found
+
+    assert any(e.get("request_id") == request_id for e in lines_with_id("feedback-api"))
+    assert any(request_id in e.get("request_ids", []) for e in lines_with_id("feedback-relay"))
+    assert any(request_id in e.get("request_ids", []) for e in lines_with_id("aggregator-consumer"))
+    emailed = [e for e in lines_with_id("notifier-consumer") if e["message"] == "alert emailed"]
+    assert [e["alert_id"] for e in emailed] == [alerts[0]["id"]]
+
+    # 5. Metrics: the web apps' behind the metrics token, the loops' on their own port.
+    feedback_metrics = run.url("feedback-api", "/metrics")
+    assert requests.get(feedback_metrics, timeout=10).status_code == 401
+    text = metrics_text(feedback_metrics, metrics_token)
+    assert sample(text, "koe_http_requests_total", route="/api/v1/feedback", status="202") == 1
+    aggregator = metrics_text(
+        f"http://127.0.0.1:{run.env['aggregator-consumer']['KOE_METRICS_PORT']}/metrics"
+    )
+    assert sample(aggregator, "koe_consumer_events_total", group="aggregator") == len(past) + 1
+    assert "koe_consumer_lag_messages{" in aggregator
+    relay = f"http://127.0.0.1:{run.env['feedback-relay']['KOE_METRICS_PORT']}/metrics"
+    assert "koe_outbox_oldest_age_seconds" in metrics_text(relay)
+    wait_until(
+        lambda: (
+            sample(metrics_text(relay), "koe_outbox_backlog_rows") == 0
+            and "koe_outbox_backlog_rows{" in metrics_text(relay)
+        ),
+        what="the relay's backlog gauge at 0",
+    )
+    notifier = metrics_text(
+        f"http://127.0.0.1:{run.env['notifier-consumer']['KOE_METRICS_PORT']}/metrics"
+    )
+    assert sample(notifier, "koe_notifier_emails_sent_total") == 1
+
+    # 6. docker compose stop: SIGTERM to every process; each finishes and exits 0.
+    run.stack.stop()
+    codes = {name: p.popen.returncode for name, p in run.stack.processes.items()}
+    assert codes == dict.fromkeys(codes, 0), codes

@@ -16,6 +16,7 @@ from koe_kit.db import make_engine, upgrade
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
+CLIENT_KEY = "test-client-key-" + "k" * 32
 
 
 @pytest.fixture
@@ -24,6 +25,7 @@ def env(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost:8000",
+        "KOE_CLIENT_KEY": CLIENT_KEY,
     }
 
 

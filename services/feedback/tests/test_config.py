@@ -12,24 +12,39 @@ from sqlalchemy import create_engine, inspect
 from feedback.config import load_relay_settings, load_settings
 from koe_kit.config import ConfigError
 
+KEY = "k" * 32
 
-def test_api_needs_origins_but_not_kafka():
+
+def test_api_needs_origins_and_a_client_key_but_not_kafka():
     settings = load_settings(
-        {"KOE_ALLOWED_ORIGINS": "HTTPS://Example.JP:443,http://localhost:8000"}
+        {
+            "KOE_ALLOWED_ORIGINS": "HTTPS://Example.JP:443,http://localhost:8000",
+            "KOE_CLIENT_KEY": KEY,
+        }
     )
     assert settings.allowed_origins == {"https://example.jp", "http://localhost:8000"}
     assert settings.database_url == "sqlite:///var/feedback.db"
     assert settings.max_body_bytes == 16 * 1024
+    assert settings.client_key == KEY.encode()
+    assert (settings.trusted_proxies, settings.min_submit_seconds) == (0, 2.0)
+    assert (settings.rate_limit_max, settings.rate_limit_window_s) == (10, 3600)
+    assert settings.replace_window_s == 30 * 60
 
     with pytest.raises(ConfigError) as missing:
         load_settings({})
     assert "KOE_ALLOWED_ORIGINS" in str(missing.value)
+    assert "KOE_CLIENT_KEY is required" in str(missing.value)
+
+
+def test_a_short_client_key_is_refused():
+    with pytest.raises(ConfigError, match="KOE_CLIENT_KEY is too short"):
+        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CLIENT_KEY": "short"})
 
 
 @pytest.mark.parametrize("origin", ["ftp://example.jp", "https://example.jp/path", "example.jp"])
 def test_an_origin_must_be_scheme_and_host_only(origin):
     with pytest.raises(ConfigError, match="KOE_ALLOWED_ORIGINS"):
-        load_settings({"KOE_ALLOWED_ORIGINS": origin})
+        load_settings({"KOE_ALLOWED_ORIGINS": origin, "KOE_CLIENT_KEY": KEY})
 
 
 def test_relay_needs_kafka_but_not_origins():
@@ -59,6 +74,7 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
         {
             "DATABASE_URL": f"sqlite:///{tmp_path}/f.db",
             "KOE_ALLOWED_ORIGINS": "http://localhost:8000",
+            "KOE_CLIENT_KEY": KEY,
             "KOE_DIVISIONS_FILE": str(tmp_path / "nope.yaml"),
         },
     )
@@ -75,6 +91,6 @@ def test_migrate_creates_the_tables(tmp_path):
     assert done.returncode == 0, done.stderr
     engine = create_engine(url)
     try:
-        assert {"responses", "outbox"} <= set(inspect(engine).get_table_names())
+        assert {"responses", "outbox", "client_guard"} <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.middleware.proxy_fix import ProxyFix
 
+from feedback import demo, embed
 from feedback.config import Settings, load_settings
 from feedback.schemas import FeedbackSchema
+from feedback.services import Limits
 from feedback.views import Intake, blueprint
 from koe_directory import load_directory
 from koe_kit.db import make_engine
+from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors
 
 
@@ -21,19 +25,32 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     directory = load_directory(settings.divisions_file)
     app = Flask(__name__)
+    if settings.trusted_proxies:
+        # Only then is X-Forwarded-For the client's address (README, "Spam and abuse");
+        # without proxies anyone could write any address into it.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["koe.feedback.settings"] = settings
     app.extensions["koe.feedback.intake"] = Intake(
         schema=FeedbackSchema(origins=settings.allowed_origins, directory=directory),
         origins=settings.allowed_origins,
+        client_key=settings.client_key,
+        min_submit_seconds=settings.min_submit_seconds,
+        limits=Limits(
+            rate_max=settings.rate_limit_max,
+            rate_window_s=settings.rate_limit_window_s,
+            replace_window_s=settings.replace_window_s,
+        ),
     )
+    app.extensions["koe.feedback.directory"] = directory
     # No pre-ping on the hot path: it costs a round trip per request (ingest went
     # from 617 to 759 req/s without it, bench/bench_ingest.py). A connection that
     # died with a database restart fails one request with 503 + Retry-After, and
     # SQLAlchemy then invalidates the whole pool.
     init_db(app, make_engine(settings.database_url, pool_pre_ping=False))
     init_json_errors(app)
+    init_metrics(app, "feedback")
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: RequestEntityTooLarge):
@@ -42,4 +59,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(health_blueprint())
     app.register_blueprint(blueprint)
+    embed.init_widget(app)
+    app.register_blueprint(embed.blueprint)
+    app.register_blueprint(demo.blueprint)
     return app

@@ -25,10 +25,33 @@ class Response(Base):
     clarity: Mapped[str | None] = mapped_column(String(8))
     usefulness: Mapped[str | None] = mapped_column(String(8))
     client_token: Mapped[str | None] = mapped_column(String(36))
+    # The same client's earlier response to the same page that this one replaces.
+    replaces: Mapped[str | None] = mapped_column(String(36))
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
     # Unique so a retried submission (same token) can never become two responses.
     __table_args__ = (UniqueConstraint("client_token", name="uq_responses_client_token"),)
+
+
+class ClientGuard(Base):
+    """Per client (keyed hash, see clients.py) and page: the rate-limit window and
+    the last response, so a second response within the replacement window replaces it.
+
+    In the database rather than in a worker's memory, so every gunicorn worker and
+    replica sees the same client; one upsert per accepted response, in its transaction.
+    """
+
+    __tablename__ = "client_guard"
+
+    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    last_response_id: Mapped[str] = mapped_column(String(36))
+    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    window_count: Mapped[int] = mapped_column(Integer)
+    # Written by the upsert itself: the response it displaced, if any. RETURNING shows
+    # only new values, and this keeps the read and the write one atomic statement.
+    replaced_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class OutboxEntry(Base):

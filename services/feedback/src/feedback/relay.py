@@ -8,6 +8,7 @@ commit publishes a row again); consumers recognise the event id.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -15,13 +16,15 @@ from datetime import UTC, datetime, timedelta
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.exc import OperationalError
 
 from feedback.config import RelaySettings, load_relay_settings
 from feedback.models import OutboxEntry
+from koe_kit import correlation, metrics
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.heartbeat import Heartbeat
 from koe_kit.kafka import close_producer, make_producer
 from koe_kit.logs import setup_logging
 from koe_kit.shutdown import GracefulStop
@@ -29,6 +32,8 @@ from koe_kit.shutdown import GracefulStop
 log = logging.getLogger(__name__)
 
 PRUNE_EVERY_S = 60.0
+# The backlog gauges cost one indexed query; a few seconds old is fresh enough to alert on.
+MEASURE_EVERY_S = 5.0
 
 
 class Relay(GracefulStop):
@@ -45,14 +50,19 @@ class Relay(GracefulStop):
         self.producer: KafkaProducer | None = None
         super().__init__()
         self._next_prune = 0.0
+        self._next_measure = 0.0
+        self.heartbeat = Heartbeat(settings.kafka.heartbeat_file)
 
     def run(self) -> None:
         """Relay until stopped; a broker outage is waited out, never fatal."""
         initial = self.settings.kafka.retry_backoff_initial_s
         backoff = initial
+        metrics.serve(self.settings.kafka.metrics_port, self.settings.kafka.metrics_host)
         try:
             while not self.stopping:
+                self.heartbeat.beat()
                 try:
+                    self._measure_now_and_then()
                     sent = self.relay_batch()
                     self._prune_now_and_then()
                     backoff = initial
@@ -112,7 +122,17 @@ class Relay(GracefulStop):
                     .where(OutboxEntry.id.in_(sent))
                     .values(sent_at=datetime.now(UTC))
                 )
-        log.info("relayed", extra={"sent": len(sent), "unsent": len(rows) - len(sent)})
+        # The request ids of what went out, so a grep for one finds its publication.
+        published = {row.id: row.payload for row in rows}
+        request_ids = [rid for i in sent if (rid := correlation.of_event(json.loads(published[i])))]
+        log.info(
+            "relayed",
+            extra={
+                "sent": len(sent),
+                "unsent": len(rows) - len(sent),
+                "request_ids": request_ids,
+            },
+        )
         if failure is not None:
             raise failure
         return len(sent)
@@ -134,6 +154,25 @@ class Relay(GracefulStop):
             pruned = self.prune()
             if pruned:
                 log.info("pruned sent outbox rows", extra={"rows": pruned})
+
+    def measure_backlog(self, now: datetime | None = None) -> None:
+        """Set the outbox gauges: unsent rows, and how long the oldest has waited."""
+        with transaction(self.sessions) as session:
+            count, oldest = session.execute(
+                select(func.count(), func.min(OutboxEntry.created_at)).where(
+                    OutboxEntry.sent_at.is_(None)
+                )
+            ).one()
+        if oldest is not None and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=UTC)  # SQLite hands back naive UTC
+        age = ((now or datetime.now(UTC)) - oldest).total_seconds() if oldest else 0.0
+        metrics.OUTBOX_BACKLOG.labels("feedback").set(count)
+        metrics.OUTBOX_OLDEST_AGE.labels("feedback").set(max(0.0, age))
+
+    def _measure_now_and_then(self) -> None:
+        if time.monotonic() >= self._next_measure:
+            self._next_measure = time.monotonic() + MEASURE_EVERY_S
+            self.measure_backlog()
 
     def _make_producer(self) -> KafkaProducer:
         timeout_ms = int(self.settings.send_timeout_s * 1000)

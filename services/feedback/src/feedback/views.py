@@ -1,23 +1,29 @@
 """The survey endpoints: JSON for the widget's script, a plain form for pages without it.
 
-Both take the same path: a mapping → FeedbackSchema → services.record in one
-transaction. They differ only in how the body is read and how they answer.
+Both take the same path: a mapping → spam checks (honeypot, render stamp) →
+FeedbackSchema → services.record in one transaction (with the client's rate
+limit and replacement window). They differ only in how the body is read and how
+they answer: JSON errors for the script, a redirect back to the page for a person.
+Every refusal is counted in metrics.REJECTIONS by reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from feedback import services
+from feedback import metrics, services, stamps
+from feedback.clients import client_hash
 from feedback.schemas import (
     MAX_URL,
     QUESTIONS,
@@ -33,15 +39,37 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("feedback", __name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-WIDGET_ANCHOR = "koe-feedback"
+# The snippet's no-JavaScript messages: widget.css shows the one the URL's
+# fragment targets (:target), so the outcome shows without any script.
+OUTCOME_ANCHORS = {"thanks": "koe-thanks", "error": "koe-error"}
+# Fields the widget sends for spam checks; they never reach the schema.
+HONEYPOT = "homepage"
+STAMP = "koe_stamp"
+PRUNE_EVERY_S = 600
+CORS_MAX_AGE_S = 3600
 
 
-@dataclass(frozen=True)
+class Refused(Exception):
+    """A submission turned away before anything is stored; counted by reason."""
+
+    def __init__(self, reason: str, status: int, errors: dict[str, list[str]]):
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+        self.errors = errors
+        self.retry_after_s: int | None = None
+
+
+@dataclass
 class Intake:
     """What the views need, built once in create_app."""
 
     schema: FeedbackSchema
     origins: frozenset[str]
+    client_key: bytes
+    min_submit_seconds: float
+    limits: services.Limits
+    next_prune: float = 0.0
 
 
 def _intake() -> Intake:
@@ -52,6 +80,11 @@ def _errors(status: int, errors: dict[str, list[str]]):
     return jsonify(errors=errors), status
 
 
+def _refuse(reason: str, status: int, errors: dict[str, list[str]]) -> Refused:
+    metrics.REJECTIONS.labels(reason=reason).inc()
+    return Refused(reason, status, errors)
+
+
 def _validate(payload: dict[str, Any]) -> tuple[Submission | None, dict[str, list[str]]]:
     try:
         return _intake().schema.load(payload), {}
@@ -59,20 +92,80 @@ def _validate(payload: dict[str, Any]) -> tuple[Submission | None, dict[str, lis
         return None, flatten_errors(exc.messages)
 
 
-def _accept(payload: dict[str, Any]) -> tuple[str | None, dict[str, list[str]]]:
-    """Validate and store one submission; (response id, {}) or (None, errors)."""
+def _screen(payload: dict[str, Any]) -> None:
+    """The spam checks that need no database: the honeypot and the render stamp.
+
+    Removes their fields from `payload`; raises Refused.
+    """
+    if str(payload.pop(HONEYPOT, "") or "").strip():
+        # Hidden from people (widget.css); only a form-filling bot writes here.
+        raise _refuse("honeypot", 422, {HONEYPOT: ["must be left empty"]})
+    stamp = payload.pop(STAMP, None)
+    if stamp in (None, ""):
+        return
+    intake = _intake()
+    try:
+        age = stamps.age_s(intake.client_key, str(stamp), time.time())
+    except stamps.BadStamp as exc:
+        raise _refuse("invalid", 422, {STAMP: [str(exc)]}) from None
+    if age < intake.min_submit_seconds:
+        raise _refuse(
+            "too_fast",
+            422,
+            {STAMP: [f"sent {age:.1f} s after the survey was shown; wait a moment and send again"]},
+        )
+
+
+def _client() -> str:
+    """This request's client: a keyed hash, never the address itself."""
+    now = datetime.now(UTC)
+    return client_hash(
+        _intake().client_key,
+        now.date(),
+        request.remote_addr or "",
+        request.headers.get("User-Agent", ""),
+    )
+
+
+def _accept(payload: dict[str, Any]) -> str:
+    """Screen, validate and store one submission; its response id, or raises Refused."""
+    _screen(payload)
     submission, errors = _validate(payload)
     if submission is None:
-        return None, errors
+        raise _refuse("invalid", 422, errors)
+    intake = _intake()
     session = db_session()
     try:
         with session.begin():
-            return services.record(session, submission, datetime.now(UTC)), {}
+            recorded = services.record(
+                session, submission, datetime.now(UTC), _client(), intake.limits
+            )
+    except services.RateLimited as exc:
+        refused = _refuse(
+            "rate_limited", 429, {"body": ["too many answers for this page; try later"]}
+        )
+        refused.retry_after_s = exc.retry_after_s
+        raise refused from None
     except InvalidEvent as exc:
         # Validation above should make this impossible; if it happens the input
         # found a gap between it and the event schema, and it is still refused.
         log.warning("submission broke the event schema", extra={"reason": exc.reason})
-        return None, {_event_field(exc.reason): [exc.reason]}
+        raise _refuse("invalid", 422, {_event_field(exc.reason): [exc.reason]}) from None
+    if recorded.replaces is not None:
+        metrics.REPLACEMENTS.inc()
+    _prune_now_and_then(intake, session)
+    return recorded.response_id
+
+
+def _prune_now_and_then(intake: Intake, session: Session) -> None:
+    # Each worker now and then drops windows that can decide nothing any more;
+    # the table then holds about one window's worth of clients, and nothing older.
+    if time.monotonic() < intake.next_prune:
+        return
+    intake.next_prune = time.monotonic() + PRUNE_EVERY_S
+    longest = max(intake.limits.rate_window_s, intake.limits.replace_window_s)
+    with session.begin():
+        services.prune_guard(session, datetime.now(UTC) - timedelta(seconds=longest))
 
 
 def _event_field(reason: str) -> str:
@@ -80,36 +173,113 @@ def _event_field(reason: str) -> str:
     return where.removeprefix("data.") if where.startswith("data.") else "body"
 
 
+# -- CORS: the widget's script calls these from the city's pages ---------------------
+
+
+def _request_origin() -> str | None:
+    return request.headers.get("Origin")
+
+
+def _allowed_origin(origin: str) -> bool:
+    return origin != "null" and on_allowed_origin(origin, _intake().origins)
+
+
+@blueprint.before_request
+def _only_our_sites():
+    """A browser on a foreign site gets no CORS headers and is refused, naming the origin.
+
+    Requests without Origin (curl, servers) pass: CORS protects browsers, and the
+    page_url check still applies. The plain form also passes `Origin: null`, which
+    browsers send for form posts from pages with `Referrer-Policy: no-referrer`.
+    """
+    origin = _request_origin()
+    if origin is None or _allowed_origin(origin):
+        return None
+    if request.endpoint == "feedback.submit_form" and origin == "null":
+        return None
+    metrics.REJECTIONS.labels(reason="foreign_origin").inc()
+    return _errors(403, {"origin": [f"{origin[:200]} is not a site koe serves"]})
+
+
+@blueprint.after_request
+def _cors_headers(response):
+    origin = _request_origin()
+    response.vary.add("Origin")
+    if origin is not None and _allowed_origin(origin):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        if request.method == "OPTIONS":
+            response.headers["Access-Control-Allow-Methods"] = "GET, POST"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type"
+            response.headers["Access-Control-Max-Age"] = str(CORS_MAX_AGE_S)
+    return response
+
+
+@blueprint.route("/api/v1/feedback", methods=["OPTIONS"])
+@blueprint.route("/api/v1/feedback/stamp", methods=["OPTIONS"])
+def preflight():
+    return "", 204
+
+
+# -- the endpoints ----------------------------------------------------------------
+
+
+@blueprint.get("/api/v1/feedback/stamp")
+def stamp():
+    """A render stamp for widget.js; stateless (no database), never cached."""
+    intake = _intake()
+    response = jsonify(
+        stamp=stamps.issue(intake.client_key, time.time()),
+        min_seconds=intake.min_submit_seconds,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 @blueprint.post("/api/v1/feedback")
 def submit_json():
     if request.mimetype != "application/json":
+        metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(415, {"body": ["Content-Type must be application/json"]})
     try:
         payload = json.loads(request.get_data(cache=False))
     except ValueError:
-        return _errors(400, {"body": ["not valid JSON"]})
+        payload = None
     if not isinstance(payload, dict):
+        metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(400, {"body": ["must be a JSON object"]})
-    response_id, errors = _accept(payload)
-    if errors:
-        return _errors(422, errors)
+    try:
+        response_id = _accept(payload)
+    except Refused as refused:
+        response, status = _errors(refused.status, refused.errors)
+        if refused.retry_after_s is not None:
+            response.headers["Retry-After"] = str(refused.retry_after_s)
+        return response, status
     return jsonify(id=response_id), 202
 
 
 @blueprint.post("/feedback")
 def submit_form():
     if request.mimetype not in FORM_TYPES:
+        metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(415, {"body": [f"Content-Type must be one of {', '.join(FORM_TYPES)}"]})
     form = request.form
-    return_to = form.get("return_to", "")
+    # The snippet carries page_url (filled by the CMS); return_to may say more (a query).
+    return_to = form.get("return_to") or form.get("page_url", "")
     payload = form_payload(form)
     if not (len(return_to) <= MAX_URL and on_allowed_origin(return_to, _intake().origins)):
         # Never redirect off our sites; say everything that is wrong in one answer.
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        payload.pop(HONEYPOT, None)
+        payload.pop(STAMP, None)
         _, errors = _validate(payload)
         errors["return_to"] = ["must be a page of a site koe serves"]
         return _errors(422, errors)
-    _, errors = _accept(payload)
-    return redirect(back_to(return_to, "error" if errors else "thanks"), 303)
+    try:
+        _accept(payload)
+    except Refused:
+        # A person without JavaScript is sent back to the page, which says so politely.
+        return redirect(back_to(return_to, "error"), 303)
+    return redirect(back_to(return_to, "thanks"), 303)
 
 
 def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
@@ -129,8 +299,9 @@ def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def back_to(url: str, outcome: str) -> str:
-    """The page the form came from, marked so the widget shows the outcome in place."""
+    """The page the form came from, at the message that tells the outcome."""
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "koe"]
     query.append(("koe", outcome))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), WIDGET_ANCHOR))
+    anchor = OUTCOME_ANCHORS[outcome]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), anchor))

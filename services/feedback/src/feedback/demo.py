@@ -1,0 +1,34 @@
+"""/demo: a Tsu city page (the seed page, copied into templates/demo/) with the survey at
+its foot, embedded with the real snippet, in Japanese and English.
+
+Served by the feedback app itself, so `make run` shows the widget on a realistic
+page under a strict Content-Security-Policy; the page's origin must be one of
+KOE_ALLOWED_ORIGINS (make run allows its own).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, abort, render_template, request
+
+from feedback.embed import snippet, with_csp
+
+blueprint = Blueprint("demo", __name__)
+
+# The seed page's division (divisions.yaml): 総務部 デジタル改革推進課.
+DIVISION = "somu-dx"
+PAGES = {"ja": "demo/tsu-dx.ja.html", "en": "demo/tsu-dx.en.html"}
+
+
+@blueprint.get("/demo")
+def index():
+    return with_csp(render_template("demo/index.html"))
+
+
+@blueprint.get("/demo/tsu-dx", defaults={"lang": "ja"})
+@blueprint.get("/demo/tsu-dx/<lang>")
+def tsu_dx(lang: str):
+    if lang not in PAGES:
+        abort(404)
+    page_url = request.base_url
+    survey = snippet(request.url_root, lang, page_url, DIVISION)
+    return with_csp(render_template(PAGES[lang], page_url=page_url, survey=survey))

@@ -1,0 +1,179 @@
+"""The embed: the snippet a city's CMS template carries, its static files, and /embed,
+the page that fills the snippet in for a site, division and language.
+
+The snippet is a plain HTML form (it works with JavaScript off) plus widget.css
+and widget.js, which upgrades the same form in place. README, "Embedding the
+survey", documents it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from flask import Blueprint, Flask, current_app, render_template, request
+from markupsafe import Markup
+
+from feedback.schemas import on_allowed_origin
+from koe_directory import Directory
+from koe_directory.pages import origin_of
+
+blueprint = Blueprint("embed", __name__)
+
+# Public, cookie-free files: any site may load them (CORS lets a CMS add SRI).
+# An hour, then a cheap revalidation by ETag: the snippet names the files
+# without a version, so a new widget.js must reach pages within the day.
+STATIC_MAX_AGE_S = 3600
+# The pages koe itself serves (/embed, /demo) run under this policy: no inline
+# script or style anywhere, which proves the widget needs neither.
+CSP = (
+    "default-src 'self'; base-uri 'none'; object-src 'none'; "
+    "form-action 'self'; frame-ancestors 'none'"
+)
+PAGE_URL_PLACEHOLDER = "PAGE_URL"
+
+
+@dataclass(frozen=True)
+class Question:
+    key: str
+    text: str
+    options: tuple[tuple[str, str], ...]
+
+
+# The three questions, exactly as DESIGN.md words them (the city's own survey).
+QUESTIONS = {
+    "ja": (
+        Question(
+            "findability",
+            "このページは見つけやすかったですか?",
+            (("yes", "見つけやすかった"), ("neutral", "ふつう"), ("no", "見つけにくかった")),
+        ),
+        Question(
+            "clarity",
+            "このページの内容はわかりやすかったですか?",
+            (("yes", "わかりやすかった"), ("neutral", "ふつう"), ("no", "わかりにくかった")),
+        ),
+        Question(
+            "usefulness",
+            "このページの内容は参考になりましたか?",
+            (("yes", "参考になった"), ("neutral", "ふつう"), ("no", "参考にならなかった")),
+        ),
+    ),
+    "en": (
+        Question(
+            "findability",
+            "Was this page easy to find?",
+            (("yes", "Easy to find"), ("neutral", "Neither"), ("no", "Hard to find")),
+        ),
+        Question(
+            "clarity",
+            "Was the content of this page easy to understand?",
+            (("yes", "Easy to understand"), ("neutral", "Neither"), ("no", "Hard to understand")),
+        ),
+        Question(
+            "usefulness",
+            "Was the content of this page helpful?",
+            (("yes", "Helpful"), ("neutral", "Neither"), ("no", "Not helpful")),
+        ),
+    ),
+}
+
+TEXTS = {
+    "ja": {
+        "heading": "このページに対するアンケートにお答えください",
+        "submit": "送信",
+        "thanks": "ご回答ありがとうございました。今後のページ作成の参考にさせていただきます。",
+        "error": "送信できませんでした。回答を選んで、時間をおいてもう一度お試しください。",
+        "honeypot": "この欄は空のままにしてください",
+    },
+    "en": {
+        "heading": "Please answer a short survey about this page",
+        "submit": "Send",
+        "thanks": "Thank you for your answers. They help us improve our pages.",
+        "error": "Your answers could not be sent. Please choose an answer and try again later.",
+        "honeypot": "Leave this field empty",
+    },
+}
+
+
+def snippet(base_url: str, lang: str, page_url: str, division: str | None = None) -> Markup:
+    """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe)."""
+    # Safe markup: the template is ours and Jinja escaped every value put into it.
+    return Markup(  # noqa: S704
+        render_template(
+            "snippet.html",
+            base=base_url.rstrip("/"),
+            lang=lang,
+            page_url=page_url,
+            division=division,
+            questions=QUESTIONS[lang],
+            t=TEXTS[lang],
+        ).strip()
+    )
+
+
+def with_csp(html: str, status: int = 200) -> tuple[str, int, dict[str, str]]:
+    return html, status, {"Content-Security-Policy": CSP}
+
+
+def init_widget(app: Flask) -> None:
+    """Headers for the widget's static files."""
+    app.config["SEND_FILE_MAX_AGE_DEFAULT"] = STATIC_MAX_AGE_S
+
+    @app.after_request
+    def static_headers(response):
+        if request.endpoint == "static":
+            response.headers["Access-Control-Allow-Origin"] = "*"
+            response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
+        return response
+
+
+def _directory() -> Directory:
+    return current_app.extensions["koe.feedback.directory"]
+
+
+@blueprint.get("/embed")
+def generator():
+    """Fill the snippet in for a site origin, a division code and a language."""
+    directory = _directory()
+    origins = sorted(current_app.extensions["koe.feedback.intake"].origins)
+    args = request.args
+    site = args.get("origin", "").strip()
+    division = args.get("division", "").strip() or None
+    lang = args.get("lang", "ja")
+    page_url = args.get("page_url", "").strip() or PAGE_URL_PLACEHOLDER
+    errors: dict[str, str] = {}
+    code = ""
+    if site:
+        try:
+            site = origin_of(site)
+        except ValueError:
+            errors["origin"] = "not an http(s) origin / http(s) のオリジンではありません"
+        else:
+            if not on_allowed_origin(site, frozenset(origins)):
+                errors["origin"] = (
+                    "not in KOE_ALLOWED_ORIGINS / koe が受け付けるサイトではありません"
+                )
+        if division is not None and not directory.knows(division):
+            errors["division"] = "unknown division / divisions.yaml にない課です"
+        if lang not in QUESTIONS:
+            errors["lang"] = "ja or en"
+        if page_url != PAGE_URL_PLACEHOLDER and not (
+            page_url.startswith(("http://", "https://"))
+            and on_allowed_origin(page_url, frozenset([site]))
+        ):
+            errors["page_url"] = "must be a page of the site / サイトのページの URL にしてください"
+        if not errors:
+            code = str(snippet(request.url_root, lang, page_url, division))
+    html = render_template(
+        "embed.html",
+        origins=origins,
+        divisions=sorted(directory.divisions.values(), key=lambda d: d.code),
+        site=site,
+        division=division or "",
+        lang=lang,
+        page_url=page_url if page_url != PAGE_URL_PLACEHOLDER else "",
+        placeholder=PAGE_URL_PLACEHOLDER,
+        errors=errors,
+        code=code,
+    )
+    return with_csp(html, 422 if errors else 200)

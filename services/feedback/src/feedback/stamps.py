@@ -1,0 +1,47 @@
+"""Render stamps: koe's signed word for when the survey was shown.
+
+widget.js asks koe for a stamp when it renders the survey and sends it back
+with the answers; a submission whose stamp is younger than
+KOE_MIN_SUBMIT_SECONDS came faster than a person reads three questions and is
+refused. The HMAC means a bot cannot write itself an old stamp. The plain
+form without JavaScript carries no stamp (its HTML is pasted into a CMS
+template, so nothing can stamp it at render time); the honeypot, the rate
+limit and the replacement window guard that path.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+# A stamp older than this was fetched for another visit (or collected by a
+# bot): asking for a fresh one is cheap, and this bounds how long one can be reused.
+MAX_AGE_S = 24 * 3600
+
+
+class BadStamp(ValueError):
+    """Not a stamp koe issued, or one too old to trust."""
+
+
+def _signature(secret: bytes, issued_ms: int) -> str:
+    digest = hmac.new(secret, f"koe-stamp:{issued_ms}".encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest[:18]).decode("ascii")
+
+
+def issue(secret: bytes, now_s: float) -> str:
+    issued_ms = int(now_s * 1000)
+    return f"{issued_ms}.{_signature(secret, issued_ms)}"
+
+
+def age_s(secret: bytes, stamp: str, now_s: float) -> float:
+    """Seconds since koe issued `stamp`; raises BadStamp for a forged, malformed or stale one."""
+    issued, _, signature = stamp.partition(".")
+    if not issued.isdigit() or len(issued) > 15:
+        raise BadStamp("not a stamp koe issued")
+    if not hmac.compare_digest(signature, _signature(secret, int(issued))):
+        raise BadStamp("not a stamp koe issued")
+    age = now_s - int(issued) / 1000
+    if age > MAX_AGE_S:
+        raise BadStamp("too old; reload the page")
+    return age

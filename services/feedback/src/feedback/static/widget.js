@@ -1,0 +1,181 @@
+/* koe survey widget: upgrades the survey form of the embed snippet in place
+   (README, "Embedding the survey"). Without this script the form still posts
+   and comes back with a thank-you; with it, answers go as JSON and the
+   thank-you appears without leaving the page. It must never break the host
+   page: every entry point catches everything, and any failure leaves either
+   the plain form or a polite message. No cookies, no storage, no requests
+   except to koe. */
+(function () {
+  "use strict";
+  var QUESTIONS = ["findability", "clarity", "usefulness"];
+  var TEXT = {
+    ja: {
+      empty: "少なくとも1つの質問にお答えください。",
+      down: "ただいま送信できません。時間をおいて、もう一度お試しください。",
+      busy: "短い間に何度も送信されました。しばらくしてから、もう一度お試しください。",
+      bad: "送信できませんでした。ページを再読み込みして、もう一度お試しください。"
+    },
+    en: {
+      empty: "Please answer at least one question.",
+      down: "Sorry, your answers cannot be sent right now. Please try again later.",
+      busy: "Too many answers were sent in a short time. Please try again later.",
+      bad: "Your answers could not be sent. Please reload the page and try again."
+    }
+  };
+  var FETCH = { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
+
+  function uuid() {
+    // crypto.randomUUID needs a secure context; city pages may still be plain http.
+    var b = crypto.getRandomValues(new Uint8Array(16)), h = [], i;
+    b[6] = (b[6] & 15) | 64;
+    b[8] = (b[8] & 63) | 128;
+    for (i = 0; i < 16; i++) h.push((b[i] + 256).toString(16).slice(1));
+    h = h.join("");
+    return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20)].join("-");
+  }
+
+  function locale(root) {
+    var lang = root.getAttribute("data-koe-lang") || root.lang || document.documentElement.lang || "ja";
+    return lang.toLowerCase().indexOf("en") === 0 ? "en" : "ja";
+  }
+
+  function value(form, name) {
+    var field = form.elements[name];
+    return field && field.value ? field.value : null;
+  }
+
+  function pageUrl(form) {
+    var canonical = document.querySelector('link[rel="canonical"]');
+    var given = value(form, "page_url");
+    var url = (canonical && canonical.href) || (/^https?:\/\//.test(given || "") ? given : location.href);
+    return url.split("#")[0];
+  }
+
+  function upgrade(root) {
+    var form = root.querySelector("form.koe-form");
+    if (!form || root.hasAttribute("data-koe-ready")) return;
+    var api = new URL("/api/v1/feedback", form.action).href;
+    var message = root.querySelector(".koe-msg");
+    var thanks = root.querySelector(".koe-done");
+    var text = TEXT[locale(root)];
+    var token = uuid();
+    var stamp = null, stampAt = 0, minMs = 0, sending = false;
+
+    function fetchStamp() {
+      var pending = (stamp = fetch(api + "/stamp", FETCH)
+        .then(function (r) {
+          if (!r.ok) throw new Error("stamp " + r.status);
+          return r.json();
+        })
+        .then(function (body) {
+          stampAt = Date.now();
+          minMs = body.min_seconds * 1000;
+          form.elements.koe_stamp.value = body.stamp;
+        }));
+      // A failed stamp is asked for again at the next submit.
+      pending.catch(function () {
+        if (stamp === pending) stamp = null;
+      });
+    }
+
+    function say(words) {
+      message.textContent = words || "";
+    }
+
+    function payload() {
+      var answers = {}, body, i, checked;
+      for (i = 0; i < QUESTIONS.length; i++) {
+        checked = form.querySelector('input[name="' + QUESTIONS[i] + '"]:checked');
+        if (checked) answers[QUESTIONS[i]] = checked.value;
+      }
+      body = {
+        page_url: pageUrl(form),
+        page_title: (root.getAttribute("data-koe-title") || document.title || "").trim().slice(0, 200) || null,
+        division: root.getAttribute("data-koe-division") || value(form, "division"),
+        locale: locale(root),
+        answers: answers,
+        client_token: token,
+        koe_stamp: value(form, "koe_stamp")
+      };
+      if (root.getAttribute("data-koe-page-id")) body.page_id = root.getAttribute("data-koe-page-id");
+      if (value(form, "homepage")) body.homepage = value(form, "homepage");
+      return body;
+    }
+
+    function wait(ms) {
+      return new Promise(function (done) { setTimeout(done, Math.max(0, ms)); });
+    }
+
+    function send() {
+      var body = payload();
+      if (!Object.keys(body.answers).length) {
+        say(text.empty);
+        form.querySelector("input.koe-r").focus();
+        return Promise.resolve();
+      }
+      if (!stamp) fetchStamp();
+      sending = true;
+      say("");
+      return stamp
+        .then(function () {
+          // Never faster than koe's minimum: only bots answer three questions in a blink.
+          return wait(stampAt + minMs + 100 - Date.now());
+        })
+        .then(function () {
+          body.koe_stamp = value(form, "koe_stamp");
+          return fetch(api, {
+            method: "POST",
+            headers: { "Content-Type": "application/json" },
+            body: JSON.stringify(body),
+            credentials: FETCH.credentials,
+            referrerPolicy: FETCH.referrerPolicy
+          });
+        })
+        .then(function (r) {
+          if (r.status === 202) {
+            form.hidden = true;
+            thanks.classList.add("koe-on");
+            thanks.focus();
+            return;
+          }
+          if (r.status === 422) fetchStamp();
+          say(r.status === 429 ? text.busy : r.status >= 500 ? text.down : text.bad);
+        });
+    }
+
+    form.addEventListener("submit", function (event) {
+      try {
+        event.preventDefault();
+        if (sending) return;
+        send()
+          .catch(function () { say(text.down); })
+          .then(function () { sending = false; });
+      } catch (e) {
+        sending = false;
+        say(text.down);
+      }
+    });
+    fetchStamp();
+    root.setAttribute("data-koe-ready", "");
+  }
+
+  function start() {
+    var roots = document.querySelectorAll(".koe-w"), i;
+    for (i = 0; i < roots.length; i++) {
+      try {
+        upgrade(roots[i]);
+      } catch (e) {
+        // The plain form keeps working.
+      }
+    }
+  }
+
+  try {
+    if (window.fetch && window.URL && window.Promise && window.crypto) {
+      if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+      else start();
+    }
+  } catch (e) {
+    // Leave the page and the plain form as they are.
+  }
+})();

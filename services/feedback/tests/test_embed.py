@@ -1,0 +1,126 @@
+"""The embed: the widget's static files, the /embed generator and the /demo pages."""
+
+from __future__ import annotations
+
+import gzip
+import html
+from pathlib import Path
+
+import pytest
+
+from feedback.app import create_app
+from feedback.config import load_settings
+from feedback.embed import CSP
+from feedback.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[3]
+STATIC = REPO / "services" / "feedback" / "src" / "feedback" / "static"
+SITE = "https://www.info.city.tsu.mie.jp"
+WIDGET_BUDGET = 10 * 1024
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    url = f"sqlite:///{tmp_path_factory.mktemp('embed') / 'feedback.db'}"
+    migrate(url)
+    app = create_app(
+        load_settings(
+            {
+                "DATABASE_URL": url,
+                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+                "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost",
+                "KOE_CLIENT_KEY": "k" * 32,
+            }
+        )
+    )
+    yield app.test_client()
+    app.extensions["koe.engine"].dispose()
+
+
+def test_widget_js_and_css_fit_in_10_kb_gzipped():
+    both = (STATIC / "widget.js").read_bytes() + (STATIC / "widget.css").read_bytes()
+    size = len(gzip.compress(both, compresslevel=9))
+    print(f"widget.js + widget.css: {len(both):,} bytes, {size:,} bytes gzipped")
+    assert size <= WIDGET_BUDGET
+
+
+@pytest.mark.parametrize("name", ["widget.js", "widget.css"])
+def test_static_files_are_cached_revalidated_and_open_to_every_site(client, name):
+    first = client.get(f"/static/{name}")
+    assert first.status_code == 200
+    assert first.headers["Cache-Control"] == "public, max-age=3600"
+    assert first.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Set-Cookie" not in first.headers
+    again = client.get(f"/static/{name}", headers={"If-None-Match": first.headers["ETag"]})
+    assert again.status_code == 304
+
+
+def test_widget_js_calls_no_one_but_koe_and_keeps_no_state():
+    script = (STATIC / "widget.js").read_text()
+    for needle in ("document.cookie", "localStorage", "sessionStorage", "http://", "https://"):
+        assert needle not in script.replace("/^https?:\\/\\//", ""), needle
+    assert 'credentials: "omit"' in script
+
+
+def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client):
+    page = client.get("/embed", query_string={"origin": SITE, "division": "somu-dx", "lang": "en"})
+
+    assert page.status_code == 200
+    assert page.headers["Content-Security-Policy"] == CSP
+    body = page.get_data(as_text=True)
+    start = body.index('<textarea id="snippet"')
+    textarea = body[start : body.index("</textarea>", start)]
+    assert "<form" not in textarea  # shown as text, never as markup
+    snippet = html.unescape(textarea[textarea.index(">") + 1 :])
+    assert '<link rel="stylesheet" href="http://localhost/static/widget.css">' in snippet
+    assert '<form class="koe-form" action="http://localhost/feedback" method="post">' in snippet
+    assert '<input type="hidden" name="division" value="somu-dx">' in snippet
+    assert 'lang="en"' in snippet
+    assert "Was this page easy to find?" in snippet
+    assert snippet.count('type="radio"') == 9
+    assert snippet.rstrip().endswith(
+        '<script src="http://localhost/static/widget.js" defer></script>'
+    )
+    assert "style=" not in snippet and "<script>" not in snippet
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ({"origin": "https://evil.example"}, "not in KOE_ALLOWED_ORIGINS"),
+        ({"origin": SITE, "division": "nope"}, "unknown division"),
+        ({"origin": SITE, "page_url": "https://evil.example/x"}, "must be a page of the site"),
+    ],
+)
+def test_embed_refuses_what_koe_would_refuse(client, query, field):
+    page = client.get("/embed", query_string=query)
+
+    assert page.status_code == 422
+    body = page.get_data(as_text=True)
+    assert field in body
+    assert "<textarea" not in body
+
+
+def test_embed_escapes_what_it_is_given(client):
+    page = client.get("/embed", query_string={"origin": '"><script>alert(1)</script>'})
+    assert "<script>alert(1)" not in page.get_data(as_text=True)
+
+
+def test_the_demo_is_the_seed_page_with_the_real_snippet(client):
+    index = client.get("/demo").get_data(as_text=True)
+    assert 'href="/demo/tsu-dx"' in index and 'href="/demo/tsu-dx/en"' in index
+
+    for path, words in (
+        ("/demo/tsu-dx", ["津市の自治体DX取組状況", "このページは見つけやすかったですか?", "送信"]),
+        ("/demo/tsu-dx/en", ["Was this page easy to find?", "Send"]),
+    ):
+        page = client.get(path)
+        assert page.status_code == 200
+        assert page.headers["Content-Security-Policy"] == CSP
+        body = page.get_data(as_text=True)
+        for word in [*words, "デジタル改革推進課", "059-229-3118"]:
+            assert word in body, (path, word)
+        assert f'name="page_url" value="http://localhost{path}"' in body
+        assert body.index('class="koe-w"') < body.index("059-229-3118")  # survey, then contact
+        assert "style=" not in body and "<script>" not in body
+    assert client.get("/demo/tsu-dx/fr").status_code == 404

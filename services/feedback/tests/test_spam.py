@@ -1,0 +1,253 @@
+"""Spam and abuse on a real database (SQLite and PostgreSQL): honeypot, render stamps,
+rate limit, replacement window, CORS, trusted proxies; every refusal counted."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import date
+from urllib.parse import urlsplit
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select, text
+
+from feedback import stamps
+from feedback.app import create_app
+from feedback.clients import client_hash
+from feedback.config import load_settings
+from feedback.models import ClientGuard, OutboxEntry, Response
+
+SITE = "https://www.info.city.tsu.mie.jp"
+PAGE = f"{SITE}/shisei/dx/1234.html"
+IP = "203.0.113.7"
+BROWSER = "Mozilla/5.0 (koe test) Chrome/130"
+
+
+def good(**changes):
+    body = {
+        "page_url": PAGE,
+        "page_title": "津市の自治体DX取組状況",
+        "division": "somu-dx",
+        "answers": {"findability": "yes", "clarity": "neutral"},
+        "locale": "ja",
+    }
+    body.update(changes)
+    return body
+
+
+def rejections(reason: str) -> float:
+    return REGISTRY.get_sample_value("koe_feedback_rejections_total", {"reason": reason}) or 0.0
+
+
+@pytest.fixture
+def make_client(env, engine):
+    """A test client of an app with extra settings, speaking as one browser by default."""
+    apps = []
+
+    def make(**settings: str):
+        app = create_app(load_settings({**env, **settings}))
+        apps.append(app)
+        client = app.test_client()
+        client.environ_base.update({"REMOTE_ADDR": IP, "HTTP_USER_AGENT": BROWSER})
+        return client
+
+    yield make
+    for app in apps:
+        app.extensions["koe.engine"].dispose()
+
+
+@pytest.fixture
+def browser(make_client):
+    return make_client()
+
+
+def stored(engine) -> list[Response]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(Response).order_by(Response.received_at)))
+
+
+def published(engine) -> list[dict]:
+    with engine.connect() as connection:
+        payloads = connection.execute(select(OutboxEntry.payload).order_by(OutboxEntry.id))
+        return [json.loads(p)["data"] for p in payloads.scalars()]
+
+
+def test_the_honeypot_refuses_both_paths_and_stores_nothing(browser, engine, counts):
+    before = rejections("honeypot")
+
+    answer = browser.post("/api/v1/feedback", json=good(homepage="http://spam.example"))
+    assert answer.status_code == 422
+    assert list(answer.get_json()["errors"]) == ["homepage"]
+
+    form = {"page_url": PAGE, "findability": "yes", "homepage": "http://spam.example"}
+    answer = browser.post("/feedback", data=form)
+    # A person never sees the honeypot; the form path still answers politely.
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == f"{PAGE}?koe=error#koe-error"
+
+    assert counts() == (0, 0)
+    assert rejections("honeypot") == before + 2
+
+
+def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
+    issued = browser.get("/api/v1/feedback/stamp")
+    assert issued.status_code == 200
+    assert issued.headers["Cache-Control"] == "no-store"
+    assert issued.get_json()["min_seconds"] == 2.0
+    fresh = issued.get_json()["stamp"]
+    too_fast, invalid = rejections("too_fast"), rejections("invalid")
+
+    answer = browser.post("/api/v1/feedback", json=good(koe_stamp=fresh))
+    assert answer.status_code == 422
+    assert "after the survey was shown" in answer.get_json()["errors"]["koe_stamp"][0]
+    form = {"page_url": PAGE, "findability": "yes", "koe_stamp": fresh}
+    assert browser.post("/feedback", data=form).headers["Location"].endswith("#koe-error")
+    assert rejections("too_fast") == too_fast + 2
+
+    issued_ms, signature = fresh.split(".")
+    forged = f"{int(issued_ms) - 60_000}.{signature}"
+    stale = stamps.issue(b"k" * 48, time.time() - 2 * stamps.MAX_AGE_S)
+    for bad in (forged, "12345", "x.y", stale):
+        answer = browser.post("/api/v1/feedback", json=good(koe_stamp=bad))
+        assert answer.status_code == 422, bad
+        assert "koe_stamp" in answer.get_json()["errors"]
+    assert rejections("invalid") == invalid + 4
+    assert counts() == (0, 0)
+
+    # A stamp koe issued a few seconds ago passes (the test signs one, not waits for one).
+    key = browser.application.extensions["koe.feedback.intake"].client_key
+    answer = browser.post(
+        "/api/v1/feedback", json=good(koe_stamp=stamps.issue(key, time.time() - 5))
+    )
+    assert answer.status_code == 202, answer.get_json()
+    assert counts() == (1, 1)
+
+
+def test_a_second_response_within_the_window_replaces_the_first(browser, make_client, engine):
+    replacements = REGISTRY.get_sample_value("koe_feedback_replacements_total") or 0.0
+    first = browser.post("/api/v1/feedback", json=good(answers={"clarity": "no"}))
+    second = browser.post("/api/v1/feedback", json=good(answers={"clarity": "yes"}))
+    # Another page, or another browser on the same page: separate responses.
+    elsewhere = browser.post("/api/v1/feedback", json=good(page_url=f"{SITE}/other.html"))
+    other = browser.post(
+        "/api/v1/feedback", json=good(), headers={"User-Agent": "Mozilla/5.0 Firefox/131"}
+    )
+    assert {a.status_code for a in (first, second, elsewhere, other)} == {202}
+
+    replaced = {row.id: row.replaces for row in stored(engine)}
+    assert replaced[second.get_json()["id"]] == first.get_json()["id"]
+    assert replaced[first.get_json()["id"]] is None
+    assert replaced[elsewhere.get_json()["id"]] is None
+    assert replaced[other.get_json()["id"]] is None
+    events = published(engine)
+    assert [e.get("replaces") for e in events] == [None, first.get_json()["id"], None, None]
+    assert REGISTRY.get_sample_value("koe_feedback_replacements_total") == replacements + 1
+
+    # With the window set to 0 nothing is ever replaced.
+    no_window = make_client(KOE_REPLACE_WINDOW_MINUTES="0")
+    no_window.post("/api/v1/feedback", json=good(page_url=f"{SITE}/third.html"))
+    no_window.post("/api/v1/feedback", json=good(page_url=f"{SITE}/third.html"))
+    assert [e.get("replaces") for e in published(engine)[-2:]] == [None, None]
+
+
+def test_the_rate_limit_answers_429_with_retry_after(make_client, counts):
+    client = make_client(KOE_RATE_LIMIT_MAX="2", KOE_RATE_LIMIT_WINDOW_S="600")
+    before = rejections("rate_limited")
+
+    assert client.post("/api/v1/feedback", json=good()).status_code == 202
+    assert client.post("/api/v1/feedback", json=good()).status_code == 202
+    limited = client.post("/api/v1/feedback", json=good())
+    assert limited.status_code == 429
+    assert 1 <= int(limited.headers["Retry-After"]) <= 600
+    assert "body" in limited.get_json()["errors"]
+    form = client.post("/feedback", data={"page_url": PAGE, "clarity": "yes"})
+    assert form.headers["Location"] == f"{PAGE}?koe=error#koe-error"
+    # Another page of the same client is not limited.
+    assert client.post("/api/v1/feedback", json=good(page_url=f"{SITE}/x.html")).status_code == 202
+
+    assert counts() == (3, 3)
+    assert rejections("rate_limited") == before + 2
+
+
+def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, engine):
+    direct = make_client()  # KOE_TRUSTED_PROXIES=0: the header is anyone's to write
+    for address in ("198.51.100.1", "198.51.100.2"):
+        direct.post("/api/v1/feedback", json=good(), headers={"X-Forwarded-For": address})
+    behind = make_client(KOE_TRUSTED_PROXIES="1")
+    page = f"{SITE}/proxied.html"
+    for address in ("198.51.100.1", "198.51.100.2"):
+        behind.post(
+            "/api/v1/feedback", json=good(page_url=page), headers={"X-Forwarded-For": address}
+        )
+
+    replaces = [e.get("replaces") for e in published(engine)]
+    assert replaces[1] is not None  # one client: the forged header changed nothing
+    assert replaces[3] is None  # two clients, told apart by the proxy's header
+
+
+def test_no_address_is_stored_only_a_keyed_hash(browser, engine, env):
+    assert browser.post("/api/v1/feedback", json=good()).status_code == 202
+
+    with engine.connect() as connection:
+        everything = []
+        for table in ("responses", "outbox", "client_guard"):
+            everything += [str(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608
+        guard = connection.execute(select(ClientGuard.client_hash)).scalar_one()
+    assert not any(IP in row or BROWSER in row for row in everything)
+    today = date.today()
+    key = env["KOE_CLIENT_KEY"].encode()
+    assert guard in {
+        client_hash(key, day, IP, BROWSER)
+        for day in (today, date.fromordinal(today.toordinal() + 1))
+    }
+    assert len(guard) == 64
+
+
+def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
+    allowed = {"Origin": SITE}
+    foreign = {"Origin": "https://evil.example"}
+    before = rejections("foreign_origin")
+
+    preflight = browser.options(
+        "/api/v1/feedback",
+        headers={**allowed, "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == SITE
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+
+    refused = browser.options(
+        "/api/v1/feedback", headers={**foreign, "Access-Control-Request-Method": "POST"}
+    )
+    assert refused.status_code == 403
+    assert "Access-Control-Allow-Origin" not in refused.headers
+
+    posted = browser.post("/api/v1/feedback", json=good(), headers=foreign)
+    assert posted.status_code == 403
+    assert posted.get_json() == {
+        "errors": {"origin": ["https://evil.example is not a site koe serves"]}
+    }
+    assert "Access-Control-Allow-Origin" not in posted.headers
+    assert (
+        browser.post(
+            "/feedback", data={"page_url": PAGE, "clarity": "yes"}, headers=foreign
+        ).status_code
+        == 403
+    )
+    assert rejections("foreign_origin") == before + 3
+    assert counts() == (0, 0)
+
+    accepted = browser.post("/api/v1/feedback", json=good(), headers=allowed)
+    assert accepted.status_code == 202
+    assert accepted.headers["Access-Control-Allow-Origin"] == SITE
+    assert "Origin" in accepted.headers["Vary"]
+    # Errors carry the header too, so the widget can read them.
+    bad = browser.post("/api/v1/feedback", json=good(answers={}), headers=allowed)
+    assert (bad.status_code, bad.headers["Access-Control-Allow-Origin"]) == (422, SITE)
+    # A plain form from a page with `Referrer-Policy: no-referrer` says `Origin: null`.
+    null = browser.post(
+        "/feedback", data={"page_url": PAGE, "clarity": "yes"}, headers={"Origin": "null"}
+    )
+    assert urlsplit(null.headers["Location"]).fragment == "koe-thanks"

@@ -1,0 +1,303 @@
+"""The citizen's widget in a real browser (Debian's Chromium): with and without
+JavaScript, by keyboard only, with koe down, and on a hostile site of its own
+origin. Each checks that the response is in the feedback database and on the
+topic. axe-core finds no WCAG 2.1 A/AA violation in the widget.
+
+One koe stack (SQLite, as `make run` has it) serves the whole module, with the
+demo page (/demo/tsu-dx) as the city's page. Screenshots go to
+$KOE_SCREENSHOT_DIR when set (docs/screenshots/ holds the committed ones).
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import signal
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from in_browser import DESKTOP, PHONE, axe_violations
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit.local_broker import free_port, wait_for_port
+from koe_kit.testing import wait_until
+from widget_support import module_koe, stored_responses, wait_published
+
+pytestmark = pytest.mark.e2e
+
+HOST_PORT = free_port()
+HOST = f"http://127.0.0.1:{HOST_PORT}"
+# A host page whose global CSS would wreck any widget that trusted it.
+HOSTILE_CSS = (
+    "* {display: inline !important; font-size: 2px; color: white}"
+    " fieldset {display: none} legend {visibility: hidden} input {opacity: .1}"
+    " button {background: white; color: white; border: 0} body {background: #fff}"
+)
+TEXTS = {
+    "ja": {"answers": ("見つけやすかった", "わかりにくかった", "参考になった"), "send": "送信"},
+    "en": {"answers": ("Easy to find", "Hard to understand", "Helpful"), "send": "Send"},
+}
+WANTED = {"findability": "yes", "clarity": "no", "usefulness": "yes"}
+
+
+@pytest.fixture(scope="module")
+def koe(tmp_path_factory, pg_admin):
+    var_dir = tmp_path_factory.mktemp("widget") / "var"
+    with module_koe(var_dir, pg_admin, sqlite=True, also_allowed=(HOST,)) as running:
+        yield running
+
+
+@pytest.fixture
+def screenshots(tmp_path) -> Path:
+    return Path(os.environ.get("KOE_SCREENSHOT_DIR") or tmp_path)
+
+
+def demo_url(koe, lang: str) -> str:
+    return koe.url("feedback", "/demo/tsu-dx" + ("/en" if lang == "en" else ""))
+
+
+def page_id_of(url: str) -> str:
+    return page_id_for_url(canonical_url(url))
+
+
+def open_page(browser, url: str, agent: str, device: dict | None = None, **options):
+    """A fresh context (no shared state) as one citizen; its page errors and CSP reports."""
+    context = browser.new_context(
+        **(device or DESKTOP), user_agent=f"Mozilla/5.0 {agent}", **options
+    )
+    page = context.new_page()
+    page.errors = []  # type: ignore[attr-defined]
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.on(
+        "console",
+        lambda message: (
+            "Content Security Policy" in message.text and page.errors.append(message.text)
+        ),
+    )
+    page.goto(url)
+    return context, page
+
+
+def answer(page, lang: str) -> None:
+    for label in TEXTS[lang]["answers"]:
+        page.get_by_label(label, exact=True).check()
+
+
+def arrived(koe, page_id: str, answers: dict[str, str], locale: str = "ja") -> str:
+    """The response with these answers is in the feedback database and on the topic."""
+
+    def row():
+        for response in stored_responses(koe, page_id):
+            given = {
+                q: getattr(response, q)
+                for q in ("findability", "clarity", "usefulness")
+                if getattr(response, q)
+            }
+            if given == answers and response.locale == locale:
+                return response
+        return None
+
+    response = wait_until(row, timeout_s=10, what=f"{answers} in the feedback database")
+    event = wait_published(koe, response.id)
+    assert event["data"]["answers"] == answers
+    assert event["data"]["division"] == "somu-dx"
+    return response.id
+
+
+def thanked(page) -> None:
+    thanks = page.locator("#koe-thanks")
+    thanks.wait_for(state="visible")
+    assert page.evaluate("document.activeElement.id") == "koe-thanks"
+    assert page.locator("form.koe-form").is_hidden()
+
+
+@pytest.mark.parametrize("lang", ["ja", "en"])
+def test_answering_with_javascript_on_a_phone_and_a_desktop(koe, chromium, screenshots, lang):
+    url = demo_url(koe, lang)
+    for device_name, device in (("phone", PHONE), ("desktop", DESKTOP)):
+        # axe-core is injected as an inline script, which the demo's CSP (rightly)
+        # refuses; the other tests run under the CSP and see no violation.
+        context, page = open_page(chromium, url, f"{lang}-{device_name}", device, bypass_csp=True)
+        try:
+            page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+            widget = page.locator("#koe-feedback")
+            widget.scroll_into_view_if_needed()
+            assert axe_violations(page, include="#koe-feedback") == []
+            widget.screenshot(path=screenshots / f"widget-{lang}-{device_name}-before.png")
+
+            answer(page, lang)
+            page.get_by_role("button", name=TEXTS[lang]["send"]).click()
+            thanked(page)
+            assert axe_violations(page, include="#koe-feedback") == []
+            widget.screenshot(path=screenshots / f"widget-{lang}-{device_name}-after.png")
+            assert page.errors == []
+        finally:
+            context.close()
+        arrived(koe, page_id_of(url), WANTED, locale=lang)
+
+
+def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chromium):
+    url = demo_url(koe, "ja")
+    plain, page = open_page(chromium, url, "no-js", java_script_enabled=False)
+    scripted, upgraded = open_page(chromium, url, "layout")
+    try:
+        # The upgrade moves nothing: the widget's box is the same with and without it,
+        # and the browser saw no layout shift.
+        upgraded.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        box = "JSON.stringify(document.querySelector('#koe-feedback').getBoundingClientRect())"
+        assert page.evaluate(box) == upgraded.evaluate(box)
+        shifts = upgraded.evaluate(
+            """() => new Promise(done => {
+                let total = 0;
+                new PerformanceObserver(list => {
+                    for (const entry of list.getEntries()) total += entry.value;
+                }).observe({type: "layout-shift", buffered: true});
+                setTimeout(() => done(total), 300);
+            })"""
+        )
+        assert shifts == 0
+
+        answer(page, "ja")
+        page.get_by_role("button", name="送信").click()
+        page.wait_for_url("**koe=thanks#koe-thanks")
+        assert page.locator("#koe-thanks").is_visible()  # by CSS :target alone
+        assert page.locator("form.koe-form").is_hidden()
+    finally:
+        plain.close()
+        scripted.close()
+    arrived(koe, page_id_of(url), WANTED)
+
+
+def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
+    url = demo_url(koe, "ja")
+    assert (
+        koe.http.get(url, timeout=10)
+        .headers["Content-Security-Policy"]
+        .startswith("default-src 'self'")
+    )
+    context, page = open_page(chromium, url, "keyboard")
+    try:
+        page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        focused = "document.activeElement.name || document.activeElement.textContent"
+        for _ in range(30):
+            page.keyboard.press("Tab")
+            if page.evaluate(focused) == "findability":
+                break
+        assert page.evaluate(focused) == "findability"
+        outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
+        assert outline != "none"  # focus is visible
+
+        # Sending nothing says so in the alert region and goes back to the questions.
+        for _ in range(3):
+            page.keyboard.press("Tab")
+        assert page.evaluate(focused) == "送信"
+        page.keyboard.press("Enter")
+        alert = page.get_by_role("alert")
+        assert alert.inner_text() == "少なくとも1つの質問にお答えください。"
+        assert page.evaluate(focused) == "findability"
+
+        page.keyboard.press("Space")  # findability: yes
+        page.keyboard.press("Tab")
+        page.keyboard.press("ArrowDown")  # clarity: neutral
+        page.keyboard.press("Tab")
+        page.keyboard.press("ArrowDown")
+        page.keyboard.press("ArrowDown")  # usefulness: no
+        page.keyboard.press("Tab")
+        page.keyboard.press("Enter")
+        thanked(page)
+        assert page.errors == []  # no script error and no CSP violation under the demo's CSP
+    finally:
+        context.close()
+    arrived(koe, page_id_of(url), {"findability": "yes", "clarity": "neutral", "usefulness": "no"})
+
+
+def test_with_koe_down_the_page_says_so_politely_and_a_retry_arrives_once(koe, chromium):
+    url = demo_url(koe, "en")
+    context, page = open_page(chromium, url, "outage")
+    try:
+        page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        page.get_by_label("Hard to find", exact=True).check()
+        koe.stack.kill("feedback-web", signal.SIGTERM)
+        page.get_by_role("button", name="Send").click()
+        alert = page.get_by_role("alert")
+        wait_until(lambda: alert.inner_text(), timeout_s=10, what="the polite message")
+        assert alert.inner_text() == (
+            "Sorry, your answers cannot be sent right now. Please try again later."
+        )
+        assert page.locator("form.koe-form").is_visible()
+        assert page.errors == []  # nothing thrown into the host page
+
+        koe.stack.start("feedback-web")
+        wait_for_port("127.0.0.1", koe.stack.port("feedback"), timeout_s=30)
+        page.get_by_role("button", name="Send").click()
+        thanked(page)
+        assert page.errors == []
+    finally:
+        context.close()
+    arrived(koe, page_id_of(url), {"findability": "no"}, locale="en")
+    outage_rows = [row for row in stored_responses(koe, page_id_of(url)) if row.findability == "no"]
+    assert len(outage_rows) == 1  # the retry carried the same client_token
+
+
+class HostileSite(BaseHTTPRequestHandler):
+    """Another site (another origin) whose CMS carries the snippet under hostile CSS."""
+
+    page = b""
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.end_headers()
+        self.wfile.write(self.page)
+
+    def log_message(self, *_):
+        pass
+
+
+@pytest.fixture
+def hostile_site(koe):
+    generated = koe.http.get(
+        koe.url("feedback", "/embed"),
+        params={"origin": HOST, "division": "somu-dx", "lang": "ja", "page_url": f"{HOST}/x.html"},
+        timeout=10,
+    )
+    assert generated.status_code == 200
+    text = generated.text
+    snippet = html.unescape(
+        text[text.index(">", text.index('<textarea id="snippet"')) + 1 : text.index("</textarea>")]
+    )
+    HostileSite.page = (
+        '<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>敵対的なページ</title>'
+        f"<style>{HOSTILE_CSS}</style></head><body><h1>よそのサイト</h1>{snippet}</body></html>"
+    ).encode()
+    server = ThreadingHTTPServer(("127.0.0.1", HOST_PORT), HostileSite)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"{HOST}/x.html"
+    server.shutdown()
+    server.server_close()
+
+
+def test_on_another_site_with_hostile_css_the_widget_stays_usable(koe, chromium, hostile_site):
+    context, page = open_page(chromium, hostile_site, "hostile", PHONE)
+    try:
+        page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        legend = page.locator("legend").first
+        style = legend.evaluate(
+            "e => { const s = getComputedStyle(e); return [s.fontSize, s.color, s.visibility,"
+            " getComputedStyle(e.parentElement).display] }"
+        )
+        assert style == ["16px", "rgb(26, 26, 26)", "visible", "block"]
+        box = page.locator("#koe-feedback").bounding_box()
+        assert box["width"] >= 280 and box["height"] >= 300  # laid out, not collapsed
+        assert axe_violations(page, include="#koe-feedback") == []
+
+        answer(page, "ja")
+        page.get_by_role("button", name="送信").click()  # cross-origin: CORS on koe's side
+        thanked(page)
+        assert page.errors == []
+    finally:
+        context.close()
+    arrived(koe, page_id_of(hostile_site), WANTED)

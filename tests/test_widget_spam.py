@@ -1,0 +1,169 @@
+"""Spam and abuse through the whole pipeline on PostgreSQL: what the feedback API refuses
+or folds never reaches the topic or the stats; a replacement counts once, as the second.
+
+One koe stack for the module, with a small rate limit and a 1 s minimum time."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import requests
+
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit.testing import wait_until
+from support import SITE
+from widget_support import (
+    answers_counted,
+    module_koe,
+    page_stats,
+    published,
+    stored_responses,
+    wait_published,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def koe(tmp_path_factory, pg_admin):
+    with module_koe(
+        tmp_path_factory.mktemp("spam") / "var",
+        pg_admin,
+        KOE_RATE_LIMIT_MAX="3",
+        KOE_MIN_SUBMIT_SECONDS="1",
+    ) as running:
+        yield running
+
+
+def client(user_agent: str) -> requests.Session:
+    """One browser as koe tells clients apart: this machine's address and a user agent."""
+    session = requests.Session()
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def body(page_url: str, answers: dict[str, str], **extra) -> dict:
+    return {"page_url": page_url, "page_title": "テスト", "answers": answers, **extra}
+
+
+def aged_stamp(koe, http: requests.Session) -> str:
+    """A stamp old enough to pass the 1 s minimum: what a person's widget would send."""
+    stamp = http.get(koe.url("feedback", "/api/v1/feedback/stamp"), timeout=10).json()["stamp"]
+    time.sleep(1.1)
+    return stamp
+
+
+def wait_for_n(koe, page_id: str, n: int) -> dict:
+    return wait_until(
+        lambda: (figures := page_stats(koe, page_id)) and figures["n"] == n and figures,
+        what=f"n = {n} for {page_id}",
+    )
+
+
+def test_spam_is_refused_with_the_right_status_and_never_counted(koe):
+    page_url = f"{SITE}/spam/1.html"
+    page_id = page_id_for_url(canonical_url(page_url))
+    api = koe.url("feedback", "/api/v1/feedback")
+    bot = client("spam-bot/1.0")
+    answers = {"usefulness": "no"}
+
+    honeypot = bot.post(api, json=body(page_url, answers, homepage="buy.example"), timeout=10)
+    assert (honeypot.status_code, list(honeypot.json()["errors"])) == (422, ["homepage"])
+    form = bot.post(
+        koe.url("feedback", "/feedback"),
+        data={"page_url": page_url, "usefulness": "no", "homepage": "buy.example"},
+        allow_redirects=False,
+        timeout=10,
+    )
+    assert (form.status_code, form.headers["Location"]) == (303, f"{page_url}?koe=error#koe-error")
+
+    fresh = bot.get(koe.url("feedback", "/api/v1/feedback/stamp"), timeout=10).json()["stamp"]
+    too_fast = bot.post(api, json=body(page_url, answers, koe_stamp=fresh), timeout=10)
+    assert (too_fast.status_code, list(too_fast.json()["errors"])) == (422, ["koe_stamp"])
+
+    foreign = bot.post(
+        api, json=body(page_url, answers), headers={"Origin": "https://evil.example"}, timeout=10
+    )
+    assert foreign.status_code == 403
+    assert "https://evil.example" in foreign.json()["errors"]["origin"][0]
+    assert "Access-Control-Allow-Origin" not in foreign.headers
+
+    # One person then answers properly: only that is stored, published and counted.
+    person = client("Mozilla/5.0 person")
+    accepted = person.post(
+        api,
+        json=body(page_url, {"clarity": "yes"}, koe_stamp=aged_stamp(koe, person)),
+        headers={"Origin": SITE},
+        timeout=10,
+    )
+    assert accepted.status_code == 202, accepted.text
+    assert accepted.headers["Access-Control-Allow-Origin"] == SITE
+    wait_published(koe, accepted.json()["id"])
+    figures = wait_for_n(koe, page_id, 1)
+    assert answers_counted(figures) == {"clarity": (1, 0, 0)}
+    assert [row.id for row in stored_responses(koe, page_id)] == [accepted.json()["id"]]
+    assert [event["id"] for event in published(koe, page_id)] == [accepted.json()["id"]]
+
+
+def test_a_second_response_replaces_the_first_and_counts_once(koe):
+    page_url = f"{SITE}/replace/1.html"
+    page_id = page_id_for_url(canonical_url(page_url))
+    api = koe.url("feedback", "/api/v1/feedback")
+    citizen = client("Mozilla/5.0 citizen")
+
+    first = citizen.post(
+        api, json=body(page_url, {"findability": "no", "clarity": "no"}), timeout=10
+    )
+    second = citizen.post(
+        api, json=body(page_url, {"findability": "yes", "usefulness": "neutral"}), timeout=10
+    )
+    assert (first.status_code, second.status_code) == (202, 202)
+    first_id, second_id = first.json()["id"], second.json()["id"]
+
+    event = wait_published(koe, second_id)
+    assert event["data"]["replaces"] == first_id
+    rows = stored_responses(koe, page_id)
+    assert [(row.id, row.replaces) for row in rows] == [(first_id, None), (second_id, first_id)]
+    figures = wait_for_n(koe, page_id, 1)
+    wait_until(
+        lambda: (
+            answers_counted(page_stats(koe, page_id))
+            == {"findability": (1, 0, 0), "usefulness": (0, 1, 0)}
+        ),
+        what="the second response's answers in place of the first's",
+    )
+
+    # Someone else (another browser) on the same page is a response of their own.
+    other = client("Mozilla/5.0 neighbour").post(api, json=body(page_url, {"clarity": "yes"}))
+    assert other.status_code == 202
+    figures = wait_for_n(koe, page_id, 2)
+    assert answers_counted(figures) == {
+        "findability": (1, 0, 0),
+        "clarity": (1, 0, 0),
+        "usefulness": (0, 1, 0),
+    }
+
+
+def test_the_rate_limit_refuses_with_retry_after_and_what_passed_counts_once(koe):
+    page_url = f"{SITE}/limit/1.html"
+    page_id = page_id_for_url(canonical_url(page_url))
+    api = koe.url("feedback", "/api/v1/feedback")
+    eager = client("Mozilla/5.0 eager")
+
+    statuses = [
+        eager.post(api, json=body(page_url, {"clarity": "yes"}), timeout=10).status_code
+        for _ in range(3)
+    ]
+    limited = eager.post(api, json=body(page_url, {"clarity": "no"}), timeout=10)
+    assert statuses == [202, 202, 202]
+    assert limited.status_code == 429
+    assert int(limited.headers["Retry-After"]) > 0
+
+    sentinel = client("Mozilla/5.0 sentinel").post(api, json=body(page_url, {"clarity": "no"}))
+    wait_published(koe, sentinel.json()["id"])
+    # Three accepted from one client fold into one; the refused one is nowhere.
+    figures = wait_for_n(koe, page_id, 2)
+    assert answers_counted(figures) == {"clarity": (1, 0, 1)}
+    assert len(stored_responses(koe, page_id)) == 4
+    assert len(published(koe, page_id)) == 4

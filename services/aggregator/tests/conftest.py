@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from aggregator.migrate import migrate
 from koe_kit import events
-from koe_kit.db import make_engine, session_factory
+from koe_kit.db import make_engine, session_factory, transaction
 
 PAGE_URL = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"
 
@@ -61,3 +64,183 @@ def feedback(
 @pytest.fixture
 def make_feedback():
     return feedback
+
+
+# -- The dashboard's tests (issue 4): a city with three divisions' pages, accounts, alerts ----
+
+DASHBOARD_TOKEN = "dashboard-api-token-" + "t" * 16  # noqa: S105 (a test token)
+DASHBOARD_SECRET = "dashboard-session-secret-" + "s" * 16  # noqa: S105 (a test secret)
+PASSWORD = "correct horse battery"  # noqa: S105 (a test password)
+XSS_TITLE = "<script>alert(1)</script><img src=x onerror=alert(1)>"
+FORMULA_TITLE = '=HYPERLINK("http://evil.example/","クリック")'
+SITE = "https://www.info.city.tsu.mie.jp"
+
+
+@dataclass(frozen=True)
+class City:
+    """What the dashboard tests seed: page ids by role, account emails, alert ids."""
+
+    dx: str = "shirasagi:dx:1234"  # 総務部 デジタル改革推進課, named by the embed
+    xss: str = "u-0000000000000001"  # the same division by URL prefix, title with markup
+    formula: str = "u-0000000000000002"  # the same division, title like an Excel formula
+    gomi: str = "u-0000000000000003"  # 環境部 環境政策課: another division
+    unowned: str = "u-0000000000000004"  # no prefix matches: the fallback division
+    somu: str = "clerk@somu.example"
+    kankyo: str = "clerk@kankyo.example"
+    admin: str = "admin@city.example"
+    dx_alert: str = "3c1e7a4e-8f0e-5b7a-9d2c-6e4f1a0b9c33"
+    dx_recovery: str = "8a0f3d52-6c1e-5f4b-a7d9-2b3c4d5e6f70"
+    gomi_alert: str = "5d2f8b5f-9a1f-5c8b-8e3d-7f5a2b1c0d44"
+    password: str = PASSWORD
+    xss_title: str = XSS_TITLE
+    formula_title: str = FORMULA_TITLE
+    api_token: str = DASHBOARD_TOKEN
+
+
+def dashboard_settings(database_url: str, **extra: str):
+    from aggregator.config import load_settings
+
+    return load_settings(
+        {
+            "DATABASE_URL": database_url,
+            "KOE_API_TOKEN": DASHBOARD_TOKEN,
+            "KOE_SECRET_KEY": DASHBOARD_SECRET,
+            "KOE_DASHBOARD_SECURE_COOKIES": "false",
+            "KOE_DIVISIONS_FILE": str(Path(__file__).parents[3] / "divisions.yaml"),
+            **extra,
+        }
+    )
+
+
+def _alert_payload(alert_id: str, page_id: str, title: str, kind: str, today: date) -> str:
+    recent = {"start": (today - timedelta(days=6)).isoformat(), "end": today.isoformat()}
+    baseline = {
+        "start": (today - timedelta(days=34)).isoformat(),
+        "end": (today - timedelta(days=7)).isoformat(),
+    }
+    question = {
+        "question": "clarity",
+        "baseline": {"yes": 60, "neutral": 15, "no": 5, "n": 80, "score": 84.4},
+        "recent": {"yes": 4, "neutral": 3, "no": 13, "n": 20, "score": 27.5},
+    }
+    data = {"alert_id": alert_id, "page": {"id": page_id, "title": title}, "questions": [question]}
+    if kind == "drop":
+        event_type = "koe.alerts.v1"
+        data |= {"kind": "drop", "recent": recent, "baseline": baseline}
+    else:
+        # Back near the baseline it dropped from (schemas/examples/koe.alerts.recovered.v1).
+        event_type = "koe.alerts.recovered.v1"
+        question["recent"] = {"yes": 19, "neutral": 3, "no": 2, "n": 24, "score": 85.4}
+    return json.dumps({"type": event_type, "id": alert_id, "data": data}, ensure_ascii=False)
+
+
+def seed_city(sessions, today: date) -> City:
+    """Pages of three divisions with 84 days of answers, accounts, and alerts."""
+    from aggregator.accounts import create_account
+    from aggregator.models import AlertOutbox, DailyCount, DailyResponse, Page
+    from koe_directory import load_directory
+
+    city = City()
+    directory = load_directory(Path(__file__).parents[3] / "divisions.yaml")
+    seen = datetime(2026, 1, 1, tzinfo=UTC)
+    pages = [
+        (city.dx, f"{SITE}/shisei/dx/1234.html", "津市の自治体DX取組状況", "somu-dx", 6),
+        (city.xss, f"{SITE}/shisei/dx/xss.html", XSS_TITLE, None, 2),
+        (city.formula, f"{SITE}/shisei/dx/formula.html", FORMULA_TITLE, None, 1),
+        (city.gomi, f"{SITE}/kurashi/gomi/1.html", "ごみの出し方", "kankyo-gomi", 3),
+        (city.unowned, f"{SITE}/other/1.html", "その他のページ", None, 1),
+    ]
+    with transaction(sessions) as session:
+        for page_id, url, title, division, volume in pages:
+            session.add(
+                Page(
+                    id=page_id,
+                    url=url,
+                    title=title,
+                    division=division,
+                    first_seen=seen,
+                    last_seen=seen,
+                )
+            )
+            for back in range(84):
+                day = today - timedelta(days=back)
+                # A steady but uneven pattern: some days empty, clarity worse lately.
+                if (back * 7 + volume) % 5 == 0:
+                    continue
+                answers = {}
+                for offset, question in enumerate(("findability", "clarity", "usefulness")):
+                    yes = (back + offset) % (volume + 2) + (0 if question == "clarity" else 1)
+                    neutral = (back + 2 * offset) % 3
+                    no = (back % 4 == offset) + (question == "clarity" and back < 10) * 2
+                    if yes + neutral + no:
+                        answers[question] = (yes, neutral, no)
+                for question, (yes, neutral, no) in answers.items():
+                    session.add(
+                        DailyCount(
+                            page_id=page_id,
+                            day=day,
+                            question=question,
+                            yes=yes,
+                            neutral=neutral,
+                            no=no,
+                        )
+                    )
+                session.add(
+                    DailyResponse(
+                        page_id=page_id, day=day, responses=max(sum(a) for a in answers.values())
+                    )
+                )
+        created = datetime.now(UTC) - timedelta(hours=2)
+        for alert_id, page_id, title, kind, minutes in [
+            (city.dx_alert, city.dx, "津市の自治体DX取組状況", "drop", 0),
+            (city.dx_recovery, city.dx, "津市の自治体DX取組状況", "recovery", 30),
+            (city.gomi_alert, city.gomi, "ごみの出し方", "drop", 10),
+        ]:
+            session.add(
+                AlertOutbox(
+                    alert_id=alert_id,
+                    page_id=page_id,
+                    payload=_alert_payload(alert_id, page_id, title, kind, today),
+                    created_at=created + timedelta(minutes=minutes),
+                    sent_at=created,
+                )
+            )
+        for email, division in [(city.somu, "somu-dx"), (city.kankyo, "kankyo-gomi")]:
+            create_account(session, directory, email=email, password=PASSWORD, division=division)
+        create_account(session, directory, email=city.admin, password=PASSWORD, admin=True)
+    return city
+
+
+@pytest.fixture
+def dashboard_settings_for_url():
+    return dashboard_settings
+
+
+@pytest.fixture
+def city_seeder():
+    """seed_city(sessions, today) for tests that build their own database."""
+    return seed_city
+
+
+@pytest.fixture
+def dashboard_app_for(migrated_url):
+    """Factory: the aggregator app over the test database, with extra settings."""
+    from aggregator.app import create_app
+
+    apps = []
+
+    def make(**extra: str):
+        apps.append(create_app(dashboard_settings(migrated_url, **extra)))
+        return apps[-1]
+
+    yield make
+    for app in apps:  # before the test database is dropped under its connections
+        app.extensions["koe.engine"].dispose()
+
+
+@pytest.fixture
+def city_app(dashboard_app_for, sessions):
+    """(app, city): the aggregator app over a seeded city, cookies allowed over http."""
+    app = dashboard_app_for()
+    today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
+    return app, seed_city(sessions, today)

@@ -17,6 +17,7 @@ from koe_kit.db import transaction
 
 TOKEN = "s3cret-token-for-tests-0123456789"  # noqa: S105 (a test token)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SECRET_KEY = "a-session-secret-for-tests-" + "k" * 16  # noqa: S105 (a test secret)
 A, B = "u-5f1c9a2d7e3b4c60", "shirasagi:docs:1234"
 
 
@@ -59,7 +60,11 @@ def client(migrated_url, sessions):
             )
             # Each of these responses answered the one question, so responses = answers.
             session.add(DailyResponse(page_id=page_id, day=day, responses=yes + neutral + no))
-    app = create_app(load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN}))
+    app = create_app(
+        load_settings(
+            {"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}
+        )
+    )
     return app.test_client()
 
 
@@ -74,7 +79,9 @@ def test_refuses_to_start_without_a_strong_token(tmp_path):
 
 
 def test_the_api_starts_without_kafka_settings(tmp_path):
-    settings = load_settings({"KOE_API_TOKEN": TOKEN}, need_token=True)
+    settings = load_settings(
+        {"KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}, need_token=True
+    )
     assert settings.kafka is None
 
 
@@ -202,7 +209,9 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
     with transaction(sessions) as session:
         handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule())
     client = create_app(
-        load_settings({"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN})
+        load_settings(
+            {"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}
+        )
     ).test_client()
 
     [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -25,7 +26,8 @@ from koe_kit import events
 from koe_kit.db import transaction
 
 TOKYO = ZoneInfo("Asia/Tokyo")
-RULE = DropRule()
+# The logic on small histories: the stricter shipped minimums are judged in docs/alerts.md.
+RULE = DropRule(min_n_recent=10, min_n_baseline=20, alpha=0.05)
 
 
 def run(sessions, batch):
@@ -164,8 +166,22 @@ def test_a_drop_lands_in_the_outbox_once(sessions, make_feedback):
     assert data["baseline"] == {"start": "2026-10-20", "end": "2026-11-16"}
     [clarity] = data["questions"]
     assert clarity["question"] == "clarity"
-    assert clarity["recent"] == {"yes": 0, "neutral": 0, "no": 14, "n": 14, "score": 0.0}
-    assert clarity["baseline"] == {"yes": 56, "neutral": 0, "no": 0, "n": 56, "score": 100.0}
+    assert clarity["recent"] == {
+        "yes": 0,
+        "neutral": 0,
+        "no": 14,
+        "n": 14,
+        "score": 0.0,
+        "interval": {"low": 0.0, "high": 21.5},  # Wilson, 95%
+    }
+    assert clarity["baseline"] == {
+        "yes": 56,
+        "neutral": 0,
+        "no": 0,
+        "n": 56,
+        "score": 100.0,
+        "interval": {"low": 93.6, "high": 100.0},
+    }
     assert clarity["drop_points"] == 100.0
     assert rows[0].sent_at is None
     with sessions() as session:
@@ -177,7 +193,7 @@ def test_a_drop_lands_in_the_outbox_once(sessions, make_feedback):
 def test_a_replayed_old_drop_stays_quiet(sessions, make_feedback):
     """Rebuilding the stats from an old topic must not email last month's drops."""
     history = drop_history(make_feedback, date(2026, 10, 20))  # recent window ends 11-23
-    aged = DropRule(max_age_days=3)
+    aged = replace(RULE, max_age_days=3)
     with transaction(sessions) as session:
         today_plus_10 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
         result = handle_batch(session, history, timezone=TOKYO, rule=aged, now=today_plus_10)

@@ -67,7 +67,7 @@ def test_an_alert_becomes_one_email_to_its_division(
     assert set(by_recipient) == {"digital-kaikaku@city-tsu.example", "webmaster@city-tsu.example"}
     first = by_recipient["digital-kaikaku@city-tsu.example"]
     assert first["Subject"] == "【koe】ページの評価が下がりました: 津市の自治体DX取組状況"
-    assert "27.5点 (回答20件)" in first.get_content()
+    assert "27.5点 (回答20件)" in first.get_body(preferencelist=("plain",)).get_content()
     assert read_dead_letters(consumer_settings.kafka.bootstrap_servers[0]) == []
 
 

@@ -14,6 +14,7 @@ import yaml
 from koe_directory.pages import canonical_url
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+DELIVERIES = ("immediate", "daily")
 
 
 class DirectoryError(ValueError):
@@ -29,6 +30,10 @@ class Division:
     phone: str = ""
     fax: str = ""
     url_prefixes: tuple[str, ...] = ()
+    # "immediate": an email per alert; "daily": one digest a day at digest_hour
+    # (0-23, city time) listing every alert since the last one.
+    delivery: str = "immediate"
+    digest_hour: int = 8
 
 
 @dataclass(frozen=True)
@@ -101,6 +106,16 @@ def _division(entry: object, where: str) -> Division:
             prefixes.append(canonical_url(str(prefix)))
         except ValueError as exc:
             raise DirectoryError(f"{where}.url_prefixes: {prefix!r} {exc}") from None
+    delivery = entry.get("delivery", "immediate")
+    if delivery not in DELIVERIES:
+        raise DirectoryError(f"{where}.delivery: one of {', '.join(DELIVERIES)}")
+    digest_hour = entry.get("digest_hour", 8)
+    if (
+        isinstance(digest_hour, bool)
+        or not isinstance(digest_hour, int)
+        or not 0 <= digest_hour < 24
+    ):
+        raise DirectoryError(f"{where}.digest_hour: an hour from 0 to 23 (city time)")
     return Division(
         code=code,
         name=name.strip(),
@@ -109,6 +124,8 @@ def _division(entry: object, where: str) -> Division:
         phone=str(entry.get("phone", "")).strip(),
         fax=str(entry.get("fax", "")).strip(),
         url_prefixes=tuple(prefixes),
+        delivery=delivery,
+        digest_hour=digest_hour,
     )
 
 

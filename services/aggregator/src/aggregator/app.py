@@ -1,25 +1,52 @@
-"""The stats API's app factory (`gunicorn aggregator.wsgi:app`)."""
+"""The stats API's and the dashboard's app factory (`gunicorn aggregator.wsgi:app`)."""
 
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
-from aggregator.config import Settings, load_settings, require_token
+from aggregator.config import Settings, load_settings, require_secret_key, require_token
+from aggregator.dashboard import dashboard
+from aggregator.export import export
 from aggregator.views import api
+from koe_directory import DirectoryError, load_directory
+from koe_kit.config import ConfigError
 from koe_kit.db import make_engine
+from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    """Raise ConfigError when KOE_API_TOKEN is missing or weak: the API never runs open."""
+    """Raise ConfigError when KOE_API_TOKEN or KOE_SECRET_KEY is missing or weak (the API
+    never runs open, the dashboard's cookies are never forgeable) or divisions.yaml is
+    unreadable."""
     settings = settings or load_settings(need_token=True)
     require_token(settings)
+    secret_key = require_secret_key(settings)
+    try:
+        directory = load_directory(settings.divisions_file)
+    except DirectoryError as exc:
+        raise ConfigError([f"KOE_DIVISIONS_FILE: {exc}"]) from None
     app = Flask(__name__)
+    app.config.update(
+        SECRET_KEY=secret_key,
+        SESSION_COOKIE_NAME="koe_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=settings.secure_cookies,
+        MAX_CONTENT_LENGTH=64 * 1024,  # the dashboard's forms are a few fields
+    )
+    if settings.proxy_hops:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
+    app.extensions["aggregator.directory"] = directory
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]
     app.extensions["aggregator.settings"] = settings
     init_db(app, make_engine(settings.database_url))
     init_json_errors(app)
+    init_metrics(app, "aggregator")
     app.register_blueprint(health_blueprint())
     app.register_blueprint(api)
+    app.register_blueprint(dashboard)
+    app.register_blueprint(export)
     return app

@@ -3,6 +3,8 @@
 The stats API and the consumer share one `Settings`; each asks only for what it
 needs: the API requires `KOE_API_TOKEN` (an unset token must stop it, never
 leave it open) and must start without Kafka; the consumer requires Kafka.
+The web app also serves the dashboard, which requires `KOE_SECRET_KEY` (it signs
+the session cookie; a guessable key would let anyone forge a signed-in session).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
 
 MIN_TOKEN_LENGTH = 16
+MIN_SECRET_KEY_LENGTH = 32
 
 
 @dataclass(frozen=True)
@@ -27,6 +30,13 @@ class Settings:
     consumer_group: str = "aggregator"
     drop_rule: DropRule = DropRule()
     kafka: KafkaSettings | None = None
+    secret_key: str | None = None
+    # Off only for plain-http tests and local runs: a Secure cookie is never sent over http.
+    secure_cookies: bool = True
+    divisions_file: str = "divisions.yaml"
+    # Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted, so
+    # sign-in throttling sees the client's address rather than the proxy's.
+    proxy_hops: int = 0
 
 
 def _zone(raw: str) -> ZoneInfo:
@@ -64,6 +74,12 @@ def load_settings(
         alpha=reader.float("KOE_ALERT_ALPHA", defaults.alpha, minimum=1e-9, maximum=1),
         cooldown_days=reader.int("KOE_ALERT_COOLDOWN_DAYS", defaults.cooldown_days, minimum=0),
         max_age_days=reader.int("KOE_ALERT_MAX_AGE_DAYS", 3, minimum=0),
+        recovery_tolerance_points=reader.float(
+            "KOE_ALERT_RECOVERY_TOLERANCE_POINTS",
+            defaults.recovery_tolerance_points,
+            minimum=0,
+            maximum=100,
+        ),
     )
     # 2,000 events per transaction: 0.58x a raw consumer against 0.48x with 500
     # (bench/bench_aggregator.py); latency is bound by KOE_BATCH_MAX_WAIT_MS, not size.
@@ -72,10 +88,14 @@ def load_settings(
         if need_kafka
         else None
     )
+    secret_key = reader.str("KOE_SECRET_KEY", None)
+    secure_cookies = reader.bool("KOE_DASHBOARD_SECURE_COOKIES", True)
+    divisions_file = reader.str("KOE_DIVISIONS_FILE", "divisions.yaml", hint="path")
+    proxy_hops = reader.int("KOE_PROXY_HOPS", 0, minimum=0)
     if need_token:
-        problem = token_problem(token)
-        if problem:
-            reader.problems.append(problem)
+        for problem in (token_problem(token), secret_key_problem(secret_key)):
+            if problem:
+                reader.problems.append(problem)
     reader.check()
     return Settings(
         database_url=database_url,
@@ -84,6 +104,10 @@ def load_settings(
         consumer_group=group,
         drop_rule=rule,
         kafka=kafka,
+        secret_key=secret_key,
+        secure_cookies=secure_cookies,
+        divisions_file=divisions_file,
+        proxy_hops=proxy_hops,
     )
 
 
@@ -104,3 +128,20 @@ def require_token(settings: Settings) -> str:
         raise ConfigError([problem])
     assert settings.api_token is not None
     return settings.api_token
+
+
+def secret_key_problem(key: str | None) -> str | None:
+    hint = 'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
+    if not key:
+        return f"KOE_SECRET_KEY is required: it signs the dashboard's session cookie ({hint})"
+    if len(key) < MIN_SECRET_KEY_LENGTH:
+        return f"KOE_SECRET_KEY is too short: use at least {MIN_SECRET_KEY_LENGTH} characters"
+    return None
+
+
+def require_secret_key(settings: Settings) -> str:
+    problem = secret_key_problem(settings.secret_key)
+    if problem:
+        raise ConfigError([problem])
+    assert settings.secret_key is not None
+    return settings.secret_key

@@ -4,15 +4,13 @@ For a page, as_of is the latest event day the batch brought for it. The recent
 window is the `recent_days` days ending at as_of; the baseline window is the
 `baseline_days` days just before it. A question fires when all hold:
 
-- n_recent ≥ min_n_recent (10) and n_baseline ≥ min_n_baseline (20): below
-  that, a few unhappy visitors on a quiet page would look like a collapse. A
-  week of at least 10 answers is reachable for pages that matter; the baseline
-  is four times longer, so it must be steadier.
+- n_recent ≥ min_n_recent (20) and n_baseline ≥ min_n_baseline (40): below
+  that, a few unhappy visitors on a quiet page would look like a collapse.
 - the score fell by at least min_drop_points (15 points, on 0–100): smaller
   moves are within what divisions can act on and would make the email noise.
 - a one-sided two-proportion score test (pooled z test on the satisfaction
   proportion p = (yes + 0.5·neutral) / n) says recent < baseline with
-  p-value < alpha (0.05). The pooled standard error is the score test's, which
+  p-value < alpha (0.01). The pooled standard error is the score test's, which
   behaves on small samples; the minimum n keeps the normal approximation honest.
 - the question did not alert for this page in the last cooldown_days (7)
   event days: one problem, one email, not one per response. 7 days is one
@@ -23,6 +21,15 @@ window is the `recent_days` days ending at as_of; the baseline window is the
 Questions that fire together make one alert for the page. The alert id is a
 uuid5 over (page, sorted questions, recent window), so replaying the same
 events yields the same id and the notifier emails once.
+
+Recovery: a question whose drop alert is still open has recovered at as_of when
+the recovery window (the recent window, cut to the days *after* the alert's
+own recent window, so not one answer that caused the alert counts again) has
+at least min_n_recent answers and a score of at least the baseline score the
+drop was measured against minus recovery_tolerance_points (5). Questions that
+recover together make one recovery alert, with a uuid5 over (page, each
+question's drop alert id): one recovery per drop, whatever the batching.
+docs/alerts.md gives the numbers behind every default.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from aggregator.scoring import QUESTIONS, Tally, Window, question_score
+from aggregator.scoring import QUESTIONS, Tally, Window, question_score, total
 
 ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:koe:alerts")
 
@@ -42,15 +49,23 @@ ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:koe:alerts")
 class DropRule:
     recent_days: int = 7
     baseline_days: int = 28
-    min_n_recent: int = 10
-    min_n_baseline: int = 20
+    # Stricter than a single test would need: the rule looks every day, and with
+    # 10 / 20 and 0.05 a steady page of 10-20 answers a week sent 8-12 false
+    # emails a year (docs/alerts.md, bench/bench_drop_rule.py).
+    min_n_recent: int = 20
+    min_n_baseline: int = 40
     min_drop_points: float = 15.0
-    alpha: float = 0.05
+    alpha: float = 0.01
     cooldown_days: int = 7
     # Only judge windows ending within this many days of today (0: any age). A
     # replay that rebuilds the stats from an old topic must not email divisions
     # about drops from months ago; the service's setting defaults to 3.
     max_age_days: int = 0
+    # A dropped question counts as recovered within this many points of its old
+    # baseline: 5 is a third of the drop that alerts, so a page has to be
+    # clearly back, not just a little better, and the recovery cannot come from
+    # the very same answers as the drop (see recovery_window).
+    recovery_tolerance_points: float = 5.0
 
     def judges(self, as_of: date, today: date) -> bool:
         return self.max_age_days == 0 or as_of >= today - timedelta(days=self.max_age_days)
@@ -67,6 +82,14 @@ class DropRule:
         start = self.windows(as_of)[1].start
         assert start is not None
         return start
+
+    def recovery_window(self, as_of: date, alert_day: date) -> Window:
+        """The recent window of as_of without the days the drop alert judged.
+
+        Empty (start after end) until the day after the alert.
+        """
+        start = max(as_of - timedelta(days=self.recent_days - 1), alert_day + timedelta(days=1))
+        return Window(start, as_of)
 
 
 @dataclass(frozen=True)
@@ -170,4 +193,70 @@ def evaluate_windows(
         recent=recent_window,
         baseline=baseline_window,
         questions=fired,
+    )
+
+
+@dataclass(frozen=True)
+class OpenDrop:
+    """A question's last drop alert, not followed by a recovery yet."""
+
+    question: str
+    alert_id: str
+    alert_day: date  # the as_of of the alert: the last day of the evidence for the drop
+    baseline: Tally  # the level the page dropped from
+    dropped: Tally  # the recent window that alerted
+
+
+@dataclass(frozen=True)
+class QuestionRecovery:
+    drop: OpenDrop
+    window: Window
+    recent: Tally
+
+
+@dataclass(frozen=True)
+class RecoveryAlert:
+    alert_id: str
+    page_id: str
+    as_of: date
+    questions: list[QuestionRecovery] = field(default_factory=list)
+
+
+def recovery_id_for(page_id: str, drops: Iterable[OpenDrop]) -> str:
+    parts = sorted(f"{d.question}:{d.alert_id}" for d in drops)
+    return str(uuid.uuid5(ALERT_NAMESPACE, "|".join(["recovered", page_id, *parts])))
+
+
+def evaluate_recovery(
+    page_id: str,
+    daily: Iterable[tuple[date, str, Tally]],
+    as_of: date,
+    rule: DropRule,
+    open_drops: Mapping[str, OpenDrop],
+) -> RecoveryAlert | None:
+    """One page: the recovery of its open drops at as_of, or None.
+
+    `daily` holds (day, question, tally) rows covering at least the recent
+    window of as_of; `open_drops` maps a question to its unrecovered drop.
+    """
+    rows = list(daily)
+    recovered: list[QuestionRecovery] = []
+    for question in QUESTIONS:
+        drop = open_drops.get(question)
+        if drop is None:
+            continue
+        window = rule.recovery_window(as_of, drop.alert_day)
+        recent = total(t for day, q, t in rows if q == question and window.contains(day))
+        score, before = question_score(recent), question_score(drop.baseline)
+        if recent.n < rule.min_n_recent or score is None or before is None:
+            continue
+        if score >= before - rule.recovery_tolerance_points:
+            recovered.append(QuestionRecovery(drop, window, recent))
+    if not recovered:
+        return None
+    return RecoveryAlert(
+        alert_id=recovery_id_for(page_id, (r.drop for r in recovered)),
+        page_id=page_id,
+        as_of=as_of,
+        questions=recovered,
     )

@@ -24,23 +24,20 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from aggregator.drop_rule import DropAlert, DropRule, evaluate_windows
+from aggregator.alerting import Alert, raise_alerts
+from aggregator.drop_rule import DropRule
 from aggregator.models import (
-    AlertOutbox,
-    AlertState,
     DailyCount,
     DailyResponse,
     Page,
     ProcessedEvent,
 )
-from aggregator.scoring import Tally, question_score
+from aggregator.replacements import Counted, Replacements, remembered
 from koe_kit import events
-from koe_kit.db import among, bulk_insert, dialect_insert
+from koe_kit.db import among, bulk_insert
 
 log = logging.getLogger(__name__)
 
-ALERTS_TOPIC = "koe.alerts.v1"
-ALERT_SOURCE = "koe/aggregator"
 # Stays well below every database's bound-parameter limit.
 _IN_CHUNK = 500
 
@@ -59,7 +56,7 @@ class _PageSeen:
 class BatchResult:
     counted: int
     skipped: int
-    alerts: list[DropAlert]
+    alerts: list[Alert]
 
 
 def handle_batch(
@@ -79,6 +76,7 @@ def handle_batch(
     counts: dict[tuple[str, date, str], list[int]] = {}
     responses: dict[tuple[str, date], int] = {}
     pages: dict[str, _PageSeen] = {}
+    replacements = Replacements(session, batch, already)
     for event in batch:
         event_id = event["id"]
         if event_id in already:
@@ -89,11 +87,21 @@ def handle_batch(
         moment = events.parse_time(event["time"])
         # The city-local day of the event's own time, never the wall clock.
         day = moment.astimezone(timezone).date()
-        processed.append({"event_id": event_id, "page_id": page_id, "processed_at": now})
-        for question, answer in data["answers"].items():
-            row = counts.setdefault((page_id, day, question), [0, 0, 0])
-            row[_ANSWER_INDEX[answer]] += 1
-        responses[page_id, day] = responses.get((page_id, day), 0) + 1
+        processed.append(
+            {
+                "event_id": event_id,
+                "page_id": page_id,
+                "processed_at": now,
+                **remembered(day, data["answers"]),
+            }
+        )
+        # A replacing response takes the place of the one it names (replacements.py).
+        earlier = replacements.take(event_id, page_id, data.get("replaces"))
+        if earlier is not None:
+            _tally(counts, responses, earlier, -1)
+        counted_now = Counted(page_id, day, data["answers"])
+        replacements.note(event_id, counted_now)
+        _tally(counts, responses, counted_now, +1)
         _note_page(pages, page_id, data, moment, day)
 
     counted = len(processed)
@@ -104,13 +112,29 @@ def handle_batch(
         _upsert_pages(session, pages)
     today = now.astimezone(timezone).date()
     fresh = {
-        page_id: seen for page_id, seen in pages.items() if rule.judges(seen.latest_day, today)
+        page_id: seen.latest_day
+        for page_id, seen in pages.items()
+        if rule.judges(seen.latest_day, today)
     }
-    alerts = _evaluate(session, fresh, rule, now) if fresh else []
+    alerts = raise_alerts(session, fresh, rule, now) if fresh else []
     return BatchResult(counted=counted, skipped=len(batch) - counted, alerts=alerts)
 
 
 _ANSWER_INDEX = {"yes": 0, "neutral": 1, "no": 2}
+
+
+def _tally(
+    counts: dict[tuple[str, date, str], list[int]],
+    responses: dict[tuple[str, date], int],
+    response: Counted,
+    sign: int,
+) -> None:
+    """Add (sign +1) or take away (-1) one response's answers and the response itself."""
+    page_id, day = response.page_id, response.day
+    for question, answer in response.answers.items():
+        row = counts.setdefault((page_id, day, question), [0, 0, 0])
+        row[_ANSWER_INDEX[answer]] += sign
+    responses[page_id, day] = responses.get((page_id, day), 0) + sign
 
 
 def _already_processed(session: Session, ids: list[str]) -> set[str]:
@@ -212,183 +236,3 @@ def _upsert_pages(session: Session, pages: dict[str, _PageSeen]) -> None:
         for page_id, seen in pages.items()
     ]
     bulk_insert(session, table, rows, merge)
-
-
-def _evaluate(
-    session: Session, pages: dict[str, _PageSeen], rule: DropRule, now: datetime
-) -> list[DropAlert]:
-    """Run the drop rule for every page the batch touched.
-
-    The database sums the two windows per page and question, so at most
-    pages × questions rows come back, not every day of 35. The windows depend on
-    a page's as_of: one grouped query per distinct as_of (in live traffic nearly
-    every page of a batch has today's) and chunk of pages.
-    """
-    by_as_of: dict[date, list[str]] = {}
-    for page_id, seen in pages.items():
-        by_as_of.setdefault(seen.latest_day, []).append(page_id)
-    recent: dict[str, dict[str, Tally]] = {}
-    baseline: dict[str, dict[str, Tally]] = {}
-    answers = (DailyCount.yes, DailyCount.neutral, DailyCount.no)
-    n = DailyCount.yes + DailyCount.neutral + DailyCount.no
-    for as_of, page_ids in by_as_of.items():
-        recent_window, baseline_window = rule.windows(as_of)
-        in_recent = DailyCount.day >= recent_window.start
-        for start in range(0, len(page_ids), _IN_CHUNK):
-            rows = session.execute(
-                select(
-                    DailyCount.page_id,
-                    DailyCount.question,
-                    *(func.sum(case((in_recent, column), else_=0)) for column in answers),
-                    *(func.sum(case((in_recent, 0), else_=column)) for column in answers),
-                )
-                .where(
-                    among(session, DailyCount.page_id, page_ids[start : start + _IN_CHUNK]),
-                    DailyCount.day.between(baseline_window.start, as_of),
-                )
-                .group_by(DailyCount.page_id, DailyCount.question)
-                # The rule's first test, early: most page-questions have too few
-                # answers to judge, and need not leave the database.
-                .having(
-                    func.sum(case((in_recent, n), else_=0)) >= rule.min_n_recent,
-                    func.sum(case((in_recent, 0), else_=n)) >= rule.min_n_baseline,
-                )
-            )
-            for page_id, question, r_yes, r_neutral, r_no, b_yes, b_neutral, b_no in rows:
-                recent.setdefault(page_id, {})[question] = Tally(r_yes, r_neutral, r_no)
-                baseline.setdefault(page_id, {})[question] = Tally(b_yes, b_neutral, b_no)
-
-    # Only pages with a question to judge can fire.
-    candidates = [page_id for page_id in pages if page_id in recent]
-    cooldown: dict[str, dict[str, date]] = {page_id: {} for page_id in candidates}
-    for start in range(0, len(candidates), _IN_CHUNK):
-        states = session.execute(
-            select(AlertState.page_id, AlertState.question, AlertState.last_alert_day).where(
-                among(session, AlertState.page_id, candidates[start : start + _IN_CHUNK])
-            )
-        )
-        for page_id, question, day in states:
-            cooldown[page_id][question] = day
-
-    alerts = [
-        alert
-        for page_id in candidates
-        if (
-            alert := evaluate_windows(
-                page_id,
-                recent[page_id],
-                baseline[page_id],
-                pages[page_id].latest_day,
-                rule,
-                cooldown[page_id],
-            )
-        )
-    ]
-    if alerts:
-        _record_alerts(session, alerts, now)
-    return alerts
-
-
-def _record_alerts(session: Session, alerts: list[DropAlert], now: datetime) -> None:
-    page_rows = session.execute(
-        select(Page.id, Page.url, Page.title, Page.division).where(
-            among(session, Page.id, [a.page_id for a in alerts])
-        )
-    )
-    page_info = {row.id: row for row in page_rows}
-    outbox_rows = []
-    state_rows = []
-    for alert in alerts:
-        page = page_info[alert.page_id]
-        event = make_alert_event(alert, page.url, page.title, page.division, now)
-        outbox_rows.append(
-            {
-                "alert_id": alert.alert_id,
-                "page_id": alert.page_id,
-                "payload": events.encode(event).decode("utf-8"),
-                "created_at": now,
-                "sent_at": None,
-            }
-        )
-        state_rows.extend(
-            {
-                "page_id": alert.page_id,
-                "question": q.question,
-                "last_alert_day": alert.as_of,
-                "last_alert_id": alert.alert_id,
-            }
-            for q in alert.questions
-        )
-        log.info(
-            "drop alert",
-            extra={
-                "alert_id": alert.alert_id,
-                "page_id": alert.page_id,
-                "questions": [q.question for q in alert.questions],
-            },
-        )
-    outbox = dialect_insert(session, AlertOutbox.__table__)
-    session.execute(outbox.on_conflict_do_nothing(index_elements=["alert_id"]), outbox_rows)
-    state = dialect_insert(session, AlertState.__table__)
-    session.execute(
-        state.on_conflict_do_update(
-            index_elements=["page_id", "question"],
-            set_={
-                "last_alert_day": state.excluded.last_alert_day,
-                "last_alert_id": state.excluded.last_alert_id,
-            },
-        ),
-        state_rows,
-    )
-
-
-def _tally_json(tally: Tally) -> dict[str, Any]:
-    score = question_score(tally)
-    assert score is not None
-    return {
-        "yes": tally.yes,
-        "neutral": tally.neutral,
-        "no": tally.no,
-        "n": tally.n,
-        "score": round(score, 1),
-    }
-
-
-def make_alert_event(
-    alert: DropAlert,
-    url: str,
-    title: str | None,
-    division: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """The koe.alerts.v1 CloudEvent; its id is the deterministic alert id."""
-    data = {
-        "alert_id": alert.alert_id,
-        "kind": "drop",
-        "page": {"id": alert.page_id, "url": url, "title": title, "division": division},
-        "recent": _window_json(alert.recent.start, alert.recent.end),
-        "baseline": _window_json(alert.baseline.start, alert.baseline.end),
-        "questions": [
-            {
-                "question": q.question,
-                "recent": _tally_json(q.recent),
-                "baseline": _tally_json(q.baseline),
-                "drop_points": round(q.drop_points, 1),
-                "p_value": q.p_value,
-            }
-            for q in alert.questions
-        ],
-    }
-    return events.make_event(
-        ALERTS_TOPIC,
-        source=ALERT_SOURCE,
-        subject=alert.page_id,
-        data=data,
-        event_id=alert.alert_id,
-        time=now,
-    )
-
-
-def _window_json(start: date | None, end: date) -> dict[str, str]:
-    assert start is not None
-    return {"start": start.isoformat(), "end": end.isoformat()}

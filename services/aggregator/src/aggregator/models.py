@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Date, DateTime, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -24,6 +24,12 @@ class ProcessedEvent(Base):
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     page_id: Mapped[str] = mapped_column(String(128))
     processed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # What counting it added (migration 0002), so a response that replaces this
+    # one can un-count it (replacements.py). NULL for events counted before 0002.
+    day: Mapped[date | None] = mapped_column(Date)
+    findability: Mapped[str | None] = mapped_column(String(8))
+    clarity: Mapped[str | None] = mapped_column(String(8))
+    usefulness: Mapped[str | None] = mapped_column(String(8))
 
 
 class DailyCount(Base):
@@ -64,7 +70,11 @@ class Page(Base):
 
 
 class AlertState(Base):
-    """The last alert per page and question, for the cooldown."""
+    """The last drop alert per page and question: the cooldown, and the recovery.
+
+    A drop is open while baseline_* is set and recovery_alert_id is not (rows
+    from before migration 0004 have no baseline and never recover).
+    """
 
     __tablename__ = "alert_state"
 
@@ -72,6 +82,15 @@ class AlertState(Base):
     question: Mapped[str] = mapped_column(String(32), primary_key=True)
     last_alert_day: Mapped[date] = mapped_column(Date)
     last_alert_id: Mapped[str] = mapped_column(String(36))
+    # The baseline window the page dropped from, and the recent window that alerted.
+    baseline_yes: Mapped[int | None] = mapped_column(Integer)
+    baseline_neutral: Mapped[int | None] = mapped_column(Integer)
+    baseline_no: Mapped[int | None] = mapped_column(Integer)
+    dropped_yes: Mapped[int | None] = mapped_column(Integer)
+    dropped_neutral: Mapped[int | None] = mapped_column(Integer)
+    dropped_no: Mapped[int | None] = mapped_column(Integer)
+    recovery_alert_id: Mapped[str | None] = mapped_column(String(36))
+    recovered_day: Mapped[date | None] = mapped_column(Date)
 
 
 class AlertOutbox(Base):
@@ -86,3 +105,60 @@ class AlertOutbox(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# -- Dashboard (issue 4): accounts, their sessions, sign-in throttling, alert handling --------
+
+
+class Account(Base):
+    """Who may sign in to the dashboard: an admin, or one division's clerk.
+
+    Created with `python -m aggregator.accounts`; the password is kept only as a
+    werkzeug scrypt hash.
+    """
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(254), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    # None only for admins (they see every division).
+    division: Mapped[str | None] = mapped_column(String(64))
+    is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class DashboardSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept, so
+    sign-out (deleting the row) ends the session for good, unlike a bare signed cookie."""
+
+    __tablename__ = "dashboard_sessions"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SignInFailure(Base):
+    """One failed sign-in, under the account's and the client's key; counted to throttle."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(300))
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AlertHandling(Base):
+    """A division's record that it dealt with an alert; kept, never deleted."""
+
+    __tablename__ = "alert_handling"
+
+    alert_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    handled_by: Mapped[str] = mapped_column(String(254))
+    handled_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    note: Mapped[str] = mapped_column(Text, default="")

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aggregator.ingest import ALERTS_TOPIC
+from aggregator.alerting import ALERTS_TOPIC
 from aggregator.models import AlertOutbox
 from koe_kit.db import transaction
 from koe_kit.kafka import close_producer

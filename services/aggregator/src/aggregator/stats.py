@@ -10,7 +10,7 @@ summing every window at once with CASE), whatever the number of pages.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from datetime import date, timedelta
 from typing import Any
 
@@ -28,6 +28,7 @@ from aggregator.scoring import (
     wilson_interval,
     window_ending,
 )
+from koe_kit.db import among
 
 # page id -> window name -> question -> tally
 WindowTallies = dict[str, dict[str, dict[str, Tally]]]
@@ -35,13 +36,22 @@ WindowTallies = dict[str, dict[str, dict[str, Tally]]]
 WindowResponses = dict[str, dict[str, int]]
 
 
-def list_pages(session: Session, *, as_of: date, division: str | None = None) -> list[dict]:
+def list_pages(
+    session: Session,
+    *,
+    as_of: date,
+    division: str | None = None,
+    page_ids: Collection[str] | None = None,
+) -> list[dict]:
+    """Every page (of `division`, or among `page_ids`: the dashboard's visible pages)."""
     query = select(Page).order_by(Page.id)
     if division is not None:
         query = query.where(Page.division == division)
+    if page_ids is not None:
+        query = query.where(among(session, Page.id, list(page_ids)))
     pages = list(session.scalars(query))
-    tallies = _window_tallies(session, as_of, division=division)
-    responses = _window_responses(session, as_of, division=division)
+    tallies = _window_tallies(session, as_of, division=division, page_ids=page_ids)
+    responses = _window_responses(session, as_of, division=division, page_ids=page_ids)
     return [
         page_json(page, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in pages
@@ -60,7 +70,12 @@ def page_detail(session: Session, page_id: str, *, as_of: date, days: int) -> di
 
 
 def _window_tallies(
-    session: Session, as_of: date, *, division: str | None = None, page_id: str | None = None
+    session: Session,
+    as_of: date,
+    *,
+    division: str | None = None,
+    page_id: str | None = None,
+    page_ids: Collection[str] | None = None,
 ) -> WindowTallies:
     columns = [
         _window_sum(DailyCount.day, getattr(DailyCount, answer), as_of, length).label(
@@ -74,7 +89,9 @@ def _window_tallies(
         .where(DailyCount.day <= as_of)
         .group_by(DailyCount.page_id, DailyCount.question)
     )
-    query = _only_pages(query, DailyCount.page_id, division=division, page_id=page_id)
+    query = _only_pages(
+        session, query, DailyCount.page_id, division=division, page_id=page_id, page_ids=page_ids
+    )
     result: WindowTallies = {}
     for row in session.execute(query):
         per_window = result.setdefault(row.page_id, {})
@@ -88,7 +105,12 @@ def _window_tallies(
 
 
 def _window_responses(
-    session: Session, as_of: date, *, division: str | None = None, page_id: str | None = None
+    session: Session,
+    as_of: date,
+    *,
+    division: str | None = None,
+    page_id: str | None = None,
+    page_ids: Collection[str] | None = None,
 ) -> WindowResponses:
     columns = [
         _window_sum(DailyResponse.day, DailyResponse.responses, as_of, length).label(name)
@@ -99,7 +121,14 @@ def _window_responses(
         .where(DailyResponse.day <= as_of)
         .group_by(DailyResponse.page_id)
     )
-    query = _only_pages(query, DailyResponse.page_id, division=division, page_id=page_id)
+    query = _only_pages(
+        session,
+        query,
+        DailyResponse.page_id,
+        division=division,
+        page_id=page_id,
+        page_ids=page_ids,
+    )
     return {
         row.page_id: {name: int(getattr(row, name)) for name in WINDOWS}
         for row in session.execute(query)
@@ -116,10 +145,18 @@ def _window_sum(
 
 
 def _only_pages(
-    query: Select, page_column: ColumnElement[str], *, division: str | None, page_id: str | None
+    session: Session,
+    query: Select,
+    page_column: ColumnElement[str],
+    *,
+    division: str | None,
+    page_id: str | None,
+    page_ids: Collection[str] | None = None,
 ) -> Select:
     if page_id is not None:
         query = query.where(page_column == page_id)
+    if page_ids is not None:
+        query = query.where(among(session, page_column, list(page_ids)))
     if division is not None:
         query = query.where(page_column.in_(select(Page.id).where(Page.division == division)))
     return query

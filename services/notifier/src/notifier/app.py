@@ -6,6 +6,7 @@ from flask import Flask, current_app
 from sqlalchemy import select
 
 from koe_kit.db import make_engine
+from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors
 from notifier.config import Settings, load_settings
 from notifier.models import SentAlert
@@ -16,6 +17,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app = Flask(__name__)
     app.extensions["koe.settings"] = settings
     init_json_errors(app)
+    init_metrics(app, "notifier")
     init_db(app, make_engine(settings.database_url))
     app.register_blueprint(health_blueprint(extra_check=_migrated))
     return app

@@ -1,27 +1,37 @@
-"""The alert email, as a pure function: alert data + division → EmailMessage.
+"""Alert and digest emails, as pure functions: alert events + division → EmailMessage.
 
-Only text we control goes into headers, plus the page title after
-`header_safe` has stripped every line break and control character (a title
-comes from the embedding page, so it is someone else's text).
+Every email has a Japanese text part and an HTML part (multipart/alternative),
+rendered from templates/ by Jinja2. The HTML templates autoescape, so a page
+title carrying markup is shown as text. Only text we control goes into headers,
+plus the page title after `header_text` has stripped every line break and
+control character and turned angle brackets into full-width ones (a title comes
+from the embedding page, so it is someone else's text).
 """
 
 from __future__ import annotations
 
 import unicodedata
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
 from typing import Any
 
+from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
+
 from koe_directory import Division
 
-SUBJECT_PREFIX = "【koe】ページの評価が下がりました: "
+DROP = "koe.alerts.v1"
+RECOVERED = "koe.alerts.recovered.v1"
+SUBJECTS = {
+    DROP: "【koe】ページの評価が下がりました: ",
+    RECOVERED: "【koe】ページの評価が回復しました: ",
+}
 TITLE_IN_SUBJECT_MAX = 60
 UNTITLED = "(タイトルなし)"
-
 
 QUESTIONS: dict[str, tuple[str, str, tuple[str, str, str]]] = {
     # key: (short label, the question as the survey asks it, answer labels yes/neutral/no)
@@ -43,62 +53,8 @@ QUESTIONS: dict[str, tuple[str, str, tuple[str, str, str]]] = {
 }
 
 
-def compose_alert_email(
-    alert: Mapping[str, Any],
-    division: Division,
-    *,
-    mail_from: str,
-    sent_at: datetime,
-    dashboard_url: str | None = None,
-) -> EmailMessage:
-    """`alert` is the `data` of a koe.alerts.v1 event (already schema-valid)."""
-    alert_id = str(uuid.UUID(alert["alert_id"]))
-    page = alert["page"]
-    title = one_line(page.get("title") or "") or UNTITLED
-
-    message = EmailMessage(policy=SMTP)
-    message["Subject"] = SUBJECT_PREFIX + truncate(title, TITLE_IN_SUBJECT_MAX)
-    message["From"] = mail_from
-    message["To"] = ", ".join(division.emails)
-    message["Date"] = format_datetime(sent_at)
-    message["Message-ID"] = message_id(alert_id, mail_from)
-    # RFC 3834: tells vacation responders not to answer a robot.
-    message["Auto-Submitted"] = "auto-generated"
-    body = _body(alert, alert_id, division, title, dashboard_url)
-    # base64 keeps the Japanese body 7-bit clean for any relay on the way.
-    message.set_content(body, charset="utf-8", cte="base64")
-    return message
-
-
-def message_id(alert_id: str, mail_from: str) -> str:
-    """The same alert always gets the same Message-ID, so a resend is recognisable."""
-    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
-    return f"<koe-alert-{alert_id}@{domain}>"
-
-
-def one_line(text: str) -> str:
-    """Line breaks and tabs become spaces, other control and format characters go,
-    and runs of spaces collapse to one."""
-    kept = "".join(
-        ch
-        for ch in unicodedata.normalize("NFC", text)
-        if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE
-    )
-    # str.split() splits on every Unicode line break too (CR, LF, U+0085, U+2028, ...).
-    return " ".join(kept.split())
-
-
-# Cc: C0/C1 controls; Cf: bidi overrides, zero-width characters; the rest: unassigned
-# or private code points, which no title needs.
-_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
-
-
-def truncate(text: str, limit: int) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def japanese_date(day: str) -> str:
-    d = date.fromisoformat(day)
+def japanese_date(day: str | date) -> str:
+    d = date.fromisoformat(day) if isinstance(day, str) else day
     return f"{d.year}年{d.month}月{d.day}日"
 
 
@@ -114,64 +70,234 @@ def count(n: int) -> str:
     return f"{n:,}件"
 
 
-def _body(
-    alert: Mapping[str, Any],
-    alert_id: str,
-    division: Division,
-    title: str,
-    dashboard_url: str | None,
-) -> str:
-    page = alert["page"]
-    recent, baseline = alert["recent"], alert["baseline"]
-    owner = " ".join(p for p in (division.department, division.name) if p)
-    lines = [
-        f"{owner} ご担当者様",
-        "",
-        "ページ末尾のアンケート(koe)で、次のページの評価が下がりました。",
-        "",
-        f"ページ: {title}",
-        f"URL: {one_line(page['url'])}",
-    ]
-    if dashboard_url:
-        lines.append(f"ダッシュボード: {dashboard_url}/pages/{page['id']}")
-    lines += [
-        "",
-        f"今回の期間: {japanese_window(recent)}",
-        f"比較の期間: {japanese_window(baseline)}",
-        "",
-    ]
-    for question in alert["questions"]:
-        label, asked, answers = QUESTIONS[question["question"]]
-        before, after = question["baseline"], question["recent"]
-        lines += [
-            f"■ {label}「{asked}」",
-            f"  {points(before['score'])} (回答{count(before['n'])})"
-            f" → {points(after['score'])} (回答{count(after['n'])})",
-            f"  {question['drop_points']:,.1f}ポイント低下",
-            "  今回の内訳: "
-            + " / ".join(
-                f"{answer} {count(after[key])}"
-                for answer, key in zip(answers, ("yes", "neutral", "no"), strict=True)
+_templates = Environment(
+    loader=PackageLoader("notifier", "templates"),
+    autoescape=select_autoescape(["html"]),
+    undefined=StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    keep_trailing_newline=True,
+)
+_templates.filters.update(points=points, count=count, jdate=japanese_date)
+
+
+@dataclass(frozen=True)
+class Score:
+    score: float
+    n: int
+    # The 95% Wilson interval; absent from alerts raised before it was added.
+    low: float | None
+    high: float | None
+
+    @classmethod
+    def of(cls, tally: Mapping[str, Any]) -> Score:
+        interval = tally.get("interval") or {}
+        return cls(tally["score"], tally["n"], interval.get("low"), interval.get("high"))
+
+    @property
+    def interval(self) -> str | None:
+        if self.low is None or self.high is None:
+            return None
+        return f"{self.low:,.1f}〜{self.high:,.1f}点"
+
+    @property
+    def english(self) -> str:
+        spread = f", 95% CI {self.low:.1f}-{self.high:.1f}" if self.low is not None else ""
+        return f"{self.score:.1f} (n={self.n:,}{spread})"
+
+
+@dataclass(frozen=True)
+class QuestionView:
+    key: str
+    label: str
+    asked: str
+    before: Score
+    after: Score
+    # Drops: how far, and the recent answers by label. Recoveries: the score that
+    # alerted and the days the recovery was judged on.
+    drop_points: float | None = None
+    breakdown: tuple[tuple[str, int], ...] = ()
+    dropped: Score | None = None
+    period: str | None = None
+
+
+@dataclass(frozen=True)
+class PageView:
+    kind: str  # "drop" or "recovery"
+    alert_id: str
+    title: str
+    url: str
+    dashboard: str | None
+    questions: tuple[QuestionView, ...]
+    period: str | None = None
+    baseline_period: str | None = None
+
+
+def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
+    data = event["data"]
+    page = data["page"]
+    common = {
+        "alert_id": str(uuid.UUID(data["alert_id"])),
+        "title": one_line(page.get("title") or "") or UNTITLED,
+        "url": one_line(page["url"]),
+        "dashboard": f"{dashboard_url}/pages/{page['id']}" if dashboard_url else None,
+    }
+    if event["type"] == RECOVERED:
+        return PageView(
+            kind="recovery",
+            questions=tuple(
+                QuestionView(
+                    q["question"],
+                    *QUESTIONS[q["question"]][:2],
+                    before=Score.of(q["baseline"]),
+                    dropped=Score.of(q["dropped"]),
+                    after=Score.of(q["recent"]),
+                    period=japanese_window(q["window"]),
+                )
+                for q in data["questions"]
             ),
-            "",
-        ]
-    lines += [
-        "ページの内容や、ページへのたどり着きやすさを見直すきっかけにしてください。",
-        "このメールは koe が自動で送信しています。",
-        "",
-        "--",
-        "Summary (English): satisfaction with this page dropped.",
-    ]
-    for question in alert["questions"]:
-        before, after = question["baseline"], question["recent"]
-        lines.append(
-            f"- {question['question']}: {before['score']:.1f} (n={before['n']:,})"
-            f" -> {after['score']:.1f} (n={after['n']:,}),"
-            f" down {question['drop_points']:.1f} points"
+            **common,
         )
-    lines += [
-        f"Recent window {recent['start']} to {recent['end']},"
-        f" baseline {baseline['start']} to {baseline['end']}.",
-        f"Alert id: {alert_id}",
-    ]
-    return "\n".join(lines) + "\n"
+    return PageView(
+        kind="drop",
+        period=japanese_window(data["recent"]),
+        baseline_period=japanese_window(data["baseline"]),
+        questions=tuple(
+            QuestionView(
+                q["question"],
+                *QUESTIONS[q["question"]][:2],
+                before=Score.of(q["baseline"]),
+                after=Score.of(q["recent"]),
+                drop_points=q["drop_points"],
+                breakdown=tuple(
+                    (label, q["recent"][key])
+                    for label, key in zip(
+                        QUESTIONS[q["question"]][2], ("yes", "neutral", "no"), strict=True
+                    )
+                ),
+            )
+            for q in data["questions"]
+        ),
+        **common,
+    )
+
+
+def compose_alert_email(
+    event: Mapping[str, Any],
+    division: Division,
+    *,
+    mail_from: str,
+    sent_at: datetime,
+    dashboard_url: str | None = None,
+) -> EmailMessage:
+    """`event` is a koe.alerts.v1 or koe.alerts.recovered.v1 event (already schema-valid)."""
+    view = page_view(event, dashboard_url)
+    subject = SUBJECTS[event["type"]] + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX)
+    context = {"page": view, "division": division, "owner": owner(division)}
+    return _message(
+        subject,
+        division,
+        mail_from=mail_from,
+        sent_at=sent_at,
+        message_id=message_id(f"alert-{view.alert_id}", mail_from),
+        text=_templates.get_template("alert.txt").render(context),
+        html=_templates.get_template("alert.html").render(context),
+    )
+
+
+def compose_digest_email(
+    events: Sequence[Mapping[str, Any]],
+    division: Division,
+    *,
+    day: date,
+    mail_from: str,
+    sent_at: datetime,
+    dashboard_url: str | None = None,
+) -> EmailMessage:
+    """One division's digest for `day`: every alert it lists, drops first, in arrival order."""
+    views = [page_view(event, dashboard_url) for event in events]
+    drops = [v for v in views if v.kind == "drop"]
+    recoveries = [v for v in views if v.kind == "recovery"]
+    subject = (
+        f"【koe】ページ評価のまとめ {japanese_date(day)}: "
+        f"低下 {count(len(drops))}・回復 {count(len(recoveries))}"
+    )
+    context = {
+        "day": day,
+        "drops": drops,
+        "recoveries": recoveries,
+        "division": division,
+        "owner": owner(division),
+    }
+    return _message(
+        subject,
+        division,
+        mail_from=mail_from,
+        sent_at=sent_at,
+        message_id=message_id(f"digest-{division.code}-{day.isoformat()}", mail_from),
+        text=_templates.get_template("digest.txt").render(context),
+        html=_templates.get_template("digest.html").render(context),
+    )
+
+
+def _message(
+    subject: str,
+    division: Division,
+    *,
+    mail_from: str,
+    sent_at: datetime,
+    message_id: str,
+    text: str,
+    html: str,
+) -> EmailMessage:
+    message = EmailMessage(policy=SMTP)
+    message["Subject"] = subject
+    message["From"] = mail_from
+    message["To"] = ", ".join(division.emails)
+    message["Date"] = format_datetime(sent_at)
+    message["Message-ID"] = message_id
+    # RFC 3834: tells vacation responders not to answer a robot.
+    message["Auto-Submitted"] = "auto-generated"
+    # base64 keeps the Japanese parts 7-bit clean for any relay on the way.
+    message.set_content(text, charset="utf-8", cte="base64")
+    message.add_alternative(html, subtype="html", charset="utf-8", cte="base64")
+    return message
+
+
+def owner(division: Division) -> str:
+    return " ".join(p for p in (division.department, division.name) if p)
+
+
+def message_id(local: str, mail_from: str) -> str:
+    """The same alert (or digest) always gets the same Message-ID: a resend is recognisable."""
+    domain = parseaddr(mail_from)[1].rpartition("@")[2] or "localhost"
+    return f"<koe-{local}@{domain}>"
+
+
+def one_line(text: str) -> str:
+    """Line breaks and tabs become spaces, other control and format characters go,
+    and runs of spaces collapse to one."""
+    kept = "".join(
+        ch
+        for ch in unicodedata.normalize("NFC", text)
+        if ch.isspace() or unicodedata.category(ch) not in _INVISIBLE
+    )
+    # str.split() splits on every Unicode line break too (CR, LF, U+0085, U+2028, ...).
+    return " ".join(kept.split())
+
+
+def header_text(text: str) -> str:
+    """`one_line`, with < and > full-width: a header never carries markup, even for
+    a mail client or archive that would show a header as HTML."""
+    return one_line(text).translate(_NO_MARKUP)
+
+
+_NO_MARKUP = str.maketrans({"<": "＜", ">": "＞"})
+
+# Cc: C0/C1 controls; Cf: bidi overrides, zero-width characters; the rest: unassigned
+# or private code points, which no title needs.
+_INVISIBLE = {"Cc", "Cf", "Cs", "Co", "Cn"}
+
+
+def truncate(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

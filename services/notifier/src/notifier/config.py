@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
+from zoneinfo import ZoneInfo
 
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import EnvReader
@@ -33,6 +34,10 @@ class Settings:
     mail_from: str
     dashboard_url: str | None = None
     consumer_group: str = "notifier"
+    # Daily digests: the city's time zone (digest_hour is local) and how often
+    # the consumer's digest thread looks for a due digest.
+    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
+    digest_check_s: float = 60.0
     # Only the consumer talks to Kafka; the web app starts without a broker configured.
     kafka: KafkaSettings | None = None
 
@@ -74,6 +79,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
         reader.problems.append(f"KOE_DASHBOARD_URL={dashboard_url!r} is invalid: an http(s) URL")
 
     consumer_group = reader.str("KOE_CONSUMER_GROUP", "notifier")
+    timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
+    digest_check_s = reader.float("KOE_DIGEST_CHECK_S", 60.0, minimum=0.05, hint="seconds")
     kafka_settings = (
         # Each alert is an SMTP conversation; a small batch keeps polls frequent.
         KafkaSettings.from_env(reader, client_id="koe-notifier", default_batch_messages=20)
@@ -90,6 +97,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
         mail_from=mail_from,
         dashboard_url=dashboard_url,
         consumer_group=consumer_group,
+        timezone=timezone,
+        digest_check_s=digest_check_s,
         kafka=kafka_settings,
     )
 

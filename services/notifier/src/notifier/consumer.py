@@ -1,4 +1,8 @@
-"""`python -m notifier.consumer`: email the owning division of every alert on koe.alerts.v1."""
+"""`python -m notifier.consumer`: email the owning division of every alert on koe.alerts.v1.
+
+The same process sends the daily digests, from a thread (notifier.digest), so a
+division with `delivery: daily` needs nothing more to run.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from koe_kit.db import make_engine, session_factory
 from koe_kit.kafka import ConsumerLoop
 from koe_kit.logs import setup_logging
 from notifier.config import Settings, load_settings
+from notifier.digest import DigestStep, DigestThread
 from notifier.handler import AlertHandler
 from notifier.mailer import SmtpMailer
 
@@ -37,6 +42,22 @@ def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     return loop
 
 
+def build_digest(settings: Settings, engine: Engine) -> DigestThread:
+    assert settings.kafka is not None
+    step = DigestStep(
+        session_factory(engine),
+        settings.directory,
+        SmtpMailer(settings.smtp),
+        mail_from=settings.mail_from,
+        timezone=settings.timezone,
+        dashboard_url=settings.dashboard_url,
+        # The consumers' retry backoff, from seconds to minutes: also right for a digest.
+        backoff_initial_s=settings.kafka.retry_backoff_initial_s,
+        backoff_max_s=settings.kafka.retry_backoff_max_s,
+    )
+    return DigestThread(step, settings.digest_check_s)
+
+
 def main() -> None:
     try:
         settings = load_settings(need_kafka=True)
@@ -44,19 +65,21 @@ def main() -> None:
         exit_on_config_error(exc)
     setup_logging("notifier")
     engine = make_engine(settings.database_url)
-    if not inspect(engine).has_table("sent_alerts"):
+    if not inspect(engine).has_table("digest_entries"):
         # Without the table every alert would fail; say so once instead of retrying forever.
         print(
-            "koe: cannot start, the notifier database has no sent_alerts table: "
+            "koe: cannot start, the notifier database is not migrated (no digest_entries table): "
             "run `python -m notifier.migrate` first",
             file=sys.stderr,
         )
         raise SystemExit(2)
     loop = build_consumer(settings, engine)
     loop.install_signal_handlers()
+    digest = build_digest(settings, engine).start()
     try:
         loop.run()
     finally:
+        digest.close()
         engine.dispose()
 
 

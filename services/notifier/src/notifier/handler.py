@@ -4,6 +4,10 @@ Per alert: skip it if the record says it is done, send, and commit the record
 right after the send. Committing per alert rather than per batch narrows the
 window in which a crash can send a mail twice to the moment between the SMTP
 server taking it and our commit; a resend then carries the same Message-ID.
+
+An alert for a division with `delivery: daily` is not sent here: it is stored
+for the division's next digest (notifier.digest), once per alert id, and the
+offset is committed after that store commits.
 """
 
 from __future__ import annotations
@@ -15,9 +19,10 @@ from datetime import UTC, datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from koe_directory import Directory, Division
+from koe_kit import correlation
 from koe_kit.db import transaction
 from koe_kit.kafka import Message, Retryable
-from notifier import services
+from notifier import digest_queue, services
 from notifier.compose import compose_alert_email
 from notifier.mailer import PermanentMailError, SmtpMailer, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
@@ -48,20 +53,30 @@ class AlertHandler:
 
     def __call__(self, batch: list[Message]) -> None:
         for message in batch:
-            self.notify(message)
+            # Its log lines name the request id that led to this alert.
+            with correlation.for_event(message.event):
+                self.notify(message)
 
     def notify(self, message: Message) -> None:
         alert = message.event["data"]
         alert_id = alert["alert_id"]
         with transaction(self.sessions) as session:
-            if services.is_done(session, alert_id):
+            if services.is_done(session, alert_id) or digest_queue.is_queued(session, alert_id):
                 log.info("alert already handled, skipped", extra={"alert_id": alert_id})
                 return
         page = alert["page"]
         division = self.directory.owner(page["url"], page["division"])
         now = datetime.now(UTC)
+        if division.delivery == "daily":
+            with transaction(self.sessions) as session:
+                digest_queue.add_entry(session, message.event, division, now)
+            log.info(
+                "alert kept for the daily digest",
+                extra={"alert_id": alert_id, "division": division.code},
+            )
+            return
         mail = compose_alert_email(
-            alert,
+            message.event,
             division,
             mail_from=self.mail_from,
             sent_at=now,

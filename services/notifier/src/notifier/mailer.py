@@ -12,6 +12,7 @@ import smtplib
 import ssl
 from email.message import EmailMessage
 
+from notifier import metrics
 from notifier.config import SmtpSettings
 
 
@@ -30,6 +31,18 @@ class SmtpMailer:
     def send(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
         """Send one message; returns the recipients the server refused while taking it
         for others (empty when all accepted)."""
+        try:
+            refused = self._deliver(message)
+        except TransientMailError:
+            metrics.EMAILS_RETRIED.inc()
+            raise
+        except PermanentMailError:
+            metrics.EMAILS_FAILED.inc()
+            raise
+        metrics.EMAILS_SENT.inc()
+        return refused
+
+    def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
         s = self.settings
         try:
             with smtplib.SMTP(s.host, s.port, timeout=s.timeout_s) as smtp:

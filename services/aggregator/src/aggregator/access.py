@@ -1,0 +1,158 @@
+"""What every dashboard request goes through: language, CSRF, the signed-in account,
+security headers and HTML error pages. Shared by the dashboard and CSV blueprints."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from werkzeug.exceptions import HTTPException
+
+from aggregator import auth, csrf
+from aggregator.config import Settings
+from aggregator.i18n import (
+    DEFAULT_LANGUAGE,
+    LANGUAGES,
+    MESSAGES,
+    format_date,
+    format_number,
+    format_score,
+    translate,
+)
+from aggregator.models import Account
+from koe_directory import Directory
+from koe_kit.web import db_session
+
+SESSION_KEY = "auth"
+# No script at all and nothing from elsewhere: an injected tag could not run or load.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def settings() -> Settings:
+    return current_app.extensions["aggregator.settings"]
+
+
+def directory() -> Directory:
+    return current_app.extensions["aggregator.directory"]
+
+
+def today() -> date:
+    return datetime.now(settings().timezone).date()
+
+
+def lang() -> str:
+    return g.get("lang", DEFAULT_LANGUAGE)
+
+
+def _(key: str, **values: object) -> str:
+    return translate(lang(), key, **values)
+
+
+def translate_or(key: str, fallback: str) -> str:
+    """A word for a value koe may not know yet (an alert kind a later rule adds)."""
+    return _(key) if key in MESSAGES else fallback
+
+
+def safe_next(target: str | None) -> str | None:
+    """A path on this site to return to after sign-in, never another site's URL."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return None
+
+
+def current_account() -> Account | None:
+    if "account" not in g:
+        token = session.get(SESSION_KEY)
+        g.account = auth.session_account(db_session(), token, datetime.now(UTC)) if token else None
+    return g.account
+
+
+def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        if current_account() is None:
+            target = request.full_path if request.query_string else request.path
+            return redirect(url_for("dashboard.sign_in", next=target))
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def before_request() -> None:
+    chosen = request.args.get("lang")
+    if chosen in LANGUAGES:
+        session["lang"] = chosen
+    g.lang = session.get("lang", DEFAULT_LANGUAGE)
+    csrf.protect()
+
+
+def after_request(response):
+    response.headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Referrer-Policy"] = "same-origin"
+    # Divisions' figures are private: no shared cache may keep them.
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers["Content-Language"] = lang()
+    return response
+
+
+def lang_url(code: str) -> str:
+    """This page in another language."""
+    args = request.args.to_dict()
+    args["lang"] = code
+    return f"{request.path}?{urlencode(args)}"
+
+
+def page_url(**changes: object) -> str:
+    """This page with some query arguments changed (None removes one)."""
+    args: dict[str, Any] = request.args.to_dict()
+    args.pop("lang", None)
+    for key, value in changes.items():
+        if value is None:
+            args.pop(key, None)
+        else:
+            args[key] = value
+    return f"{request.path}?{urlencode(args)}" if args else request.path
+
+
+def template_globals() -> dict[str, Any]:
+    return {
+        "_": _,
+        "_or": translate_or,
+        "lang": lang(),
+        "account": current_account(),
+        "csrf_token": csrf.csrf_token,
+        "csrf_field": csrf.FIELD,
+        "lang_url": lang_url,
+        "page_url": page_url,
+        "fmt_date": lambda value: format_date(value, lang(), settings().timezone),
+        "fmt_num": format_number,
+        "fmt_score": format_score,
+    }
+
+
+def error_page(exc: HTTPException):
+    code = exc.code or 500
+    known = code if code in (400, 404, 429) else 400
+    response = current_app.make_response(
+        (render_template("dashboard/error.html", code=code, known=known), code)
+    )
+    if exc.response is not None and "Retry-After" in exc.response.headers:
+        response.headers["Retry-After"] = exc.response.headers["Retry-After"]
+    return response
+
+
+def protect(blueprint: Blueprint) -> None:
+    """The hooks every dashboard blueprint shares."""
+    blueprint.before_request(before_request)
+    blueprint.after_request(after_request)
+    blueprint.context_processor(template_globals)
+    for code in (400, 403, 404, 405, 422, 429):
+        blueprint.register_error_handler(code, error_page)

@@ -1,0 +1,151 @@
+"""Alerts as the dashboard shows them, and the divisions' "対応済み" records.
+
+The alerts are the aggregator's own outbox rows (each keeps the koe.alerts.v1
+event it published), so the dashboard shows exactly what was emailed. A kind
+this module has no words for (a later rule may add one) is shown by its name,
+and any questions it carries are listed the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aggregator.models import AlertHandling, AlertOutbox, Page
+from koe_kit.db import among, dialect_insert
+
+MAX_NOTE_LENGTH = 1000
+LIST_LIMIT = 500
+# Event types that carry no `kind` of their own.
+_KIND_BY_TYPE = {"koe.alerts.v1": "drop", "koe.alerts.recovered.v1": "recovery"}
+
+
+@dataclass(frozen=True)
+class QuestionChange:
+    question: str
+    before: float | None
+    n_before: int | None
+    after: float | None
+    n_after: int | None
+
+
+@dataclass(frozen=True)
+class AlertView:
+    alert_id: str
+    page_id: str
+    page_title: str | None
+    page_url: str
+    kind: str
+    created_at: datetime
+    recent: tuple[date, date] | None
+    baseline: tuple[date, date] | None
+    changes: list[QuestionChange] = field(default_factory=list)
+    handled_by: str | None = None
+    handled_at: datetime | None = None
+    note: str = ""
+
+    @property
+    def handled(self) -> bool:
+        return self.handled_at is not None
+
+
+def list_alerts(
+    session: Session,
+    page_ids: Collection[str] | None,
+    *,
+    page_id: str | None = None,
+    open_only: bool = False,
+    limit: int = LIST_LIMIT,
+) -> list[AlertView]:
+    """Newest first; page_ids None means every page (an admin)."""
+    query = (
+        select(AlertOutbox, AlertHandling, Page.title, Page.url)
+        .join(Page, Page.id == AlertOutbox.page_id)
+        .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
+        .order_by(AlertOutbox.created_at.desc(), AlertOutbox.id.desc())
+        .limit(limit)
+    )
+    if page_ids is not None:
+        query = query.where(among(session, AlertOutbox.page_id, list(page_ids)))
+    if page_id is not None:
+        query = query.where(AlertOutbox.page_id == page_id)
+    if open_only:
+        query = query.where(AlertHandling.alert_id.is_(None))
+    return [
+        _view(row, handling, title, url) for row, handling, title, url in session.execute(query)
+    ]
+
+
+def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, int]:
+    if not page_ids:
+        return {}
+    rows = session.execute(
+        select(AlertOutbox.page_id, func.count())
+        .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
+        .where(among(session, AlertOutbox.page_id, list(page_ids)))
+        .where(AlertHandling.alert_id.is_(None))
+        .group_by(AlertOutbox.page_id)
+    )
+    return {page_id: count for page_id, count in rows}
+
+
+def alert_page(session: Session, alert_id: str) -> str | None:
+    return session.scalar(select(AlertOutbox.page_id).where(AlertOutbox.alert_id == alert_id))
+
+
+def mark_handled(session: Session, alert_id: str, *, by: str, note: str) -> None:
+    """Record who handled the alert; the first record stays (a repeated POST changes nothing)."""
+    insert = dialect_insert(session, AlertHandling.__table__)
+    session.execute(
+        insert.on_conflict_do_nothing(index_elements=["alert_id"]),
+        {"alert_id": alert_id, "handled_by": by, "handled_at": datetime.now(UTC), "note": note},
+    )
+
+
+def _view(row: AlertOutbox, handling: AlertHandling | None, title, url) -> AlertView:
+    event = json.loads(row.payload)
+    data: dict[str, Any] = event.get("data", {})
+    return AlertView(
+        alert_id=row.alert_id,
+        page_id=row.page_id,
+        page_title=title,
+        page_url=url,
+        kind=str(data.get("kind") or _KIND_BY_TYPE.get(event.get("type"), event.get("type"))),
+        created_at=_aware(row.created_at),
+        recent=_window(data.get("recent")),
+        baseline=_window(data.get("baseline")),
+        changes=[_change(q) for q in data.get("questions", []) if isinstance(q, dict)],
+        handled_by=handling.handled_by if handling else None,
+        handled_at=_aware(handling.handled_at) if handling else None,
+        note=handling.note if handling else "",
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    # SQLite hands back naive datetimes; koe stores UTC.
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _window(raw: Any) -> tuple[date, date] | None:
+    try:
+        return date.fromisoformat(raw["start"]), date.fromisoformat(raw["end"])
+    except (TypeError, KeyError, ValueError):
+        return None
+
+
+def _change(raw: dict[str, Any]) -> QuestionChange:
+    before = raw.get("baseline") if isinstance(raw.get("baseline"), dict) else {}
+    after = raw.get("recent") if isinstance(raw.get("recent"), dict) else {}
+    return QuestionChange(
+        question=str(raw.get("question", "")),
+        before=before.get("score"),
+        n_before=before.get("n"),
+        after=after.get("score"),
+        n_after=after.get("n"),
+    )

@@ -1,0 +1,301 @@
+"""The divisions' dashboard: sign-in, pages, a page's trends, the overview, alerts.
+
+Server-rendered HTML, no JavaScript: sorting and filtering are links and GET
+forms, charts are SVG drawn by the templates. Every view starts from the pages
+the account may see (visibility.py); another division's page answers 404, the
+same as a page that does not exist.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+
+from aggregator import alert_records, auth, charts, csrf, funnel, stats, trends
+from aggregator.access import (
+    SESSION_KEY,
+    _,
+    current_account,
+    directory,
+    login_required,
+    protect,
+    safe_next,
+    today,
+)
+from aggregator.accounts import authenticate
+from aggregator.i18n import format_score
+from aggregator.scoring import QUESTIONS, WINDOWS
+from aggregator.visibility import divisions_for, visible_page, visible_pages
+from koe_directory.pages import PAGE_ID
+from koe_kit.web import db_session
+
+dashboard = Blueprint(
+    "dashboard",
+    __name__,
+    template_folder="templates",
+    static_folder="static",
+    static_url_path="/static/dashboard",
+)
+protect(dashboard)
+
+SORTS = ("score", "n", "title")
+PAGE_SIZE = 100
+
+
+@dashboard.get("/")
+def home():
+    return redirect(url_for("dashboard.pages"))
+
+
+# -- signing in and out ----------------------------------------------------------------------
+
+
+@dashboard.route("/sign-in", methods=["GET", "POST"])
+def sign_in():
+    next_path = safe_next(request.values.get("next"))
+    if request.method == "GET":
+        if current_account() is not None:
+            return redirect(next_path or url_for("dashboard.pages"))
+        return render_template("dashboard/sign_in.html", next=next_path, error=None)
+    db = db_session()
+    email = request.form.get("email", "")[:254]
+    password = request.form.get("password", "")[:1024]
+    client = request.remote_addr or "unknown"
+    now = datetime.now(UTC)
+    wait = auth.retry_after(db, email, client, now)
+    if wait is not None:
+        page = render_template(
+            "dashboard/sign_in.html",
+            next=next_path,
+            error="sign_in.throttled",
+            minutes=max(1, -(-wait // 60)),
+        )
+        return page, 429, {"Retry-After": str(wait)}
+    account = authenticate(db, email, password)
+    if account is None:
+        auth.record_failure(db, email, client, now)
+        db.commit()
+        page = render_template("dashboard/sign_in.html", next=next_path, error="sign_in.failed")
+        return page, 401
+    auth.clear_failures(db, email)
+    token = auth.start_session(db, account, now)
+    db.commit()
+    # A fresh cookie session: nothing set before sign-in (by anyone) carries over.
+    language = session.get("lang")
+    session.clear()
+    if language:
+        session["lang"] = language
+    session[SESSION_KEY] = token
+    csrf.rotate()
+    return redirect(next_path or url_for("dashboard.pages"), 303)
+
+
+@dashboard.post("/sign-out")
+def sign_out():
+    token = session.get(SESSION_KEY)
+    if token:
+        db = db_session()
+        auth.end_session(db, token)
+        db.commit()
+    session.pop(SESSION_KEY, None)
+    csrf.rotate()
+    return redirect(url_for("dashboard.sign_in"), 303)
+
+
+# -- pages -----------------------------------------------------------------------------------
+
+
+def _sort_key(sort: str, window: str):
+    def key(row: dict):
+        figures = row["windows"][window]
+        if sort == "title":
+            return (0, (row["title"] or row["url"]).casefold())
+        value = figures["score"] if sort == "score" else figures["n"]
+        return (0, value) if value is not None else (1, 0)
+
+    return key
+
+
+def _trend_label(values: list[float | None]) -> str:
+    return _(
+        "trend.label",
+        weeks=len(values),
+        values=", ".join(format_score(v) for v in values),
+    )
+
+
+@dashboard.get("/pages")
+@login_required
+def pages():
+    db, account = db_session(), current_account()
+    assert account is not None
+    visible = visible_pages(db, directory(), account)
+    choices = divisions_for(directory(), account)
+    department = request.args.get("department") or None
+    division = request.args.get("division") or None
+    text = (request.args.get("q") or "").strip()[:200]
+    sort = request.args.get("sort") if request.args.get("sort") in SORTS else "score"
+    order = "desc" if request.args.get("order") == "desc" else "asc"
+    window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
+    wanted = [
+        page_id
+        for page_id, owner in visible.items()
+        if (department is None or owner.department == department)
+        and (division is None or owner.code == division)
+    ]
+    as_of = today()
+    rows = stats.list_pages(db, as_of=as_of, page_ids=wanted)
+    if text:
+        needle = text.casefold()
+        rows = [
+            r
+            for r in rows
+            if needle in (r["title"] or "").casefold() or needle in r["url"].casefold()
+        ]
+    # None scores go last whichever the order: a page nobody answered is no news.
+    known = [r for r in rows if _sort_key(sort, window)(r)[0] == 0]
+    unknown = [r for r in rows if _sort_key(sort, window)(r)[0] == 1]
+    known.sort(key=_sort_key(sort, window), reverse=order == "desc")
+    rows = known + unknown
+    pages_total = max(1, -(-len(rows) // PAGE_SIZE))
+    number = request.args.get("p", "1")
+    number = min(int(number), pages_total) if number.isdigit() and int(number) > 0 else 1
+    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    shown_ids = [r["id"] for r in shown]
+    scores = trends.weekly_page_scores(db, shown_ids, as_of)
+    return render_template(
+        "dashboard/pages.html",
+        rows=shown,
+        total=len(rows),
+        owners=visible,
+        sparklines={
+            page_id: (_trend_label(values), charts.sparkline(values))
+            for page_id, values in scores.items()
+        },
+        open_alerts=alert_records.open_alert_counts(db, shown_ids),
+        departments=sorted({d.department for d in choices if d.department}),
+        divisions=choices,
+        filters={"department": department, "division": division, "q": text},
+        sort=sort,
+        order=order,
+        window=window,
+        windows=list(WINDOWS),
+        questions=QUESTIONS,
+        as_of=as_of,
+        number=number,
+        pages_total=pages_total,
+    )
+
+
+@dashboard.get("/pages/<page_id>")
+@login_required
+def page(page_id: str):
+    db, account = db_session(), current_account()
+    assert account is not None
+    found = visible_page(db, directory(), account, page_id) if PAGE_ID.match(page_id) else None
+    if found is None:
+        abort(404)
+    _page, owner = found
+    period = request.args.get("period") if request.args.get("period") in trends.PERIODS else None
+    period = period or "daily"
+    as_of = today()
+    detail = stats.page_detail(db, page_id, as_of=as_of, days=trends.series_days(period))
+    assert detail is not None
+    series = trends.question_series(detail["daily"], period)
+    return render_template(
+        "dashboard/page.html",
+        page=detail,
+        owner=owner,
+        period=period,
+        periods=trends.PERIODS,
+        charts={q: charts.series_chart(series[q]) for q in QUESTIONS},
+        questions=QUESTIONS,
+        windows=list(WINDOWS),
+        alerts=alert_records.list_alerts(db, None, page_id=page_id),
+        as_of=as_of,
+    )
+
+
+# -- overview --------------------------------------------------------------------------------
+
+
+@dashboard.get("/overview")
+@login_required
+def overview():
+    db, account = db_session(), current_account()
+    assert account is not None
+    window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
+    as_of = today()
+    visible = visible_pages(db, directory(), account)
+    rows = stats.list_pages(db, as_of=as_of, page_ids=list(visible))
+    plots = {}
+    for question in QUESTIONS:
+        figures = [(row, row["windows"][window]["questions"][question]) for row in rows]
+        answered = [(row, f) for row, f in figures if f["n"]]
+        ref = funnel.reference([(f["yes"], f["neutral"], f["no"]) for _row, f in answered])
+        if ref is None:
+            plots[question] = None
+            continue
+        entries = sorted(
+            (
+                {"page": row, "n": f["n"], "score": f["score"]}
+                | {"status": funnel.status(ref, f["n"], f["score"])}
+                for row, f in answered
+            ),
+            key=lambda e: (e["score"], e["n"]),
+        )
+        plots[question] = {
+            "ref": ref,
+            "chart": charts.funnel_chart(ref, [(e["n"], e["score"], e) for e in entries]),
+            "entries": entries,
+        }
+    return render_template(
+        "dashboard/overview.html",
+        plots=plots,
+        window=window,
+        windows=list(WINDOWS),
+        questions=QUESTIONS,
+        as_of=as_of,
+    )
+
+
+# -- alerts ----------------------------------------------------------------------------------
+
+
+def _render_alerts(note_error: dict[str, str] | None = None, status: int = 200):
+    db, account = db_session(), current_account()
+    assert account is not None
+    show = "open" if request.args.get("show") == "open" else "all"
+    page_ids = None if account.is_admin else list(visible_pages(db, directory(), account))
+    alerts = alert_records.list_alerts(db, page_ids, open_only=show == "open")
+    page = render_template(
+        "dashboard/alerts.html",
+        alerts=alerts,
+        show=show,
+        note_error=note_error or {},
+        max_note=alert_records.MAX_NOTE_LENGTH,
+    )
+    return page, status
+
+
+@dashboard.get("/alerts")
+@login_required
+def alerts():
+    return _render_alerts()
+
+
+@dashboard.post("/alerts/<alert_id>/handled")
+@login_required
+def alert_handled(alert_id: str):
+    db, account = db_session(), current_account()
+    assert account is not None
+    page_id = alert_records.alert_page(db, alert_id[:36])
+    if page_id is None or visible_page(db, directory(), account, page_id) is None:
+        abort(404)
+    note = request.form.get("note", "").strip()
+    if len(note) > alert_records.MAX_NOTE_LENGTH:
+        return _render_alerts({alert_id: "alerts.note_too_long"}, 422)
+    alert_records.mark_handled(db, alert_id, by=account.email, note=note)
+    db.commit()
+    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.alerts"), 303)

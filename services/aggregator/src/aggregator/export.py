@@ -1,0 +1,233 @@
+"""CSV for Excel: every visible page's figures, and one page's daily series.
+
+- UTF-8 with a BOM by default (Excel then opens it as UTF-8); `?encoding=shift_jis`
+  gives Windows-31J (cp932, what Japanese Excel means by Shift_JIS). A character
+  it cannot hold (e.g. an emoji in a page title) becomes "?", never an error
+  half-way through a download.
+- Japanese column headers; English with `?lang=en` (or the session's language).
+- Streamed: rows are written while the database is read (pages in chunks of
+  CHUNK, the daily series through a server-side cursor), so a large export
+  neither waits for nor holds the whole file.
+- A cell starting with = + - @ (or a tab or carriage return) gets a leading
+  apostrophe, so Excel shows a title like "=HYPERLINK(...)" as text instead of
+  running it (CSV formula injection).
+- The figures are the stats API's own (stats.page_json / stats.figures_json).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Iterator
+from datetime import date, timedelta
+
+from flask import Blueprint, Response, abort, request, stream_with_context
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from aggregator import stats
+from aggregator.access import _, current_account, directory, lang, login_required, protect, today
+from aggregator.models import DailyCount, DailyResponse
+from aggregator.scoring import QUESTIONS, WINDOWS, Tally
+from aggregator.visibility import visible_page, visible_pages
+from koe_directory import Division
+from koe_directory.pages import PAGE_ID
+from koe_kit.web import db_session
+
+export = Blueprint("export", __name__, url_prefix="/export")
+protect(export)
+
+CHUNK = 500
+MAX_DAYS = 3660
+ENCODINGS = {"utf-8": ("utf-8", "utf-8"), "shift_jis": ("cp932", "Shift_JIS")}
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Column headers of a question's figures, in the order of the cells.
+_QUESTION_FIELDS = {
+    "ja": ("満足度", "回答数", "はい", "ふつう", "いいえ", "95%下限", "95%上限"),
+    "en": ("score", "n", "yes", "neutral", "no", "95% low", "95% high"),
+}
+
+
+def neutralise(value: object) -> str:
+    """The cell's text, with a formula-looking start made harmless."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+
+
+def _question_headers(language: str, *, interval: bool) -> list[str]:
+    score, n, yes, neutral, no, low, high = _QUESTION_FIELDS[language]
+    fields = [score, n, low, high, yes, neutral, no] if interval else [score, n, yes, neutral, no]
+    return [f"{_('question.' + q)} {field}" for q in QUESTIONS for field in fields]
+
+
+def _question_cells(figures: dict, *, interval: bool) -> list[object]:
+    cells: list[object] = []
+    for question in QUESTIONS:
+        q = figures["questions"][question]
+        cells += [q["score"], q["n"]]
+        if interval:
+            cells += [q["wilson_low"], q["wilson_high"]]
+        cells += [q["yes"], q["neutral"], q["no"]]
+    return cells
+
+
+def pages_header(language: str) -> list[str]:
+    if language == "en":
+        head = ["page id", "title", "URL", "department", "division", "window", "start", "end"]
+        head += ["responses", "score"]
+    else:
+        head = ["ページID", "タイトル", "URL", "部", "課", "期間", "開始日", "終了日"]
+        head += ["回答者数", "満足度"]
+    return head + _question_headers(language, interval=True)
+
+
+def pages_rows(
+    session: Session, owners: dict[str, Division], as_of: date
+) -> Iterator[list[object]]:
+    page_ids = sorted(owners)
+    for start in range(0, len(page_ids), CHUNK):
+        for page in stats.list_pages(
+            session, as_of=as_of, page_ids=page_ids[start : start + CHUNK]
+        ):
+            owner = owners[page["id"]]
+            for name in WINDOWS:
+                figures = page["windows"][name]
+                yield [
+                    page["id"],
+                    page["title"],
+                    page["url"],
+                    owner.department,
+                    owner.name,
+                    _("window." + name),
+                    figures["start"],
+                    figures["end"],
+                    figures["n"],
+                    figures["score"],
+                    *_question_cells(figures, interval=True),
+                ]
+
+
+def daily_header(language: str) -> list[str]:
+    head = ["day", "responses", "score"] if language == "en" else ["日付", "回答者数", "満足度"]
+    return head + _question_headers(language, interval=False)
+
+
+def daily_rows(session: Session, page_id: str, start: date, end: date) -> Iterator[list[object]]:
+    """Every day from start to end (empty days too, as the stats API's series)."""
+    rows = session.execute(
+        select(
+            DailyResponse.day,
+            DailyResponse.responses,
+            DailyCount.question,
+            DailyCount.yes,
+            DailyCount.neutral,
+            DailyCount.no,
+        )
+        .join(
+            DailyCount,
+            (DailyCount.page_id == DailyResponse.page_id) & (DailyCount.day == DailyResponse.day),
+        )
+        .where(DailyResponse.page_id == page_id, DailyResponse.day.between(start, end))
+        .order_by(DailyResponse.day, DailyCount.question)
+        .execution_options(yield_per=1000)
+    )
+    day = start
+    current: date | None = None
+    responses = 0
+    tallies: dict[str, Tally] = {}
+    for row in rows:
+        if row.day != current:
+            if current is not None:
+                yield from _empty_days(day, current)
+                yield _daily_row(current, tallies, responses)
+                day = current + timedelta(days=1)
+            current, responses, tallies = row.day, row.responses, {}
+        tallies[row.question] = Tally(row.yes, row.neutral, row.no)
+    if current is not None:
+        yield from _empty_days(day, current)
+        yield _daily_row(current, tallies, responses)
+        day = current + timedelta(days=1)
+    yield from _empty_days(day, end + timedelta(days=1))
+
+
+def _empty_days(start: date, before: date) -> Iterator[list[object]]:
+    while start < before:
+        yield _daily_row(start, {}, 0)
+        start += timedelta(days=1)
+
+
+def _daily_row(day: date, tallies: dict[str, Tally], responses: int) -> list[object]:
+    figures = stats.figures_json(tallies, responses, with_interval=False)
+    return [
+        day.isoformat(),
+        figures["n"],
+        figures["score"],
+        *_question_cells(figures, interval=False),
+    ]
+
+
+def _encoding() -> tuple[str, str]:
+    choice = (request.args.get("encoding") or "utf-8").lower().replace("-", "_")
+    choice = {"utf_8": "utf-8", "sjis": "shift_jis", "cp932": "shift_jis"}.get(choice, choice)
+    if choice not in ENCODINGS:
+        abort(400)
+    return ENCODINGS[choice]
+
+
+def csv_response(header: list[str], rows: Iterable[list[object]], filename: str) -> Response:
+    codec, charset = _encoding()
+
+    def generate() -> Iterator[bytes]:
+        if codec == "utf-8":
+            yield "\ufeff".encode()
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\r\n")
+        writer.writerow(header)
+        for index, row in enumerate(rows, start=1):
+            writer.writerow([neutralise(cell) for cell in row])
+            if index % 200 == 0:
+                yield buffer.getvalue().encode(codec, errors="replace")
+                buffer.seek(0)
+                buffer.truncate()
+        yield buffer.getvalue().encode(codec, errors="replace")
+
+    return Response(
+        stream_with_context(generate()),
+        content_type=f"text/csv; charset={charset}",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
+
+
+@export.get("/pages.csv")
+@login_required
+def pages_csv():
+    db, account = db_session(), current_account()
+    assert account is not None
+    owners = visible_pages(db, directory(), account)
+    as_of = today()
+    return csv_response(
+        pages_header(lang()), pages_rows(db, owners, as_of), f"koe-pages-{as_of}.csv"
+    )
+
+
+@export.get("/pages/<page_id>/daily.csv")
+@login_required
+def daily_csv(page_id: str):
+    db, account = db_session(), current_account()
+    assert account is not None
+    if not PAGE_ID.match(page_id) or visible_page(db, directory(), account, page_id) is None:
+        abort(404)
+    end = today()
+    raw_days = request.args.get("days")
+    if raw_days:
+        if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
+            abort(400)
+        start = end - timedelta(days=int(raw_days) - 1)
+    else:
+        first = db.scalar(
+            select(func.min(DailyResponse.day)).where(DailyResponse.page_id == page_id)
+        )
+        start = min(first, end) if first else end
+    return csv_response(
+        daily_header(lang()), daily_rows(db, page_id, start, end), f"koe-{page_id}-daily.csv"
+    )

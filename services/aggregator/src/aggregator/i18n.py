@@ -1,0 +1,183 @@
+"""The dashboard's words in Japanese (first) and English, and how numbers and dates read.
+
+One table, looked up by key: a missing English entry falls back to Japanese,
+and a missing key fails loudly in tests instead of showing a raw key to a clerk.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+LANGUAGES = ("ja", "en")
+DEFAULT_LANGUAGE = "ja"
+
+MESSAGES: dict[str, tuple[str, str]] = {
+    # key: (ja, en)
+    "app": ("koe ページ満足度", "koe page satisfaction"),
+    "skip": ("本文へ移動", "Skip to content"),
+    "nav": ("メインメニュー", "Main menu"),
+    "nav.pages": ("ページ一覧", "Pages"),
+    "nav.overview": ("全体図", "Overview"),
+    "nav.alerts": ("アラート", "Alerts"),
+    "signed_in_as": ("ログイン中", "Signed in as"),
+    "sign_in": ("ログイン", "Sign in"),
+    "sign_out": ("ログアウト", "Sign out"),
+    "language": ("言語", "Language"),
+    "email": ("メールアドレス", "Email"),
+    "password": ("パスワード", "Password"),
+    "sign_in.failed": (
+        "メールアドレスまたはパスワードが違います。",
+        "The email or the password is wrong.",
+    ),
+    "sign_in.throttled": (
+        "ログインの失敗が続いたため、しばらく受け付けません。{minutes}分後にもう一度お試しください。",
+        "Too many failed sign-ins. Please try again in {minutes} minutes.",
+    ),
+    "scope.admin": ("すべての課", "All divisions"),
+    "window.7d": ("7日間", "7 days"),
+    "window.28d": ("28日間", "28 days"),
+    "window.all": ("全期間", "All time"),
+    "question.findability": ("見つけやすさ", "Findability"),
+    "question.clarity": ("わかりやすさ", "Clarity"),
+    "question.usefulness": ("参考になったか", "Usefulness"),
+    "score": ("満足度", "Score"),
+    "n": ("回答数", "Responses"),
+    "n.short": ("n", "n"),
+    "no_answers": ("回答なし", "no answers"),
+    "page": ("ページ", "Page"),
+    "url": ("URL", "URL"),
+    "department": ("部", "Department"),
+    "division": ("課", "Division"),
+    "all": ("すべて", "All"),
+    "search": ("キーワード", "Keyword"),
+    "filter": ("絞り込む", "Filter"),
+    "sort": ("並べ替え", "Sort by"),
+    "sort.score": ("満足度", "Score"),
+    "sort.n": ("回答数", "Responses"),
+    "sort.title": ("タイトル", "Title"),
+    "order.asc": ("昇順", "ascending"),
+    "order.desc": ("降順", "descending"),
+    "sort_window": ("並べ替えの期間", "Window to sort by"),
+    "trend": ("推移", "Trend"),
+    "trend.label": (
+        "過去{weeks}週の週ごとの満足度: {values}",
+        "Weekly score over the last {weeks} weeks: {values}",
+    ),
+    "alert": ("アラート", "Alerts"),
+    "alert.open_count": ("未対応のアラート {count}件", "{count} open alerts"),
+    "pages.title": ("ページ一覧", "Pages"),
+    "pages.count": ("{count}ページ", "{count} pages"),
+    "pages.none": ("表示できるページはありません。", "No pages to show."),
+    "untitled": ("(タイトルなし)", "(untitled)"),
+    "csv.pages": ("CSVでダウンロード (Excel用)", "Download CSV (for Excel)"),
+    "csv.sjis": ("Shift_JIS版", "Shift_JIS version"),
+    "csv.daily": ("日ごとの数値をCSVでダウンロード", "Download the daily figures as CSV"),
+    "as_of": ("{date}時点", "as of {date}"),
+    "detail.windows": ("期間ごとの満足度", "Score by window"),
+    "detail.chart": ("質問ごとの推移", "Trend per question"),
+    "detail.period": ("表示単位", "Period"),
+    "period.daily": ("日ごと (28日間)", "Daily (28 days)"),
+    "period.weekly": ("週ごと (12週間)", "Weekly (12 weeks)"),
+    "chart.desc": (
+        "点は満足度、縦線は95%信頼区間 (Wilson)、下の数字は回答数です。",
+        "Dots are scores, vertical lines the 95% Wilson interval, "
+        "the numbers below the response counts.",
+    ),
+    "chart.table": ("グラフの数値", "Chart data"),
+    "interval": ("95%信頼区間", "95% interval"),
+    "day": ("日付", "Day"),
+    "week_of": ("週 (開始日)", "Week (starting)"),
+    "detail.alerts": ("このページのアラート", "Alerts for this page"),
+    "alerts.none": ("アラートはありません。", "No alerts."),
+    "alerts.title": ("アラート", "Alerts"),
+    "alerts.raised": ("発生", "Raised"),
+    "alerts.kind": ("種類", "Kind"),
+    "alerts.what": ("内容", "What happened"),
+    "alerts.status": ("対応", "Handling"),
+    "alerts.open": ("未対応", "Open"),
+    "alerts.handled_by": ("対応済み ({who}、{when})", "Handled ({who}, {when})"),
+    "alerts.note": ("対応内容のメモ", "Note on what was done"),
+    "alerts.mark": ("対応済みにする", "Mark as handled"),
+    "alerts.note_too_long": (
+        "メモは{limit}文字以内にしてください。",
+        "The note can have at most {limit} characters.",
+    ),
+    "alerts.show": ("表示", "Show"),
+    "alerts.show.open": ("未対応のみ", "Open only"),
+    "alerts.show.all": ("すべて", "All"),
+    "kind.drop": ("低下", "Drop"),
+    "kind.recovery": ("回復", "Recovery"),
+    "alerts.change": (
+        "{question}: {before} (n={n_before}) → {after} (n={n_after})",
+        "{question}: {before} (n={n_before}) → {after} (n={n_after})",
+    ),
+    "alerts.windows": (
+        "比較: {baseline_start}〜{baseline_end} と {recent_start}〜{recent_end}",
+        "Compared: {baseline_start}–{baseline_end} with {recent_start}–{recent_end}",
+    ),
+    "overview.title": ("全体図 (ファンネルプロット)", "Overview (funnel plot)"),
+    "overview.intro": (
+        "各点が1ページです。横軸は回答数、縦軸は満足度。"
+        "線の外にあるページは、回答数を考えても全体の平均と明らかに違います。"
+        "線の内側なら、違いは回答が少ないことによるばらつきの範囲です。",
+        "Each dot is a page: responses across, score up. A page outside the lines differs "
+        "from the overall mean by more than its number of answers explains; inside, the "
+        "difference is within the chance variation of a small sample.",
+    ),
+    "overview.window": ("期間", "Window"),
+    "overview.mean": ("平均 {mean}", "mean {mean}"),
+    "overview.limits95": ("95%管理限界", "95% control limits"),
+    "overview.limits998": ("99.8%管理限界", "99.8% control limits"),
+    "overview.status": ("判定", "Verdict"),
+    "status.low3": ("明らかに低い (99.8%の線より下)", "Clearly low (below 99.8% limit)"),
+    "status.low2": ("低め (95%の線より下)", "Low (below 95% limit)"),
+    "status.within": ("ばらつきの範囲", "Within chance variation"),
+    "status.high2": ("高め (95%の線より上)", "High (above 95% limit)"),
+    "status.high3": ("明らかに高い (99.8%の線より上)", "Clearly high (above 99.8% limit)"),
+    "overview.nodata": ("この期間の回答はありません。", "No answers in this window."),
+    "error.404": ("ページが見つかりません", "Page not found"),
+    "error.404.text": (
+        "このページは存在しないか、表示する権限がありません。",
+        "This page does not exist or you may not see it.",
+    ),
+    "error.400": ("リクエストを処理できません", "The request could not be handled"),
+    "error.400.text": (
+        "フォームの有効期限が切れた可能性があります。ページを開き直してもう一度お試しください。",
+        "The form may have expired. Please reload the page and try again.",
+    ),
+    "error.429": ("しばらくお待ちください", "Please wait"),
+    "back": ("ページ一覧へ戻る", "Back to the pages"),
+}
+
+
+def translate(lang: str, key: str, **values: object) -> str:
+    ja, en = MESSAGES[key]
+    text = en if lang == "en" and en else ja
+    return text.format(**values) if values else text
+
+
+def format_date(value: date | datetime | None, lang: str, zone: ZoneInfo | None = None) -> str:
+    """2026年11月27日 in Japanese, 27 Nov 2026 in English; datetimes in the city's zone."""
+    if value is None:
+        return ""
+    time = ""
+    if isinstance(value, datetime):
+        if zone is not None:
+            value = value.astimezone(zone)
+        time = f" {value:%H:%M}"
+        value = value.date()
+    if lang == "en":
+        return f"{value.day} {value:%b %Y}{time}"
+    return f"{value.year}年{value.month}月{value.day}日{time}"
+
+
+def format_number(value: int | None) -> str:
+    return "" if value is None else f"{value:,}"
+
+
+def format_score(value: float | None) -> str:
+    """One decimal, as the stats API rounds; a dash when nobody answered."""
+    if value is None:
+        return "–"
+    return f"{value:,.1f}"

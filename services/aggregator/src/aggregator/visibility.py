@@ -1,0 +1,49 @@
+"""Which pages a dashboard account may see: its division's, or all for an admin.
+
+A page belongs to the division the notifier would email about it (a code the
+embed named, else the longest URL prefix in divisions.yaml, else the
+fallback), so a clerk sees exactly the pages whose alerts reach them. Every
+dashboard query starts from `visible_pages`; nothing about another division's
+page leaves the database for the page being built.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from aggregator.models import Account, Page
+from koe_directory import Directory, Division
+
+
+def may_see(account: Account, division: Division) -> bool:
+    return account.is_admin or account.division == division.code
+
+
+def visible_pages(session: Session, directory: Directory, account: Account) -> dict[str, Division]:
+    """page id → owning division, for every page the account may see."""
+    rows = session.execute(select(Page.id, Page.url, Page.division))
+    visible = {}
+    for page_id, url, code in rows:
+        division = directory.owner(url, code)
+        if may_see(account, division):
+            visible[page_id] = division
+    return visible
+
+
+def visible_page(
+    session: Session, directory: Directory, account: Account, page_id: str
+) -> tuple[Page, Division] | None:
+    """The page and its division, or None when it does not exist or is not the account's:
+    the two look the same to the user, so a clerk cannot probe other divisions' pages."""
+    page = session.get(Page, page_id)
+    if page is None:
+        return None
+    division = directory.owner(page.url, page.division)
+    return (page, division) if may_see(account, division) else None
+
+
+def divisions_for(directory: Directory, account: Account) -> list[Division]:
+    """The divisions the account may filter by (its own, or all and the fallback)."""
+    every = [*directory.divisions.values(), directory.fallback]
+    return [d for d in every if may_see(account, d)]

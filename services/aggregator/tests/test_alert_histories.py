@@ -1,0 +1,296 @@
+"""Alert histories, day by day through the real batch handler on SQLite and PostgreSQL,
+and on to the notifier with a real SMTP server: emails only where a division wants one.
+
+Each day's answers are one batch, judged that day (as the live consumer would);
+the alerts are the outbox's payloads, decoded and validated as the notifier's
+consumer decodes them.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from aggregator.drop_rule import DropRule
+from aggregator.ingest import handle_batch
+from aggregator.models import AlertOutbox
+from koe_kit import events
+from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.kafka import Message
+from notifier.config import load_settings
+from notifier.digest import DigestStep
+from notifier.handler import AlertHandler
+from notifier.mailer import SmtpMailer
+from notifier.migrate import migrate as migrate_notifier
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+RULE = DropRule()
+START = date(2026, 10, 1)
+REPO = Path(__file__).resolve().parents[3]
+GOOD = ["yes", "yes", "yes", "yes", "yes", "no"]  # 83.3
+BAD = ["yes", "no", "no", "no", "no", "no"]  # 16.7
+DX = "https://www.info.city.tsu.mie.jp/shisei/dx/"
+GOMI = "https://www.info.city.tsu.mie.jp/kurashi/gomi/"
+
+
+def answers_on(day: date, page_id: str, values: list[str], feedback, url: str) -> list[dict]:
+    """One response per value, answering clarity with it (and findability yes)."""
+    return [
+        _with_url(
+            feedback(
+                datetime(day.year, day.month, day.day, 1 + i, tzinfo=UTC),
+                {"clarity": value, "findability": "yes"},
+                page_id=page_id,
+                title=f"ページ {page_id}",
+                division=None,
+            ),
+            url + f"{page_id}.html",
+        )
+        for i, value in enumerate(values)
+    ]
+
+
+def _with_url(event: dict, url: str) -> dict:
+    event["data"]["page_url"] = url
+    return events.make_event(
+        event["type"],
+        source=event["source"],
+        subject=event["subject"],
+        data=event["data"],
+        event_id=event["id"],
+        time=events.parse_time(event["time"]),
+    )
+
+
+class History:
+    """Pages' answers per day, replayed one day per batch."""
+
+    def __init__(self, feedback):
+        self.feedback = feedback
+        self.days: dict[date, list[dict]] = {}
+
+    def page(self, page_id: str, plan: list[tuple[int, list[str]]], url: str = DX) -> History:
+        """plan: (number of days, the answers of each of those days), in order."""
+        day = START
+        for count, values in plan:
+            for _ in range(count):
+                self.days.setdefault(day, []).extend(
+                    answers_on(day, page_id, values, self.feedback, url)
+                )
+                day += timedelta(days=1)
+        return self
+
+    def noisy_page(self, page_id: str, days: int, per_day: int, seed: int) -> History:
+        """A steady page: each answer yes with p = 0.8, neutral 0.1, no 0.1."""
+        rng = random.Random(seed)
+        values = [
+            [rng.choices(("yes", "neutral", "no"), (8, 1, 1))[0] for _ in range(per_day)]
+            for _ in range(days)
+        ]
+        for offset, day_values in enumerate(values):
+            day = START + timedelta(days=offset)
+            self.days.setdefault(day, []).extend(
+                answers_on(day, page_id, day_values, self.feedback, DX)
+            )
+        return self
+
+    def replay(self, sessions) -> list[dict]:
+        """Every alert event raised, in the order the outbox would publish them."""
+        for day in sorted(self.days):
+            with transaction(sessions) as session:
+                handle_batch(
+                    session,
+                    self.days[day],
+                    timezone=TOKYO,
+                    rule=RULE,
+                    now=datetime(day.year, day.month, day.day, 14, tzinfo=UTC),
+                )
+        with sessions() as session:
+            payloads = session.scalars(select(AlertOutbox.payload).order_by(AlertOutbox.id))
+            return [events.decode(p.encode()) for p in payloads]
+
+
+@pytest.fixture
+def history(make_feedback) -> History:
+    return History(make_feedback)
+
+
+def kinds(alerts: list[dict]) -> list[tuple[str, str]]:
+    return [(a["subject"], a["type"]) for a in alerts]
+
+
+def test_a_steady_page_with_noise_raises_nothing(sessions, history):
+    alerts = history.noisy_page("steady", days=70, per_day=8, seed=4).replay(sessions)
+    assert alerts == []
+
+
+def test_a_small_page_with_a_few_bad_answers_raises_nothing(sessions, history):
+    # One good answer a day for four weeks, then three unhappy visitors in a week.
+    plan = [(28, ["yes"]), (1, ["no"]), (1, []), (1, ["no", "no"]), (4, [])]
+    assert history.page("small", plan).replay(sessions) == []
+
+
+def test_a_real_drop_raises_one_alert(sessions, history):
+    alerts = history.page("dropped", [(28, GOOD), (7, BAD)]).replay(sessions)
+    assert kinds(alerts) == [("dropped", "koe.alerts.v1")]
+    [clarity] = alerts[0]["data"]["questions"]
+    assert clarity["question"] == "clarity"
+    # Judged as soon as the drop is 15 points and significant: on day 2 of the bad
+    # week, its recent window holds 5 good days and 2 bad ones (64.3), against the
+    # 23 days before it (83.3); the cooldown keeps the rest of the week quiet.
+    assert alerts[0]["data"]["recent"]["end"] == (START + timedelta(days=29)).isoformat()
+    assert (clarity["baseline"]["n"], clarity["baseline"]["score"]) == (138, 83.3)
+    assert (clarity["recent"]["n"], clarity["recent"]["score"]) == (42, 64.3)
+
+
+def test_a_drop_then_a_recovery_raise_one_of_each(sessions, history):
+    # Fixed a day after the email: two more bad days, then good again.
+    plan = [(28, GOOD), (3, BAD), (21, GOOD)]
+    alerts = history.page("fixed", plan).replay(sessions)
+    assert kinds(alerts) == [("fixed", "koe.alerts.v1"), ("fixed", "koe.alerts.recovered.v1")]
+    drop, recovery = alerts
+    [q] = recovery["data"]["questions"]
+    assert q["drop_alert_id"] == drop["id"]
+    assert q["baseline"] == drop["data"]["questions"][0]["baseline"]
+    assert q["dropped"] == drop["data"]["questions"][0]["recent"]
+    assert q["recent"]["score"] >= q["baseline"]["score"] - RULE.recovery_tolerance_points
+    # Not one answer of the drop's own window counts for the recovery.
+    assert q["window"]["start"] > drop["data"]["recent"]["end"]
+
+
+def test_many_pages_at_once_alert_exactly_the_dropped_ones(sessions, history):
+    dropped = {f"drop-{k}" for k in range(4)}
+    for k, page_id in enumerate(sorted(dropped)):
+        history.page(page_id, [(28 + k, GOOD), (7, BAD)])
+    for k in range(6):
+        history.noisy_page(f"steady-{k}", days=42, per_day=8, seed=100 + k)
+    for k in range(4):
+        history.page(f"small-{k}", [(30, ["yes"]), (5, ["no"])])
+    alerts = history.replay(sessions)
+    assert sorted(kinds(alerts)) == sorted((p, "koe.alerts.v1") for p in dropped)
+
+
+# -- on to the notifier ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def notifier_url(database_url, tmp_path, request) -> str:
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'notifier.db'}"
+    else:
+        url = request.getfixturevalue("new_pg_database")()
+    migrate_notifier(url)
+    return url
+
+
+@pytest.fixture
+def notifier(notifier_url, smtp_server) -> Iterator:
+    settings = load_settings(
+        {
+            "DATABASE_URL": notifier_url,
+            "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+            "SMTP_HOST": smtp_server.host,
+            "SMTP_PORT": str(smtp_server.port),
+            "MAIL_FROM": "koe <koe@city-tsu.example>",
+            "KOE_DASHBOARD_URL": "https://koe.city-tsu.example",
+        }
+    )
+    engine = make_engine(notifier_url)
+    handler = AlertHandler(
+        session_factory(engine),
+        settings.directory,
+        SmtpMailer(settings.smtp),
+        mail_from=settings.mail_from,
+        dashboard_url=settings.dashboard_url,
+        dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}"),
+    )
+
+    def digest_step() -> DigestStep:
+        """A fresh step over the same database, as after a process restart."""
+        return DigestStep(
+            session_factory(engine),
+            settings.directory,
+            SmtpMailer(settings.smtp),
+            mail_from=settings.mail_from,
+            timezone=settings.timezone,
+            dashboard_url=settings.dashboard_url,
+        )
+
+    yield handler, digest_step
+    engine.dispose()
+
+
+def deliver(handler, alerts: list[dict]) -> None:
+    handler([Message("koe.alerts.v1", 0, i, a["subject"], a) for i, a in enumerate(alerts)])
+
+
+def plain(mail) -> str:
+    return mail.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_a_drop_and_its_recovery_email_the_division_once_each(
+    sessions, history, notifier, smtp_server
+):
+    handler, _ = notifier
+    alerts = history.page("fixed", [(28, GOOD), (3, BAD), (21, GOOD)]).replay(sessions)
+    deliver(handler, alerts)
+    deliver(handler, alerts)  # the whole topic replayed
+    mails = smtp_server.messages
+    assert [m["Subject"] for m in mails] == [
+        "【koe】ページの評価が下がりました: ページ fixed",
+        "【koe】ページの評価が回復しました: ページ fixed",
+    ]
+    assert {m["To"] for m in mails} == {"digital-kaikaku@city-tsu.example"}
+    drop, recovery = (plain(m) for m in mails)
+    assert "83.3点 (回答138件) → 64.3点 (回答42件)" in drop
+    assert "95%信頼区間: 76.2〜88.6点 → 49.2〜77.0点" in drop
+    assert "ダッシュボード: https://koe.city-tsu.example/pages/fixed" in drop
+    assert "下がる前 83.3点 (回答138件) → お知らせ時 64.3点 (回答42件) → 現在 83.3点" in recovery
+    assert "電話: 059-229-3118" in recovery
+
+
+def test_a_daily_division_gets_one_digest_listing_every_page(
+    sessions, history, notifier, smtp_server
+):
+    handler, digest_step = notifier
+    for k in range(3):
+        history.page(f"gomi-{k}", [(28, GOOD), (7, BAD)], url=GOMI)
+    history.page("dx-page", [(28, GOOD), (7, BAD)])
+    alerts = history.replay(sessions)
+    assert len(alerts) == 4
+    deliver(handler, alerts)
+    deliver(handler, alerts)
+    # The DX division wants each alert at once; the gomi division waits for its digest.
+    assert [m["To"] for m in smtp_server.messages] == ["digital-kaikaku@city-tsu.example"]
+
+    # The next 8:00 in Tokyo after the alerts arrived (today's, if it is still before 8).
+    now = datetime.now(UTC).astimezone(TOKYO)
+    due = datetime.combine(now.date(), time(8), TOKYO)
+    if due <= now:
+        due += timedelta(days=1)
+    assert digest_step()(due - timedelta(minutes=1)) == []
+    assert len(smtp_server.messages) == 1
+    first = digest_step()(due)
+    assert [(o.division_code, o.status) for o in first] == [("kankyo-gomi", "sent")]
+    # The step again, and a restarted process's step: nothing more.
+    assert digest_step()(due + timedelta(minutes=1)) == []
+    assert digest_step()(due + timedelta(hours=12)) == []
+    [_, mail] = smtp_server.messages
+    assert mail["To"] == "kankyo@city-tsu.example"
+    day = due.date()
+    assert mail["Subject"] == (
+        f"【koe】ページ評価のまとめ {day.year}年{day.month}月{day.day}日: 低下 3件・回復 0件"
+    )
+    text = plain(mail)
+    for k in range(3):
+        assert f"ページ: ページ gomi-{k}" in text
+        assert f"https://koe.city-tsu.example/pages/gomi-{k}" in text
+    assert "dx-page" not in text
+    assert "環境部 環境政策課 ご担当者様" in text
+    assert "ページ gomi-2" in mail.get_body(preferencelist=("html",)).get_content()

@@ -1,0 +1,347 @@
+"""The dashboard through Flask's test client, on SQLite and PostgreSQL: who sees what,
+sign-in safety (cookie, CSRF, throttling), numbers equal to the stats API, alerts handled,
+markup in a page title shown as text."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pytest
+
+from aggregator.app import create_app
+from aggregator.config import load_settings
+from koe_kit.config import ConfigError
+
+TOKEN = "dashboard-api-token-" + "t" * 16  # noqa: S105 (a test token)
+PASSWORD = "correct horse battery"  # noqa: S105 (the seeded accounts' password)
+WRONG = "not the password"  # noqa: S105
+API = {"Authorization": f"Bearer {TOKEN}"}
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def csrf_of(client, path: str) -> str:
+    return CSRF.search(client.get(path).get_data(as_text=True)).group(1)
+
+
+def sign_in(client, email: str, password: str = PASSWORD, next_path: str | None = None):
+    data = {"email": email, "password": password, "csrf_token": csrf_of(client, "/sign-in")}
+    if next_path:
+        data["next"] = next_path
+    return client.post("/sign-in", data=data)
+
+
+def signed_in(app, email: str):
+    client = app.test_client()
+    assert sign_in(client, email).status_code == 303
+    return client
+
+
+def api(client, path: str) -> dict:
+    response = client.get(path, headers=API)
+    assert response.status_code == 200
+    return response.get_json()
+
+
+def text_of(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def main_of(response) -> str:
+    return re.search(r"<main.*</main>", text_of(response), re.S).group(0)
+
+
+def test_refuses_to_start_without_a_strong_secret_key(tmp_path, dashboard_app_for):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    base = {"DATABASE_URL": url, "KOE_API_TOKEN": TOKEN}
+    with pytest.raises(ConfigError, match="KOE_SECRET_KEY is required"):
+        load_settings(base, need_token=True)
+    with pytest.raises(ConfigError, match="KOE_SECRET_KEY is too short"):
+        load_settings(base | {"KOE_SECRET_KEY": "x" * 31}, need_token=True)
+    with pytest.raises(ConfigError, match="KOE_SECRET_KEY"):
+        create_app(load_settings(base))
+    with pytest.raises(ConfigError, match="KOE_DIVISIONS_FILE"):
+        dashboard_app_for(KOE_DIVISIONS_FILE=str(tmp_path / "missing.yaml"))
+
+
+def test_signed_out_visitors_are_sent_to_sign_in(city_app):
+    app, city = city_app
+    client = app.test_client()
+    assert client.get("/").headers["Location"] == "/pages"
+    for path in (
+        "/pages",
+        f"/pages/{city.dx}",
+        "/overview",
+        "/alerts?show=open",
+        "/export/pages.csv",
+        f"/export/pages/{city.dx}/daily.csv",
+    ):
+        response = client.get(path)
+        assert response.status_code == 302, path
+        assert response.headers["Location"].startswith("/sign-in?next=")
+    # After signing in, the visitor lands where they were going, never on another site.
+    assert sign_in(client, city.somu, next_path="/alerts?show=open").headers["Location"] == (
+        "/alerts?show=open"
+    )
+    client = app.test_client()
+    assert sign_in(client, city.somu, next_path="//evil.example/").headers["Location"] == "/pages"
+
+
+def test_session_cookie_is_http_only_lax_and_secure_in_production(city_app, dashboard_app_for):
+    app, city = city_app
+    client = app.test_client()
+    response = sign_in(client, city.somu)
+    cookie = response.headers["Set-Cookie"]
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    assert "Secure" not in cookie  # the tests' http setting
+    production = dashboard_app_for(KOE_DASHBOARD_SECURE_COOKIES="")
+    cookie = sign_in(production.test_client(), city.somu).headers["Set-Cookie"]
+    assert "Secure" in cookie and "HttpOnly" in cookie
+
+
+def test_sign_out_ends_the_session_for_good(city_app):
+    app, city = city_app
+    client = signed_in(app, city.somu)
+    stolen = client.get_cookie("koe_session").value
+    token = csrf_of(client, "/pages")
+    response = client.post("/sign-out", data={"csrf_token": token})
+    assert response.status_code == 303
+    assert client.get("/pages").status_code == 302
+    # The old cookie, replayed, no longer signs anyone in: the session row is gone.
+    replay = app.test_client()
+    replay.set_cookie("koe_session", stolen)
+    assert replay.get("/pages").status_code == 302
+
+
+def test_wrong_password_and_every_post_without_csrf_token_are_refused(city_app):
+    app, city = city_app
+    client = app.test_client()
+    wrong = sign_in(client, city.somu, password=WRONG)
+    assert wrong.status_code == 401
+    assert "メールアドレスまたはパスワードが違います" in text_of(wrong)
+    unknown = sign_in(client, "nobody@example.org")
+    assert unknown.status_code == 401
+    no_token = client.post("/sign-in", data={"email": city.somu, "password": PASSWORD})
+    assert no_token.status_code == 400
+    client = signed_in(app, city.somu)
+    forged = client.post(f"/alerts/{city.dx_alert}/handled", data={"csrf_token": "forged"})
+    assert forged.status_code == 400
+    assert client.post("/sign-out").status_code == 400
+    assert "対応済み (" not in text_of(client.get("/alerts"))
+    assert client.get("/pages").status_code == 200  # still signed in
+
+
+def test_failed_sign_ins_are_throttled_per_account_and_per_client(city_app):
+    app, city = city_app
+    client = app.test_client()
+    for _ in range(5):
+        assert sign_in(client, city.somu, password=WRONG).status_code == 401
+    throttled = sign_in(client, city.somu)  # even the right password waits now
+    assert throttled.status_code == 429
+    assert 0 < int(throttled.headers["Retry-After"]) <= 15 * 60
+    assert "しばらく受け付けません" in text_of(throttled)
+    # Another account from the same client is not locked by that account's failures...
+    assert sign_in(app.test_client(), city.kankyo).status_code == 303
+    # ...but one client trying many accounts is.
+    for number in range(15):
+        sign_in(client, f"someone{number}@example.org")
+    assert sign_in(client, city.admin).status_code == 429
+
+
+def test_a_division_sees_only_its_own_pages_and_alerts(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    listing = text_of(somu.get("/pages"))
+    rows = re.findall(r'<tr data-page-id="([^"]+)"', listing)
+    assert sorted(rows) == sorted([city.dx, city.xss, city.formula])
+    assert "ごみの出し方" not in listing and "その他のページ" not in listing
+    missing = somu.get("/pages/no-such-page")
+    for path in (f"/pages/{city.gomi}", f"/pages/{city.unowned}", "/pages/no-such-page"):
+        response = somu.get(path)
+        assert response.status_code == 404
+        # Another division's page looks exactly like one that does not exist.
+        assert main_of(response) == main_of(missing)
+    assert somu.get(f"/export/pages/{city.gomi}/daily.csv").status_code == 404
+    alerts = text_of(somu.get("/alerts"))
+    assert city.dx_alert in alerts and city.gomi_alert not in alerts
+    token = csrf_of(somu, "/alerts")
+    other = somu.post(f"/alerts/{city.gomi_alert}/handled", data={"csrf_token": token})
+    assert other.status_code == 404
+    overview = text_of(somu.get("/overview"))
+    assert city.gomi not in overview and "ごみの出し方" not in overview
+
+    kankyo = signed_in(app, city.kankyo)
+    rows = re.findall(r'<tr data-page-id="([^"]+)"', text_of(kankyo.get("/pages")))
+    assert rows == [city.gomi]
+    admin = signed_in(app, city.admin)
+    rows = re.findall(r'<tr data-page-id="([^"]+)"', text_of(admin.get("/pages")))
+    assert sorted(rows) == sorted([city.dx, city.xss, city.formula, city.gomi, city.unowned])
+
+
+def _cells(listing: str) -> dict[tuple[str, str], tuple[str, str]]:
+    """(page id, window) → (score, n) from the list's data attributes."""
+    cells = {}
+    for page_id, body in re.findall(r'<tr data-page-id="([^"]+)">(.*?)</tr>', listing, re.S):
+        for window, score, n in re.findall(
+            r'data-window="([^"]+)" data-score="([^"]*)" data-n="([^"]*)"', body
+        ):
+            cells[page_id, window] = (score, n)
+    return cells
+
+
+def test_the_list_shows_the_stats_api_numbers(city_app):
+    app, city = city_app
+    admin = signed_in(app, city.admin)
+    cells = _cells(text_of(admin.get("/pages")))
+    pages = api(admin, "/api/v1/pages")["pages"]
+    assert len(cells) == 3 * len(pages) == 15
+    for page in pages:
+        for window, figures in page["windows"].items():
+            score = "" if figures["score"] is None else str(figures["score"])
+            assert cells[page["id"], window] == (score, str(figures["n"]))
+
+
+def test_the_list_sorts_and_filters(city_app):
+    app, city = city_app
+    admin = signed_in(app, city.admin)
+    pages = {p["id"]: p for p in api(admin, "/api/v1/pages")["pages"]}
+
+    def order(query: str) -> list[str]:
+        return re.findall(r'<tr data-page-id="([^"]+)"', text_of(admin.get("/pages?" + query)))
+
+    by_score = sorted(pages, key=lambda p: pages[p]["windows"]["7d"]["score"])
+    assert order("sort=score&window=7d&order=asc") == by_score
+    by_n = sorted(pages, key=lambda p: pages[p]["windows"]["all"]["n"], reverse=True)
+    assert order("sort=n&window=all&order=desc") == by_n
+    assert order("sort=title&order=asc") == sorted(
+        pages, key=lambda p: pages[p]["title"].casefold()
+    )
+    assert order("department=環境部") == [city.gomi]
+    assert sorted(order("division=somu-dx")) == sorted([city.dx, city.xss, city.formula])
+    assert order("division=fallback") == [city.unowned]
+    assert order("q=DX取組") == [city.dx]
+    assert order("q=KURASHI/GOMI") == [city.gomi]  # the URL, any case
+    assert order("q=nothing-matches") == []
+
+
+def _points(detail: str, question: str) -> list[tuple[str, str, str]]:
+    section = re.search(
+        rf'<section class="chart" data-question="{question}".*?</section>', detail, re.S
+    ).group(0)
+    return re.findall(r'data-start="([^"]+)" data-n="([^"]+)" data-score="([^"]*)"', section)
+
+
+def test_the_charts_points_and_n_equal_the_stats_api(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    daily = api(somu, f"/api/v1/pages/{city.dx}?days=84")["daily"]
+    detail = text_of(somu.get(f"/pages/{city.dx}"))
+    for question in ("findability", "clarity", "usefulness"):
+        expected = [
+            (
+                d["day"],
+                str(d["questions"][question]["n"]),
+                ""
+                if d["questions"][question]["score"] is None
+                else str(d["questions"][question]["score"]),
+            )
+            for d in daily[-28:]
+        ]
+        assert _points(detail, question) == expected
+    # Weekly: each point is the sum of its seven days, scored the same way.
+    weekly = text_of(somu.get(f"/pages/{city.dx}?period=weekly"))
+    points = _points(weekly, "clarity")
+    assert len(points) == 12
+    for index, (start, n, score) in enumerate(points):
+        week = daily[index * 7 : index * 7 + 7]
+        assert start == week[0]["day"]
+        yes, neutral, no = (
+            sum(d["questions"]["clarity"][a] for d in week) for a in ("yes", "neutral", "no")
+        )
+        assert int(n) == yes + neutral + no
+        assert float(score) == round((yes + 0.5 * neutral) / int(n) * 100, 1)
+    # The windows table shows the API's intervals.
+    windows = api(somu, f"/api/v1/pages/{city.dx}")["windows"]
+    clarity = windows["28d"]["questions"]["clarity"]
+    assert f"{clarity['wilson_low']:.1f}–{clarity['wilson_high']:.1f}" in detail
+
+
+def test_the_overview_plots_every_visible_page_against_its_limits(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    overview = text_of(somu.get("/overview?window=all"))
+    pages = api(somu, "/api/v1/pages")["pages"]
+    mine = [p for p in pages if p["id"] in (city.dx, city.xss, city.formula)]
+    section = re.search(r'data-question="clarity".*?</section>', overview, re.S).group(0)
+    dots = re.findall(r'data-page-id="([^"]+)" data-n="(\d+)" data-score="([^"]+)"', section)
+    assert sorted(dots) == sorted(
+        (p["id"], str(q["n"]), str(q["score"]))
+        for p in mine
+        for q in [p["windows"]["all"]["questions"]["clarity"]]
+    )
+    statuses = re.findall(r'data-page-id="[^"]+" data-status="([^"]+)"', section)
+    assert len(statuses) == 3 and set(statuses) <= {"low3", "low2", "within", "high2", "high3"}
+
+
+def test_marking_an_alert_handled_keeps_who_when_and_the_note(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    page = text_of(somu.get(f"/pages/{city.dx}"))
+    assert "低下" in page and "回復" in page  # the drop and the recovery notice
+    assert "わかりやすさ: 84.4 (n=80) → 27.5 (n=20)" in page  # the drop
+    assert "わかりやすさ: 84.4 (n=80) → 85.4 (n=24)" in page  # back near its baseline
+    token = csrf_of(somu, "/alerts")
+    too_long = somu.post(
+        f"/alerts/{city.dx_alert}/handled", data={"csrf_token": token, "note": "x" * 1001}
+    )
+    assert too_long.status_code == 422
+    assert "1000文字以内" in text_of(too_long)
+    note = "<b>見出し</b>を修正しました"
+    response = somu.post(
+        f"/alerts/{city.dx_alert}/handled",
+        data={"csrf_token": token, "note": note, "next": f"/pages/{city.dx}"},
+    )
+    assert response.status_code == 303 and response.headers["Location"] == f"/pages/{city.dx}"
+    again = somu.post(
+        f"/alerts/{city.dx_alert}/handled", data={"csrf_token": token, "note": "later"}
+    )
+    assert again.status_code == 303
+    listing = text_of(somu.get("/alerts"))
+    [item] = [i for i in listing.split('<li class="alert ') if f'id="alert-{city.dx_alert}"' in i]
+    assert f"対応済み ({city.somu}、" in item
+    assert html.escape(note) in item and "later" not in item  # the first record stays
+    open_only = text_of(somu.get("/alerts?show=open"))
+    assert city.dx_alert not in open_only and city.dx_recovery in open_only
+    # The page's marker counts only the open one now.
+    assert "未対応のアラート 1件" in text_of(somu.get("/pages"))
+
+
+def test_a_title_with_markup_is_text_everywhere(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    escaped = html.escape(city.xss_title, quote=False)
+    for path in ("/pages", f"/pages/{city.xss}", "/overview?window=all"):
+        body = text_of(somu.get(path))
+        assert "<script>alert(1)" not in body and "<img src=x" not in body, path
+        assert escaped in body, path
+
+
+def test_english_on_request_and_remembered(city_app):
+    app, city = city_app
+    client = app.test_client()
+    assert ">Sign in</h1>" in text_of(client.get("/sign-in?lang=en"))
+    assert sign_in(client, city.somu).status_code == 303
+    listing = text_of(client.get("/pages"))
+    assert '<html lang="en">' in listing and "Pages" in listing and "28 days" in listing
+    assert '<html lang="ja">' in text_of(client.get("/pages?lang=ja"))
+    assert "ページ一覧" in text_of(client.get("/pages"))
+
+
+def test_pages_are_private_and_run_no_script(city_app):
+    app, city = city_app
+    response = signed_in(app, city.somu).get("/pages")
+    assert "script-src" not in response.headers["Content-Security-Policy"]
+    assert "default-src 'none'" in response.headers["Content-Security-Policy"]
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert "<script" not in text_of(response)

@@ -12,6 +12,7 @@ from koe_kit.local_stack import LocalStack
 
 REPO = Path(__file__).parents[1]
 API_TOKEN = "test-token-" + "x" * 24
+SECRET_KEY = "test-session-secret-" + "y" * 24  # the dashboard's cookie key
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
 
@@ -29,6 +30,8 @@ def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str
         "SMTP_HOST": smtp_server.host,
         "SMTP_PORT": str(smtp_server.port),
         "KOE_API_TOKEN": API_TOKEN,
+        "KOE_SECRET_KEY": SECRET_KEY,
+        "KOE_DASHBOARD_SECURE_COOKIES": "false",
         "KOE_ALLOWED_ORIGINS": SITE,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_FEEDBACK_PORT": str(free_port()),
@@ -38,6 +41,10 @@ def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str
         "AGGREGATOR_DATABASE_URL": new_pg_database(),
         "NOTIFIER_DATABASE_URL": new_pg_database(),
         "KOE_WEB_WORKERS": "2",
+        # These tests post many responses from one client (this machine, one user
+        # agent) to one page: no folding, no rate limit. tests/test_widget_* test those.
+        "KOE_REPLACE_WINDOW_MINUTES": "0",
+        "KOE_RATE_LIMIT_MAX": "1000000",
         **fast_kafka_env,
     }
     env.update(extra)

@@ -35,9 +35,17 @@ def test_schema_is_valid_draft_2020_12(path: Path):
 
 def test_every_event_type_has_a_topic_and_a_dead_letter_topic():
     topics = events.topics()
+    carried = {t: topic for topic in topics for t in events.event_types_on(topic)}
     for path in SCHEMAS.glob("koe.*.json"):
-        assert path.stem in topics, f"{path.stem} has no topic in topics.yaml"
-        assert events.dead_letter_topic(path.stem) in topics  # raises KeyError if undeclared
+        assert path.stem in carried, f"{path.stem} is carried by no topic in topics.yaml"
+        topic = carried[path.stem]
+        assert events.dead_letter_topic(topic) in topics  # raises KeyError if undeclared
+
+
+def test_a_recovery_is_carried_beside_the_drops_it_follows():
+    # Same topic and key (the page id) as the drops: a recovery never overtakes its drop.
+    assert events.event_types_on("koe.alerts.v1") == {"koe.alerts.v1", "koe.alerts.recovered.v1"}
+    assert events.event_types_on("koe.feedback.submitted.v1") == {"koe.feedback.submitted.v1"}
 
 
 @pytest.mark.parametrize(

@@ -12,41 +12,30 @@ from sqlalchemy import select
 from feedback.models import OutboxEntry, Response
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
+from support import answered
 
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
 NOT_A_UUID = "not-a-uuid"
 
 
-def good(**changes):
-    body = {
-        "page_url": PAGE,
-        "page_title": "津市の自治体DX取組状況",
-        "division": "somu-dx",
-        "answers": {"findability": "yes", "clarity": "neutral", "usefulness": "no"},
-        "locale": "ja",
-    }
-    body.update(changes)
-    return {k: v for k, v in body.items() if v is not ...}
-
-
 # (case, request kwargs for client.post, expected status, field named in the errors)
 MALFORMED = [
-    ("missing page_url", {"json": good(page_url=...)}, 422, "page_url"),
-    ("ftp url", {"json": good(page_url="ftp://www.info.city.tsu.mie.jp/x")}, 422, "page_url"),
-    ("3000-char url", {"json": good(page_url=PAGE + "?" + "a" * 3000)}, 422, "page_url"),
-    ("foreign origin", {"json": good(page_url="https://evil.example/x.html")}, 422, "page_url"),
-    ("answers empty", {"json": good(answers={})}, 422, "answers"),
-    ("answers missing", {"json": good(answers=...)}, 422, "answers"),
-    ("answer maybe", {"json": good(answers={"clarity": "maybe"})}, 422, "answers.clarity"),
-    ("answer extra", {"json": good(answers={"clarity": "yes", "x": "yes"})}, 422, "answers.x"),
-    ("answers not object", {"json": good(answers="yes")}, 422, "answers"),
-    ("unknown field", {"json": good(comment="hello")}, 422, "comment"),
-    ("title 201", {"json": good(page_title="あ" * 201)}, 422, "page_title"),
-    ("bad page_id", {"json": good(page_id="-bad id")}, 422, "page_id"),
-    ("unknown division", {"json": good(division="nope")}, 422, "division"),
-    ("bad locale", {"json": good(locale="fr")}, 422, "locale"),
-    ("bad client_token", {"json": good(client_token=NOT_A_UUID)}, 422, "client_token"),
+    ("missing page_url", {"json": answered(page_url=...)}, 422, "page_url"),
+    ("ftp url", {"json": answered(page_url="ftp://www.info.city.tsu.mie.jp/x")}, 422, "page_url"),
+    ("3000-char url", {"json": answered(page_url=PAGE + "?" + "a" * 3000)}, 422, "page_url"),
+    ("foreign origin", {"json": answered(page_url="https://evil.example/x.html")}, 422, "page_url"),
+    ("answers empty", {"json": answered(answers={})}, 422, "answers"),
+    ("answers missing", {"json": answered(answers=...)}, 422, "answers"),
+    ("answer maybe", {"json": answered(answers={"clarity": "maybe"})}, 422, "answers.clarity"),
+    ("answer extra", {"json": answered(answers={"clarity": "yes", "x": "yes"})}, 422, "answers.x"),
+    ("answers not object", {"json": answered(answers="yes")}, 422, "answers"),
+    ("unknown field", {"json": answered(comment="hello")}, 422, "comment"),
+    ("title 201", {"json": answered(page_title="あ" * 201)}, 422, "page_title"),
+    ("bad page_id", {"json": answered(page_id="-bad id")}, 422, "page_id"),
+    ("unknown division", {"json": answered(division="nope")}, 422, "division"),
+    ("bad locale", {"json": answered(locale="fr")}, 422, "locale"),
+    ("bad client_token", {"json": answered(client_token=NOT_A_UUID)}, 422, "client_token"),
     (
         "non-JSON body",
         {"data": b"{not json", "content_type": "application/json"},
@@ -56,11 +45,11 @@ MALFORMED = [
     ("JSON array", {"data": b"[1, 2]", "content_type": "application/json"}, 400, "body"),
     (
         "wrong content type",
-        {"data": json.dumps(good()), "content_type": "text/plain"},
+        {"data": json.dumps(answered()), "content_type": "text/plain"},
         415,
         "body",
     ),
-    ("oversize", {"json": good(page_title="x" * 20_000)}, 413, "body"),
+    ("oversize", {"json": answered(page_title="x" * 20_000)}, 413, "body"),
 ]
 
 
@@ -83,7 +72,9 @@ def test_malformed_requests_are_refused_and_nothing_is_stored(
 
 
 def test_accepted_json_writes_one_response_and_one_valid_event(client, engine, counts):
-    answer = client.post("/api/v1/feedback", json=good(page_title="津市の\r\n自治体DX\x07取組状況"))
+    answer = client.post(
+        "/api/v1/feedback", json=answered(page_title="津市の\r\n自治体DX\x07取組状況")
+    )
 
     assert answer.status_code == 202
     response_id = answer.get_json()["id"]
@@ -104,14 +95,14 @@ def test_accepted_json_writes_one_response_and_one_valid_event(client, engine, c
     event = events.decode(outbox.payload.encode("utf-8"))  # validates against the schema
     assert event["id"] == response_id
     assert event["subject"] == page_id
-    assert event["data"]["answers"] == good()["answers"]
+    assert event["data"]["answers"] == answered()["answers"]
     assert event["data"]["division"] == "somu-dx"
 
 
 def test_given_page_id_is_used_and_url_is_stored_canonical(client, engine):
     answer = client.post(
         "/api/v1/feedback",
-        json=good(
+        json=answered(
             page_url="HTTPS://WWW.info.city.tsu.mie.jp:443/kurashi/gomi/1.html?utm=x#top",
             page_id="shirasagi:docs:1",
             answers={"usefulness": "yes"},
@@ -132,7 +123,7 @@ def test_given_page_id_is_used_and_url_is_stored_canonical(client, engine):
 
 
 def test_locale_defaults_to_japanese(client, engine):
-    assert client.post("/api/v1/feedback", json=good(locale=...)).status_code == 202
+    assert client.post("/api/v1/feedback", json=answered(locale=...)).status_code == 202
     with engine.connect() as connection:
         assert connection.execute(select(Response.locale)).scalar_one() == "ja"
 
@@ -140,8 +131,8 @@ def test_locale_defaults_to_japanese(client, engine):
 def test_same_client_token_twice_is_one_response(client, counts):
     token = str(uuid.uuid4())
 
-    first = client.post("/api/v1/feedback", json=good(client_token=token))
-    second = client.post("/api/v1/feedback", json=good(client_token=token))
+    first = client.post("/api/v1/feedback", json=answered(client_token=token))
+    second = client.post("/api/v1/feedback", json=answered(client_token=token))
 
     assert (first.status_code, second.status_code) == (202, 202)
     assert first.get_json()["id"] == second.get_json()["id"]
@@ -230,7 +221,7 @@ def test_form_client_token_and_unknown_field(client, counts):
 
 
 def test_form_needs_a_form_content_type(client, counts):
-    answer = client.post("/feedback", json=good())
+    answer = client.post("/feedback", json=answered())
     assert answer.status_code == 415
     assert counts() == (0, 0)
 

@@ -106,6 +106,38 @@ def test_embed_escapes_what_it_is_given(client):
     assert "<script>alert(1)" not in page.get_data(as_text=True)
 
 
+# DESIGN.md, "The survey", to the letter: the city's own questions and answers.
+DESIGN_SURVEY = {
+    "findability": (
+        "このページは見つけやすかったですか?",
+        "見つけやすかった",
+        "ふつう",
+        "見つけにくかった",
+    ),
+    "clarity": (
+        "このページの内容はわかりやすかったですか?",
+        "わかりやすかった",
+        "ふつう",
+        "わかりにくかった",
+    ),
+    "usefulness": (
+        "このページの内容は参考になりましたか?",
+        "参考になった",
+        "ふつう",
+        "参考にならなかった",
+    ),
+}
+
+
+def test_the_japanese_snippet_asks_designs_questions_word_for_word(client):
+    body = client.get("/demo/tsu-dx").get_data(as_text=True)
+    for key, (question, *labels) in DESIGN_SURVEY.items():
+        start = body.index(f'<legend class="koe-l">{question}</legend>')
+        fieldset = body[start : body.index("</fieldset>", start)]
+        for value, label in zip(("yes", "neutral", "no"), labels, strict=True):
+            assert f'name="{key}" value="{value}"> {label}</label>' in fieldset, (key, value)
+
+
 def test_the_demo_is_the_seed_page_with_the_real_snippet(client):
     index = client.get("/demo").get_data(as_text=True)
     assert 'href="/demo/tsu-dx"' in index and 'href="/demo/tsu-dx/en"' in index

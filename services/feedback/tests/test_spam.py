@@ -17,23 +17,12 @@ from feedback.app import create_app
 from feedback.clients import client_hash
 from feedback.config import load_settings
 from feedback.models import ClientGuard, OutboxEntry, Response
+from support import answered
 
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
 IP = "203.0.113.7"
 BROWSER = "Mozilla/5.0 (koe test) Chrome/130"
-
-
-def good(**changes):
-    body = {
-        "page_url": PAGE,
-        "page_title": "津市の自治体DX取組状況",
-        "division": "somu-dx",
-        "answers": {"findability": "yes", "clarity": "neutral"},
-        "locale": "ja",
-    }
-    body.update(changes)
-    return body
 
 
 def rejections(reason: str) -> float:
@@ -76,7 +65,7 @@ def published(engine) -> list[dict]:
 def test_the_honeypot_refuses_both_paths_and_stores_nothing(browser, engine, counts):
     before = rejections("honeypot")
 
-    answer = browser.post("/api/v1/feedback", json=good(homepage="http://spam.example"))
+    answer = browser.post("/api/v1/feedback", json=answered(homepage="http://spam.example"))
     assert answer.status_code == 422
     assert list(answer.get_json()["errors"]) == ["homepage"]
 
@@ -98,7 +87,7 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
     fresh = issued.get_json()["stamp"]
     too_fast, invalid = rejections("too_fast"), rejections("invalid")
 
-    answer = browser.post("/api/v1/feedback", json=good(koe_stamp=fresh))
+    answer = browser.post("/api/v1/feedback", json=answered(koe_stamp=fresh))
     assert answer.status_code == 422
     assert "after the survey was shown" in answer.get_json()["errors"]["koe_stamp"][0]
     form = {"page_url": PAGE, "findability": "yes", "koe_stamp": fresh}
@@ -109,7 +98,7 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
     forged = f"{int(issued_ms) - 60_000}.{signature}"
     stale = stamps.issue(b"k" * 48, time.time() - 2 * stamps.MAX_AGE_S)
     for bad in (forged, "12345", "x.y", stale):
-        answer = browser.post("/api/v1/feedback", json=good(koe_stamp=bad))
+        answer = browser.post("/api/v1/feedback", json=answered(koe_stamp=bad))
         assert answer.status_code == 422, bad
         assert "koe_stamp" in answer.get_json()["errors"]
     assert rejections("invalid") == invalid + 4
@@ -118,7 +107,7 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
     # A stamp koe issued a few seconds ago passes (the test signs one, not waits for one).
     key = browser.application.extensions["koe.feedback.intake"].client_key
     answer = browser.post(
-        "/api/v1/feedback", json=good(koe_stamp=stamps.issue(key, time.time() - 5))
+        "/api/v1/feedback", json=answered(koe_stamp=stamps.issue(key, time.time() - 5))
     )
     assert answer.status_code == 202, answer.get_json()
     assert counts() == (1, 1)
@@ -126,12 +115,12 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
 
 def test_a_second_response_within_the_window_replaces_the_first(browser, make_client, engine):
     replacements = REGISTRY.get_sample_value("koe_feedback_replacements_total") or 0.0
-    first = browser.post("/api/v1/feedback", json=good(answers={"clarity": "no"}))
-    second = browser.post("/api/v1/feedback", json=good(answers={"clarity": "yes"}))
+    first = browser.post("/api/v1/feedback", json=answered(answers={"clarity": "no"}))
+    second = browser.post("/api/v1/feedback", json=answered(answers={"clarity": "yes"}))
     # Another page, or another browser on the same page: separate responses.
-    elsewhere = browser.post("/api/v1/feedback", json=good(page_url=f"{SITE}/other.html"))
+    elsewhere = browser.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/other.html"))
     other = browser.post(
-        "/api/v1/feedback", json=good(), headers={"User-Agent": "Mozilla/5.0 Firefox/131"}
+        "/api/v1/feedback", json=answered(), headers={"User-Agent": "Mozilla/5.0 Firefox/131"}
     )
     assert {a.status_code for a in (first, second, elsewhere, other)} == {202}
 
@@ -146,8 +135,8 @@ def test_a_second_response_within_the_window_replaces_the_first(browser, make_cl
 
     # With the window set to 0 nothing is ever replaced.
     no_window = make_client(KOE_REPLACE_WINDOW_MINUTES="0")
-    no_window.post("/api/v1/feedback", json=good(page_url=f"{SITE}/third.html"))
-    no_window.post("/api/v1/feedback", json=good(page_url=f"{SITE}/third.html"))
+    no_window.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/third.html"))
+    no_window.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/third.html"))
     assert [e.get("replaces") for e in published(engine)[-2:]] == [None, None]
 
 
@@ -155,16 +144,17 @@ def test_the_rate_limit_answers_429_with_retry_after(make_client, counts):
     client = make_client(KOE_RATE_LIMIT_MAX="2", KOE_RATE_LIMIT_WINDOW_S="600")
     before = rejections("rate_limited")
 
-    assert client.post("/api/v1/feedback", json=good()).status_code == 202
-    assert client.post("/api/v1/feedback", json=good()).status_code == 202
-    limited = client.post("/api/v1/feedback", json=good())
+    assert client.post("/api/v1/feedback", json=answered()).status_code == 202
+    assert client.post("/api/v1/feedback", json=answered()).status_code == 202
+    limited = client.post("/api/v1/feedback", json=answered())
     assert limited.status_code == 429
     assert 1 <= int(limited.headers["Retry-After"]) <= 600
     assert "body" in limited.get_json()["errors"]
     form = client.post("/feedback", data={"page_url": PAGE, "clarity": "yes"})
     assert form.headers["Location"] == f"{PAGE}?koe=error#koe-error"
     # Another page of the same client is not limited.
-    assert client.post("/api/v1/feedback", json=good(page_url=f"{SITE}/x.html")).status_code == 202
+    other_page = answered(page_url=f"{SITE}/x.html")
+    assert client.post("/api/v1/feedback", json=other_page).status_code == 202
 
     assert counts() == (3, 3)
     assert rejections("rate_limited") == before + 2
@@ -173,12 +163,12 @@ def test_the_rate_limit_answers_429_with_retry_after(make_client, counts):
 def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, engine):
     direct = make_client()  # KOE_TRUSTED_PROXIES=0: the header is anyone's to write
     for address in ("198.51.100.1", "198.51.100.2"):
-        direct.post("/api/v1/feedback", json=good(), headers={"X-Forwarded-For": address})
+        direct.post("/api/v1/feedback", json=answered(), headers={"X-Forwarded-For": address})
     behind = make_client(KOE_TRUSTED_PROXIES="1")
     page = f"{SITE}/proxied.html"
     for address in ("198.51.100.1", "198.51.100.2"):
         behind.post(
-            "/api/v1/feedback", json=good(page_url=page), headers={"X-Forwarded-For": address}
+            "/api/v1/feedback", json=answered(page_url=page), headers={"X-Forwarded-For": address}
         )
 
     replaces = [e.get("replaces") for e in published(engine)]
@@ -187,7 +177,7 @@ def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, engine):
 
 
 def test_no_address_is_stored_only_a_keyed_hash(browser, engine, env):
-    assert browser.post("/api/v1/feedback", json=good()).status_code == 202
+    assert browser.post("/api/v1/feedback", json=answered()).status_code == 202
 
     with engine.connect() as connection:
         everything = []
@@ -224,7 +214,7 @@ def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
     assert refused.status_code == 403
     assert "Access-Control-Allow-Origin" not in refused.headers
 
-    posted = browser.post("/api/v1/feedback", json=good(), headers=foreign)
+    posted = browser.post("/api/v1/feedback", json=answered(), headers=foreign)
     assert posted.status_code == 403
     assert posted.get_json() == {
         "errors": {"origin": ["https://evil.example is not a site koe serves"]}
@@ -239,12 +229,12 @@ def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
     assert rejections("foreign_origin") == before + 3
     assert counts() == (0, 0)
 
-    accepted = browser.post("/api/v1/feedback", json=good(), headers=allowed)
+    accepted = browser.post("/api/v1/feedback", json=answered(), headers=allowed)
     assert accepted.status_code == 202
     assert accepted.headers["Access-Control-Allow-Origin"] == SITE
     assert "Origin" in accepted.headers["Vary"]
     # Errors carry the header too, so the widget can read them.
-    bad = browser.post("/api/v1/feedback", json=good(answers={}), headers=allowed)
+    bad = browser.post("/api/v1/feedback", json=answered(answers={}), headers=allowed)
     assert (bad.status_code, bad.headers["Access-Control-Allow-Origin"]) == (422, SITE)
     # A plain form from a page with `Referrer-Policy: no-referrer` says `Origin: null`.
     null = browser.post(

@@ -21,12 +21,14 @@ from aggregator.access import (
     login_required,
     protect,
     safe_next,
+    signed_in_account,
     today,
 )
 from aggregator.accounts import authenticate
 from aggregator.i18n import format_score
-from aggregator.scoring import QUESTIONS, WINDOWS
+from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages
+from koe_directory import QUESTION_KEYS
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -128,8 +130,7 @@ def _trend_label(values: list[float | None]) -> str:
 @dashboard.get("/pages")
 @login_required
 def pages():
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     visible = visible_pages(db, directory(), account)
     choices = divisions_for(directory(), account)
     department = request.args.get("department") or None
@@ -181,7 +182,7 @@ def pages():
         order=order,
         window=window,
         windows=list(WINDOWS),
-        questions=QUESTIONS,
+        questions=QUESTION_KEYS,
         as_of=as_of,
         number=number,
         pages_total=pages_total,
@@ -191,8 +192,7 @@ def pages():
 @dashboard.get("/pages/<page_id>")
 @login_required
 def page(page_id: str):
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     found = visible_page(db, directory(), account, page_id) if PAGE_ID.match(page_id) else None
     if found is None:
         abort(404)
@@ -209,8 +209,8 @@ def page(page_id: str):
         owner=owner,
         period=period,
         periods=trends.PERIODS,
-        charts={q: charts.series_chart(series[q]) for q in QUESTIONS},
-        questions=QUESTIONS,
+        charts={q: charts.series_chart(series[q]) for q in QUESTION_KEYS},
+        questions=QUESTION_KEYS,
         windows=list(WINDOWS),
         alerts=alert_records.list_alerts(db, None, page_id=page_id),
         as_of=as_of,
@@ -223,14 +223,13 @@ def page(page_id: str):
 @dashboard.get("/overview")
 @login_required
 def overview():
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
     as_of = today()
     visible = visible_pages(db, directory(), account)
     rows = stats.list_pages(db, as_of=as_of, page_ids=list(visible))
     plots = {}
-    for question in QUESTIONS:
+    for question in QUESTION_KEYS:
         figures = [(row, row["windows"][window]["questions"][question]) for row in rows]
         answered = [(row, f) for row, f in figures if f["n"]]
         ref = funnel.reference([(f["yes"], f["neutral"], f["no"]) for _row, f in answered])
@@ -255,7 +254,7 @@ def overview():
         plots=plots,
         window=window,
         windows=list(WINDOWS),
-        questions=QUESTIONS,
+        questions=QUESTION_KEYS,
         as_of=as_of,
     )
 
@@ -264,8 +263,7 @@ def overview():
 
 
 def _render_alerts(note_error: dict[str, str] | None = None, status: int = 200):
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     show = "open" if request.args.get("show") == "open" else "all"
     page_ids = None if account.is_admin else list(visible_pages(db, directory(), account))
     alerts = alert_records.list_alerts(db, page_ids, open_only=show == "open")
@@ -288,8 +286,7 @@ def alerts():
 @dashboard.post("/alerts/<alert_id>/handled")
 @login_required
 def alert_handled(alert_id: str):
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     page_id = alert_records.alert_page(db, alert_id[:36])
     if page_id is None or visible_page(db, directory(), account, page_id) is None:
         abort(404)

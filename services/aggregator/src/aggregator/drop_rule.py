@@ -40,7 +40,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
-from aggregator.scoring import QUESTIONS, Tally, Window, question_score, total
+from aggregator.scoring import Tally, Window, question_score, total
+from koe_directory import QUESTION_KEYS
 
 ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:koe:alerts")
 
@@ -168,7 +169,7 @@ def evaluate_windows(
     recent_window, baseline_window = rule.windows(as_of)
     last_alert_days = last_alert_days or {}
     fired: list[QuestionDrop] = []
-    for question in QUESTIONS:
+    for question in QUESTION_KEYS:
         r, b = recent.get(question, Tally()), baseline.get(question, Tally())
         if r.n < rule.min_n_recent or b.n < rule.min_n_baseline:
             continue
@@ -241,7 +242,7 @@ def evaluate_recovery(
     """
     rows = list(daily)
     recovered: list[QuestionRecovery] = []
-    for question in QUESTIONS:
+    for question in QUESTION_KEYS:
         drop = open_drops.get(question)
         if drop is None:
             continue

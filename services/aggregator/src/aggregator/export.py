@@ -26,11 +26,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aggregator import stats
-from aggregator.access import _, current_account, directory, lang, login_required, protect, today
+from aggregator.access import (
+    _,
+    directory,
+    lang,
+    login_required,
+    protect,
+    signed_in_account,
+    today,
+)
 from aggregator.models import DailyCount, DailyResponse
-from aggregator.scoring import QUESTIONS, WINDOWS, Tally
+from aggregator.scoring import WINDOWS, Tally
 from aggregator.visibility import visible_page, visible_pages
-from koe_directory import Division
+from koe_directory import QUESTION_KEYS, Division
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -57,12 +65,12 @@ def neutralise(value: object) -> str:
 def _question_headers(language: str, *, interval: bool) -> list[str]:
     score, n, yes, neutral, no, low, high = _QUESTION_FIELDS[language]
     fields = [score, n, low, high, yes, neutral, no] if interval else [score, n, yes, neutral, no]
-    return [f"{_('question.' + q)} {field}" for q in QUESTIONS for field in fields]
+    return [f"{_('question.' + q)} {field}" for q in QUESTION_KEYS for field in fields]
 
 
 def _question_cells(figures: dict, *, interval: bool) -> list[object]:
     cells: list[object] = []
-    for question in QUESTIONS:
+    for question in QUESTION_KEYS:
         q = figures["questions"][question]
         cells += [q["score"], q["n"]]
         if interval:
@@ -201,8 +209,7 @@ def csv_response(header: list[str], rows: Iterable[list[object]], filename: str)
 @export.get("/pages.csv")
 @login_required
 def pages_csv():
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     owners = visible_pages(db, directory(), account)
     as_of = today()
     return csv_response(
@@ -213,8 +220,7 @@ def pages_csv():
 @export.get("/pages/<page_id>/daily.csv")
 @login_required
 def daily_csv(page_id: str):
-    db, account = db_session(), current_account()
-    assert account is not None
+    db, account = db_session(), signed_in_account()
     if not PAGE_ID.match(page_id) or visible_page(db, directory(), account, page_id) is None:
         abort(404)
     end = today()

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from koe_directory import QUESTIONS
+
 LANGUAGES = ("ja", "en")
 DEFAULT_LANGUAGE = "ja"
 
@@ -38,9 +40,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "window.7d": ("7日間", "7 days"),
     "window.28d": ("28日間", "28 days"),
     "window.all": ("全期間", "All time"),
-    "question.findability": ("見つけやすさ", "Findability"),
-    "question.clarity": ("わかりやすさ", "Clarity"),
-    "question.usefulness": ("参考になったか", "Usefulness"),
+    # The survey's questions by their short labels (koe_directory.survey).
+    **{f"question.{q.key}": (q.short_ja, q.short_en) for q in QUESTIONS},
     "score": ("満足度", "Score"),
     "n": ("回答数", "Responses"),
     "n.short": ("n", "n"),

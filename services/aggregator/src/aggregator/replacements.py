@@ -22,7 +22,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregator.models import ProcessedEvent
-from aggregator.scoring import QUESTIONS
+from koe_directory import QUESTION_KEYS
 from koe_kit.db import among
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class Counted:
 
 def remembered(day: date, answers: dict[str, str]) -> dict[str, Any]:
     """The columns a processed_events row keeps so the response can be un-counted later."""
-    return {"day": day, **{question: answers.get(question) for question in QUESTIONS}}
+    return {"day": day, **{question: answers.get(question) for question in QUESTION_KEYS}}
 
 
 class Replacements:
@@ -63,13 +63,13 @@ class Replacements:
                     ProcessedEvent.event_id,
                     ProcessedEvent.page_id,
                     ProcessedEvent.day,
-                    *(getattr(ProcessedEvent, question) for question in QUESTIONS),
+                    *(getattr(ProcessedEvent, question) for question in QUESTION_KEYS),
                 ).where(among(session, ProcessedEvent.event_id, wanted[start : start + _IN_CHUNK]))
             )
             for event_id, page_id, day, *answers in rows:
                 if day is None:  # counted before migration 0002: nothing to un-count with
                     continue
-                given = {q: a for q, a in zip(QUESTIONS, answers, strict=True) if a is not None}
+                given = {q: a for q, a in zip(QUESTION_KEYS, answers, strict=True) if a is not None}
                 self._counted[event_id] = Counted(page_id, day, given)
 
     def note(self, event_id: str, counted: Counted) -> None:

@@ -13,9 +13,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-QUESTIONS = ("findability", "clarity", "usefulness")
-ANSWERS = ("yes", "neutral", "no")
-
 # z for a two-sided 95% interval
 Z95 = 1.959963984540054
 

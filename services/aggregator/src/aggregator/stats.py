@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 
 from aggregator.models import DailyCount, DailyResponse, Page
 from aggregator.scoring import (
-    QUESTIONS,
     WINDOWS,
     Tally,
     page_score,
@@ -28,6 +27,7 @@ from aggregator.scoring import (
     wilson_interval,
     window_ending,
 )
+from koe_directory import ANSWERS, QUESTION_KEYS
 from koe_kit.db import among
 
 # page id -> window name -> question -> tally
@@ -82,7 +82,7 @@ def _window_tallies(
             f"{name}_{answer}"
         )
         for name, length in WINDOWS.items()
-        for answer in ("yes", "neutral", "no")
+        for answer in ANSWERS
     ]
     query = (
         select(DailyCount.page_id, DailyCount.question, *columns)
@@ -191,13 +191,13 @@ def figures_json(
     per_question: Mapping[str, Tally], responses: int, *, with_interval: bool = True
 ) -> dict:
     """n and score for the page (n = responses) and per question (n = answers to it)."""
-    tallies = [per_question.get(q, Tally()) for q in QUESTIONS]
+    tallies = [per_question.get(q, Tally()) for q in QUESTION_KEYS]
     return {
         "n": responses,
         "score": rounded(page_score(tallies)),
         "questions": {
             q: tally_json(t, with_interval=with_interval)
-            for q, t in zip(QUESTIONS, tallies, strict=True)
+            for q, t in zip(QUESTION_KEYS, tallies, strict=True)
         },
     }
 

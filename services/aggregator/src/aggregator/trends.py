@@ -18,13 +18,13 @@ from sqlalchemy.orm import Session
 
 from aggregator.models import DailyCount
 from aggregator.scoring import (
-    QUESTIONS,
     Tally,
     page_score,
     question_score,
     rounded,
     wilson_interval,
 )
+from koe_directory import QUESTION_KEYS
 from koe_kit.db import among
 
 SPARKLINE_WEEKS = 12
@@ -102,15 +102,15 @@ def question_series(daily: list[dict], period: str) -> dict[str, list[Point]]:
     at the last day, so the newest week is always complete up to as_of.
     """
     days = [(date.fromisoformat(d["day"]), d["questions"]) for d in daily]
-    series: dict[str, list[Point]] = {q: [] for q in QUESTIONS}
+    series: dict[str, list[Point]] = {q: [] for q in QUESTION_KEYS}
     if period == "daily":
         for day, questions in days[-DAILY_DAYS:]:
-            for q in QUESTIONS:
+            for q in QUESTION_KEYS:
                 series[q].append(_point(day, _tally(questions[q])))
         return series
     for start in range(len(days) % 7, len(days), 7):
         week = days[start : start + 7]
-        for q in QUESTIONS:
+        for q in QUESTION_KEYS:
             total = Tally()
             for _day, questions in week:
                 total = total + _tally(questions[q])

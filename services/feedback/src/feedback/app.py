@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from flask import Flask, jsonify
 from werkzeug.exceptions import RequestEntityTooLarge
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from feedback import demo, embed
 from feedback.config import Settings, load_settings
@@ -14,7 +13,7 @@ from feedback.views import Intake, blueprint
 from koe_directory import load_directory
 from koe_kit.db import make_engine
 from koe_kit.metrics import init_metrics
-from koe_kit.web import health_blueprint, init_db, init_json_errors
+from koe_kit.web import health_blueprint, init_db, init_json_errors, trust_proxies
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -25,10 +24,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings()
     directory = load_directory(settings.divisions_file)
     app = Flask(__name__)
-    if settings.trusted_proxies:
-        # Only then is X-Forwarded-For the client's address (README, "Spam and abuse");
-        # without proxies anyone could write any address into it.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies)  # type: ignore[method-assign]
+    trust_proxies(app, settings.trusted_proxies)  # README, "Spam and abuse"
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["koe.feedback.settings"] = settings

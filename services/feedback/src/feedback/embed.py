@@ -8,14 +8,13 @@ survey", documents it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from flask import Blueprint, Flask, current_app, render_template, request
 from markupsafe import Markup
 
 from feedback.schemas import on_allowed_origin
-from koe_directory import Directory
+from koe_directory import QUESTIONS, Directory
 from koe_directory.pages import origin_of
+from koe_directory.survey import LANGUAGES
 
 blueprint = Blueprint("embed", __name__)
 
@@ -31,51 +30,6 @@ CSP = (
 )
 PAGE_URL_PLACEHOLDER = "PAGE_URL"
 
-
-@dataclass(frozen=True)
-class Question:
-    key: str
-    text: str
-    options: tuple[tuple[str, str], ...]
-
-
-# The three questions, exactly as DESIGN.md words them (the city's own survey).
-QUESTIONS = {
-    "ja": (
-        Question(
-            "findability",
-            "このページは見つけやすかったですか?",
-            (("yes", "見つけやすかった"), ("neutral", "ふつう"), ("no", "見つけにくかった")),
-        ),
-        Question(
-            "clarity",
-            "このページの内容はわかりやすかったですか?",
-            (("yes", "わかりやすかった"), ("neutral", "ふつう"), ("no", "わかりにくかった")),
-        ),
-        Question(
-            "usefulness",
-            "このページの内容は参考になりましたか?",
-            (("yes", "参考になった"), ("neutral", "ふつう"), ("no", "参考にならなかった")),
-        ),
-    ),
-    "en": (
-        Question(
-            "findability",
-            "Was this page easy to find?",
-            (("yes", "Easy to find"), ("neutral", "Neither"), ("no", "Hard to find")),
-        ),
-        Question(
-            "clarity",
-            "Was the content of this page easy to understand?",
-            (("yes", "Easy to understand"), ("neutral", "Neither"), ("no", "Hard to understand")),
-        ),
-        Question(
-            "usefulness",
-            "Was the content of this page helpful?",
-            (("yes", "Helpful"), ("neutral", "Neither"), ("no", "Not helpful")),
-        ),
-    ),
-}
 
 TEXTS = {
     "ja": {
@@ -105,7 +59,7 @@ def snippet(base_url: str, lang: str, page_url: str, division: str | None = None
             lang=lang,
             page_url=page_url,
             division=division,
-            questions=QUESTIONS[lang],
+            questions=QUESTIONS,
             t=TEXTS[lang],
         ).strip()
     )
@@ -155,7 +109,7 @@ def generator():
                 )
         if division is not None and not directory.knows(division):
             errors["division"] = "unknown division / divisions.yaml にない課です"
-        if lang not in QUESTIONS:
+        if lang not in LANGUAGES:
             errors["lang"] = "ja or en"
         if page_url != PAGE_URL_PLACEHOLDER and not (
             page_url.startswith(("http://", "https://"))

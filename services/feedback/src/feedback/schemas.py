@@ -18,12 +18,10 @@ from marshmallow import (
     validates_schema,
 )
 
-from koe_directory import Directory, canonical_url, page_id_for_url
+from koe_directory import ANSWERS, QUESTION_KEYS, Directory, canonical_url, page_id_for_url
 from koe_directory.pages import PAGE_ID, origin_of
+from koe_directory.survey import LANGUAGES
 
-QUESTIONS = ("findability", "clarity", "usefulness")
-ANSWERS = ("yes", "neutral", "no")
-LOCALES = ("ja", "en")
 MAX_URL = 2048
 MAX_TITLE = 200
 # C0/C1 controls (CR and LF among them) and the Unicode line/paragraph separators:
@@ -52,18 +50,22 @@ class PlainLine(fields.String):
         return text or None
 
 
-class AnswersSchema(Schema):
+class _AtLeastOneAnswer(Schema):
     class Meta:
         unknown = RAISE
-
-    findability = fields.String(validate=validate.OneOf(ANSWERS))
-    clarity = fields.String(validate=validate.OneOf(ANSWERS))
-    usefulness = fields.String(validate=validate.OneOf(ANSWERS))
 
     @validates_schema
     def _at_least_one(self, data: Mapping[str, Any], **_: Any) -> None:
         if not data:
-            raise ValidationError(f"answer at least one of {', '.join(QUESTIONS)}")
+            raise ValidationError(f"answer at least one of {', '.join(QUESTION_KEYS)}")
+
+
+# One optional field per survey question, named from koe_directory.survey rather
+# than from a second list of the questions.
+AnswersSchema = _AtLeastOneAnswer.from_dict(
+    {key: fields.String(validate=validate.OneOf(ANSWERS)) for key in QUESTION_KEYS},
+    name="AnswersSchema",
+)
 
 
 class FeedbackSchema(Schema):
@@ -83,7 +85,7 @@ class FeedbackSchema(Schema):
     page_title = PlainLine(allow_none=True, validate=validate.Length(max=MAX_TITLE))
     division = fields.String(allow_none=True)
     answers = fields.Nested(AnswersSchema, required=True)
-    locale = fields.String(load_default="ja", validate=validate.OneOf(LOCALES))
+    locale = fields.String(load_default="ja", validate=validate.OneOf(LANGUAGES))
     client_token = fields.UUID(allow_none=True)
 
     def __init__(self, *, origins: Iterable[str], directory: Directory, **kwargs: Any):

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from feedback.models import ClientGuard, OutboxEntry, Response
 from feedback.schemas import Submission
+from koe_directory import QUESTION_KEYS
 from koe_kit import events
 from koe_kit.db import dialect_insert
 
@@ -103,9 +104,7 @@ def record(
             "page_title": submission.page_title,
             "division": submission.division,
             "locale": submission.locale,
-            "findability": answers.get("findability"),
-            "clarity": answers.get("clarity"),
-            "usefulness": answers.get("usefulness"),
+            **{question: answers.get(question) for question in QUESTION_KEYS},
             "client_token": submission.client_token,
             "replaces": None,
             "received_at": received_at,

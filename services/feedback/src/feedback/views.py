@@ -26,12 +26,12 @@ from feedback import metrics, services, stamps
 from feedback.clients import client_hash
 from feedback.schemas import (
     MAX_URL,
-    QUESTIONS,
     FeedbackSchema,
     Submission,
     flatten_errors,
     on_allowed_origin,
 )
+from koe_directory import QUESTION_KEYS
 from koe_kit.events import InvalidEvent
 from koe_kit.web import db_session
 
@@ -289,7 +289,7 @@ def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
     for name, value in form.items():
         if name == "return_to" or value == "":
             continue
-        if name in QUESTIONS:
+        if name in QUESTION_KEYS:
             answers[name] = value
         else:
             # Unknown names go through too, so the schema refuses them as in JSON.

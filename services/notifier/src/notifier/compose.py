@@ -22,7 +22,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-from koe_directory import Division
+from koe_directory import QUESTIONS_BY_KEY, Division
 
 DROP = "koe.alerts.v1"
 RECOVERED = "koe.alerts.recovered.v1"
@@ -33,24 +33,11 @@ SUBJECTS = {
 TITLE_IN_SUBJECT_MAX = 60
 UNTITLED = "(タイトルなし)"
 
-QUESTIONS: dict[str, tuple[str, str, tuple[str, str, str]]] = {
-    # key: (short label, the question as the survey asks it, answer labels yes/neutral/no)
-    "findability": (
-        "見つけやすさ",
-        "このページは見つけやすかったですか?",
-        ("見つけやすかった", "ふつう", "見つけにくかった"),
-    ),
-    "clarity": (
-        "わかりやすさ",
-        "このページの内容はわかりやすかったですか?",
-        ("わかりやすかった", "ふつう", "わかりにくかった"),
-    ),
-    "usefulness": (
-        "参考になったか",
-        "このページの内容は参考になりましたか?",
-        ("参考になった", "ふつう", "参考にならなかった"),
-    ),
-}
+
+def named(key: str) -> tuple[str, str]:
+    """A question's short label and its wording in the survey, for the Japanese parts."""
+    question = QUESTIONS_BY_KEY[key]
+    return question.short("ja"), question.text("ja")
 
 
 def japanese_date(day: str | date) -> str:
@@ -148,7 +135,7 @@ def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
             questions=tuple(
                 QuestionView(
                     q["question"],
-                    *QUESTIONS[q["question"]][:2],
+                    *named(q["question"]),
                     before=Score.of(q["baseline"]),
                     dropped=Score.of(q["dropped"]),
                     after=Score.of(q["recent"]),
@@ -165,15 +152,13 @@ def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
         questions=tuple(
             QuestionView(
                 q["question"],
-                *QUESTIONS[q["question"]][:2],
+                *named(q["question"]),
                 before=Score.of(q["baseline"]),
                 after=Score.of(q["recent"]),
                 drop_points=q["drop_points"],
                 breakdown=tuple(
-                    (label, q["recent"][key])
-                    for label, key in zip(
-                        QUESTIONS[q["question"]][2], ("yes", "neutral", "no"), strict=True
-                    )
+                    (label, q["recent"][answer])
+                    for answer, label in QUESTIONS_BY_KEY[q["question"]].options("ja")
                 ),
             )
             for q in data["questions"]
@@ -193,15 +178,14 @@ def compose_alert_email(
     """`event` is a koe.alerts.v1 or koe.alerts.recovered.v1 event (already schema-valid)."""
     view = page_view(event, dashboard_url)
     subject = SUBJECTS[event["type"]] + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX)
-    context = {"page": view, "division": division, "owner": owner(division)}
     return _message(
         subject,
         division,
         mail_from=mail_from,
         sent_at=sent_at,
         message_id=message_id(f"alert-{view.alert_id}", mail_from),
-        text=_templates.get_template("alert.txt").render(context),
-        html=_templates.get_template("alert.html").render(context),
+        template="alert",
+        page=view,
     )
 
 
@@ -222,21 +206,16 @@ def compose_digest_email(
         f"【koe】ページ評価のまとめ {japanese_date(day)}: "
         f"低下 {count(len(drops))}・回復 {count(len(recoveries))}"
     )
-    context = {
-        "day": day,
-        "drops": drops,
-        "recoveries": recoveries,
-        "division": division,
-        "owner": owner(division),
-    }
     return _message(
         subject,
         division,
         mail_from=mail_from,
         sent_at=sent_at,
         message_id=message_id(f"digest-{division.code}-{day.isoformat()}", mail_from),
-        text=_templates.get_template("digest.txt").render(context),
-        html=_templates.get_template("digest.html").render(context),
+        template="digest",
+        day=day,
+        drops=drops,
+        recoveries=recoveries,
     )
 
 
@@ -247,9 +226,13 @@ def _message(
     mail_from: str,
     sent_at: datetime,
     message_id: str,
-    text: str,
-    html: str,
+    template: str,
+    **context: Any,
 ) -> EmailMessage:
+    """The mail to `division`, its text and HTML parts rendered from `template`.txt/.html."""
+    context.update(division=division, owner=owner(division))
+    text = _templates.get_template(f"{template}.txt").render(context)
+    html = _templates.get_template(f"{template}.html").render(context)
     message = EmailMessage(policy=SMTP)
     message["Subject"] = subject
     message["From"] = mail_from

@@ -7,7 +7,6 @@
    except to koe. */
 (function () {
   "use strict";
-  var QUESTIONS = ["findability", "clarity", "usefulness"];
   var TEXT = {
     ja: {
       empty: "少なくとも1つの質問にお答えください。",
@@ -83,11 +82,10 @@
     }
 
     function payload() {
-      var answers = {}, body, i, checked;
-      for (i = 0; i < QUESTIONS.length; i++) {
-        checked = form.querySelector('input[name="' + QUESTIONS[i] + '"]:checked');
-        if (checked) answers[QUESTIONS[i]] = checked.value;
-      }
+      // The form's radio groups are the survey's questions (the snippet is made from
+      // koe_directory.survey), so the script needs no list of its own.
+      var answers = {}, body, i, checked = form.querySelectorAll('input[type="radio"]:checked');
+      for (i = 0; i < checked.length; i++) answers[checked[i].name] = checked[i].value;
       body = {
         page_url: pageUrl(form),
         page_title: (root.getAttribute("data-koe-title") || document.title || "").trim().slice(0, 200) || null,

@@ -1,12 +1,14 @@
-"""Shared HTTP behaviour: a database outage answers 503 with Retry-After, then recovers."""
+"""Shared HTTP behaviour: a database outage answers 503 with Retry-After, then recovers;
+the client's address behind reverse proxies."""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+import pytest
+from flask import Flask, jsonify, request
 from sqlalchemy import text
 
 from koe_kit.db import make_engine
-from koe_kit.web import db_session, health_blueprint, init_db, init_json_errors
+from koe_kit.web import db_session, health_blueprint, init_db, init_json_errors, trust_proxies
 
 
 def make_app(url: str) -> Flask:
@@ -52,3 +54,25 @@ def test_database_outage_is_a_503_with_retry_after_and_recovers(new_pg_database,
     assert client.get("/readyz").status_code == 200
     with make_engine(url).connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM t")).scalar_one() == 2
+
+
+@pytest.mark.parametrize(
+    ("trusted_proxies", "client"),
+    [(0, "192.0.2.9"), (1, "198.51.100.2"), (2, "198.51.100.1")],
+)
+def test_the_client_address_believes_only_our_own_proxies(trusted_proxies, client):
+    app = Flask(__name__)
+    trust_proxies(app, trusted_proxies)
+
+    @app.get("/who")
+    def who():
+        return request.remote_addr or ""
+
+    # The client wrote 203.0.113.66 itself; proxy A appended the client's address,
+    # proxy B (the TCP peer, 192.0.2.9) appended A's.
+    answer = app.test_client().get(
+        "/who",
+        headers={"X-Forwarded-For": "203.0.113.66, 198.51.100.1, 198.51.100.2"},
+        environ_base={"REMOTE_ADDR": "192.0.2.9"},
+    )
+    assert answer.get_data(as_text=True) == client

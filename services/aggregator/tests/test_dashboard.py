@@ -148,6 +148,29 @@ def test_failed_sign_ins_are_throttled_per_account_and_per_client(city_app):
     assert sign_in(client, city.admin).status_code == 429
 
 
+def test_the_throttle_trusts_forwarded_for_only_behind_a_trusted_proxy(city_app, dashboard_app_for):
+    direct, city = city_app
+
+    def client_of(app, forwarded_for: str):
+        client = app.test_client()
+        client.environ_base["HTTP_X_FORWARDED_FOR"] = forwarded_for
+        return client
+
+    def lock_out(client, who: str) -> None:
+        for number in range(20):
+            assert sign_in(client, f"{who}{number}@example.org").status_code == 401
+        assert sign_in(client, city.admin).status_code == 429
+
+    behind = dashboard_app_for(KOE_TRUSTED_PROXIES="1")
+    lock_out(client_of(behind, "198.51.100.1"), "behind")
+    # Another client behind the same proxy is someone else.
+    assert sign_in(client_of(behind, "198.51.100.2"), city.somu).status_code == 303
+
+    lock_out(client_of(direct, "198.51.100.3"), "direct")
+    # Without a trusted proxy the header is anyone's to write: a new value is no way out.
+    assert sign_in(client_of(direct, "198.51.100.4"), city.kankyo).status_code == 429
+
+
 def test_a_division_sees_only_its_own_pages_and_alerts(city_app):
     app, city = city_app
     somu = signed_in(app, city.somu)

@@ -1,4 +1,5 @@
-"""Flask plumbing shared by the services: health checks, JSON errors, DB session."""
+"""Flask plumbing shared by the services: health checks, JSON errors, DB session,
+the client's address behind reverse proxies."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from koe_kit import correlation
 from koe_kit.db import ping, session_factory
@@ -38,6 +40,20 @@ def db_session() -> Session:
     if "koe_session" not in g:
         g.koe_session = current_app.extensions["koe.sessions"]()
     return g.koe_session
+
+
+def trust_proxies(app: Flask, trusted_proxies: int) -> None:
+    """Make `request.remote_addr` the client's address when `trusted_proxies` reverse
+    proxies (KOE_TRUSTED_PROXIES) each append the address they saw to X-Forwarded-For.
+
+    werkzeug's ProxyFix fits every app here: the survey API's per-client limits and the
+    dashboard's sign-in throttle both only need the address. It counts from the right,
+    so only entries our own proxies wrote are believed, and it sets REMOTE_ADDR, so
+    everything reading the address agrees. With 0 nothing is trusted: anyone could
+    write any address into the header, so the TCP peer is the client.
+    """
+    if trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=trusted_proxies)  # type: ignore[method-assign]
 
 
 def health_blueprint(extra_check: Callable[[], None] | None = None) -> Blueprint:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Flask
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from aggregator.config import Settings, load_settings, require_secret_key, require_token
 from aggregator.dashboard import dashboard
@@ -13,7 +12,7 @@ from koe_directory import DirectoryError, load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import make_engine
 from koe_kit.metrics import init_metrics
-from koe_kit.web import health_blueprint, init_db, init_json_errors
+from koe_kit.web import health_blueprint, init_db, init_json_errors, trust_proxies
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -36,8 +35,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         SESSION_COOKIE_SECURE=settings.secure_cookies,
         MAX_CONTENT_LENGTH=64 * 1024,  # the dashboard's forms are a few fields
     )
-    if settings.proxy_hops:
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.proxy_hops)  # type: ignore[method-assign]
+    trust_proxies(app, settings.trusted_proxies)  # the sign-in throttle counts per client
     app.extensions["aggregator.directory"] = directory
     app.json.ensure_ascii = False  # type: ignore[attr-defined]
     app.json.sort_keys = False  # type: ignore[attr-defined]

@@ -9,9 +9,9 @@ the session cookie; a guessable key would let anyone forge a signed-in session).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from aggregator.drop_rule import DropRule
 from koe_kit.config import ConfigError, EnvReader
@@ -36,14 +36,7 @@ class Settings:
     divisions_file: str = "divisions.yaml"
     # Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted, so
     # sign-in throttling sees the client's address rather than the proxy's.
-    proxy_hops: int = 0
-
-
-def _zone(raw: str) -> ZoneInfo:
-    try:
-        return ZoneInfo(raw)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("not a known IANA time zone") from None
+    trusted_proxies: int = 0
 
 
 def load_settings(
@@ -53,14 +46,7 @@ def load_settings(
     reader = EnvReader(env)
     database_url = reader.str("DATABASE_URL", default_database_url("aggregator"))
     token = reader.str("KOE_API_TOKEN", None)
-    timezone_name = reader.str("KOE_TIMEZONE", "Asia/Tokyo")
-    try:
-        timezone = _zone(timezone_name)
-    except ValueError as exc:
-        reader.problems.append(
-            f"KOE_TIMEZONE={timezone_name!r} is invalid: {exc} (e.g. Asia/Tokyo)"
-        )
-        timezone = ZoneInfo("Asia/Tokyo")
+    timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
     group = reader.str("KOE_CONSUMER_GROUP", "aggregator")
     defaults = DropRule()
     rule = DropRule(
@@ -91,7 +77,7 @@ def load_settings(
     secret_key = reader.str("KOE_SECRET_KEY", None)
     secure_cookies = reader.bool("KOE_DASHBOARD_SECURE_COOKIES", True)
     divisions_file = reader.str("KOE_DIVISIONS_FILE", "divisions.yaml", hint="path")
-    proxy_hops = reader.int("KOE_PROXY_HOPS", 0, minimum=0)
+    trusted_proxies = reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0)
     if need_token:
         for problem in (token_problem(token), secret_key_problem(secret_key)):
             if problem:
@@ -107,41 +93,51 @@ def load_settings(
         secret_key=secret_key,
         secure_cookies=secure_cookies,
         divisions_file=divisions_file,
-        proxy_hops=proxy_hops,
+        trusted_proxies=trusted_proxies,
     )
 
 
 def token_problem(token: str | None) -> str | None:
-    if not token:
-        return (
-            "KOE_API_TOKEN is required: the stats API never runs open "
-            f"(set a random secret of at least {MIN_TOKEN_LENGTH} characters)"
-        )
-    if len(token) < MIN_TOKEN_LENGTH:
-        return f"KOE_API_TOKEN is too short: use at least {MIN_TOKEN_LENGTH} characters"
-    return None
+    return _secret_problem(
+        "KOE_API_TOKEN",
+        token,
+        MIN_TOKEN_LENGTH,
+        "the stats API never runs open "
+        f"(set a random secret of at least {MIN_TOKEN_LENGTH} characters)",
+    )
 
 
 def require_token(settings: Settings) -> str:
-    problem = token_problem(settings.api_token)
-    if problem:
-        raise ConfigError([problem])
-    assert settings.api_token is not None
-    return settings.api_token
+    return _required(settings.api_token, token_problem)
 
 
 def secret_key_problem(key: str | None) -> str | None:
-    hint = 'e.g. python -c "import secrets; print(secrets.token_urlsafe(48))"'
-    if not key:
-        return f"KOE_SECRET_KEY is required: it signs the dashboard's session cookie ({hint})"
-    if len(key) < MIN_SECRET_KEY_LENGTH:
-        return f"KOE_SECRET_KEY is too short: use at least {MIN_SECRET_KEY_LENGTH} characters"
-    return None
+    return _secret_problem(
+        "KOE_SECRET_KEY",
+        key,
+        MIN_SECRET_KEY_LENGTH,
+        "it signs the dashboard's session cookie "
+        '(e.g. python -c "import secrets; print(secrets.token_urlsafe(48))")',
+    )
 
 
 def require_secret_key(settings: Settings) -> str:
-    problem = secret_key_problem(settings.secret_key)
-    if problem:
-        raise ConfigError([problem])
-    assert settings.secret_key is not None
-    return settings.secret_key
+    return _required(settings.secret_key, secret_key_problem)
+
+
+def _secret_problem(name: str, value: str | None, min_length: int, why: str) -> str | None:
+    """What is wrong with a secret setting: unset (`why` it is needed) or too short."""
+    if not value:
+        return f"{name} is required: {why}"
+    if len(value) < min_length:
+        return f"{name} is too short: use at least {min_length} characters"
+    return None
+
+
+def _required(value: str | None, problem: Callable[[str | None], str | None]) -> str:
+    """The secret for a process that cannot run without it (the web app)."""
+    found = problem(value)
+    if found:
+        raise ConfigError([found])
+    assert value is not None
+    return value

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import re
 import socket
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,6 +26,7 @@ from sqlalchemy import create_engine, text
 
 from koe_kit.local_broker import LocalBroker
 from koe_kit.smtp_sink import SmtpSink
+from koe_kit.testing import postgres_databases
 
 PG_ADMIN_URL = os.environ.get(
     "KOE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -170,19 +170,8 @@ def pg_admin(pg_server_url: str):
 @pytest.fixture
 def new_pg_database(pg_admin) -> Iterator:
     """Factory: each call creates an empty PostgreSQL database and returns its URL."""
-    created: list[str] = []
-
-    def make() -> str:
-        name = f"koe_test_{uuid.uuid4().hex[:12]}"
-        with pg_admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        created.append(name)
-        return pg_admin.url.set(database=name).render_as_string(hide_password=False)
-
-    yield make
-    with pg_admin.connect() as connection:
-        for name in created:
-            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_databases(pg_admin) as make:
+        yield make
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import uuid
+from datetime import datetime
 from pathlib import Path
 
 import requests
 
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit import events
 from koe_kit.local_broker import free_port
 from koe_kit.local_stack import LocalStack
 
@@ -15,6 +19,44 @@ API_TOKEN = "test-token-" + "x" * 24
 SECRET_KEY = "test-session-secret-" + "y" * 24  # the dashboard's cookie key
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
+DX_TITLE = "津市の自治体DX取組状況"
+
+
+def answered(**changes) -> dict:
+    """The survey answered for the DX page, as widget.js sends it to the API; `changes`
+    replace fields, and a field changed to ... is left out."""
+    body = {
+        "page_url": DX_PAGE,
+        "page_title": DX_TITLE,
+        "division": "somu-dx",
+        "answers": {"findability": "yes", "clarity": "neutral", "usefulness": "no"},
+        "locale": "ja",
+    }
+    body.update(changes)
+    return {k: v for k, v in body.items() if v is not ...}
+
+
+def submitted(page_url: str, answers: dict[str, str], at: datetime, title: str = DX_TITLE) -> dict:
+    """One response to `page_url` as the relay publishes it, dated `at`: for a history of
+    weeks, which the API would date today."""
+    response_id = str(uuid.uuid4())
+    page_id = page_id_for_url(canonical_url(page_url))
+    return events.make_event(
+        "koe.feedback.submitted.v1",
+        source="koe/test-history",
+        subject=page_id,
+        event_id=response_id,
+        time=at,
+        data={
+            "response_id": response_id,
+            "page_id": page_id,
+            "page_url": canonical_url(page_url),
+            "page_title": title,
+            "division": None,
+            "locale": "ja",
+            "answers": answers,
+        },
+    )
 
 
 def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str) -> dict[str, str]:

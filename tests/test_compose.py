@@ -40,7 +40,7 @@ from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
 from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
 from koe_kit.testing import wait_until
-from support import DX_PAGE, REPO
+from support import DX_PAGE, REPO, submitted
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -357,35 +357,15 @@ def compose_run(broker, smtp_server, new_pg_database, fast_kafka_env, tmp_path) 
 
 def history(page_url: str, bad_recent: int) -> list[dict]:
     """Four good weeks of one page, then `bad_recent` poor answers this week."""
-    page_id = page_id_for_url(canonical_url(page_url))
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     moments = [today - timedelta(days=7 + d, minutes=i) for d in range(28) for i in range(5)]
     answers = ["yes"] * len(moments)
     moments += [today - timedelta(days=d % 6, minutes=30) for d in range(bad_recent)]
     answers += ["no"] * bad_recent
-    made = []
-    for moment, answer in zip(moments, answers, strict=True):
-        response_id = str(uuid.uuid4())
-        data = {
-            "response_id": response_id,
-            "page_id": page_id,
-            "page_url": canonical_url(page_url),
-            "page_title": "津市の自治体DX取組状況",
-            "division": None,
-            "locale": "ja",
-            "answers": {"clarity": answer, "usefulness": answer},
-        }
-        made.append(
-            events.make_event(
-                "koe.feedback.submitted.v1",
-                source="koe/test-history",
-                subject=page_id,
-                event_id=response_id,
-                time=moment,
-                data=data,
-            )
-        )
-    return made
+    return [
+        submitted(page_url, {"clarity": answer, "usefulness": answer}, moment)
+        for moment, answer in zip(moments, answers, strict=True)
+    ]
 
 
 def metrics_text(url: str, token: str | None = None) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -16,7 +15,7 @@ from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
-from support import DX_PAGE, SITE
+from support import DX_PAGE, SITE, submitted
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +29,6 @@ def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
     """Feedback events for one page: good weeks, then a bad week ending today."""
     rng = random.Random(7)
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
-    page_id = page_id_for_url(canonical_url(page_url))
     produced = []
     for back in range(days_good + days_bad - 1, -1, -1):
         bad = back < days_bad
@@ -40,25 +38,8 @@ def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
                 if bad
                 else ("yes" if rng.random() < 0.85 else "neutral")
             )
-            response_id = str(uuid.uuid4())
-            produced.append(
-                events.make_event(
-                    "koe.feedback.submitted.v1",
-                    source="koe/test-history",
-                    subject=page_id,
-                    event_id=response_id,
-                    time=today - timedelta(days=back, minutes=i),
-                    data={
-                        "response_id": response_id,
-                        "page_id": page_id,
-                        "page_url": canonical_url(page_url),
-                        "page_title": "津市の自治体DX取組状況",
-                        "division": None,
-                        "locale": "ja",
-                        "answers": {"findability": "yes", "clarity": answer, "usefulness": answer},
-                    },
-                )
-            )
+            answers = {"findability": "yes", "clarity": answer, "usefulness": answer}
+            produced.append(submitted(page_url, answers, today - timedelta(days=back, minutes=i)))
     return produced
 
 

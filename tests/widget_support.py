@@ -7,13 +7,12 @@ The databases are PostgreSQL databases made for the module, or SQLite files as
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from feedback.models import Response
 from koe_kit import events
@@ -22,7 +21,7 @@ from koe_kit.kafka import read_topic
 from koe_kit.local_broker import LocalBroker, free_port
 from koe_kit.local_stack import TANSU_TIMINGS, LocalStack
 from koe_kit.smtp_sink import SmtpSink
-from koe_kit.testing import wait_until
+from koe_kit.testing import postgres_databases, wait_until
 from support import SITE, Koe, stack_env
 
 TOPIC = "koe.feedback.submitted.v1"
@@ -42,15 +41,6 @@ def module_koe(
     spam rules have their defaults unless `extra` says otherwise."""
     broker = LocalBroker(log_path=var_dir.parent / "broker.log").start()
     sink = SmtpSink(directory=var_dir.parent / "mail").start()
-    databases: list[str] = []
-
-    def new_database() -> str:
-        name = f"koe_widget_{uuid.uuid4().hex[:12]}"
-        with pg_admin.connect() as connection:
-            connection.execute(text(f'CREATE DATABASE "{name}"'))
-        databases.append(name)
-        return str(pg_admin.url.set(database=name).render_as_string(hide_password=False))
-
     feedback_port = free_port()
     own = {
         "KOE_FEEDBACK_PORT": str(feedback_port),
@@ -64,22 +54,20 @@ def module_koe(
             for service in ("feedback", "aggregator", "notifier")
         }
     timings = {**TANSU_TIMINGS, "KOE_BATCH_MAX_WAIT_MS": "100"}
-    stack = LocalStack.from_env(
-        stack_env(broker, sink, new_database, timings, **(own | extra)), var_dir
-    )
-    try:
-        stack.start_infrastructure()
-        stack.start_all()
-        yield Koe(stack)
-    finally:
-        stack.stop()
-        sink.stop()
-        broker.stop()
-        for log in sorted((var_dir / "log").glob("*.log")):
-            print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-2000:]}")
-        with pg_admin.connect() as connection:
-            for name in databases:
-                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    with postgres_databases(pg_admin, prefix="koe_widget") as new_database:
+        stack = LocalStack.from_env(
+            stack_env(broker, sink, new_database, timings, **(own | extra)), var_dir
+        )
+        try:
+            stack.start_infrastructure()
+            stack.start_all()
+            yield Koe(stack)
+        finally:
+            stack.stop()
+            sink.stop()
+            broker.stop()
+            for log in sorted((var_dir / "log").glob("*.log")):
+                print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def stored_responses(koe: Koe, page_id: str) -> list[Any]:

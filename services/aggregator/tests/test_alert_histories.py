@@ -21,13 +21,13 @@ from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox
 from koe_kit import events
-from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.db import make_engine, transaction
 from koe_kit.kafka import Message
 from notifier.config import load_settings
 from notifier.digest import DigestStep
 from notifier.handler import AlertHandler
-from notifier.mailer import SmtpMailer
 from notifier.migrate import migrate as migrate_notifier
+from notifier.outgoing import Outgoing
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 RULE = DropRule()
@@ -203,24 +203,13 @@ def notifier(notifier_url, smtp_server) -> Iterator:
     )
     engine = make_engine(notifier_url)
     handler = AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
-        dashboard_url=settings.dashboard_url,
+        Outgoing.from_settings(settings, engine),
         dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}"),
     )
 
     def digest_step() -> DigestStep:
         """A fresh step over the same database, as after a process restart."""
-        return DigestStep(
-            session_factory(engine),
-            settings.directory,
-            SmtpMailer(settings.smtp),
-            mail_from=settings.mail_from,
-            timezone=settings.timezone,
-            dashboard_url=settings.dashboard_url,
-        )
+        return DigestStep(Outgoing.from_settings(settings, engine), timezone=settings.timezone)
 
     yield handler, digest_step
     engine.dispose()

@@ -78,6 +78,12 @@ def test_refuses_to_start_without_a_strong_token(tmp_path):
         load_settings({"DATABASE_URL": url, "KOE_API_TOKEN": "short"}, need_token=True)
 
 
+def test_a_wrong_time_zone_is_named_at_start_up():
+    with pytest.raises(ConfigError, match="KOE_TIMEZONE='Asia/Nagoya' is invalid"):
+        load_settings({"KOE_TIMEZONE": "Asia/Nagoya"})
+    assert str(load_settings({"KOE_TIMEZONE": "UTC"}).timezone) == "UTC"
+
+
 def test_the_api_starts_without_kafka_settings(tmp_path):
     settings = load_settings(
         {"KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}, need_token=True

@@ -8,7 +8,8 @@ from datetime import date, timedelta
 import pytest
 
 from aggregator.drop_rule import DropRule, alert_id_for, evaluate, one_sided_p_value
-from aggregator.scoring import QUESTIONS, Tally
+from aggregator.scoring import Tally
+from koe_directory import QUESTION_KEYS
 
 AS_OF = date(2026, 11, 27)
 # The logic on small histories: the stricter shipped minimums are judged in docs/alerts.md.
@@ -37,7 +38,7 @@ def test_windows_default_to_7_recent_and_28_baseline_days_before_them():
 
 
 def test_steady_page_does_not_fire():
-    steady = {q: GOOD for q in QUESTIONS}
+    steady = {q: GOOD for q in QUESTION_KEYS}
     assert evaluate(PAGE, history(steady, steady), AS_OF, RULE) is None
 
 
@@ -55,7 +56,7 @@ def test_small_baseline_does_not_fire_even_with_a_bad_week():
 
 
 def test_real_drop_makes_one_alert_with_the_questions_that_dropped():
-    baseline = {q: GOOD for q in QUESTIONS}
+    baseline = {q: GOOD for q in QUESTION_KEYS}
     recent = {"findability": GOOD, "clarity": BAD, "usefulness": BAD}
     alert = evaluate(PAGE, history(baseline, recent), AS_OF, RULE)
     assert alert is not None
@@ -105,7 +106,7 @@ def test_p_value_is_one_sided():
 
 
 def test_cooldown_suppresses_a_second_alert_per_question():
-    baseline = {q: GOOD for q in QUESTIONS}
+    baseline = {q: GOOD for q in QUESTION_KEYS}
     recent = {"findability": GOOD, "clarity": BAD, "usefulness": BAD}
     rows = history(baseline, recent)
     first = evaluate(PAGE, rows, AS_OF, RULE)
@@ -135,7 +136,7 @@ def test_cooldown_suppresses_a_second_alert_per_question():
 
 
 def test_alert_id_is_deterministic():
-    baseline = {q: GOOD for q in QUESTIONS}
+    baseline = {q: GOOD for q in QUESTION_KEYS}
     recent = {"findability": GOOD, "clarity": BAD, "usefulness": BAD}
     one = evaluate(PAGE, history(baseline, recent), AS_OF, RULE)
     two = evaluate(PAGE, list(reversed(history(baseline, recent))), AS_OF, RULE)

@@ -11,6 +11,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
+from aggregator.alerting import daily_tallies
 from aggregator.drop_rule import DropRule, evaluate
 from aggregator.ingest import handle_batch
 from aggregator.models import (
@@ -21,7 +22,6 @@ from aggregator.models import (
     Page,
     ProcessedEvent,
 )
-from aggregator.scoring import Tally
 from koe_kit import events
 from koe_kit.db import transaction
 
@@ -250,20 +250,8 @@ def test_alerts_match_the_rule_over_the_raw_daily_rows(sessions, make_feedback):
 
     def expected(as_of: dict[str, date], cooldown: dict[str, dict[str, date]]) -> list:
         with sessions() as session:
-            rows = session.execute(
-                select(
-                    DailyCount.page_id,
-                    DailyCount.day,
-                    DailyCount.question,
-                    DailyCount.yes,
-                    DailyCount.neutral,
-                    DailyCount.no,
-                )
-            ).all()
-        daily = {page_id: [] for page_id in as_of}
-        for page_id, day, question, yes, neutral, no in rows:
-            if page_id in daily:
-                daily[page_id].append((day, question, Tally(yes, neutral, no)))
+            # The raw daily rows, judged by `evaluate`: the oracle for the grouped query.
+            daily = daily_tallies(session, list(as_of), start, max(as_of.values()))
         alerts = [
             evaluate(page_id, daily[page_id], day, RULE, cooldown.get(page_id))
             for page_id, day in as_of.items()

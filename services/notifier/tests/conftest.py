@@ -13,7 +13,9 @@ import pytest
 from koe_directory import load_directory
 from koe_kit.db import make_engine
 from notifier.config import load_settings
+from notifier.handler import AlertHandler
 from notifier.migrate import migrate
+from notifier.outgoing import Outgoing
 
 REPO = Path(__file__).resolve().parents[3]
 EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
@@ -43,6 +45,19 @@ def env(database_url, smtp_server) -> dict[str, str]:
 @pytest.fixture
 def settings(env, engine):
     return load_settings(env)
+
+
+@pytest.fixture
+def outgoing(settings, engine) -> Outgoing:
+    return Outgoing.from_settings(settings, engine)
+
+
+@pytest.fixture
+def handler(outgoing) -> AlertHandler:
+    """The batch handler, for alerts none of which should be dead-lettered."""
+    return AlertHandler(
+        outgoing, dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}")
+    )
 
 
 @pytest.fixture

@@ -183,6 +183,7 @@ def test_recovery_email(directory):
     )
     assert "現在の95%信頼区間: 66.5〜94.5点" in text
     assert "現在の期間: 2026年12月2日〜2026年12月8日" in text
+    assert "\n\n\n" not in text  # paragraphs apart by one blank line, never two
     for body in (text, seen):
         assert "下がる前の水準に戻りました" in body
         assert "電話: 059-229-3118" in body
@@ -217,6 +218,7 @@ def test_digest_lists_every_page_without_user_text_in_headers(make_alert, direct
     assert "<b>ごみの出し方</b>" in seen
     assert "電話: 059-229-3118" in text and "電話: 059-229-3118" in seen
     assert "koe's daily digest for 2026-11-27: 2 dropped, 1 recovered." in text
+    assert "\n\n\n" not in text.partition("\n--\n")[0]
 
 
 def test_message_id_is_the_same_for_the_same_alert(make_alert, directory):

@@ -17,8 +17,6 @@ from koe_kit.testing import wait_until
 from notifier import digest_queue
 from notifier.digest import DigestStep, DigestThread
 from notifier.digest_queue import due_day
-from notifier.handler import AlertHandler
-from notifier.mailer import SmtpMailer
 from notifier.models import Digest, DigestEntry
 
 TOKYO = ZoneInfo("Asia/Tokyo")
@@ -30,28 +28,10 @@ def at(day: date, hour: int, minute: int = 0) -> datetime:
 
 
 @pytest.fixture
-def handler(settings, engine):
-    return AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
-        dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}"),
-    )
-
-
-@pytest.fixture
-def step(settings, engine):
+def step(outgoing):
     def make(**options) -> DigestStep:
         return DigestStep(
-            session_factory(engine),
-            settings.directory,
-            SmtpMailer(settings.smtp),
-            mail_from=settings.mail_from,
-            timezone=TOKYO,
-            backoff_initial_s=60,
-            backoff_max_s=600,
-            **options,
+            outgoing, timezone=TOKYO, backoff_initial_s=60, backoff_max_s=600, **options
         )
 
     return make
@@ -65,8 +45,19 @@ def gomi_alert(make_alert):
     return make
 
 
+@pytest.fixture
+def tomorrow(handler, gomi_alert) -> date:
+    """One alert kept for kankyo-gomi's digest (a daily division); the day it is due."""
+    deliver(handler, gomi_alert(1))
+    return datetime.now(TOKYO).date() + timedelta(days=1)
+
+
 def deliver(handler, *alerts: dict) -> None:
     handler([Message("koe.alerts.v1", 0, i, a["subject"], a) for i, a in enumerate(alerts)])
+
+
+def statuses(outcomes) -> list[str]:
+    return [o.status for o in outcomes]
 
 
 def utc(moment: datetime) -> datetime:
@@ -99,7 +90,7 @@ def test_an_alert_is_stored_once_and_listed_in_one_digest(
         assert len(session.scalars(select(DigestEntry)).all()) == 2
 
     day = datetime.now(TOKYO).date() + timedelta(days=1)
-    assert [o.status for o in step()(at(day, 8, 5))] == ["sent"]
+    assert statuses(step()(at(day, 8, 5))) == ["sent"]
     late = gomi_alert(3)
     deliver(handler, late, one)  # `one` again after its digest went: still not resent
     assert step()(at(day, 9)) == []
@@ -119,61 +110,54 @@ def test_an_alert_is_stored_once_and_listed_in_one_digest(
 
 
 def test_a_mail_server_saying_later_delays_the_digest_with_backoff(
-    handler, step, engine, smtp_server, gomi_alert
+    tomorrow, step, engine, smtp_server
 ):
-    deliver(handler, gomi_alert(1))
-    day = datetime.now(TOKYO).date() + timedelta(days=1)
     smtp_server.fail_with("451 4.3.0 try later")
-    assert [o.status for o in step()(at(day, 8))] == ["retrying"]
-    row = digest_row(engine, day)
+    assert statuses(step()(at(tomorrow, 8))) == ["retrying"]
+    row = digest_row(engine, tomorrow)
     assert row.attempts == 1 and "451" in row.last_error
-    assert utc(row.next_attempt_at) == at(day, 8, 1)  # 60 s
-    assert step()(at(day, 8, 0)) == []  # not before its time
-    assert [o.status for o in step()(at(day, 8, 1))] == ["retrying"]
-    assert utc(digest_row(engine, day).next_attempt_at) == at(day, 8, 3)  # 120 s
+    assert utc(row.next_attempt_at) == at(tomorrow, 8, 1)  # 60 s
+    assert step()(at(tomorrow, 8, 0)) == []  # not before its time
+    assert statuses(step()(at(tomorrow, 8, 1))) == ["retrying"]
+    assert utc(digest_row(engine, tomorrow).next_attempt_at) == at(tomorrow, 8, 3)  # 120 s
     assert smtp_server.messages == []
 
     smtp_server.fail_with(None)
-    assert [o.status for o in step()(at(day, 8, 3))] == ["sent"]
-    assert step()(at(day, 9)) == []
+    assert statuses(step()(at(tomorrow, 8, 3))) == ["sent"]
+    assert step()(at(tomorrow, 9)) == []
     assert len(smtp_server.messages) == 1
-    row = digest_row(engine, day)
+    row = digest_row(engine, tomorrow)
     assert (row.status, row.attempts, row.last_error) == ("sent", 3, None)
 
 
-def test_a_permanent_refusal_is_recorded_and_not_retried(
-    handler, step, engine, smtp_server, gomi_alert
-):
-    deliver(handler, gomi_alert(1))
-    day = datetime.now(TOKYO).date() + timedelta(days=1)
+def test_a_permanent_refusal_is_recorded_and_not_retried(tomorrow, step, engine, smtp_server):
     smtp_server.fail_with("550 5.1.1 no such user")
-    assert [o.status for o in step()(at(day, 8))] == ["failed"]
+    assert statuses(step()(at(tomorrow, 8))) == ["failed"]
     smtp_server.fail_with(None)
-    assert step()(at(day, 12)) == []
-    row = digest_row(engine, day)
+    assert step()(at(tomorrow, 12)) == []
+    row = digest_row(engine, tomorrow)
     assert row.status == "failed" and "550 5.1.1 no such user" in row.last_error
     assert smtp_server.messages == []
 
 
 def test_a_step_that_died_mid_send_is_taken_over_after_the_lease(
-    handler, step, engine, smtp_server, gomi_alert, directory
+    tomorrow, step, engine, smtp_server, directory
 ):
-    deliver(handler, gomi_alert(1))
-    day = datetime.now(TOKYO).date() + timedelta(days=1)
     with transaction(session_factory(engine)) as session:
         division = directory.divisions["kankyo-gomi"]
-        assert digest_queue.claim_new(session, division, day, before=at(day, 8), now=at(day, 8))
+        assert digest_queue.claim_new(
+            session, division, tomorrow, before=at(tomorrow, 8), now=at(tomorrow, 8)
+        )
     # Claimed, then the process died before sending.
-    assert step()(at(day, 8, 5)) == []  # another process may still be sending it
-    assert [o.status for o in step()(at(day, 8, 11))] == ["sent"]
+    assert step()(at(tomorrow, 8, 5)) == []  # another process may still be sending it
+    assert statuses(step()(at(tomorrow, 8, 11))) == ["sent"]
     assert len(smtp_server.messages) == 1
 
 
-def test_the_consumer_process_runs_the_step_in_a_thread(handler, step, smtp_server, gomi_alert):
-    deliver(handler, gomi_alert(1))
+def test_the_consumer_process_runs_the_step_in_a_thread(tomorrow, step, smtp_server):
     # A clock a day ahead: the alert's digest moment has come.
-    tomorrow = step(clock=lambda: datetime.now(UTC) + timedelta(days=1))
-    thread = DigestThread(tomorrow, interval_s=0.05).start()
+    a_day_ahead = step(clock=lambda: datetime.now(UTC) + timedelta(days=1))
+    thread = DigestThread(a_day_ahead, interval_s=0.05).start()
     try:
         wait_until(lambda: smtp_server.messages, timeout_s=10, what="the digest email")
     finally:

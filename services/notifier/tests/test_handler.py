@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import select
 
@@ -16,21 +18,6 @@ from notifier.models import SentAlert
 
 def as_message(event: dict, offset: int = 0) -> Message:
     return Message("koe.alerts.v1", 0, offset, event["subject"], event)
-
-
-def never_dead_letter(message: Message, reason: str) -> None:
-    pytest.fail(f"nothing here should be dead-lettered, got {reason}")
-
-
-@pytest.fixture
-def handler(settings, engine):
-    return AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
-        dead_letter=never_dead_letter,
-    )
 
 
 def record(engine, alert_id: str) -> SentAlert | None:
@@ -84,15 +71,11 @@ def test_a_4xx_reply_is_retried_and_sent_once_the_server_is_back(
     assert (row.status, row.attempts, row.last_error) == ("sent", 3, None)
 
 
-def test_connection_refused_is_retryable(settings, engine, make_alert):
+def test_connection_refused_is_retryable(outgoing, handler, engine, make_alert):
     # A port with nothing listening on it: the mail server is down.
     nobody = SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=5)
     handler = AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(nobody),
-        mail_from=settings.mail_from,
-        dead_letter=never_dead_letter,
+        replace(outgoing, mailer=SmtpMailer(nobody)), dead_letter=handler.dead_letter
     )
     alert = make_alert()
     with pytest.raises(Retryable, match="ConnectionRefusedError"):
@@ -101,15 +84,11 @@ def test_connection_refused_is_retryable(settings, engine, make_alert):
 
 
 def test_a_5xx_reply_is_recorded_failed_and_dead_lettered(
-    settings, engine, smtp_server, make_alert
+    outgoing, engine, smtp_server, make_alert
 ):
     dead: list[tuple[str, str]] = []
     handler = AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
-        dead_letter=lambda message, reason: dead.append((message.event["id"], reason)),
+        outgoing, dead_letter=lambda message, reason: dead.append((message.event["id"], reason))
     )
     refused, fine = make_alert(), make_alert()
     smtp_server.fail_with("550 5.1.1 no such user")

@@ -270,7 +270,9 @@ koe is running (Ctrl-C stops everything).
   survey demo      http://127.0.0.1:{stack.port("feedback")}/demo
   stats API        http://127.0.0.1:{stack.port("aggregator")}/api/v1/pages
   dashboard        http://127.0.0.1:{stack.port("aggregator")}/pages
-                   (create a sign-in: python -m aggregator.accounts create --help)
+                   sign-ins are made with (password from the prompt):
+                   DATABASE_URL={stack.service_env("aggregator")["DATABASE_URL"]} \\
+                   {sys.executable} -m aggregator.accounts create --email you@city.example --admin
   notifier health  http://127.0.0.1:{stack.port("notifier")}/healthz
   Kafka            {env["KAFKA_BOOTSTRAP_SERVERS"]}
   SMTP             {env["SMTP_HOST"]}:{env["SMTP_PORT"]}  (mail kept in {stack.var_dir}/mail/)

@@ -1,15 +1,19 @@
 """Helpers for koe's tests (as flask.testing is for Flask's): waiting for what a
-user would see, and running a service loop in a thread the way its process would.
-No pytest import: a failed wait is a plain AssertionError."""
+user would see, running a service loop in a thread the way its process would, and
+PostgreSQL databases of a test's own. No pytest import: a failed wait is a plain
+AssertionError."""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from sqlalchemy import Engine, text
 
 
 class Loop(Protocol):
@@ -74,3 +78,25 @@ def count_handled(loop: Any, handled: list[str] | None = None) -> list[str]:
 
     loop.handler = counting
     return handled
+
+
+@contextmanager
+def postgres_databases(admin: Engine, prefix: str = "koe_test") -> Iterator[Callable[[], str]]:
+    """A factory of empty PostgreSQL databases on the server `admin` reaches (an
+    AUTOCOMMIT engine: CREATE DATABASE runs outside a transaction); each call returns
+    a new one's URL. On leaving, every one is dropped, open connections and all."""
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as connection:
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return admin.url.set(database=name).render_as_string(hide_password=False)
+
+    try:
+        yield make
+    finally:
+        with admin.connect() as connection:
+            for name in created:
+                connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))

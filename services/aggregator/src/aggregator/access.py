@@ -85,6 +85,13 @@ def login_required(view: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def signed_in_account() -> Account:
+    """The account of a `login_required` view (anyone else was sent to sign in)."""
+    account = current_account()
+    assert account is not None
+    return account
+
+
 def before_request() -> None:
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:

@@ -148,7 +148,24 @@ def _recoveries(session: Session, as_of: Mapping[str, date], rule: DropRule) -> 
     if not open_drops:
         return []
     page_ids = list(open_drops)
-    first = min(as_of[p] for p in page_ids)
+    first = min(as_of[p] for p in page_ids) - timedelta(days=rule.recent_days - 1)
+    daily = daily_tallies(session, page_ids, first, max(as_of.values()))
+    return [
+        alert
+        for page_id in page_ids
+        if (
+            alert := evaluate_recovery(
+                page_id, daily[page_id], as_of[page_id], rule, open_drops[page_id]
+            )
+        )
+    ]
+
+
+def daily_tallies(
+    session: Session, page_ids: list[str], first: date, last: date
+) -> dict[str, list[tuple[date, str, Tally]]]:
+    """Each page's (day, question, tally) rows from `first` to `last`, as the drop rule
+    reads them; a page without rows gets an empty list."""
     daily: dict[str, list[tuple[date, str, Tally]]] = {p: [] for p in page_ids}
     for chunk in _chunks(page_ids):
         rows = session.execute(
@@ -161,22 +178,12 @@ def _recoveries(session: Session, as_of: Mapping[str, date], rule: DropRule) -> 
                 DailyCount.no,
             ).where(
                 among(session, DailyCount.page_id, chunk),
-                DailyCount.day.between(
-                    first - timedelta(days=rule.recent_days - 1), max(as_of.values())
-                ),
+                DailyCount.day.between(first, last),
             )
         )
         for page_id, day, question, yes, neutral, no in rows:
             daily[page_id].append((day, question, Tally(yes, neutral, no)))
-    return [
-        alert
-        for page_id in page_ids
-        if (
-            alert := evaluate_recovery(
-                page_id, daily[page_id], as_of[page_id], rule, open_drops[page_id]
-            )
-        )
-    ]
+    return daily
 
 
 def _record(
@@ -200,11 +207,7 @@ def _record(
             "title": page.title,
             "division": page.division,
         }
-        event = (
-            make_alert_event(alert, info, now)
-            if isinstance(alert, DropAlert)
-            else make_recovery_event(alert, info, now)
-        )
+        event = alert_event(alert, info, now)
         outbox_rows.append(
             {
                 "alert_id": alert.alert_id,
@@ -304,9 +307,25 @@ def _window_json(window: Window) -> dict[str, str]:
     return {"start": window.start.isoformat(), "end": window.end.isoformat()}
 
 
-def make_alert_event(alert: DropAlert, page: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """The koe.alerts.v1 CloudEvent; its id is the deterministic alert id."""
-    data = {
+def alert_event(alert: Alert, page: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """The CloudEvent of an alert: koe.alerts.v1 for a drop, koe.alerts.recovered.v1
+    for a recovery. Its id is the deterministic alert id."""
+    if isinstance(alert, DropAlert):
+        event_type, data = ALERTS_TOPIC, _drop_data(alert, page)
+    else:
+        event_type, data = RECOVERED_TYPE, _recovery_data(alert, page)
+    return events.make_event(
+        event_type,
+        source=ALERT_SOURCE,
+        subject=alert.page_id,
+        data=data,
+        event_id=alert.alert_id,
+        time=now,
+    )
+
+
+def _drop_data(alert: DropAlert, page: dict[str, Any]) -> dict[str, Any]:
+    return {
         "alert_id": alert.alert_id,
         "kind": "drop",
         "page": page,
@@ -323,21 +342,10 @@ def make_alert_event(alert: DropAlert, page: dict[str, Any], now: datetime) -> d
             for q in alert.questions
         ],
     }
-    return events.make_event(
-        ALERTS_TOPIC,
-        source=ALERT_SOURCE,
-        subject=alert.page_id,
-        data=data,
-        event_id=alert.alert_id,
-        time=now,
-    )
 
 
-def make_recovery_event(
-    alert: RecoveryAlert, page: dict[str, Any], now: datetime
-) -> dict[str, Any]:
-    """The koe.alerts.recovered.v1 CloudEvent; its id is the deterministic recovery id."""
-    data = {
+def _recovery_data(alert: RecoveryAlert, page: dict[str, Any]) -> dict[str, Any]:
+    return {
         "alert_id": alert.alert_id,
         "page": page,
         "as_of": alert.as_of.isoformat(),
@@ -353,11 +361,3 @@ def make_recovery_event(
             for q in alert.questions
         ],
     }
-    return events.make_event(
-        RECOVERED_TYPE,
-        source=ALERT_SOURCE,
-        subject=alert.page_id,
-        data=data,
-        event_id=alert.alert_id,
-        time=now,
-    )

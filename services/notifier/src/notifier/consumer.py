@@ -11,13 +11,13 @@ import sys
 from sqlalchemy import Engine, inspect
 
 from koe_kit.config import ConfigError, exit_on_config_error
-from koe_kit.db import make_engine, session_factory
+from koe_kit.db import make_engine
 from koe_kit.kafka import ConsumerLoop
 from koe_kit.logs import setup_logging
 from notifier.config import Settings, load_settings
 from notifier.digest import DigestStep, DigestThread
 from notifier.handler import AlertHandler
-from notifier.mailer import SmtpMailer
+from notifier.outgoing import Outgoing
 
 TOPIC = "koe.alerts.v1"
 
@@ -25,13 +25,7 @@ TOPIC = "koe.alerts.v1"
 def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     if settings.kafka is None:
         raise ValueError("the consumer needs Kafka settings: load_settings(need_kafka=True)")
-    handler = AlertHandler(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
-        dashboard_url=settings.dashboard_url,
-    )
+    handler = AlertHandler(Outgoing.from_settings(settings, engine))
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
@@ -45,12 +39,8 @@ def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
 def build_digest(settings: Settings, engine: Engine) -> DigestThread:
     assert settings.kafka is not None
     step = DigestStep(
-        session_factory(engine),
-        settings.directory,
-        SmtpMailer(settings.smtp),
-        mail_from=settings.mail_from,
+        Outgoing.from_settings(settings, engine),
         timezone=settings.timezone,
-        dashboard_url=settings.dashboard_url,
         # The consumers' retry backoff, from seconds to minutes: also right for a digest.
         backoff_initial_s=settings.kafka.retry_backoff_initial_s,
         backoff_max_s=settings.kafka.retry_backoff_max_s,

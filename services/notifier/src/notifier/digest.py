@@ -19,16 +19,15 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from koe_directory import Directory, Division
+from koe_directory import Division
 from koe_kit.db import transaction
 from koe_kit.shutdown import GracefulStop
 from notifier import digest_queue
 from notifier.compose import compose_digest_email
 from notifier.digest_queue import Claimed
-from notifier.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from notifier.mailer import PermanentMailError, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
+from notifier.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +46,15 @@ class Outcome:
 class DigestStep:
     def __init__(
         self,
-        sessions: sessionmaker[Session],
-        directory: Directory,
-        mailer: SmtpMailer,
+        outgoing: Outgoing,
         *,
-        mail_from: str,
         timezone: ZoneInfo,
-        dashboard_url: str | None = None,
         backoff_initial_s: float = 60.0,
         backoff_max_s: float = 3600.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ):
-        self.sessions = sessions
-        self.directory = directory
-        self.mailer = mailer
-        self.mail_from = mail_from
+        self.out = outgoing
         self.timezone = timezone
-        self.dashboard_url = dashboard_url
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.clock = clock
@@ -71,46 +62,45 @@ class DigestStep:
     def __call__(self, now: datetime | None = None) -> list[Outcome]:
         """Send what is due at `now`; return what happened to each digest tried."""
         now = now or self.clock()
-        with transaction(self.sessions) as session:
+        with transaction(self.out.sessions) as session:
             claimed = digest_queue.claim_retries(session, now, LEASE)
             waiting = digest_queue.waiting_divisions(session)
         for code in waiting:
             division = self._division(code)
             day = digest_queue.due_day(now, division.digest_hour, self.timezone)
             moment = digest_queue.digest_moment(day, division.digest_hour, self.timezone)
-            with transaction(self.sessions) as session:
+            with transaction(self.out.sessions) as session:
                 if digest_queue.claim_new(session, division, day, before=moment, now=now):
                     claimed.append(Claimed(code, day))
         return [self._send(claim, now) for claim in claimed]
 
     def _division(self, code: str) -> Division:
         # A division removed from divisions.yaml since: its waiting alerts still go out.
-        return self.directory.divisions.get(code, self.directory.fallback)
+        return self.out.directory.divisions.get(code, self.out.directory.fallback)
 
     def _send(self, claim: Claimed, now: datetime) -> Outcome:
         division = self._division(claim.division_code)
-        with transaction(self.sessions) as session:
+        with transaction(self.out.sessions) as session:
             entries = digest_queue.entries_of(session, claim.division_code, claim.day)
             tried = digest_queue.attempts(session, claim.division_code, claim.day)
         mail = compose_digest_email(
             entries,
             division,
             day=claim.day,
-            mail_from=self.mail_from,
+            mail_from=self.out.mail_from,
             sent_at=now,
-            dashboard_url=self.dashboard_url,
+            dashboard_url=self.out.dashboard_url,
         )
         status, error, retry_at = SENT, None, None
         try:
-            refused = self.mailer.send(mail)
-            error = "; ".join(f"{rcpt}: {code}" for rcpt, (code, _) in refused.items()) or None
+            error = self.out.mailer.send(mail)  # sent; any recipients it refused
         except TransientMailError as exc:
             status, error = RETRYING, str(exc)
             wait = min(self.backoff_initial_s * 2**tried, self.backoff_max_s)
             retry_at = now + timedelta(seconds=wait)
         except PermanentMailError as exc:
             status, error = FAILED, str(exc)
-        with transaction(self.sessions) as session:
+        with transaction(self.out.sessions) as session:
             digest_queue.record(
                 session,
                 claim.division_code,

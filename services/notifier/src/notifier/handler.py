@@ -16,16 +16,15 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
-from sqlalchemy.orm import Session, sessionmaker
-
-from koe_directory import Directory, Division
+from koe_directory import Division
 from koe_kit import correlation
 from koe_kit.db import transaction
 from koe_kit.kafka import Message, Retryable
 from notifier import digest_queue, services
 from notifier.compose import compose_alert_email
-from notifier.mailer import PermanentMailError, SmtpMailer, TransientMailError
+from notifier.mailer import PermanentMailError, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
+from notifier.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
@@ -33,21 +32,8 @@ DeadLetter = Callable[[Message, str], None]
 
 
 class AlertHandler:
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        directory: Directory,
-        mailer: SmtpMailer,
-        *,
-        mail_from: str,
-        dashboard_url: str | None = None,
-        dead_letter: DeadLetter | None = None,
-    ):
-        self.sessions = sessions
-        self.directory = directory
-        self.mailer = mailer
-        self.mail_from = mail_from
-        self.dashboard_url = dashboard_url
+    def __init__(self, outgoing: Outgoing, *, dead_letter: DeadLetter | None = None):
+        self.out = outgoing
         # Set by the consumer once its loop exists (the loop needs this handler first).
         self.dead_letter = dead_letter
 
@@ -60,15 +46,15 @@ class AlertHandler:
     def notify(self, message: Message) -> None:
         alert = message.event["data"]
         alert_id = alert["alert_id"]
-        with transaction(self.sessions) as session:
+        with transaction(self.out.sessions) as session:
             if services.is_done(session, alert_id) or digest_queue.is_queued(session, alert_id):
                 log.info("alert already handled, skipped", extra={"alert_id": alert_id})
                 return
         page = alert["page"]
-        division = self.directory.owner(page["url"], page["division"])
+        division = self.out.directory.owner(page["url"], page["division"])
         now = datetime.now(UTC)
         if division.delivery == "daily":
-            with transaction(self.sessions) as session:
+            with transaction(self.out.sessions) as session:
                 digest_queue.add_entry(session, message.event, division, now)
             log.info(
                 "alert kept for the daily digest",
@@ -78,12 +64,12 @@ class AlertHandler:
         mail = compose_alert_email(
             message.event,
             division,
-            mail_from=self.mail_from,
+            mail_from=self.out.mail_from,
             sent_at=now,
-            dashboard_url=self.dashboard_url,
+            dashboard_url=self.out.dashboard_url,
         )
         try:
-            refused = self.mailer.send(mail)
+            partial = self.out.mailer.send(mail)
         except TransientMailError as exc:
             self._record(alert_id, RETRYING, division, now, str(exc))
             raise Retryable(f"alert {alert_id}: SMTP: {exc}") from exc
@@ -100,7 +86,6 @@ class AlertHandler:
                 extra={"alert_id": alert_id, "division": division.code, "error": str(exc)},
             )
             return
-        partial = "; ".join(f"{rcpt}: {code}" for rcpt, (code, _) in refused.items()) or None
         self._record(alert_id, SENT, division, now, partial)
         log.info(
             "alert emailed",
@@ -110,7 +95,7 @@ class AlertHandler:
     def _record(
         self, alert_id: str, status: str, division: Division, at: datetime, error: str | None
     ) -> None:
-        with transaction(self.sessions) as session:
+        with transaction(self.out.sessions) as session:
             services.record_attempt(
                 session, alert_id, status=status, division=division, at=at, error=error
             )

@@ -28,9 +28,9 @@ class SmtpMailer:
     def __init__(self, settings: SmtpSettings):
         self.settings = settings
 
-    def send(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
+    def send(self, message: EmailMessage) -> str | None:
         """Send one message; returns the recipients the server refused while taking it
-        for others (empty when all accepted)."""
+        for others, as text for the record (None when it took it for all)."""
         try:
             refused = self._deliver(message)
         except TransientMailError:
@@ -40,7 +40,7 @@ class SmtpMailer:
             metrics.EMAILS_FAILED.inc()
             raise
         metrics.EMAILS_SENT.inc()
-        return refused
+        return "; ".join(f"{rcpt}: {code}" for rcpt, (code, _) in refused.items()) or None
 
     def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
         s = self.settings

@@ -6,12 +6,14 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+COPY constraints.txt ./
 COPY libs/ libs/
 COPY services/ services/
-# Wheels of koe's own packages (and of their dependencies) first, then a venv from
-# them only: every dependency ships a binary wheel, so no compiler is needed here
-# either, and the final stage gets the venv and nothing of the build.
-RUN python -m pip wheel --wheel-dir /wheels \
+# Wheels of koe's own packages (and of their dependencies, at the versions the tests
+# ran: constraints.txt) first, then a venv from them only: every dependency ships a
+# binary wheel, so no compiler is needed here either, and the final stage gets the
+# venv and nothing of the build.
+RUN python -m pip wheel --wheel-dir /wheels --constraint constraints.txt \
         ./libs/koe_kit ./libs/koe_directory \
         ./services/feedback ./services/aggregator ./services/notifier \
  && python -m venv /opt/koe \

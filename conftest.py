@@ -15,9 +15,11 @@ Our machines and CI have no engine and take the local path.
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 import socket
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +70,26 @@ def compose_image(service: str) -> str:
     return compose["services"][service]["image"]
 
 
+def kafka_container_env(advertised: str) -> dict[str, str]:
+    """The apache/kafka container's settings: compose's, but advertising the address the
+    tests dial, with a cluster id of its own, and creating topics on first use as the
+    local broker does (compose leaves that to its `topics` job)."""
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    env = {
+        name: str(value)
+        for name, value in compose["services"]["kafka"]["environment"].items()
+        if name.startswith("KAFKA_") and name != "KAFKA_AUTO_CREATE_TOPICS_ENABLE"
+    }
+    env["KAFKA_ADVERTISED_LISTENERS"] = f"PLAINTEXT://{advertised}"
+    env["KAFKA_CONTROLLER_QUORUM_VOTERS"] = "1@localhost:9093"
+    # In KRaft mode the image's configure script exits without one ("CLUSTER_ID
+    # environment variable not set"); this is the form `kafka-storage.sh random-uuid` makes.
+    env["CLUSTER_ID"] = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    return env
+
+
 class KafkaInContainer:
     """Apache Kafka (KRaft, one node) in a container, with LocalBroker's interface."""
 
@@ -84,19 +106,7 @@ class KafkaInContainer:
         self.container = (
             DockerContainer(compose_image("kafka"))
             .with_bind_ports(9092, self.port)
-            .with_envs(
-                KAFKA_NODE_ID="1",
-                KAFKA_PROCESS_ROLES="broker,controller",
-                KAFKA_LISTENERS="PLAINTEXT://:9092,CONTROLLER://:9093",
-                KAFKA_ADVERTISED_LISTENERS=f"PLAINTEXT://{self.host}:{self.port}",
-                KAFKA_CONTROLLER_LISTENER_NAMES="CONTROLLER",
-                KAFKA_LISTENER_SECURITY_PROTOCOL_MAP="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
-                KAFKA_CONTROLLER_QUORUM_VOTERS="1@localhost:9093",
-                KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR="1",
-                KAFKA_TRANSACTION_STATE_LOG_REPLICATION_FACTOR="1",
-                KAFKA_TRANSACTION_STATE_LOG_MIN_ISR="1",
-                KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS="0",
-            )
+            .with_envs(**kafka_container_env(f"{self.host}:{self.port}"))
             .waiting_for(
                 LogMessageWaitStrategy(re.compile(r"Kafka Server started")).with_startup_timeout(
                     120

@@ -10,11 +10,14 @@ databases and SMTP server, container paths to the repository and a scratch folde
 
 from __future__ import annotations
 
+import base64
+import fnmatch
 import importlib.util
 import inspect
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import uuid
@@ -186,6 +189,21 @@ def test_the_image_runs_as_a_user_without_build_tools():
         assert secret not in text, f"{secret} must come from the environment, not the image"
 
 
+def test_the_image_installs_the_dependency_versions_the_tests_ran_with():
+    spec = importlib.util.spec_from_file_location("pin", REPO / "deploy" / "pin_constraints.py")
+    assert spec and spec.loader
+    pin = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(pin)
+    assert (REPO / "constraints.txt").read_text(encoding="utf-8") == pin.render(), (
+        "constraints.txt differs from the tested environment: "
+        ".venv/bin/python deploy/pin_constraints.py"
+    )
+    assert "kafka-python==" in pin.render() and "psycopg-binary==" in pin.render()
+    dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
+    assert "COPY constraints.txt" in dockerfile and "--constraint constraints.txt" in dockerfile
+    assert not dockerignored("constraints.txt")
+
+
 def test_every_long_running_service_has_a_healthcheck_and_restarts():
     for name in LONG_RUNNING:
         service = SERVICES[name]
@@ -265,6 +283,91 @@ def test_the_postgres_init_script_creates_every_database_the_services_use():
         if "DATABASE_URL" in environment(name)
     }
     assert used == created == {"koe_feedback", "koe_aggregator", "koe_notifier"}
+
+
+def test_koe_containers_are_read_only_and_write_only_into_their_tmpfs():
+    # What koe's processes write: prometheus_client's multiprocess files, the loops'
+    # heartbeat, and gunicorn's worker files (tempfile's default folder, /tmp).
+    written = ("PROMETHEUS_MULTIPROC_DIR", "KOE_HEARTBEAT_FILE")
+    for name in KOE:
+        service = SERVICES[name]
+        assert service.get("read_only") is True, f"{name} can write into its image"
+        scratch = [mount.split(":", 1)[0].rstrip("/") + "/" for mount in service.get("tmpfs", [])]
+        assert CONTAINER_TMP in scratch, f"{name}: gunicorn and the heartbeat need a /tmp"
+        env = {**image_env(), **environment(name)}
+        for path in (env[variable] for variable in written if variable in env):
+            assert path.startswith(tuple(scratch)), f"{name} writes {path} outside its tmpfs"
+
+
+def dockerignored(path: str) -> bool:
+    """Whether .dockerignore keeps `path` (relative to the repository) out of the build
+    context: its patterns as Docker reads them (`**/` any folders deep, else from the
+    top), a folder's pattern excluding everything in it."""
+    patterns = [
+        line.strip()
+        for line in (REPO / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    parts = path.split("/")
+    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+    for pattern in patterns:
+        if pattern.startswith("**/"):
+            tail = pattern.removeprefix("**/")
+            if any(fnmatch.fnmatchcase(part, tail) for part in parts):
+                return True
+        elif any(fnmatch.fnmatchcase(prefix, pattern) for prefix in prefixes):
+            return True
+    return False
+
+
+def test_the_build_context_leaves_out_what_git_ignores_and_keeps_what_the_image_needs():
+    packages = [p.relative_to(REPO).as_posix() for p in (REPO / "libs").glob("*")]
+    packages += [p.relative_to(REPO).as_posix() for p in (REPO / "services").glob("*")]
+    assert {"libs/koe_kit", "services/feedback"} <= set(packages)
+    for package in packages:
+        # setuptools' build folder: a file left in it from an earlier build (a module
+        # since deleted, a template renamed) would be packed into the image's wheel.
+        for local in ("build/lib/x.py", "dist/x.whl", "src/x.egg-info/SOURCES.txt", "tests/x.py"):
+            assert dockerignored(f"{package}/{local}"), f"{package}/{local} reaches the image"
+    for line in (REPO / ".gitignore").read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            assert dockerignored(line.strip().rstrip("/").replace("*", "x")), line
+    for needed in (
+        "libs/koe_kit/src/koe_kit/kafka.py",
+        "services/feedback/src/feedback/templates/embed.html",
+        "services/aggregator/src/aggregator/migrations/versions/0001_initial.py",
+        "schemas/topics.yaml",
+        "divisions.yaml",
+    ):
+        assert not dockerignored(needed), needed
+
+
+def root_conftest() -> Any:
+    """The repository's conftest.py as a module (pytest imports it under its own name)."""
+    spec = importlib.util.spec_from_file_location("koe_root_conftest", REPO / "conftest.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_kafka_container_of_the_tests_is_configured_as_compose_runs_kafka():
+    env = root_conftest().kafka_container_env("127.0.0.1:19092")
+    compose_env = environment("kafka")
+    # KRaft mode: the apache/kafka image's configure script exits without a cluster id.
+    assert compose_env["KAFKA_PROCESS_ROLES"] == env["KAFKA_PROCESS_ROLES"] == "broker,controller"
+    for cluster_id in (compose_env["CLUSTER_ID"], env["CLUSTER_ID"]):
+        assert len(base64.urlsafe_b64decode(cluster_id + "==")) == 16, cluster_id
+    assert env["KAFKA_ADVERTISED_LISTENERS"] == "PLAINTEXT://127.0.0.1:19092"
+    # Differences on purpose: the address the tests dial, and topics created on first
+    # use (as by the local broker) where compose leaves that to its `topics` job.
+    different = {
+        "KAFKA_ADVERTISED_LISTENERS",
+        "KAFKA_CONTROLLER_QUORUM_VOTERS",
+        "KAFKA_AUTO_CREATE_TOPICS_ENABLE",
+    }
+    for name, value in compose_env.items():
+        if name.startswith("KAFKA_") and name not in different:
+            assert env.get(name) == value, name
 
 
 # -- every koe process, with compose's commands and environment --------------------
@@ -501,3 +604,138 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
     run.stack.stop()
     codes = {name: p.popen.returncode for name, p in run.stack.processes.items()}
     assert codes == dict.fromkeys(codes, 0), codes
+
+
+# -- koe's packages as the image holds them ----------------------------------------
+
+
+def build_image_packages(scratch: Path) -> tuple[Path, Path]:
+    """What the Dockerfile makes, without Docker: the build context (.dockerignore
+    applied), the wheels of the packages its builder stage names, installed into a
+    folder of their own (site-packages of the image's venv), and the final stage's
+    COPY lines applied to a working directory. Returns (packages, workdir)."""
+    text = (REPO / "Dockerfile").read_text(encoding="utf-8").replace("\\\n", " ")
+    builder, final_stage = text.rsplit("\nFROM ", 1)
+    context = scratch / "context"
+    for top in ("libs", "services"):
+        shutil.copytree(
+            REPO / top,
+            context / top,
+            ignore=lambda folder, names: [
+                n for n in names if dockerignored(f"{Path(folder, n).relative_to(REPO)}")
+            ],
+        )
+    sources = sorted(set(re.findall(r"\./((?:libs|services)/\w+)", builder)))
+    assert len(sources) == 5, sources
+    wheels, packages = scratch / "wheels", scratch / "site-packages"
+    pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
+    subprocess.run(
+        [*pip, "wheel", "--no-deps", "-w", wheels, *(context / s for s in sources)], check=True
+    )
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--no-index", "--target", packages, *wheels.glob("*.whl")],
+        check=True,
+    )
+    workdir = scratch / "app"
+    workdir.mkdir()
+    for source, target in re.findall(r"^COPY (?!--)(\S+) (\S+)$", final_stage, re.M):
+        if (REPO / source).is_dir():
+            shutil.copytree(REPO / source, workdir / target)
+        else:
+            shutil.copy(REPO / source, workdir / target)
+    return packages, workdir
+
+
+@pytest.mark.e2e
+def test_the_image_packages_hold_their_templates_static_files_and_migrations(
+    new_pg_database, tmp_path: Path
+):
+    """A file left out of a wheel (a template, a migration, a stylesheet) would show only
+    in the image; here every process runs from the wheels, outside the repository."""
+    packages, workdir = build_image_packages(tmp_path)
+    env = {
+        **{k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ},
+        **{
+            k: v.replace(IMAGE_WORKDIR + "/", f"{workdir}/")
+            for k, v in image_env().items()
+            if k != "PATH"
+        },
+        "PYTHONPATH": str(packages),
+    }
+    where = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import koe_kit, koe_directory, feedback, aggregator, notifier as n;"
+            "print(*(m.__file__ for m in (koe_kit, koe_directory, feedback, aggregator, n)))",
+        ],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert all(f.startswith(f"{packages}/") for f in where.stdout.split()), where.stdout
+
+    def service_env(name: str) -> dict[str, str]:
+        given = {k: v for k, v in environment(name).items() if k not in image_env()}
+        given["DATABASE_URL"] = databases[urlsplit(given["DATABASE_URL"]).path.lstrip("/")]
+        given.pop(MULTIPROC_ENV, None)
+        return {**env, **given}
+
+    databases = {db: new_pg_database() for db in ("koe_feedback", "koe_aggregator", "koe_notifier")}
+    for job in ("feedback-migrate", "aggregator-migrate", "notifier-migrate"):
+        done = subprocess.run(
+            local_argv(command(job), None),
+            env=service_env(job),
+            cwd=workdir,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, f"{job}: {done.stderr}"
+
+    # Every file of every package (templates, static files, migrations, schemas' users)
+    # is in the installed packages, not only the modules.
+    for source in [*REPO.glob("libs/*/src/*"), *REPO.glob("services/*/src/*")]:
+        if not (source / "__init__.py").exists():
+            continue  # an egg-info folder
+        files = {
+            f.relative_to(source.parent)
+            for f in source.rglob("*")
+            if f.is_file() and "__pycache__" not in f.parts
+        }
+        if source.name == "koe_kit":  # its schemas link: the image has them in /app/schemas
+            files = {f for f in files if f.parts[1] != "schemas"}
+        missing = sorted(str(f) for f in files if not (packages / f).is_file())
+        assert not missing, f"left out of the wheel: {missing}"
+
+    pages = {
+        "feedback-api": [
+            ("/demo/tsu-dx", "<form"),
+            ("/embed?origin=https://www.info.city.tsu.mie.jp", "/static/widget.js"),
+            ("/static/widget.js", "function"),
+            ("/static/widget.css", "{"),
+        ],
+        "aggregator-web": [("/sign-in", "<form"), ("/static/dashboard.css", "{")],
+    }
+    web: list[subprocess.Popen[bytes]] = []
+    try:
+        for name, wanted in pages.items():
+            port = free_port()
+            web.append(
+                subprocess.Popen(
+                    local_argv(command(name), port),
+                    env=service_env(name),
+                    cwd=workdir,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
+            wait_for_port("127.0.0.1", port, timeout_s=30)
+            for path, content in wanted:
+                response = requests.get(f"http://127.0.0.1:{port}{path}", timeout=10)
+                assert response.status_code == 200 and content in response.text, (name, path)
+    finally:
+        for process in web:
+            process.terminate()
+            assert process.wait(timeout=30) == 0

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -184,3 +185,146 @@ def test_the_consumer_loop_counts_batches_dead_letters_and_lag(broker, fast_kafk
     assert REGISTRY.get_sample_value("koe_consumer_batch_duration_seconds_count", labels) >= 1
     # The event made while handling carries the request id of its subject's latest event.
     assert correlation.of_event(made[-1]) == "req-4"
+
+
+def test_consumer_lag_is_what_the_group_has_left_after_each_batch(broker, fast_kafka_env):
+    from koe_kit.config import EnvReader
+    from koe_kit.kafka import KafkaSettings
+
+    settings = KafkaSettings.from_env(
+        EnvReader(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap,
+                **fast_kafka_env,
+                "KOE_BATCH_MAX_MESSAGES": "2",
+            }
+        ),
+        "test",
+    )
+    topic = "koe.feedback.submitted.v1"
+    ensure_topics([broker.bootstrap])
+    producer = make_producer(settings)
+    for n in range(6):  # one key: one partition, six messages behind the group
+        producer.send(topic, key="p1", value=events.encode(feedback_event(n)))
+    producer.flush()
+    producer.close()
+
+    group = "lag-test"
+    second_batch_started, release = threading.Event(), threading.Event()
+    batches: list[int] = []
+
+    def handler(batch) -> None:
+        batches.append(len(batch))
+        if len(batches) == 2:
+            second_batch_started.set()
+            assert release.wait(30), "the test never released the second batch"
+
+    def lags() -> dict[int, float]:
+        found = {}
+        for p in range(6):
+            value = REGISTRY.get_sample_value(
+                "koe_consumer_lag_messages", {"group": group, "topic": topic, "partition": str(p)}
+            )
+            if value is not None:
+                found[p] = value
+        return found
+
+    loop = ConsumerLoop(settings, group_id=group, topic=topic, handler=handler)
+    with running(loop):
+        assert second_batch_started.wait(60), "no second batch"
+        # The first batch (2 messages) is committed; 4 wait on its partition.
+        assert list(lags().values()) == [4.0]
+        release.set()
+        wait_until(lambda: sum(batches) == 6, what="all six handled")
+        wait_until(lambda: list(lags().values()) == [0.0], what="the lag back at 0")
+
+
+def test_emails_sent_retried_and_failed_are_counted(smtp_server):
+    from email.message import EmailMessage
+
+    from notifier.config import SmtpSettings
+    from notifier.mailer import PermanentMailError, SmtpMailer, TransientMailError
+
+    def counts() -> tuple[float, ...]:
+        return tuple(
+            REGISTRY.get_sample_value(f"koe_notifier_emails_{outcome}_total") or 0.0
+            for outcome in ("sent", "retried", "failed")
+        )
+
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "koe@city.example", "ka@city.example", "t"
+    message.set_content("本文")
+    mailer = SmtpMailer(SmtpSettings(host=smtp_server.host, port=smtp_server.port))
+    before = counts()
+    mailer.send(message)
+    smtp_server.fail_with("451 4.3.0 try again later")
+    with pytest.raises(TransientMailError):
+        mailer.send(message)
+    smtp_server.fail_with("550 5.1.1 no such mailbox")
+    with pytest.raises(PermanentMailError):
+        mailer.send(message)
+    after = counts()
+    assert [a - b for a, b in zip(after, before, strict=True)] == [1, 1, 1]
+    assert len(smtp_server.messages) == 1
+
+
+def test_the_relay_shows_its_backlog_while_kafka_is_away(new_pg_database):
+    from feedback.app import create_app
+    from feedback.config import load_settings
+    from feedback.migrate import migrate
+
+    database = new_pg_database()
+    migrate(database)
+    settings = {
+        "DATABASE_URL": database,
+        "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+        "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
+        "KOE_CLIENT_KEY": "client-key-" + "k" * 32,
+    }
+    app = create_app(load_settings(settings))
+    client = app.test_client()
+    for n in range(3):
+        answer = client.post(
+            "/api/v1/feedback",
+            json={
+                "page_url": f"https://www.info.city.tsu.mie.jp/kurashi/{n}.html",
+                "answers": {"clarity": "yes"},
+            },
+        )
+        assert answer.status_code == 202, answer.get_json()
+    app.extensions["koe.engine"].dispose()
+
+    metrics_port = free_port()
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "feedback.relay"],
+        env={
+            **os.environ,
+            **settings,
+            # Nothing listens there: the broker is away.
+            "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{free_port()}",
+            "KOE_RELAY_SEND_TIMEOUT_S": "1",
+            "KOE_METRICS_PORT": str(metrics_port),
+        },
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port("127.0.0.1", metrics_port, timeout_s=30)
+
+        def backlog() -> tuple[float, float]:
+            text = requests.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+            values = {}
+            for line in text.splitlines():
+                for name in ("koe_outbox_backlog_rows", "koe_outbox_oldest_age_seconds"):
+                    if line.startswith(name + '{service="feedback"}'):
+                        values[name] = float(line.rsplit(" ", 1)[1])
+            return values.get("koe_outbox_backlog_rows", -1), values.get(
+                "koe_outbox_oldest_age_seconds", -1
+            )
+
+        rows, age = wait_until(lambda: backlog()[0] == 3 and backlog(), what="3 rows waiting")
+        assert age > 0
+    finally:
+        relay.send_signal(signal.SIGTERM)
+        assert relay.wait(timeout=30) == 0

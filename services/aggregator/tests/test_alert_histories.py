@@ -37,6 +37,7 @@ GOOD = ["yes", "yes", "yes", "yes", "yes", "no"]  # 83.3
 BAD = ["yes", "no", "no", "no", "no", "no"]  # 16.7
 DX = "https://www.info.city.tsu.mie.jp/shisei/dx/"
 GOMI = "https://www.info.city.tsu.mie.jp/kurashi/gomi/"
+API = {"Authorization": "Bearer dashboard-api-token-" + "t" * 16}  # conftest's test token
 
 
 def answers_on(day: date, page_id: str, values: list[str], feedback, url: str) -> list[dict]:
@@ -242,6 +243,48 @@ def test_a_drop_and_its_recovery_email_the_division_once_each(
     assert "ダッシュボード: https://koe.city-tsu.example/pages/fixed" in drop
     assert "下がる前 83.3点 (回答138件) → お知らせ時 64.3点 (回答42件) → 現在 83.3点" in recovery
     assert "電話: 059-229-3118" in recovery
+
+
+def test_the_emails_figures_are_the_stats_apis_for_the_same_windows(
+    sessions, history, notifier, smtp_server, dashboard_app_for
+):
+    handler, _ = notifier
+    drop_event, recovery_event = history.page("fixed", [(28, GOOD), (3, BAD), (21, GOOD)]).replay(
+        sessions
+    )
+    deliver(handler, [drop_event, recovery_event])
+    drop, recovery = (plain(m) for m in smtp_server.messages)
+    api = dashboard_app_for().test_client()
+
+    def clarity(as_of: str, days: int | None = None) -> dict:
+        query = f"?as_of={as_of}" + (f"&days={days}" if days else "")
+        response = api.get(f"/api/v1/pages/fixed{query}", headers=API)
+        assert response.status_code == 200
+        return response.get_json()
+
+    def shown(q: dict) -> str:
+        return f"{q['score']:.1f}点 (回答{q['n']:,}件)"
+
+    # The drop: the baseline is the API's 28 days ending the day before the recent
+    # window, the recent figures its 7 days ending at the alert's as_of.
+    data = drop_event["data"]
+    before = clarity(data["baseline"]["end"])["windows"]["28d"]["questions"]["clarity"]
+    after = clarity(data["recent"]["end"])["windows"]["7d"]["questions"]["clarity"]
+    assert f"{shown(before)} → {shown(after)}" in drop
+    assert (
+        f"95%信頼区間: {before['wilson_low']:.1f}〜{before['wilson_high']:.1f}点 → "
+        f"{after['wilson_low']:.1f}〜{after['wilson_high']:.1f}点"
+    ) in drop
+    # The recovery: "now" is the API's daily answers summed over the recovery's window.
+    window = recovery_event["data"]["questions"][0]["window"]
+    days = (date.fromisoformat(window["end"]) - date.fromisoformat(window["start"])).days + 1
+    daily = [d["questions"]["clarity"] for d in clarity(window["end"], days)["daily"]]
+    yes, neutral, no = (sum(d[a] for d in daily) for a in ("yes", "neutral", "no"))
+    now = {
+        "n": yes + neutral + no,
+        "score": round((yes + neutral / 2) / (yes + neutral + no) * 100, 1),
+    }
+    assert f"→ 現在 {shown(now)}" in recovery
 
 
 def test_a_daily_division_gets_one_digest_listing_every_page(

@@ -6,12 +6,18 @@ from __future__ import annotations
 
 import html
 import re
+from datetime import datetime
+from urllib.parse import urljoin
 
 import pytest
+from sqlalchemy import select
 
+from aggregator.accounts import set_password
 from aggregator.app import create_app
 from aggregator.config import load_settings
+from aggregator.models import AlertHandling, DailyCount
 from koe_kit.config import ConfigError
+from koe_kit.db import transaction
 
 TOKEN = "dashboard-api-token-" + "t" * 16  # noqa: S105 (a test token)
 PASSWORD = "correct horse battery"  # noqa: S105 (the seeded accounts' password)
@@ -87,6 +93,31 @@ def test_signed_out_visitors_are_sent_to_sign_in(city_app):
     assert sign_in(client, city.somu, next_path="//evil.example/").headers["Location"] == "/pages"
 
 
+def test_next_never_leads_to_another_site(city_app):
+    app, city = city_app
+    base = "https://koe.city-tsu.example/sign-in"
+    # A browser drops tabs and line breaks from a Location and reads \\ as /.
+    for target in (
+        "//evil.example/",
+        "/\t/evil.example/",
+        "/\n/evil.example/",
+        "/\r\n/evil.example/",
+        "/\\evil.example/",
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "/pages\r\nSet-Cookie: x=y",
+    ):
+        response = sign_in(app.test_client(), city.somu, next_path=target)
+        assert response.status_code == 303, repr(target)
+        assert urljoin(base, response.headers["Location"]) == urljoin(base, "/pages"), repr(target)
+    somu = signed_in(app, city.somu)
+    handled = somu.post(
+        f"/alerts/{city.dx_alert}/handled",
+        data={"csrf_token": csrf_of(somu, "/alerts"), "next": "/\t/evil.example/"},
+    )
+    assert handled.status_code == 303 and handled.headers["Location"] == "/alerts"
+
+
 def test_session_cookie_is_http_only_lax_and_secure_in_production(city_app, dashboard_app_for):
     app, city = city_app
     client = app.test_client()
@@ -111,6 +142,16 @@ def test_sign_out_ends_the_session_for_good(city_app):
     replay = app.test_client()
     replay.set_cookie("koe_session", stolen)
     assert replay.get("/pages").status_code == 302
+
+
+def test_a_new_password_signs_the_account_out_everywhere(city_app, sessions):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    with transaction(sessions) as session:
+        set_password(session, city.somu, "a new and long password")
+    assert somu.get("/pages").status_code == 302
+    assert sign_in(app.test_client(), city.somu).status_code == 401
+    assert sign_in(app.test_client(), city.somu, "a new and long password").status_code == 303
 
 
 def test_wrong_password_and_every_post_without_csrf_token_are_refused(city_app):
@@ -201,6 +242,41 @@ def test_a_division_sees_only_its_own_pages_and_alerts(city_app):
     assert sorted(rows) == sorted([city.dx, city.xss, city.formula, city.gomi, city.unowned])
 
 
+def test_a_handled_record_is_only_ever_for_an_alert_the_account_may_see(city_app, sessions):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    token = csrf_of(somu, "/alerts")
+    # An id that merely starts with one of the division's own alert ids is no alert.
+    for alert_id in (city.dx_alert + "0", city.dx_alert + "\x00", city.dx_alert[:-1]):
+        response = somu.post(f"/alerts/{alert_id}/handled", data={"csrf_token": token})
+        assert response.status_code == 404, alert_id
+    with sessions() as session:
+        assert session.scalars(select(AlertHandling.alert_id)).all() == []
+
+
+def test_a_nul_in_a_form_is_refused_before_the_database(city_app):
+    app, city = city_app
+    # PostgreSQL text cannot hold a NUL: the form is refused, not a 500.
+    assert sign_in(app.test_client(), "clerk\x00@somu.example").status_code == 400
+    somu = signed_in(app, city.somu)
+    note = {"csrf_token": csrf_of(somu, "/alerts"), "note": "直しました\x00"}
+    assert somu.post(f"/alerts/{city.dx_alert}/handled", data=note).status_code == 400
+    assert city.dx_alert in text_of(somu.get("/alerts?show=open"))
+
+
+def test_numbers_in_the_query_are_checked_not_crashed_on(city_app):
+    app, city = city_app
+    somu = signed_in(app, city.somu)
+    # "²" passes str.isdigit() but not int(); thousands of digits exceed int()'s limit.
+    for bad in ("²", "9" * 5000, "-1", "1e3", " 7"):
+        assert somu.get("/pages", query_string={"p": bad}).status_code == 200, bad
+        daily = somu.get(f"/export/pages/{city.dx}/daily.csv", query_string={"days": bad})
+        assert daily.status_code == 400, bad
+        detail = somu.get(f"/api/v1/pages/{city.dx}", query_string={"days": bad}, headers=API)
+        assert detail.status_code == 400, bad
+        assert detail.get_json()["errors"]["days"], bad
+
+
 def _cells(listing: str) -> dict[tuple[str, str], tuple[str, str]]:
     """(page id, window) → (score, n) from the list's data attributes."""
     cells = {}
@@ -289,6 +365,24 @@ def test_the_charts_points_and_n_equal_the_stats_api(city_app):
     assert f"{clarity['wilson_low']:.1f}–{clarity['wilson_high']:.1f}" in detail
 
 
+def test_numbers_and_dates_read_the_japanese_way(city_app, sessions):
+    app, city = city_app
+    today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
+    with transaction(sessions) as session:
+        session.get(DailyCount, (city.dx, today, "clarity")).yes += 1234
+    somu = signed_in(app, city.somu)
+    detail = text_of(somu.get(f"/pages/{city.dx}"))
+    n = api(somu, f"/api/v1/pages/{city.dx}?days=1")["daily"][-1]["questions"]["clarity"]["n"]
+    assert n > 1234
+    clarity = re.search(r'data-question="clarity".*?</section>', detail, re.S).group(0)
+    # Under the day's point and in the table beside the chart.
+    assert f'class="n" text-anchor="middle">{n:,}</text>' in clarity
+    assert f"<td>{n:,}</td>" in clarity
+    assert f"{today.year}年{today.month}月{today.day}日時点" in detail
+    english = text_of(somu.get(f"/pages/{city.dx}?lang=en"))
+    assert f"as of {today.day} {today:%b %Y}" in english
+
+
 def test_the_overview_plots_every_visible_page_against_its_limits(city_app):
     app, city = city_app
     somu = signed_in(app, city.somu)
@@ -304,6 +398,14 @@ def test_the_overview_plots_every_visible_page_against_its_limits(city_app):
     )
     statuses = re.findall(r'data-page-id="[^"]+" data-status="([^"]+)"', section)
     assert len(statuses) == 3 and set(statuses) <= {"low3", "low2", "within", "high2", "high3"}
+    # The mean (and so the limits) pools the division's own answers only: another
+    # division's pages cannot be read off the funnel.
+    tallies = [p["windows"]["all"]["questions"]["clarity"] for p in mine]
+    pooled = sum(t["yes"] + t["neutral"] / 2 for t in tallies) / sum(t["n"] for t in tallies)
+    assert f"平均 {pooled * 100:.1f}<" in section
+    everyone = [p["windows"]["all"]["questions"]["clarity"] for p in pages]
+    whole_city = sum(t["yes"] + t["neutral"] / 2 for t in everyone) / sum(t["n"] for t in everyone)
+    assert f"{whole_city * 100:.1f}" != f"{pooled * 100:.1f}"  # the seed tells them apart
 
 
 def test_marking_an_alert_handled_keeps_who_when_and_the_note(city_app):

@@ -65,6 +65,38 @@ def _sign_in(page, email: str, password: str) -> None:
     page.click("form.sign-in button[type=submit]")
 
 
+def _luminance(rgb: str) -> float:
+    def channel(value: str) -> float:
+        c = int(value) / 255
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(v) for v in re.findall(r"\d+", rgb)[:3])
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _focus_rings(page, stops: int) -> list[tuple[str, str, float]]:
+    """Tab through the first `stops` stops: (element, outline style, the ring's contrast
+    against the background around the element)."""
+    rings = []
+    for _ in range(stops):
+        page.keyboard.press("Tab")
+        tag, style, color, around = page.evaluate(
+            """() => {
+                const e = document.activeElement, s = getComputedStyle(e);
+                let p = e.parentElement, bg = "rgb(255, 255, 255)";
+                for (; p; p = p.parentElement) {
+                    const c = getComputedStyle(p).backgroundColor;
+                    if (c !== "rgba(0, 0, 0, 0)") { bg = c; break; }
+                }
+                return [e.tagName + " " + (e.textContent || "").trim().slice(0, 20),
+                        s.outlineStyle, s.outlineColor, bg];
+            }"""
+        )
+        light, dark = sorted((_luminance(color), _luminance(around)), reverse=True)
+        rings.append((tag, style, (light + 0.05) / (dark + 0.05)))
+    return rings
+
+
 def test_a_clerk_signs_in_reads_the_charts_and_handles_an_alert(chromium, live):
     base, city = live
     # bypass_csp only lets axe-core in; escaping alone must keep the title's markup inert.
@@ -97,9 +129,9 @@ def test_a_clerk_signs_in_reads_the_charts_and_handles_an_alert(chromium, live):
             for q in [d["questions"][question]]
         ]
         assert points == expected
-        # The n written under each point, as a reader sees it.
+        # The n written under each point, as a reader sees it (1,234).
         shown = page.locator(f'section[data-question="{question}"] g.pt text.n').all_text_contents()
-        assert shown == [n for _day, n, _score in expected]
+        assert shown == [f"{int(n):,}" for _day, n, _score in expected]
     page.click("details summary >> nth=1")
     assert page.locator('section[data-question="clarity"] table.chart-data tbody tr').count() == 28
 
@@ -111,6 +143,9 @@ def test_a_clerk_signs_in_reads_the_charts_and_handles_an_alert(chromium, live):
     assert title.inner_text() == city.xss_title
     assert page.locator("tbody img").count() == 0
     assert axe_violations(page) == []
+    # Keyboard: every stop shows a focus ring a reader can see (3:1, WCAG 1.4.11).
+    for element, style, contrast in _focus_rings(page, 12):
+        assert style != "none" and contrast >= 3, (element, style, contrast)
     _shot(page, "list-desktop")
     page.goto(f"{base}/pages/{city.xss}")
     assert page.locator("h1").inner_text() == city.xss_title

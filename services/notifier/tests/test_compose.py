@@ -3,6 +3,7 @@ parsed back from the bytes a mail client gets."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
 import json
@@ -86,6 +87,18 @@ def test_a_title_cannot_add_headers(make_alert, directory):
         + ["Content-Type", "MIME-Version"]
     )
     assert mail["Subject"] == "【koe】ページの評価が下がりました: お知らせ Bcc: evil@x body"
+
+
+def test_an_encoded_word_in_a_title_cannot_add_headers_either(make_alert, directory):
+    # RFC 2047 words carrying CR LF: the email package would decode them into real breaks.
+    crlf = base64.b64encode(b"x\r\nReply-To: evil@x\r\n\r\nfake body").decode()
+    for title in (f"=?utf-8?b?{crlf}?=", "=?utf-8?q?x=0D=0AReply-To:_evil@x?="):
+        raw = compose(make_alert(title=title), directory).as_bytes()
+        mail = email.message_from_bytes(raw, policy=email.policy.default)
+        assert mail["Reply-To"] is None and b"\nReply-To:" not in raw, title
+        assert "\n" not in mail["Subject"] and "=?" not in mail["Subject"]
+        # Shown as the text it is, the equals sign full-width.
+        assert mail["Subject"].split(": ", 1)[1].startswith("＝?utf-8?")
 
 
 def test_markup_in_a_title_is_text_in_html_and_absent_from_headers(make_alert, directory):

@@ -9,7 +9,17 @@ from functools import wraps
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, g, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    g,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.exceptions import HTTPException
 
 from aggregator import auth, csrf
@@ -61,10 +71,21 @@ def translate_or(key: str, fallback: str) -> str:
 
 
 def safe_next(target: str | None) -> str | None:
-    """A path on this site to return to after sign-in, never another site's URL."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
-        return target
-    return None
+    """A path on this site to return to after sign-in, never another site's URL.
+
+    Browsers drop tabs and line breaks from a Location and read a backslash as a
+    slash, so "/<TAB>/evil.example" or "/<BACKSLASH>evil.example" would lead to another host:
+    any whitespace, control character or backslash disqualifies the target. (A
+    path koe itself sends here, request.full_path, has none of them.)
+    """
+    if (
+        not target
+        or not target.startswith("/")
+        or target.startswith("//")
+        or any(ch == "\\" or ch.isspace() or not ch.isprintable() for ch in target)
+    ):
+        return None
+    return target
 
 
 def current_account() -> Account | None:
@@ -98,6 +119,10 @@ def before_request() -> None:
         session["lang"] = chosen
     g.lang = session.get("lang", DEFAULT_LANGUAGE)
     csrf.protect()
+    # No one types a NUL, and PostgreSQL text cannot hold one: refuse it here (400)
+    # rather than fail in the database (500).
+    if any("\x00" in value for value in request.form.values()):
+        abort(400)
 
 
 def after_request(response):

@@ -21,12 +21,12 @@ import getpass
 import sys
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from aggregator.config import load_settings
-from aggregator.models import Account
+from aggregator.models import Account, DashboardSession
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -88,6 +88,7 @@ def create_account(
 
 
 def set_password(session: Session, email: str, password: str) -> Account:
+    """Replace the password and end the account's dashboard sessions."""
     account = find_account(session, email)
     if account is None:
         raise AccountError(f"no account for {normalise_email(email)}")
@@ -95,6 +96,9 @@ def set_password(session: Session, email: str, password: str) -> Account:
     if problem:
         raise AccountError(problem)
     account.password_hash = generate_password_hash(password, HASH_METHOD)
+    # A new password is often the answer to a leaked one: whoever signed in with the
+    # old one is signed out everywhere.
+    session.execute(delete(DashboardSession).where(DashboardSession.account_id == account.id))
     return account
 
 

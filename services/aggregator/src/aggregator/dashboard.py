@@ -8,6 +8,7 @@ same as a page that does not exist.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
@@ -26,6 +27,7 @@ from aggregator.access import (
 )
 from aggregator.accounts import authenticate
 from aggregator.i18n import format_score
+from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages
 from koe_directory import QUESTION_KEYS
@@ -42,6 +44,7 @@ dashboard = Blueprint(
 protect(dashboard)
 
 SORTS = ("score", "n", "title")
+ALERT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PAGE_SIZE = 100
 
 
@@ -160,8 +163,7 @@ def pages():
     known.sort(key=_sort_key(sort, window), reverse=order == "desc")
     rows = known + unknown
     pages_total = max(1, -(-len(rows) // PAGE_SIZE))
-    number = request.args.get("p", "1")
-    number = min(int(number), pages_total) if number.isdigit() and int(number) > 0 else 1
+    number = min(whole_number(request.args.get("p"), 1, 10**9) or 1, pages_total)
     shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = [r["id"] for r in shown]
     scores = trends.weekly_page_scores(db, shown_ids, as_of)
@@ -287,7 +289,9 @@ def alerts():
 @login_required
 def alert_handled(alert_id: str):
     db, account = db_session(), signed_in_account()
-    page_id = alert_records.alert_page(db, alert_id[:36])
+    # The id as given, checked and recorded alike: a record can only be for an alert
+    # the account may see.
+    page_id = alert_records.alert_page(db, alert_id) if ALERT_ID.fullmatch(alert_id) else None
     if page_id is None or visible_page(db, directory(), account, page_id) is None:
         abort(404)
     note = request.form.get("note", "").strip()

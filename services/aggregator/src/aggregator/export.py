@@ -36,6 +36,7 @@ from aggregator.access import (
     today,
 )
 from aggregator.models import DailyCount, DailyResponse
+from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS, Tally
 from aggregator.visibility import visible_page, visible_pages
 from koe_directory import QUESTION_KEYS, Division
@@ -49,6 +50,10 @@ CHUNK = 500
 MAX_DAYS = 3660
 ENCODINGS = {"utf-8": ("utf-8", "utf-8"), "shift_jis": ("cp932", "Shift_JIS")}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# Characters common in Japanese text that cp932 has only as a look-alike: without
+# this an em dash or a yen sign in a title would become "?" in the Shift_JIS file.
+# (Python's cp932 maps the wave dash 〜 and the minus − itself.)
+_CP932_NEAREST = str.maketrans({"\u2014": "\u2015", "\u00a5": "\uffe5", "\u203e": "\uffe3"})
 # Column headers of a question's figures, in the order of the cells.
 _QUESTION_FIELDS = {
     "ja": ("満足度", "回答数", "はい", "ふつう", "いいえ", "95%下限", "95%上限"),
@@ -182,6 +187,12 @@ def _encoding() -> tuple[str, str]:
     return ENCODINGS[choice]
 
 
+def _encoded(text: str, codec: str) -> bytes:
+    if codec == "cp932":
+        text = text.translate(_CP932_NEAREST)
+    return text.encode(codec, errors="replace")
+
+
 def csv_response(header: list[str], rows: Iterable[list[object]], filename: str) -> Response:
     codec, charset = _encoding()
 
@@ -194,10 +205,10 @@ def csv_response(header: list[str], rows: Iterable[list[object]], filename: str)
         for index, row in enumerate(rows, start=1):
             writer.writerow([neutralise(cell) for cell in row])
             if index % 200 == 0:
-                yield buffer.getvalue().encode(codec, errors="replace")
+                yield _encoded(buffer.getvalue(), codec)
                 buffer.seek(0)
                 buffer.truncate()
-        yield buffer.getvalue().encode(codec, errors="replace")
+        yield _encoded(buffer.getvalue(), codec)
 
     return Response(
         stream_with_context(generate()),
@@ -226,9 +237,10 @@ def daily_csv(page_id: str):
     end = today()
     raw_days = request.args.get("days")
     if raw_days:
-        if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
+        days = whole_number(raw_days, 1, MAX_DAYS)
+        if days is None:
             abort(400)
-        start = end - timedelta(days=int(raw_days) - 1)
+        start = end - timedelta(days=days - 1)
     else:
         first = db.scalar(
             select(func.min(DailyResponse.day)).where(DailyResponse.page_id == page_id)

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from flask import Blueprint, current_app, jsonify, request
 
 from aggregator import stats
+from aggregator.query_args import whole_number
 from koe_directory.divisions import CODE as DIVISION_CODE
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
@@ -67,10 +68,10 @@ def page_detail(page_id: str):
     as_of = _as_of()
     if as_of is None:
         return _bad_request("as_of", "must be a date as YYYY-MM-DD")
-    raw_days = request.args.get("days", str(DEFAULT_DAYS))
-    if not raw_days.isdigit() or not 1 <= int(raw_days) <= MAX_DAYS:
+    days = whole_number(request.args.get("days", str(DEFAULT_DAYS)), 1, MAX_DAYS)
+    if days is None:
         return _bad_request("days", f"must be a whole number from 1 to {MAX_DAYS}")
-    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=int(raw_days))
+    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=days)
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
     return jsonify(page)

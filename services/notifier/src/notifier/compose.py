@@ -271,8 +271,11 @@ def one_line(text: str) -> str:
 
 def header_text(text: str) -> str:
     """`one_line`, with < and > full-width: a header never carries markup, even for
-    a mail client or archive that would show a header as HTML."""
-    return one_line(text).translate(_NO_MARKUP)
+    a mail client or archive that would show a header as HTML. And no "=?": Python's
+    email package decodes an RFC 2047 encoded word it finds in a header value it is
+    given, so a title "=?utf-8?q?=0D=0ABcc:...?=" would become a real line break, and
+    a header (or a body) of the title's choosing, in the mail as sent."""
+    return one_line(text).translate(_NO_MARKUP).replace("=?", "＝?")
 
 
 _NO_MARKUP = str.maketrans({"<": "＜", ">": "＞"})

@@ -10,5 +10,6 @@ EMAILS_RETRIED = Counter(
     "Sends that failed for now (4xx, server away) and will be tried again",
 )
 EMAILS_FAILED = Counter(
-    "koe_notifier_emails_failed_total", "Emails refused for good (5xx), dead-lettered"
+    "koe_notifier_emails_failed_total",
+    "Emails refused for good (5xx): an alert's is dead-lettered, a digest is marked failed",
 )

@@ -16,6 +16,7 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -31,9 +32,13 @@ HOST_PORT = free_port()
 HOST = f"http://127.0.0.1:{HOST_PORT}"
 # A host page whose global CSS would wreck any widget that trusted it.
 HOSTILE_CSS = (
-    "* {display: inline !important; font-size: 2px; color: white}"
-    " fieldset {display: none} legend {visibility: hidden} input {opacity: .1}"
-    " button {background: white; color: white; border: 0} body {background: #fff}"
+    "html {font-size: 10px} * {display: inline !important; font-size: 2px; color: white}"
+    " fieldset {display: none !important} legend {visibility: hidden !important}"
+    " form {display: flex !important; flex-direction: row-reverse !important}"
+    " #main input[type=radio] {opacity: 0 !important; position: absolute !important;"
+    " appearance: none !important} #main {width: 280px !important; display: block !important}"
+    " button {background: white !important; color: white !important; border: 0 !important}"
+    " body {background: #fff}"
 )
 TEXTS = {
     "ja": {"answers": ("見つけやすかった", "わかりにくかった", "参考になった"), "send": "送信"},
@@ -177,9 +182,12 @@ def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
         .headers["Content-Security-Policy"]
         .startswith("default-src 'self'")
     )
-    context, page = open_page(chromium, url, "keyboard")
+    # This citizen's earlier plain post was refused (the script had not loaded yet): the
+    # page opens at the no-JavaScript error, and the thank-you must then replace it.
+    context, page = open_page(chromium, f"{url}?koe=error#koe-error", "keyboard")
     try:
         page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        assert page.locator("#koe-error").is_visible()
         focused = "document.activeElement.name || document.activeElement.textContent"
         for _ in range(30):
             page.keyboard.press("Tab")
@@ -207,6 +215,7 @@ def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
         page.keyboard.press("Tab")
         page.keyboard.press("Enter")
         thanked(page)
+        assert page.locator("#koe-error").is_hidden()
         assert page.errors == []  # no script error and no CSP violation under the demo's CSP
     finally:
         context.close()
@@ -241,63 +250,148 @@ def test_with_koe_down_the_page_says_so_politely_and_a_retry_arrives_once(koe, c
     assert len(outage_rows) == 1  # the retry carried the same client_token
 
 
-class HostileSite(BaseHTTPRequestHandler):
-    """Another site (another origin) whose CMS carries the snippet under hostile CSS."""
+class HostSite(BaseHTTPRequestHandler):
+    """Another site (another origin) whose CMS carries the snippet: path → (html, headers)."""
 
-    page = b""
+    pages: dict[str, tuple[str, dict[str, str]]] = {}
 
     def do_GET(self):  # noqa: N802 (http.server's name)
-        self.send_response(200)
-        self.send_header("Content-Type", "text/html; charset=utf-8")
+        body, headers = self.pages.get(urlsplit(self.path).path, ("", {}))
+        self.send_response(200 if body else 404)
+        for name, value in {"Content-Type": "text/html; charset=utf-8", **headers}.items():
+            self.send_header(name, value)
         self.end_headers()
-        self.wfile.write(self.page)
+        self.wfile.write(body.encode())
 
     def log_message(self, *_):
         pass
 
 
-@pytest.fixture
-def hostile_site(koe):
+def embed_snippet(koe, page_url: str) -> str:
+    """The snippet as /embed makes it for the host site's page, as its web team pastes it."""
     generated = koe.http.get(
         koe.url("feedback", "/embed"),
-        params={"origin": HOST, "division": "somu-dx", "lang": "ja", "page_url": f"{HOST}/x.html"},
+        params={"origin": HOST, "division": "somu-dx", "lang": "ja", "page_url": page_url},
         timeout=10,
     )
     assert generated.status_code == 200
     text = generated.text
-    snippet = html.unescape(
-        text[text.index(">", text.index('<textarea id="snippet"')) + 1 : text.index("</textarea>")]
+    start = text.index(">", text.index('<textarea id="snippet"')) + 1
+    return html.unescape(text[start : text.index("</textarea>")])
+
+
+def host_page(body: str, head: str = "", title: str = "よそのサイト") -> str:
+    return (
+        f'<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>{title}</title>'
+        f"{head}</head><body>{body}</body></html>"
     )
-    HostileSite.page = (
-        '<!doctype html><html lang="ja"><head><meta charset="utf-8"><title>敵対的なページ</title>'
-        f"<style>{HOSTILE_CSS}</style></head><body><h1>よそのサイト</h1>{snippet}</body></html>"
-    ).encode()
-    server = ThreadingHTTPServer(("127.0.0.1", HOST_PORT), HostileSite)
+
+
+@pytest.fixture(scope="module")
+def host_site(koe):
+    server = ThreadingHTTPServer(("127.0.0.1", HOST_PORT), HostSite)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"{HOST}/x.html"
+    yield HostSite.pages
     server.shutdown()
     server.server_close()
 
 
-def test_on_another_site_with_hostile_css_the_widget_stays_usable(koe, chromium, hostile_site):
-    context, page = open_page(chromium, hostile_site, "hostile", PHONE)
+def test_on_another_site_with_hostile_css_the_widget_stays_usable(koe, chromium, host_site):
+    url = f"{HOST}/hostile.html"
+    # A right-to-left column 280 px wide, and a <title> whose 200th character is an emoji
+    # (widget.js cuts titles at 200: by characters, or koe would refuse half an emoji).
+    host_site["/hostile.html"] = (
+        host_page(
+            f'<main id="main" dir="rtl"><h1>よそのサイト</h1>{embed_snippet(koe, url)}</main>',
+            head=f"<style>{HOSTILE_CSS}</style>",
+            title="あ" * 199 + "\N{GRINNING FACE}" + "い" * 10,
+        ),
+        {},
+    )
+    context, page = open_page(chromium, url, "hostile", PHONE)
     try:
         page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
         legend = page.locator("legend").first
         style = legend.evaluate(
             "e => { const s = getComputedStyle(e); return [s.fontSize, s.color, s.visibility,"
-            " getComputedStyle(e.parentElement).display] }"
+            " s.direction, getComputedStyle(e.parentElement).display] }"
         )
-        assert style == ["16px", "rgb(26, 26, 26)", "visible", "block"]
-        box = page.locator("#koe-feedback").bounding_box()
-        assert box["width"] >= 280 and box["height"] >= 300  # laid out, not collapsed
+        assert style == ["16px", "rgb(26, 26, 26)", "visible", "ltr", "block"]
+        radio = page.get_by_label("見つけやすかった", exact=True)
+        assert radio.evaluate(
+            "e => { const s = getComputedStyle(e); return [s.opacity, s.position, s.appearance] }"
+        ) == ["1", "static", "auto"]
+        button = page.get_by_role("button", name="送信")
+        assert button.evaluate("e => getComputedStyle(e).backgroundColor") == "rgb(11, 87, 208)"
+        widget = page.locator("#koe-feedback")
+        box = widget.bounding_box()
+        assert box["width"] >= 270 and box["height"] >= 300  # laid out, not collapsed
+        assert widget.evaluate("e => e.scrollWidth <= e.clientWidth")  # nothing cut off
         assert axe_violations(page, include="#koe-feedback") == []
 
         answer(page, "ja")
-        page.get_by_role("button", name="送信").click()  # cross-origin: CORS on koe's side
+        button.click()  # cross-origin: CORS on koe's side
         thanked(page)
         assert page.errors == []
     finally:
         context.close()
-    arrived(koe, page_id_of(hostile_site), WANTED)
+    response_id = arrived(koe, page_id_of(url), WANTED)
+    titles = {r.id: r.page_title for r in stored_responses(koe, page_id_of(url))}
+    assert titles[response_id] == "あ" * 199 + "\N{GRINNING FACE}"
+
+
+def test_a_careless_cms_and_hostile_scripts_never_break_the_widget(koe, chromium, host_site):
+    """The snippet pasted twice (two widgets, widget.js twice) on a strict-CSP page that
+    throws errors of its own; then a page that broke fetch and lost widget.css."""
+    twice_url, broken_url = f"{HOST}/twice.html", f"{HOST}/broken.html"
+    koe_origin = koe.url("feedback", "")
+    script = {"Content-Type": "text/javascript"}
+    host_site["/boom.js"] = ("throw new Error('the host page fails');", script)
+    host_site["/twice.html"] = (
+        host_page(
+            '<script src="/boom.js"></script>' + embed_snippet(koe, twice_url) * 2,
+            head='<script src="/boom.js"></script>',
+        ),
+        {
+            "Content-Security-Policy": (
+                f"default-src 'self'; script-src 'self' {koe_origin}; style-src {koe_origin};"
+                f" connect-src {koe_origin}; form-action {koe_origin}"
+            )
+        },
+    )
+    host_site["/broken-fetch.js"] = ("window.fetch = () => { throw new TypeError('no'); };", script)
+    host_site["/broken.html"] = (
+        host_page(embed_snippet(koe, broken_url), head='<script src="/broken-fetch.js"></script>'),
+        {},
+    )
+
+    context, page = open_page(chromium, twice_url, "careless-cms")
+    try:
+        page.wait_for_function("document.querySelectorAll('[data-koe-ready]').length === 2")
+        second = page.locator(".koe-w").nth(1)
+        second.get_by_label("ふつう").first.check()
+        second.get_by_role("button", name="送信").click()
+        second.locator(".koe-done").wait_for(state="visible")
+        assert second.evaluate("e => e.contains(document.activeElement)")  # its own thank-you
+        assert page.locator(".koe-w").first.locator("form").is_visible()
+        # Only the host's own errors: nothing from koe, and no CSP violation.
+        assert set(page.errors) == {"the host page fails"}
+    finally:
+        context.close()
+    arrived(koe, page_id_of(twice_url), {"findability": "neutral"})
+    assert len(stored_responses(koe, page_id_of(twice_url))) == 1  # widget.js ran twice, sent once
+
+    context, page = open_page(chromium, "about:blank", "broken-host")
+    try:
+        page.route("**/widget.css", lambda route: route.abort())
+        page.goto(broken_url)
+        # Unstyled, the form still reads right: no honeypot, no premature messages.
+        for hidden in (".koe-hp", "#koe-thanks", "#koe-error"):
+            assert page.locator(hidden).is_hidden(), hidden
+        page.get_by_label("見つけにくかった", exact=True).check()
+        page.get_by_role("button", name="送信").click()  # widget.js gave way to the plain form
+        page.wait_for_url("**koe=thanks#koe-thanks")
+    finally:
+        context.close()
+    arrived(koe, page_id_of(broken_url), {"findability": "no"})

@@ -17,6 +17,8 @@ from support import answered
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
 NOT_A_UUID = "not-a-uuid"
+# Half an emoji: json.dumps writes it as the escape "\\ud83d", valid JSON but not text.
+LONE_SURROGATE_TITLE = json.dumps(answered(page_title="津市\ud83d"))
 
 
 # (case, request kwargs for client.post, expected status, field named in the errors)
@@ -43,6 +45,13 @@ MALFORMED = [
         "body",
     ),
     ("JSON array", {"data": b"[1, 2]", "content_type": "application/json"}, 400, "body"),
+    (
+        # It once answered 500: it reached the database.
+        "lone surrogate",
+        {"data": LONE_SURROGATE_TITLE, "content_type": "application/json"},
+        400,
+        "body",
+    ),
     (
         "wrong content type",
         {"data": json.dumps(answered()), "content_type": "text/plain"},
@@ -195,6 +204,10 @@ def test_form_with_invalid_answers_goes_back_with_error(client, counts):
         ("https://evil.example/", PAGE),
         ("javascript:alert(1)", PAGE),
         ("//evil.example/", PAGE),
+        ("https://www.info.city.tsu.mie.jp@evil.example/", PAGE),
+        ("https://www.info.city.tsu.mie.jp:443@evil.example/", PAGE),
+        ("https://www.info.city.tsu.mie.jp\\@evil.example/", PAGE),
+        ("https:\\\\evil.example/", PAGE),
         (..., "https://evil.example/x.html"),
         (..., ...),
     ],
@@ -206,6 +219,22 @@ def test_form_never_redirects_off_our_sites(client, counts, return_to, page_url)
     assert "return_to" in answer.get_json()["errors"]
     assert "Location" not in answer.headers
     assert counts() == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "return_to",
+    [
+        "https://evil.example@www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+        # Python reads the host after the `@`; a browser ends it at the backslash.
+        "https://evil.example\\@www.info.city.tsu.mie.jp/shisei/dx/1234.html",
+        "https://evil.example%2F@WWW.INFO.CITY.TSU.MIE.JP:443/shisei/dx/1234.html",
+    ],
+)
+def test_form_redirects_to_the_checked_host_and_nothing_written_before_it(client, return_to):
+    answer = client.post("/feedback", data=form(return_to=return_to))
+
+    assert answer.status_code == 303
+    assert answer.headers["Location"] == f"{PAGE}?koe=thanks#koe-thanks"
 
 
 def test_form_client_token_and_unknown_field(client, counts):

@@ -38,9 +38,10 @@ def client(tmp_path_factory):
 
 
 def test_widget_js_and_css_fit_in_10_kb_gzipped():
-    both = (STATIC / "widget.js").read_bytes() + (STATIC / "widget.css").read_bytes()
-    size = len(gzip.compress(both, compresslevel=9))
-    print(f"widget.js + widget.css: {len(both):,} bytes, {size:,} bytes gzipped")
+    # Each file compressed on its own, as a server sends them.
+    files = [(STATIC / name).read_bytes() for name in ("widget.js", "widget.css")]
+    size = sum(len(gzip.compress(data, compresslevel=9)) for data in files)
+    print(f"widget.js + widget.css: {sum(map(len, files)):,} bytes, {size:,} bytes gzipped")
     assert size <= WIDGET_BUDGET
 
 

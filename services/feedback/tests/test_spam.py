@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from datetime import date
 from urllib.parse import urlsplit
 
@@ -207,6 +208,8 @@ def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
     assert preflight.headers["Access-Control-Allow-Origin"] == SITE
     assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
     assert preflight.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert "Origin" in preflight.headers["Vary"]  # a cache must not hand it to another site
+    assert "Access-Control-Allow-Credentials" not in preflight.headers  # no cookies, ever
 
     refused = browser.options(
         "/api/v1/feedback", headers={**foreign, "Access-Control-Request-Method": "POST"}
@@ -241,3 +244,38 @@ def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
         "/feedback", data={"page_url": PAGE, "clarity": "yes"}, headers={"Origin": "null"}
     )
     assert urlsplit(null.headers["Location"]).fragment == "koe-thanks"
+
+
+def test_a_retry_of_the_same_token_neither_replaces_nor_spends_the_rate_limit(make_client, engine):
+    client = make_client(KOE_RATE_LIMIT_MAX="2", KOE_RATE_LIMIT_WINDOW_S="600")
+    replacements = REGISTRY.get_sample_value("koe_feedback_replacements_total") or 0.0
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+
+    # The widget resends with the same token when an answer got lost on the way back.
+    sent = [client.post("/api/v1/feedback", json=answered(client_token=first)) for _ in range(3)]
+    assert {a.status_code for a in sent} == {202}
+    assert len({a.get_json()["id"] for a in sent}) == 1
+    replacing = client.post("/api/v1/feedback", json=answered(client_token=second))
+    assert replacing.status_code == 202
+    limited = client.post("/api/v1/feedback", json=answered(client_token=third))
+    assert limited.status_code == 429
+    # The window opened with the first answer, moments ago, and lasts 600 s.
+    assert 540 <= int(limited.headers["Retry-After"]) <= 600
+
+    assert [e.get("replaces") for e in published(engine)] == [None, sent[0].get_json()["id"]]
+    assert REGISTRY.get_sample_value("koe_feedback_replacements_total") == replacements + 1
+
+
+def test_oversized_and_undecodable_bodies_are_counted_as_invalid(browser, counts):
+    before = rejections("invalid")
+
+    too_large = browser.post("/api/v1/feedback", json=answered(page_title="x" * 20_000))
+    half_emoji = browser.post(
+        "/api/v1/feedback",
+        data=json.dumps(answered(page_title="\ud83d")),
+        content_type="application/json",
+    )
+
+    assert (too_large.status_code, half_emoji.status_code) == (413, 400)
+    assert rejections("invalid") == before + 2
+    assert counts() == (0, 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Flask, jsonify
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from feedback import demo, embed
+from feedback import demo, embed, metrics
 from feedback.config import Settings, load_settings
 from feedback.schemas import FeedbackSchema
 from feedback.services import Limits
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: RequestEntityTooLarge):
+        metrics.REJECTIONS.labels(reason="invalid").inc()  # a flood of these is spam too
         reason = f"request body is larger than {settings.max_body_bytes} bytes"
         return jsonify(errors={"body": [reason]}), 413
 

@@ -31,7 +31,7 @@ from feedback.schemas import (
     flatten_errors,
     on_allowed_origin,
 )
-from koe_directory import QUESTION_KEYS
+from koe_directory import QUESTION_KEYS, canonical_url
 from koe_kit.events import InvalidEvent
 from koe_kit.web import db_session
 
@@ -247,6 +247,10 @@ def submit_json():
     if not isinstance(payload, dict):
         metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(400, {"body": ["must be a JSON object"]})
+    if _has_lone_surrogate(payload):
+        # Valid JSON ("\ud83d") but not text: no database or topic can store it.
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        return _errors(400, {"body": ["must be valid Unicode text"]})
     try:
         response_id = _accept(payload)
     except Refused as refused:
@@ -255,6 +259,14 @@ def submit_json():
             response.headers["Retry-After"] = str(refused.retry_after_s)
         return response, status
     return jsonify(id=response_id), 202
+
+
+def _has_lone_surrogate(payload: dict[str, Any]) -> bool:
+    try:
+        json.dumps(payload, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @blueprint.post("/feedback")
@@ -299,9 +311,15 @@ def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
 
 
 def back_to(url: str, outcome: str) -> str:
-    """The page the form came from, at the message that tells the outcome."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "koe"]
+    """The page the form came from, at the message that tells the outcome.
+
+    Rebuilt from the canonical URL (the host koe checked), so nothing the sender
+    wrote before the host, such as `https://evil.example\\@city/` (a backslash ends
+    the host in browsers, an `@` in Python), reaches the Location header.
+    """
+    scheme, netloc, path, _, _ = urlsplit(canonical_url(url))
+    given = parse_qsl(urlsplit(url).query, keep_blank_values=True)
+    query = [(k, v) for k, v in given if k != "koe"]
     query.append(("koe", outcome))
     anchor = OUTCOME_ANCHORS[outcome]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), anchor))
+    return urlunsplit((scheme, netloc, path, urlencode(query), anchor))

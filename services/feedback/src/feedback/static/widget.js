@@ -43,6 +43,12 @@
     return field && field.value ? field.value : null;
   }
 
+  function title(root) {
+    // By characters, not UTF-16 units: half an emoji is not text koe can store.
+    var text = (root.getAttribute("data-koe-title") || document.title || "").trim();
+    return Array.from(text).slice(0, 200).join("") || null;
+  }
+
   function pageUrl(form) {
     var canonical = document.querySelector('link[rel="canonical"]');
     var given = value(form, "page_url");
@@ -88,7 +94,7 @@
       for (i = 0; i < checked.length; i++) answers[checked[i].name] = checked[i].value;
       body = {
         page_url: pageUrl(form),
-        page_title: (root.getAttribute("data-koe-title") || document.title || "").trim().slice(0, 200) || null,
+        page_title: title(root),
         division: root.getAttribute("data-koe-division") || value(form, "division"),
         locale: locale(root),
         answers: answers,
@@ -141,6 +147,9 @@
         });
     }
 
+    // The stamp first: if the host page broke fetch, this throws before the form
+    // is taken over, and the plain form keeps working.
+    fetchStamp();
     form.addEventListener("submit", function (event) {
       try {
         event.preventDefault();
@@ -153,7 +162,6 @@
         say(text.down);
       }
     });
-    fetchStamp();
     root.setAttribute("data-koe-ready", "");
   }
 

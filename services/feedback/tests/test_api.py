@@ -36,6 +36,8 @@ MALFORMED = [
     ("title 201", {"json": answered(page_title="あ" * 201)}, 422, "page_title"),
     ("bad page_id", {"json": answered(page_id="-bad id")}, 422, "page_id"),
     ("unknown division", {"json": answered(division="nope")}, 422, "division"),
+    # The DX page's URL prefix belongs to somu-dx: a public POST cannot move it.
+    ("another division's page", {"json": answered(division="kankyo-gomi")}, 422, "division"),
     ("bad locale", {"json": answered(locale="fr")}, 422, "locale"),
     ("bad client_token", {"json": answered(client_token=NOT_A_UUID)}, 422, "client_token"),
     (
@@ -108,12 +110,28 @@ def test_accepted_json_writes_one_response_and_one_valid_event(client, engine, c
     assert event["data"]["division"] == "somu-dx"
 
 
+def test_a_division_code_decides_only_pages_no_url_prefix_covers(client, engine):
+    # No division's prefix covers /kanko/: the snippet's code is all koe knows.
+    uncovered = f"{SITE}/kanko/event.html"
+    answer = client.post(
+        "/api/v1/feedback", json=answered(page_url=uncovered, division="kankyo-gomi")
+    )
+    assert answer.status_code == 202, answer.get_json()
+    refused = client.post("/api/v1/feedback", json=answered(division="kankyo-gomi"))
+    assert refused.get_json()["errors"]["division"] == ["this page belongs to division somu-dx"]
+    with engine.connect() as connection:
+        assert connection.execute(select(Response.page_url, Response.division)).all() == [
+            (uncovered, "kankyo-gomi")
+        ]
+
+
 def test_given_page_id_is_used_and_url_is_stored_canonical(client, engine):
     answer = client.post(
         "/api/v1/feedback",
         json=answered(
             page_url="HTTPS://WWW.info.city.tsu.mie.jp:443/kurashi/gomi/1.html?utm=x#top",
             page_id="shirasagi:docs:1",
+            division="kankyo-gomi",
             answers={"usefulness": "yes"},
             locale="en",
         ),

@@ -47,21 +47,29 @@ class Directory:
     def owner(self, page_url: str, division_code: str | None = None) -> Division:
         """The division a page's alerts go to.
 
-        A code the embed snippet named wins; otherwise the longest URL prefix;
-        otherwise the fallback.
+        The longest URL prefix of divisions.yaml wins: the city sets those, while
+        the snippet's code arrives in a public POST, so a claimed code must never
+        take a page (and its alert emails) away from the division that owns its
+        URL. A known code counts only for pages no prefix covers; then the fallback.
         """
-        if division_code and division_code in self.divisions:
-            return self.divisions[division_code]
+        return (
+            self.prefix_owner(page_url)
+            or (self.divisions.get(division_code) if division_code else None)
+            or self.fallback
+        )
+
+    def prefix_owner(self, page_url: str) -> Division | None:
+        """The division whose longest URL prefix covers the page, if any."""
         try:
             url = canonical_url(page_url)
         except ValueError:
-            return self.fallback
+            return None
         best: tuple[int, Division] | None = None
         for division in self.divisions.values():
             for prefix in division.url_prefixes:
                 if url.startswith(prefix) and (best is None or len(prefix) > best[0]):
                     best = (len(prefix), division)
-        return best[1] if best else self.fallback
+        return best[1] if best else None
 
 
 def load_directory(path: str | Path) -> Directory:

@@ -103,6 +103,17 @@ class FeedbackSchema(Schema):
         if value is not None and not self.directory.knows(value):
             raise ValidationError("unknown division code")
 
+    @validates_schema
+    def _division_owns_the_page(self, data: dict[str, Any], **_: Any) -> None:
+        # A public POST must not move a page to another division (its alerts would
+        # follow): a code may only confirm the owner of the page's URL prefix.
+        claimed, url = data.get("division"), data.get("page_url")
+        if not claimed or not url or not self.directory.knows(claimed):
+            return
+        owner = self.directory.prefix_owner(url)
+        if owner is not None and owner.code != claimed:
+            raise ValidationError(f"this page belongs to division {owner.code}", "division")
+
     @post_load
     def _submission(self, data: dict[str, Any], **_: Any) -> Submission:
         url = canonical_url(data["page_url"])

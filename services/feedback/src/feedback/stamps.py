@@ -37,7 +37,8 @@ def issue(secret: bytes, now_s: float) -> str:
 def age_s(secret: bytes, stamp: str, now_s: float) -> float:
     """Seconds since koe issued `stamp`; raises BadStamp for a forged, malformed or stale one."""
     issued, _, signature = stamp.partition(".")
-    if not issued.isdigit() or len(issued) > 15:
+    # isdigit() alone admits digits int() refuses, such as '²'.
+    if not (issued.isascii() and issued.isdigit()) or len(issued) > 15:
         raise BadStamp("not a stamp koe issued")
     if not hmac.compare_digest(signature, _signature(secret, int(issued))):
         raise BadStamp("not a stamp koe issued")

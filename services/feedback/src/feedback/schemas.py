@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from marshmallow import (
 from koe_directory import ANSWERS, QUESTION_KEYS, Directory, canonical_url, page_id_for_url
 from koe_directory.pages import PAGE_ID, origin_of
 from koe_directory.survey import LANGUAGES
+
+log = logging.getLogger(__name__)
 
 MAX_URL = 2048
 MAX_TITLE = 200
@@ -103,17 +106,6 @@ class FeedbackSchema(Schema):
         if value is not None and not self.directory.knows(value):
             raise ValidationError("unknown division code")
 
-    @validates_schema
-    def _division_owns_the_page(self, data: dict[str, Any], **_: Any) -> None:
-        # A public POST must not move a page to another division (its alerts would
-        # follow): a code may only confirm the owner of the page's URL prefix.
-        claimed, url = data.get("division"), data.get("page_url")
-        if not claimed or not url or not self.directory.knows(claimed):
-            return
-        owner = self.directory.prefix_owner(url)
-        if owner is not None and owner.code != claimed:
-            raise ValidationError(f"this page belongs to division {owner.code}", "division")
-
     @post_load
     def _submission(self, data: dict[str, Any], **_: Any) -> Submission:
         url = canonical_url(data["page_url"])
@@ -122,11 +114,26 @@ class FeedbackSchema(Schema):
             page_id=data.get("page_id") or page_id_for_url(url),
             page_url=url,
             page_title=data.get("page_title"),
-            division=data.get("division"),
+            division=self._division(url, data.get("division")),
             locale=data["locale"],
             answers=dict(data["answers"]),
             client_token=str(token) if token is not None else None,
         )
+
+    def _division(self, url: str, claimed: str | None) -> str | None:
+        """The owner of the page's URL prefix, whatever the snippet says: a public POST
+        must not move a page (and its alert emails) to another division. A snippet
+        that names another division is a CMS mistake the citizen cannot fix, so the
+        answer is kept, under the right division, and the mistake is logged."""
+        owner = self.directory.prefix_owner(url)
+        if owner is None:
+            return claimed
+        if claimed is not None and claimed != owner.code:
+            log.warning(
+                "snippet names another division than the page's URL prefix",
+                extra={"page_url": url, "claimed": claimed, "owner": owner.code},
+            )
+        return owner.code
 
 
 def on_allowed_origin(url: str, origins: frozenset[str]) -> bool:

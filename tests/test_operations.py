@@ -264,3 +264,25 @@ def test_the_topics_job_adds_the_partitions_topics_yaml_names(broker, tmp_path: 
     finally:
         admin.close()
     assert len(described[0]["partitions"]) == 8
+
+
+def test_the_topics_job_creates_the_replicas_it_is_told_to(broker):
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    job = subprocess.run(
+        [sys.executable, "-m", "koe_kit.topics"],
+        env={**env, "KOE_TOPIC_REPLICATION_FACTOR": "3"},
+        capture_output=True,
+        text=True,
+    )
+    if hasattr(broker, "container"):
+        # A one-broker Apache Kafka refuses three replicas; the job must say so.
+        assert job.returncode != 0 and "replication" in job.stderr.lower(), job.stderr
+        return
+    # Tansu keeps one copy but records the factor it was asked for.
+    assert job.returncode == 0, job.stderr
+    admin = KafkaAdminClient(bootstrap_servers=[broker.bootstrap])
+    try:
+        described = admin.describe_topics(["koe.feedback.submitted.v1"])
+    finally:
+        admin.close()
+    assert all(len(p["replica_nodes"]) == 3 for p in described[0]["partitions"])

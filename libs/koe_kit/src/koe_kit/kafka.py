@@ -133,10 +133,18 @@ def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
         log.warning("producer sender did not stop within 1 s; abandoning it")
 
 
-def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None = None) -> None:
+def ensure_topics(
+    bootstrap_servers: Sequence[str],
+    names: Sequence[str] | None = None,
+    replication_factor: int = 1,
+) -> None:
     """Create the topics of schemas/topics.yaml that do not exist yet, and give existing
-    ones the partitions topics.yaml added (Kafka cannot take partitions away)."""
+    ones the partitions topics.yaml added (Kafka cannot take partitions away).
+
+    With replicas, a write needs all but one in sync (min.insync.replicas): with
+    acks=all an accepted event then survives the loss of a broker."""
     wanted = events.topics()
+    configs = {} if replication_factor < 2 else {"min.insync.replicas": str(replication_factor - 1)}
     admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), client_id="koe-topics")
     try:
         existing = set(admin.list_topics())
@@ -144,8 +152,8 @@ def ensure_topics(bootstrap_servers: Sequence[str], names: Sequence[str] | None 
             NewTopic(
                 name,
                 spec["partitions"],
-                1,
-                topic_configs={"retention.ms": str(spec["retention_ms"])},
+                replication_factor,
+                topic_configs={"retention.ms": str(spec["retention_ms"]), **configs},
             )
             for name, spec in wanted.items()
             if name not in existing and (names is None or name in names)

@@ -16,6 +16,8 @@ def main() -> None:
     env = EnvReader()
     servers = env.list("KAFKA_BOOTSTRAP_SERVERS", hint="host:port[,host:port]")
     wait_s = env.float("KOE_TOPICS_WAIT_S", 60.0, minimum=0)
+    # One broker (make run, the compose file) holds one copy; a cluster wants 3.
+    replicas = env.int("KOE_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
     try:
         env.check()
     except ConfigError as exc:
@@ -23,7 +25,7 @@ def main() -> None:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            ensure_topics(servers)
+            ensure_topics(servers, replication_factor=replicas)
             print("koe: topics ready")
             return
         except KafkaError as exc:

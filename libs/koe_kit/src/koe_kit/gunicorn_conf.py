@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,33 @@ from koe_kit.metrics import MULTIPROC_ENV
 # machine (make run) would fight over it, and the image's home is read-only. koe
 # does not use it.
 control_socket_disable = True
+
+
+def _service() -> str:
+    """The app's package ("feedback" for feedback.wsgi:app), as its own logs name it."""
+    return next((a.split(".", 1)[0] for a in sys.argv if a.endswith(".wsgi:app")), "gunicorn")
+
+
+# gunicorn's own lines (start, workers booting and dying, timeouts) as JSON too, so
+# one log pipeline reads every line. gunicorn merges this over its defaults key by
+# key, so each key is given whole. No access log: the apps log each request.
+logconfig_dict = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "koe_kit.logs.JsonFormatter", "service": _service()}},
+    "handlers": {
+        "error_console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json",
+            "stream": "ext://sys.stderr",
+        }
+    },
+    "loggers": {
+        "gunicorn.error": {"level": "INFO", "handlers": ["error_console"], "propagate": False},
+        "gunicorn.access": {"level": "INFO", "handlers": [], "propagate": False},
+    },
+    "root": {"level": "INFO", "handlers": []},
+}
 
 
 def on_starting(_server: Any) -> None:

@@ -5,8 +5,10 @@ markup in a page title shown as text."""
 from __future__ import annotations
 
 import html
+import json
 import re
-from datetime import datetime
+import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import urljoin
 
 import pytest
@@ -15,7 +17,7 @@ from sqlalchemy import select
 from aggregator.accounts import set_password
 from aggregator.app import create_app
 from aggregator.config import load_settings
-from aggregator.models import AlertHandling, DailyCount
+from aggregator.models import AlertHandling, AlertOutbox, DailyCount
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
 
@@ -138,7 +140,7 @@ def test_sign_out_ends_the_session_for_good(city_app):
     response = client.post("/sign-out", data={"csrf_token": token})
     assert response.status_code == 303
     assert client.get("/pages").status_code == 302
-    # The old cookie, replayed, no longer signs anyone in: the session row is gone.
+    # The old cookie, replayed, no longer signs anyone in: the session has expired.
     replay = app.test_client()
     replay.set_cookie("koe_session", stolen)
     assert replay.get("/pages").status_code == 302
@@ -168,25 +170,50 @@ def test_wrong_password_and_every_post_without_csrf_token_are_refused(city_app):
     forged = client.post(f"/alerts/{city.dx_alert}/handled", data={"csrf_token": "forged"})
     assert forged.status_code == 400
     assert client.post("/sign-out").status_code == 400
-    assert "対応済み (" not in text_of(client.get("/alerts"))
+    assert '<li class="alert handled"' not in text_of(client.get("/alerts?show=all"))
     assert client.get("/pages").status_code == 200  # still signed in
 
 
-def test_failed_sign_ins_are_throttled_per_account_and_per_client(city_app):
-    app, city = city_app
+def from_address(app, address: str):
     client = app.test_client()
+    client.environ_base["REMOTE_ADDR"] = address
+    return client
+
+
+def test_one_address_failing_on_an_account_locks_out_only_itself(city_app):
+    app, city = city_app
+    colleague = from_address(app, "192.0.2.1")
     for _ in range(5):
-        assert sign_in(client, city.somu, password=WRONG).status_code == 401
-    throttled = sign_in(client, city.somu)  # even the right password waits now
+        assert sign_in(colleague, city.somu, password=WRONG).status_code == 401
+    throttled = sign_in(colleague, city.somu)  # even the right password waits now
     assert throttled.status_code == 429
     assert 0 < int(throttled.headers["Retry-After"]) <= 15 * 60
     assert "しばらく受け付けません" in text_of(throttled)
-    # Another account from the same client is not locked by that account's failures...
-    assert sign_in(app.test_client(), city.kankyo).status_code == 303
-    # ...but one client trying many accounts is.
+    # The clerk, at their own desk, is not locked out by someone else's failures...
+    assert sign_in(from_address(app, "192.0.2.2"), city.somu).status_code == 303
+    # ...and the failing address may still sign in to another account...
+    assert sign_in(from_address(app, "192.0.2.1"), city.kankyo).status_code == 303
+    # ...but one address trying many accounts is stopped (20 failures in all).
     for number in range(15):
-        sign_in(client, f"someone{number}@example.org")
-    assert sign_in(client, city.admin).status_code == 429
+        assert sign_in(colleague, f"someone{number}@example.org").status_code == 401
+    assert sign_in(colleague, city.admin).status_code == 429
+
+
+def test_failures_from_three_addresses_lock_the_account_for_everyone(city_app):
+    app, city = city_app
+    # A mistake the clerk then corrects does not count against the account.
+    clerk = from_address(app, "192.0.2.50")
+    assert sign_in(clerk, city.somu, WRONG).status_code == 401
+    assert sign_in(clerk, city.somu).status_code == 303
+    for address in ("203.0.113.1", "203.0.113.2"):
+        assert sign_in(from_address(app, address), city.somu, WRONG).status_code == 401
+    assert sign_in(from_address(app, "192.0.2.51"), city.somu).status_code == 303
+    # A third address: a guess spread over addresses, the account waits.
+    assert sign_in(from_address(app, "203.0.113.3"), city.somu, WRONG).status_code == 401
+    locked = sign_in(from_address(app, "192.0.2.52"), city.somu)
+    assert locked.status_code == 429
+    assert 0 < int(locked.headers["Retry-After"]) <= 15 * 60
+    assert sign_in(from_address(app, "192.0.2.52"), city.kankyo).status_code == 303
 
 
 def test_the_throttle_trusts_forwarded_for_only_behind_a_trusted_proxy(city_app, dashboard_app_for):
@@ -323,6 +350,27 @@ def test_the_list_sorts_and_filters(city_app):
     assert order("q=nothing-matches") == []
 
 
+def test_the_list_pages_with_previous_and_next_links(city_app, monkeypatch):
+    app, city = city_app
+    monkeypatch.setattr("aggregator.dashboard.PAGE_SIZE", 2)
+    admin = signed_in(app, city.admin)
+    everything = re.findall(r'<tr data-page-id="([^"]+)"', text_of(admin.get("/pages?sort=title")))
+    shown, path, positions = [], "/pages?sort=title", []
+    while path:
+        body = text_of(admin.get(path))
+        shown += re.findall(r'<tr data-page-id="([^"]+)"', body)
+        positions += re.findall(r'<span aria-current="page">([^<]+)</span>', body)
+        found = re.search(r'<a href="([^"]+)" rel="next">', body)
+        path = html.unescape(found.group(1)) if found else None
+    assert len(everything) == 2  # the first page of the same order
+    assert shown[:2] == everything and sorted(shown) == sorted(
+        [city.dx, city.xss, city.formula, city.gomi, city.unowned]
+    )
+    assert positions == ["1 / 3ページ", "2 / 3ページ", "3 / 3ページ"]
+    assert 'href="/pages?sort=title&amp;p=2" rel="prev"' in body
+    assert '<nav class="pager" aria-label="ページ送り">' in body
+
+
 def _points(detail: str, question: str) -> list[tuple[str, str, str]]:
     section = re.search(
         rf'<section class="chart" data-question="{question}".*?</section>', detail, re.S
@@ -421,6 +469,14 @@ def test_marking_an_alert_handled_keeps_who_when_and_the_note(city_app):
     )
     assert too_long.status_code == 422
     assert "1000文字以内" in text_of(too_long)
+    # The clerk's text is kept in the form to shorten, on the list it was written on.
+    kept = somu.post(
+        f"/alerts/{city.dx_alert}/handled",
+        data={"csrf_token": token, "note": "長い" * 501, "next": "/alerts?show=all"},
+    )
+    assert kept.status_code == 422
+    assert f">{'長い' * 501}</textarea>" in text_of(kept)
+    assert 'data-show="all" aria-current="page"' in text_of(kept)
     note = "<b>見出し</b>を修正しました"
     response = somu.post(
         f"/alerts/{city.dx_alert}/handled",
@@ -431,7 +487,7 @@ def test_marking_an_alert_handled_keeps_who_when_and_the_note(city_app):
         f"/alerts/{city.dx_alert}/handled", data={"csrf_token": token, "note": "later"}
     )
     assert again.status_code == 303
-    listing = text_of(somu.get("/alerts"))
+    listing = text_of(somu.get("/alerts?show=handled"))
     [item] = [i for i in listing.split('<li class="alert ') if f'id="alert-{city.dx_alert}"' in i]
     assert f"対応済み ({city.somu}、" in item
     assert html.escape(note) in item and "later" not in item  # the first record stays
@@ -439,6 +495,92 @@ def test_marking_an_alert_handled_keeps_who_when_and_the_note(city_app):
     assert city.dx_alert not in open_only and city.dx_recovery in open_only
     # The page's marker counts only the open one now.
     assert "未対応のアラート 1件" in text_of(somu.get("/pages"))
+
+
+def _add_alerts(sessions, page_id: str, count: int, handled_every: int) -> list[str]:
+    """`count` drop alerts for the page, a minute apart, every `handled_every`-th handled."""
+    ids = []
+    start = datetime.now(UTC) - timedelta(days=30)
+    with transaction(sessions) as session:
+        for number in range(count):
+            alert_id = str(uuid.uuid4())
+            event = {"type": "koe.alerts.v1", "id": alert_id, "data": {"kind": "drop"}}
+            session.add(
+                AlertOutbox(
+                    alert_id=alert_id,
+                    page_id=page_id,
+                    payload=json.dumps(event),
+                    created_at=start + timedelta(minutes=number),
+                    sent_at=start,
+                )
+            )
+            if number % handled_every == 0:
+                session.add(
+                    AlertHandling(
+                        alert_id=alert_id, handled_by="x@city.example", handled_at=start, note=""
+                    )
+                )
+            ids.append(alert_id)
+    return ids
+
+
+def _alert_pages(client, path: str) -> tuple[list[str], list[str]]:
+    """Follow rel=next from `path`: (alert ids in the order shown, each page's text)."""
+    shown, pages = [], []
+    while path:
+        body = text_of(client.get(path))
+        pages.append(body)
+        shown += re.findall(r'<li class="alert [a-z]+" id="alert-([0-9a-f-]+)"', body)
+        found = re.search(r'<a href="([^"]+)" rel="next">', body)
+        path = html.unescape(found.group(1)) if found else None
+    return shown, pages
+
+
+def test_alerts_are_paged_fifty_at_a_time_within_the_division(city_app, sessions):
+    app, city = city_app
+    # Beside the seed's two open alerts for the division's page and one for another's.
+    mine = _add_alerts(sessions, city.dx, 118, handled_every=4)  # 30 handled
+    theirs = _add_alerts(sessions, city.gomi, 70, handled_every=7)  # 10 handled
+    somu = signed_in(app, city.somu)
+
+    first = text_of(somu.get("/alerts"))  # open alerts first: the division's work to do
+    assert 'data-show="open" aria-current="page">未対応 (90件)</a>' in first
+    assert ">対応済み (30件)</a>" in first and ">すべて (120件)</a>" in first
+    assert "90件中 1〜50件目" in first and "1 / 2ページ" in first
+    assert 'href="/alerts?show=open&amp;page=2" rel="next">次のページ</a>' in first
+    assert 'rel="prev"' not in first
+
+    newest_first = [city.dx_recovery, city.dx_alert, *reversed(mine)]  # the seed is 2 h old
+    handled = set(mine[::4])
+    for show, expected in [
+        ("open", [a for a in newest_first if a not in handled]),
+        ("handled", [a for a in newest_first if a in handled]),
+        ("all", newest_first),
+    ]:
+        shown, pages = _alert_pages(somu, f"/alerts?show={show}")
+        # Every alert of the division once, in order, fifty a page; no other division's.
+        assert shown == expected, show
+        assert [len(re.findall(r'<li class="alert ', p)) for p in pages[:-1]] == [50] * (
+            len(pages) - 1
+        )
+        assert all(a not in p for p in pages for a in [*theirs, city.gomi_alert])
+    last = text_of(somu.get("/alerts?show=all&page=3"))
+    assert "120件中 101〜120件目" in last and "3 / 3ページ" in last
+    assert 'href="/alerts?show=all&amp;page=2" rel="prev">前のページ</a>' in last
+    assert 'href="/alerts?show=all&amp;page=1">最初のページ</a>' in last
+    # A page past the end shows the last one; a page that is no number, the first.
+    assert main_of(somu.get("/alerts?show=all&page=99")) == main_of(
+        somu.get("/alerts?show=all&page=3")
+    )
+    assert "120件中 1〜50件目" in text_of(somu.get("/alerts?show=all&page=x"))
+
+    kankyo = text_of(signed_in(app, city.kankyo).get("/alerts?show=all"))
+    assert ">未対応 (61件)</a>" in kankyo and ">すべて (71件)</a>" in kankyo
+    admin = signed_in(app, city.admin)
+    english = text_of(admin.get("/alerts?lang=en"))
+    assert ">Open (151)</a>" in english and ">All (191)</a>" in english
+    assert "1–50 of 151" in english and "Page 1 of 4" in english
+    assert 'rel="next">Next page</a>' in english and ">Last page</a>" in english
 
 
 def test_a_title_with_markup_is_text_everywhere(city_app):

@@ -156,12 +156,17 @@ def test_a_clerk_signs_in_reads_the_charts_and_handles_an_alert(chromium, live):
     # Another division's page is not there for this clerk.
     assert page.goto(f"{base}/pages/{city.gomi}").status == 404
 
-    # Mark the drop alert handled, with a note; it stays listed with who and when.
+    # Mark the drop alert handled, with a note: it leaves the open alerts (the list of
+    # work to do) for the handled ones, with who and when.
     page.goto(f"{base}/alerts")
     assert axe_violations(page) == []
     alert = page.locator(f"#alert-{city.dx_alert}")
     alert.locator("textarea").fill("見出しと本文の順序を直しました")
     alert.locator("button").click()
+    assert page.locator(f"#alert-{city.dx_alert}").count() == 0
+    assert page.locator("nav.switch [aria-current=page]").inner_text() == "未対応 (1件)"
+    page.get_by_role("link", name="対応済み (1件)").click()
+    assert axe_violations(page) == []
     alert = page.locator(f"#alert-{city.dx_alert}")
     assert f"対応済み ({city.somu}、" in alert.inner_text()
     assert "見出しと本文の順序を直しました" in alert.inner_text()

@@ -14,14 +14,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
+from aggregator.auth import aware
 from aggregator.models import AlertHandling, AlertOutbox, Page
 from koe_kit.db import among, dialect_insert
 
 MAX_NOTE_LENGTH = 1000
+# A page's own alerts on its view (a few a year under the drop rule's cooldown).
 LIST_LIMIT = 500
+# What the alerts list can show: open first, as a division's work to do.
+STATUSES = ("open", "handled", "all")
 # Event types that carry no `kind` of their own.
 _KIND_BY_TYPE = {"koe.alerts.v1": "drop", "koe.alerts.recovered.v1": "recovery"}
 
@@ -55,42 +59,68 @@ class AlertView:
         return self.handled_at is not None
 
 
+def _scoped(session: Session, query: Select, page_ids: Collection[str] | None) -> Select:
+    """The query over the given pages' alerts only; None means every page (an admin)."""
+    if page_ids is None:
+        return query
+    return query.where(among(session, AlertOutbox.page_id, list(page_ids)))
+
+
 def list_alerts(
     session: Session,
     page_ids: Collection[str] | None,
     *,
     page_id: str | None = None,
-    open_only: bool = False,
+    status: str = "all",
+    offset: int = 0,
     limit: int = LIST_LIMIT,
 ) -> list[AlertView]:
-    """Newest first; page_ids None means every page (an admin)."""
+    """Newest first; status is one of STATUSES."""
     query = (
         select(AlertOutbox, AlertHandling, Page.title, Page.url)
         .join(Page, Page.id == AlertOutbox.page_id)
         .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
+        # The id breaks ties, so a page boundary never shows an alert twice or skips one.
         .order_by(AlertOutbox.created_at.desc(), AlertOutbox.id.desc())
+        .offset(offset)
         .limit(limit)
     )
-    if page_ids is not None:
-        query = query.where(among(session, AlertOutbox.page_id, list(page_ids)))
+    query = _scoped(session, query, page_ids)
     if page_id is not None:
         query = query.where(AlertOutbox.page_id == page_id)
-    if open_only:
+    if status == "open":
         query = query.where(AlertHandling.alert_id.is_(None))
+    elif status == "handled":
+        query = query.where(AlertHandling.alert_id.is_not(None))
     return [
         _view(row, handling, title, url) for row, handling, title, url in session.execute(query)
     ]
+
+
+def alert_counts(session: Session, page_ids: Collection[str] | None) -> dict[str, int]:
+    """How many alerts there are of each status (and "all") over the given pages."""
+    query = (
+        select(func.count(), func.count(AlertHandling.alert_id))
+        .select_from(AlertOutbox)
+        .join(Page, Page.id == AlertOutbox.page_id)  # as list_alerts, so the two agree
+        .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
+    )
+    every, handled = session.execute(_scoped(session, query, page_ids)).one()
+    return {"open": every - handled, "handled": handled, "all": every}
 
 
 def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, int]:
     if not page_ids:
         return {}
     rows = session.execute(
-        select(AlertOutbox.page_id, func.count())
-        .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
-        .where(among(session, AlertOutbox.page_id, list(page_ids)))
-        .where(AlertHandling.alert_id.is_(None))
-        .group_by(AlertOutbox.page_id)
+        _scoped(
+            session,
+            select(AlertOutbox.page_id, func.count())
+            .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
+            .where(AlertHandling.alert_id.is_(None))
+            .group_by(AlertOutbox.page_id),
+            page_ids,
+        )
     )
     return {page_id: count for page_id, count in rows}
 
@@ -117,19 +147,14 @@ def _view(row: AlertOutbox, handling: AlertHandling | None, title, url) -> Alert
         page_title=title,
         page_url=url,
         kind=str(data.get("kind") or _KIND_BY_TYPE.get(event.get("type"), event.get("type"))),
-        created_at=_aware(row.created_at),
+        created_at=aware(row.created_at),
         recent=_window(data.get("recent")),
         baseline=_window(data.get("baseline")),
         changes=[_change(q) for q in data.get("questions", []) if isinstance(q, dict)],
         handled_by=handling.handled_by if handling else None,
-        handled_at=_aware(handling.handled_at) if handling else None,
+        handled_at=aware(handling.handled_at) if handling else None,
         note=handling.note if handling else "",
     )
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite hands back naive datetimes; koe stores UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _window(raw: Any) -> tuple[date, date] | None:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime
+from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from werkzeug.datastructures import MultiDict
 
 from aggregator import alert_records, auth, charts, csrf, funnel, stats, trends
 from aggregator.access import (
@@ -46,6 +48,7 @@ protect(dashboard)
 SORTS = ("score", "n", "title")
 ALERT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 PAGE_SIZE = 100
+ALERTS_PER_PAGE = 50
 
 
 @dashboard.get("/")
@@ -83,7 +86,7 @@ def sign_in():
         db.commit()
         page = render_template("dashboard/sign_in.html", next=next_path, error="sign_in.failed")
         return page, 401
-    auth.clear_failures(db, email)
+    auth.clear_failures(db, email, client)
     token = auth.start_session(db, account, now)
     db.commit()
     # A fresh cookie session: nothing set before sign-in (by anyone) carries over.
@@ -101,7 +104,7 @@ def sign_out():
     token = session.get(SESSION_KEY)
     if token:
         db = db_session()
-        auth.end_session(db, token)
+        auth.end_session(db, token, datetime.now(UTC))
         db.commit()
     session.pop(SESSION_KEY, None)
     csrf.rotate()
@@ -264,16 +267,37 @@ def overview():
 # -- alerts ----------------------------------------------------------------------------------
 
 
-def _render_alerts(note_error: dict[str, str] | None = None, status: int = 200):
+def _render_alerts(
+    args: MultiDict[str, str],
+    note_error: dict[str, str] | None = None,
+    note_kept: dict[str, str] | None = None,
+    status: int = 200,
+):
+    """The alerts list as `args` (show, page) ask for it. Open alerts by default: the
+    list is the division's work to do; handled ones are the record, one link away.
+    note_error and note_kept: a refused note's reason and text, by alert id."""
     db, account = db_session(), signed_in_account()
-    show = "open" if request.args.get("show") == "open" else "all"
+    show = args.get("show") if args.get("show") in alert_records.STATUSES else "open"
     page_ids = None if account.is_admin else list(visible_pages(db, directory(), account))
-    alerts = alert_records.list_alerts(db, page_ids, open_only=show == "open")
+    counts = alert_records.alert_counts(db, page_ids)
+    pages_total = max(1, -(-counts[show] // ALERTS_PER_PAGE))
+    number = min(whole_number(args.get("page"), 1, 10**9) or 1, pages_total)
+    first = (number - 1) * ALERTS_PER_PAGE
+    alerts = alert_records.list_alerts(
+        db, page_ids, status=show, offset=first, limit=ALERTS_PER_PAGE
+    )
     page = render_template(
         "dashboard/alerts.html",
         alerts=alerts,
         show=show,
+        shows=alert_records.STATUSES,
+        counts=counts,
+        first=first + 1,
+        last=first + len(alerts),
+        number=number,
+        pages_total=pages_total,
         note_error=note_error or {},
+        note_kept=note_kept or {},
         max_note=alert_records.MAX_NOTE_LENGTH,
     )
     return page, status
@@ -282,7 +306,7 @@ def _render_alerts(note_error: dict[str, str] | None = None, status: int = 200):
 @dashboard.get("/alerts")
 @login_required
 def alerts():
-    return _render_alerts()
+    return _render_alerts(request.args)
 
 
 @dashboard.post("/alerts/<alert_id>/handled")
@@ -295,8 +319,13 @@ def alert_handled(alert_id: str):
     if page_id is None or visible_page(db, directory(), account, page_id) is None:
         abort(404)
     note = request.form.get("note", "").strip()
+    next_path = safe_next(request.form.get("next"))
     if len(note) > alert_records.MAX_NOTE_LENGTH:
-        return _render_alerts({alert_id: "alerts.note_too_long"}, 422)
+        # The list the form was on (its filter and page), with the reason beside the form.
+        target = urlsplit(next_path or "")
+        on_list = target.path == url_for("dashboard.alerts")
+        shown = MultiDict(parse_qsl(target.query) if on_list else [])
+        return _render_alerts(shown, {alert_id: "alerts.note_too_long"}, {alert_id: note}, 422)
     alert_records.mark_handled(db, alert_id, by=account.email, note=note)
     db.commit()
-    return redirect(safe_next(request.form.get("next")) or url_for("dashboard.alerts"), 303)
+    return redirect(next_path or url_for("dashboard.alerts"), 303)

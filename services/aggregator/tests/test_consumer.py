@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from aggregator.config import load_settings
 from aggregator.consumer import TOPIC, build_loop
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, DailyCount
+from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
 from aggregator.outbox import OutboxPublisher
 from koe_kit import events
 from koe_kit.db import transaction
@@ -21,6 +22,8 @@ from koe_kit.local_broker import LocalBroker
 from koe_kit.testing import count_handled, running, wait_until
 
 ALERTS = "koe.alerts.v1"
+PRUNED = "koe_aggregator_processed_events_pruned_total"
+TOKYO = ZoneInfo("Asia/Tokyo")
 
 
 def settings_for(broker, database_url, fast_kafka_env):
@@ -199,3 +202,40 @@ def test_a_broker_outage_keeps_the_alert_until_a_broker_takes_it(
     with sessions() as session:
         row = session.scalars(select(AlertOutbox)).one()
     assert events.decode(records[0].value)["id"] == row.alert_id
+
+
+def test_the_consumer_forgets_old_ids_but_not_those_the_topic_can_deliver_again(
+    broker, migrated_url, sessions, make_feedback, fast_kafka_env
+):
+    ensure_topics([broker.bootstrap])
+    # A group reading the topic from its start (its offsets expired after a long
+    # stop): these events are still on it, counted 36½ days ago (30 days of retention,
+    # and Kafka deletes a segment once its newest record is past them); others,
+    # counted 40 days ago, have left it.
+    now = datetime.now(UTC)
+    on_topic = [make_feedback("2026-11-20T03:00:00Z", {"clarity": "yes"}) for _ in range(20)]
+    gone = [make_feedback("2026-11-19T03:00:00Z", {"clarity": "no"}) for _ in range(15)]
+    for batch, age in ((on_topic, timedelta(days=36, hours=12)), (gone, timedelta(days=40))):
+        with transaction(sessions) as session:
+            handle_batch(session, batch, timezone=TOKYO, rule=DropRule(), now=now - age)
+    fresh = [make_feedback("2026-11-21T03:00:00Z", {"clarity": "yes"}) for _ in range(5)]
+    settings = settings_for(broker, migrated_url, fast_kafka_env)
+    produce(broker, settings, on_topic + fresh)
+    pruned_before = REGISTRY.get_sample_value(PRUNED) or 0.0
+
+    handled: list[str] = []
+    run_until(settings, lambda: len(handled) >= len(on_topic + fresh), seen=handled)
+
+    with sessions() as session:
+        kept = set(session.scalars(select(ProcessedEvent.event_id)))
+        rows = session.execute(
+            select(DailyCount.day, DailyCount.yes, DailyCount.no).order_by(DailyCount.day)
+        ).all()
+    assert kept == {e["id"] for e in on_topic + fresh}
+    assert (REGISTRY.get_sample_value(PRUNED) or 0.0) - pruned_before == len(gone)
+    # Read twice, counted once; the forgotten ids' counts stay.
+    assert [tuple(r) for r in rows] == [
+        (date(2026, 11, 19), 0, 15),
+        (date(2026, 11, 20), 20, 0),
+        (date(2026, 11, 21), 5, 0),
+    ]

@@ -20,6 +20,7 @@ from sqlalchemy import (
     ColumnElement,
     Engine,
     Insert,
+    Select,
     Table,
     Text,
     any_,
@@ -92,6 +93,18 @@ def on_postgresql(session: Session) -> bool:
     return name == "postgresql"
 
 
+def claim(session: Session, query: Select[Any]) -> Select[Any]:
+    """`query` as a claim on its rows until the transaction ends.
+
+    On PostgreSQL FOR UPDATE SKIP LOCKED: processes sharing a table (outbox
+    publishers, pruners) each take rows no other one holds, and none waits for
+    another. SQLite lets one writer in at a time; the query stays as it is.
+    """
+    if on_postgresql(session):
+        return query.with_for_update(skip_locked=True)
+    return query
+
+
 def dialect_insert(session: Session, table: Any) -> Insert:
     """INSERT that knows ON CONFLICT on both PostgreSQL and SQLite."""
     return postgresql.insert(table) if on_postgresql(session) else sqlite.insert(table)
@@ -134,7 +147,7 @@ def _isoformat(value: date | datetime) -> str:
     return value.isoformat()
 
 
-def among(session: Session, column_: Any, values: list[str]) -> ColumnElement[bool]:
+def among(session: Session, column_: Any, values: list[Any]) -> ColumnElement[bool]:
     """`column IN values`; on PostgreSQL `= ANY(array)`, one parameter instead of one
     per value, so the statement text (parsed and prepared once) does not vary with
     the number of values."""

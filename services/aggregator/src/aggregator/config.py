@@ -14,12 +14,14 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aggregator.drop_rule import DropRule
+from aggregator.pruning import default_keep_days, shortest_keep_days
 from koe_kit.config import ConfigError, EnvReader
 from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
 
 MIN_TOKEN_LENGTH = 16
 MIN_SECRET_KEY_LENGTH = 32
+FEEDBACK_TOPIC = "koe.feedback.submitted.v1"
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class Settings:
     # Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted, so
     # sign-in throttling sees the client's address rather than the proxy's.
     trusted_proxies: int = 0
+    # How long a counted event is remembered (pruning.py): as long as Kafka can deliver it.
+    processed_keep_days: int = default_keep_days(FEEDBACK_TOPIC)
 
 
 def load_settings(
@@ -78,6 +82,14 @@ def load_settings(
     secure_cookies = reader.bool("KOE_DASHBOARD_SECURE_COOKIES", True)
     divisions_file = reader.str("KOE_DIVISIONS_FILE", "divisions.yaml", hint="path")
     trusted_proxies = reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0)
+    processed_keep_days = reader.int(
+        "KOE_PROCESSED_KEEP_DAYS",
+        default_keep_days(FEEDBACK_TOPIC),
+        minimum=shortest_keep_days(FEEDBACK_TOPIC),
+        hint=f"days; {FEEDBACK_TOPIC} can deliver an event again until its retention in "
+        "schemas/topics.yaml + 7 days (Kafka deletes whole segments), and a shorter "
+        "memory would count such an event twice",
+    )
     if need_token:
         for problem in (token_problem(token), secret_key_problem(secret_key)):
             if problem:
@@ -94,6 +106,7 @@ def load_settings(
         secure_cookies=secure_cookies,
         divisions_file=divisions_file,
         trusted_proxies=trusted_proxies,
+        processed_keep_days=processed_keep_days,
     )
 
 

@@ -2,7 +2,8 @@
 
 Consumer group `aggregator` (KOE_CONSUMER_GROUP) on koe.feedback.submitted.v1;
 poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
-loop commits offsets only after it, then the outbox publisher sends new alerts.
+loop commits offsets only after it, then the outbox publisher sends new alerts and,
+now and then, the pruner forgets events Kafka can no longer deliver again.
 """
 
 from __future__ import annotations
@@ -12,17 +13,17 @@ import logging
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
+from aggregator.pruning import ProcessedPruner
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
 from koe_kit.logs import setup_logging
 
 log = logging.getLogger(__name__)
-
-TOPIC = "koe.feedback.submitted.v1"
 
 
 class BatchHandler:
@@ -74,12 +75,19 @@ def build_loop(
             delivery_timeout_ms=20_000,
         )
         publisher = OutboxPublisher(sessions, producer)
+    pruner = ProcessedPruner(sessions, settings.processed_keep_days)
+
+    def after_commit() -> None:
+        # Outside the batch's transaction: neither holds the batch's locks any longer.
+        publisher()
+        pruner()
+
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
         topic=TOPIC,
         handler=BatchHandler(sessions, settings, publisher),
-        after_commit=publisher,
+        after_commit=after_commit,
     )
     return loop, publisher
 

@@ -20,6 +20,8 @@ class ProcessedEvent(Base):
     """Every feedback event counted, by event id: redelivery is recognised and skipped."""
 
     __tablename__ = "processed_events"
+    # Pruning finds the rows past KOE_PROCESSED_KEEP_DAYS by it (pruning.py, migration 0005).
+    __table_args__ = (Index("ix_processed_events_processed_at", "processed_at"),)
 
     event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     page_id: Mapped[str] = mapped_column(String(128))
@@ -130,7 +132,8 @@ class Account(Base):
 
 class DashboardSession(Base):
     """A signed-in browser. The cookie holds a random token; only its SHA-256 is kept, so
-    sign-out (deleting the row) ends the session for good, unlike a bare signed cookie."""
+    sign-out (expiring the row) ends the session for good, unlike a bare signed cookie.
+    An account's newest row outlives its session as the record of its last sign-in."""
 
     __tablename__ = "dashboard_sessions"
 

@@ -5,6 +5,14 @@ exists exactly when its counts do. Publishing happens afterwards and may fail
 (broker down): the rows then stay unsent and go out after the next batch or at
 the next start. A crash between send and marking sent publishes the alert a
 second time with the same id; the notifier emails once per alert id.
+
+Several consumers (`--scale aggregator-consumer=3`) each run a publisher over
+the one outbox. On PostgreSQL a publisher claims its rows (FOR UPDATE SKIP
+LOCKED), sends them and marks them sent in one short transaction, so the others
+skip them rather than send them again. A page's alerts keep their order (a
+recovery follows its drop on the page's partition, docs/alerts.md): only a
+page's oldest unsent alert can be claimed, the next one once it is sent. SQLite
+runs one consumer (`make run`).
 """
 
 from __future__ import annotations
@@ -13,13 +21,13 @@ import logging
 from datetime import UTC, datetime
 
 from kafka.errors import KafkaError
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from aggregator.alerting import ALERTS_TOPIC
 from aggregator.models import AlertOutbox
-from koe_kit.db import transaction
+from koe_kit.db import claim, transaction
 from koe_kit.kafka import close_producer
 
 log = logging.getLogger(__name__)
@@ -69,31 +77,23 @@ class OutboxPublisher:
 
     def _publish(self) -> int:
         sent_total = 0
+        # Until a round finds nothing: sending a page's alert makes its next one claimable.
         while True:
             with transaction(self.sessions) as session:
-                rows = session.execute(
-                    select(AlertOutbox.id, AlertOutbox.page_id, AlertOutbox.payload)
-                    .where(AlertOutbox.sent_at.is_(None))
-                    .order_by(AlertOutbox.id)
-                    .limit(self.chunk)
-                ).all()
-            if not rows:
-                self.maybe_pending = False
-                return sent_total
-            sent = self._send(rows)
-            if sent:
-                with transaction(self.sessions) as session:
+                rows = session.execute(_claimable(session, self.chunk)).all()
+                if not rows:
+                    self.maybe_pending = False
+                    return sent_total
+                sent = self._send(rows)
+                if sent:
                     session.execute(
                         update(AlertOutbox)
                         .where(AlertOutbox.id.in_(sent))
                         .values(sent_at=datetime.now(UTC))
                     )
-                sent_total += len(sent)
+            sent_total += len(sent)
             if len(sent) < len(rows):
                 return sent_total  # the broker failed; maybe_pending stays set for next time
-            if len(rows) < self.chunk:
-                self.maybe_pending = False
-                return sent_total
 
     def _send(self, rows) -> list[int]:
         sent: list[int] = []
@@ -114,3 +114,22 @@ class OutboxPublisher:
                 extra={"error": str(exc)[:300], "unsent": len(rows) - len(sent)},
             )
         return sent
+
+
+def _claimable(session: Session, limit: int):
+    """Up to `limit` unsent alerts, each its page's oldest unsent one, claimed."""
+    earlier = aliased(AlertOutbox)
+    return claim(
+        session,
+        select(AlertOutbox.id, AlertOutbox.page_id, AlertOutbox.payload)
+        .where(
+            AlertOutbox.sent_at.is_(None),
+            ~exists().where(
+                earlier.page_id == AlertOutbox.page_id,
+                earlier.sent_at.is_(None),
+                earlier.id < AlertOutbox.id,
+            ),
+        )
+        .order_by(AlertOutbox.id)
+        .limit(limit),
+    )

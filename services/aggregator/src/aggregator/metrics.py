@@ -1,0 +1,11 @@
+"""The aggregator's own metrics (koe_kit.metrics exposes them on the consumer's metrics port)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+# processed_events would otherwise grow by one row per response for ever (pruning.py).
+PROCESSED_PRUNED = Counter(
+    "koe_aggregator_processed_events_pruned_total",
+    "processed_events rows deleted once Kafka can no longer deliver their event again",
+)

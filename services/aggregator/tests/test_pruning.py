@@ -1,0 +1,113 @@
+"""Pruning processed_events on SQLite and PostgreSQL: old ids go, in chunks, and nothing
+Kafka can still deliver (again, or as the response a later one replaces) is forgotten."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import func, select
+
+from aggregator.config import FEEDBACK_TOPIC, load_settings
+from aggregator.drop_rule import DropRule
+from aggregator.ingest import handle_batch
+from aggregator.models import DailyCount, DailyResponse, ProcessedEvent
+from aggregator.pruning import ProcessedPruner, shortest_keep_days
+from koe_kit.config import ConfigError
+from koe_kit.db import transaction
+
+NOW = datetime.now(UTC).replace(microsecond=0)
+# What Settings() would be without a KOE_PROCESSED_KEEP_DAYS: from schemas/topics.yaml.
+KEEP_DAYS = load_settings({}).processed_keep_days
+SHORTEST = shortest_keep_days(FEEDBACK_TOPIC)
+
+
+def count(sessions, events, processed_at: datetime):
+    with transaction(sessions) as session:
+        return handle_batch(
+            session, events, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), now=processed_at
+        )
+
+
+def remembered(sessions) -> set[str]:
+    with sessions() as session:
+        return set(session.scalars(select(ProcessedEvent.event_id)))
+
+
+def answers_and_responses(sessions) -> tuple[int, int]:
+    with sessions() as session:
+        answers = session.scalar(select(func.sum(DailyCount.yes + DailyCount.neutral)))
+        responses = session.scalar(select(func.sum(DailyResponse.responses)))
+    return answers, responses
+
+
+def pruned_total() -> float:
+    return REGISTRY.get_sample_value("koe_aggregator_processed_events_pruned_total") or 0.0
+
+
+def test_the_keep_days_cover_what_the_topic_can_deliver_and_start_up_refuses_less():
+    # 30 days of retention (topics.yaml) + 7 for Kafka's whole-segment deletion + 1.
+    assert (SHORTEST, KEEP_DAYS) == (37, 38)
+    assert load_settings({"KOE_PROCESSED_KEEP_DAYS": "37"}).processed_keep_days == 37
+    for short in ("30", "36"):
+        with pytest.raises(ConfigError, match=r"KOE_PROCESSED_KEEP_DAYS='3\d' is invalid"):
+            load_settings({"KOE_PROCESSED_KEEP_DAYS": short})
+
+
+def test_ids_past_the_keep_days_are_forgotten_in_chunks_and_the_stats_stay(sessions, make_feedback):
+    old = [make_feedback(NOW - timedelta(days=45), {"clarity": "yes"}) for _ in range(25)]
+    recent = [make_feedback(NOW - timedelta(days=3), {"clarity": "neutral"}) for _ in range(5)]
+    count(sessions, old, NOW - timedelta(days=KEEP_DAYS, minutes=1))
+    count(sessions, recent, NOW - timedelta(days=KEEP_DAYS - 1))
+    before = pruned_total()
+
+    pruner = ProcessedPruner(sessions, KEEP_DAYS, chunk=4, chunks_per_call=3)
+    # A call deletes at most 3 chunks of 4 and says whether more may be left.
+    assert pruner.prune(NOW) == (12, True)
+    assert pruner.prune(NOW) == (12, True)
+    assert pruner.prune(NOW) == (1, False)
+    assert pruner.prune(NOW) == (0, False)
+
+    assert remembered(sessions) == {e["id"] for e in recent}
+    assert pruned_total() - before == 25
+    # Only the ids go: every answer and response counted stays counted.
+    assert answers_and_responses(sessions) == (30, 30)
+
+
+def test_an_event_the_topic_can_still_deliver_counts_once_after_a_prune(sessions, make_feedback):
+    # Counted 36½ days ago: past the topic's retention, but its segment may not be deleted
+    # yet (Kafka deletes a segment once its newest record is past the retention), so a
+    # group whose offsets expired can read it again.
+    batch = [make_feedback(NOW - timedelta(days=37), {"clarity": "yes"}) for _ in range(10)]
+    count(sessions, batch, NOW - timedelta(days=36, hours=12))
+
+    ProcessedPruner(sessions, SHORTEST).prune(NOW)
+    result = count(sessions, batch, NOW)
+
+    assert (result.counted, result.skipped) == (0, 10)
+    assert answers_and_responses(sessions) == (10, 10)
+
+
+def test_a_response_counted_just_inside_the_keep_days_can_still_be_replaced(
+    sessions, make_feedback
+):
+    # The latest the replacing one can be counted (pruning.py): the earlier one was
+    # counted KEEP_DAYS - 1 hour ago and the replacement is read only now.
+    first = make_feedback(NOW - timedelta(days=KEEP_DAYS), {"clarity": "yes"})
+    count(sessions, [first], NOW - timedelta(days=KEEP_DAYS) + timedelta(hours=1))
+    second = make_feedback(
+        NOW - timedelta(days=KEEP_DAYS) + timedelta(minutes=20), {"clarity": "neutral"}
+    )
+    second["data"]["replaces"] = first["id"]
+
+    ProcessedPruner(sessions, KEEP_DAYS).prune(NOW)
+    count(sessions, [second], NOW)
+
+    with sessions() as session:
+        yes, neutral = session.execute(
+            select(func.sum(DailyCount.yes), func.sum(DailyCount.neutral))
+        ).one()
+    assert (yes, neutral) == (0, 1)
+    assert answers_and_responses(sessions) == (1, 1)

@@ -1,7 +1,8 @@
 """The citizen's widget in a real browser (Debian's Chromium): with and without
 JavaScript, by keyboard only, with koe down, and on a hostile site of its own
-origin. Each checks that the response is in the feedback database and on the
-topic. axe-core finds no WCAG 2.1 A/AA violation in the widget.
+origin with koe behind a path prefix. Each checks that the response is in the
+feedback database and on the topic. axe-core finds no WCAG 2.1 A/AA violation
+in the widget.
 
 One koe stack (SQLite, as `make run` has it) serves the whole module, with the
 demo page (/demo/tsu-dx) as the city's page. Screenshots go to
@@ -19,7 +20,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from werkzeug.exceptions import NotFound
+from werkzeug.middleware.dispatcher import DispatcherMiddleware
+from werkzeug.serving import make_server
 
+from feedback.app import create_app
+from feedback.config import load_settings
 from in_browser import DESKTOP, PHONE, axe_violations
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.local_broker import free_port, wait_for_port
@@ -30,6 +36,8 @@ pytestmark = pytest.mark.e2e
 
 HOST_PORT = free_port()
 HOST = f"http://127.0.0.1:{HOST_PORT}"
+# The same host by another name: as https:// is to http://, or www. to none.
+HOST_ALIAS = f"http://localhost:{HOST_PORT}"
 # A host page whose global CSS would wreck any widget that trusted it.
 HOSTILE_CSS = (
     "html {font-size: 10px} * {display: inline !important; font-size: 2px; color: white}"
@@ -68,12 +76,15 @@ def page_id_of(url: str) -> str:
 
 
 def open_page(browser, url: str, agent: str, device: dict | None = None, **options):
-    """A fresh context (no shared state) as one citizen; its page errors and CSP reports."""
+    """A fresh context (no shared state) as one citizen; its page errors, CSP reports
+    and requests."""
     context = browser.new_context(
         **(device or DESKTOP), user_agent=f"Mozilla/5.0 {agent}", **options
     )
     page = context.new_page()
     page.errors = []  # type: ignore[attr-defined]
+    page.requests = []  # type: ignore[attr-defined]
+    page.on("request", lambda request: page.requests.append(request))
     page.on("pageerror", lambda error: page.errors.append(str(error)))
     page.on(
         "console",
@@ -83,6 +94,15 @@ def open_page(browser, url: str, agent: str, device: dict | None = None, **optio
     )
     page.goto(url)
     return context, page
+
+
+# Records the alert region's text after each change to it, as a screen reader hears them.
+WATCH_ALERTS = """() => {
+    window.koeSaid = [];
+    new MutationObserver(changes => changes.forEach(change => window.koeSaid.push(
+        Array.from(change.addedNodes, node => node.textContent).join("")
+    ))).observe(document.querySelector(".koe-msg"), {childList: true});
+}"""
 
 
 def answer(page, lang: str) -> None:
@@ -143,7 +163,7 @@ def test_answering_with_javascript_on_a_phone_and_a_desktop(koe, chromium, scree
         arrived(koe, page_id_of(url), WANTED, locale=lang)
 
 
-def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chromium):
+def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chromium, host_site):
     url = demo_url(koe, "ja")
     plain, page = open_page(chromium, url, "no-js", java_script_enabled=False)
     scripted, upgraded = open_page(chromium, url, "layout")
@@ -169,10 +189,27 @@ def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chro
         page.wait_for_url("**koe=thanks#koe-thanks")
         assert page.locator("#koe-thanks").is_visible()  # by CSS :target alone
         assert page.locator("form.koe-form").is_hidden()
+
+        # A page with a second snippet, named in /embed: it comes back to its own thank-you.
+        two_url = f"{HOST}/two.html"
+        host_site["/two.html"] = (
+            host_page(embed_snippet(koe, two_url) + embed_snippet(koe, two_url, widget="side")),
+            {},
+        )
+        page.goto(two_url)
+        first, second = page.locator(".koe-w").first, page.locator(".koe-w").nth(1)
+        second.get_by_label("ふつう").first.check()
+        second.get_by_role("button", name="送信").click()
+        page.wait_for_url("**koe=thanks#koe-thanks-side")
+        assert second.locator(".koe-done").is_visible()
+        assert second.locator("form").is_hidden()
+        assert first.locator(".koe-done").is_hidden()
+        assert first.locator("form").is_visible()
     finally:
         plain.close()
         scripted.close()
     arrived(koe, page_id_of(url), WANTED)
+    arrived(koe, page_id_of(two_url), {"findability": "neutral"})
 
 
 def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
@@ -197,14 +234,22 @@ def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
         outline = page.evaluate("getComputedStyle(document.activeElement).outlineStyle")
         assert outline != "none"  # focus is visible
 
-        # Sending nothing says so in the alert region and goes back to the questions.
-        for _ in range(3):
-            page.keyboard.press("Tab")
-        assert page.evaluate(focused) == "送信"
-        page.keyboard.press("Enter")
-        alert = page.get_by_role("alert")
-        assert alert.inner_text() == "少なくとも1つの質問にお答えください。"
-        assert page.evaluate(focused) == "findability"
+        # Sending nothing says so in the alert region and goes back to the questions; a
+        # second try says it again as a change of the region, which a screen reader announces.
+        page.evaluate(WATCH_ALERTS)
+        empty = "少なくとも1つの質問にお答えください。"
+        for tries in (1, 2):
+            for _ in range(3):
+                page.keyboard.press("Tab")
+            assert page.evaluate(focused) == "送信"
+            page.keyboard.press("Enter")
+            wait_until(
+                lambda tries=tries: page.evaluate("window.koeSaid").count(empty) == tries,
+                timeout_s=5,
+                what=f"the alert said {tries} times",
+            )
+            assert page.get_by_role("alert").inner_text() == empty
+            assert page.evaluate(focused) == "findability"
 
         page.keyboard.press("Space")  # findability: yes
         page.keyboard.press("Tab")
@@ -215,6 +260,8 @@ def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
         page.keyboard.press("Tab")
         page.keyboard.press("Enter")
         thanked(page)
+        # Emptied before each message, and no refusal for a fast keyboard user.
+        assert page.evaluate("window.koeSaid") == [empty, "", empty, ""]
         assert page.locator("#koe-error").is_hidden()
         assert page.errors == []  # no script error and no CSP violation under the demo's CSP
     finally:
@@ -267,11 +314,12 @@ class HostSite(BaseHTTPRequestHandler):
         pass
 
 
-def embed_snippet(koe, page_url: str) -> str:
-    """The snippet as /embed makes it for the host site's page, as its web team pastes it."""
+def embed_snippet(koe, page_url: str, base: str | None = None, **params: str) -> str:
+    """The snippet as /embed (of koe at `base`) makes it for the host site's page, as its
+    web team pastes it."""
     generated = koe.http.get(
-        koe.url("feedback", "/embed"),
-        params={"origin": HOST, "division": "somu-dx", "lang": "ja", "page_url": page_url},
+        (base or koe.url("feedback", "")) + "/embed",
+        params={"origin": HOST, "division": "somu-dx", "lang": "ja", "page_url": page_url} | params,
         timeout=10,
     )
     assert generated.status_code == 200
@@ -297,19 +345,47 @@ def host_site(koe):
     server.server_close()
 
 
-def test_on_another_site_with_hostile_css_the_widget_stays_usable(koe, chromium, host_site):
+@pytest.fixture(scope="module")
+def koe_under_prefix(koe):
+    """koe as a city's reverse proxy may serve it, under /koe (https://city.example/koe/):
+    the feedback app mounted there, on the stack's database, whose relay publishes it."""
+    app = create_app(load_settings(koe.stack.service_env("feedback")))
+    mounted = DispatcherMiddleware(NotFound(), {"/koe": app})
+    server = make_server("127.0.0.1", 0, mounted, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/koe"
+    server.shutdown()
+    server.server_close()
+    app.extensions["koe.engine"].dispose()
+
+
+def test_on_another_site_with_hostile_css_the_widget_stays_usable(
+    koe, koe_under_prefix, chromium, host_site
+):
+    """...and quiet until touched, with koe behind a path prefix and a canonical link to
+    the same page on another origin."""
     url = f"{HOST}/hostile.html"
+    snippet = embed_snippet(koe, url, base=koe_under_prefix)
     # A right-to-left column 280 px wide, and a <title> whose 200th character is an emoji
     # (widget.js cuts titles at 200: by characters, or koe would refuse half an emoji).
     host_site["/hostile.html"] = (
         host_page(
-            f'<main id="main" dir="rtl"><h1>よそのサイト</h1>{embed_snippet(koe, url)}</main>',
-            head=f"<style>{HOSTILE_CSS}</style>",
+            f'<main id="main" dir="rtl"><h1>よそのサイト</h1>{snippet}</main>',
+            head=(
+                f"<style>{HOSTILE_CSS}</style>"
+                f'<link rel="canonical" href="{HOST_ALIAS}/hostile.html">'
+            ),
             title="あ" * 199 + "\N{GRINNING FACE}" + "い" * 10,
         ),
         {},
     )
+    koe_host = urlsplit(koe_under_prefix).netloc
     context, page = open_page(chromium, url, "hostile", PHONE)
+
+    def to_koe() -> list[tuple[str, str]]:
+        return [(r.method, r.url) for r in page.requests if urlsplit(r.url).netloc == koe_host]
+
     try:
         page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
         legend = page.locator("legend").first
@@ -328,12 +404,22 @@ def test_on_another_site_with_hostile_css_the_widget_stays_usable(koe, chromium,
         box = widget.bounding_box()
         assert box["width"] >= 270 and box["height"] >= 300  # laid out, not collapsed
         assert widget.evaluate("e => e.scrollWidth <= e.clientWidth")  # nothing cut off
+        # A page view alone tells koe nothing: its two files (cached for an hour) and no call.
+        # (Before axe-core, which reads the stylesheet again itself.)
+        assert sorted(to_koe()) == [
+            ("GET", f"{koe_under_prefix}/static/widget.css"),
+            ("GET", f"{koe_under_prefix}/static/widget.js"),
+        ]
         assert axe_violations(page, include="#koe-feedback") == []
 
         answer(page, "ja")
         button.click()  # cross-origin: CORS on koe's side
         thanked(page)
         assert page.errors == []
+        assert [call for call in to_koe() if "/api/" in call[1]] == [
+            ("GET", f"{koe_under_prefix}/api/v1/feedback/stamp"),
+            ("POST", f"{koe_under_prefix}/api/v1/feedback"),
+        ]
     finally:
         context.close()
     response_id = arrived(koe, page_id_of(url), WANTED)

@@ -210,6 +210,27 @@ def test_form_without_return_to_goes_back_to_the_page(client, counts):
     assert counts() == (1, 1)
 
 
+def test_a_named_snippet_is_sent_back_to_its_own_messages(client, counts):
+    # Without JavaScript a page's second snippet (/embed's `widget`) shows its own
+    # thank-you: the first element with an id wins the :target.
+    thanked = client.post("/feedback", data=form(return_to=..., koe_widget="side2"))
+    refused = client.post("/feedback", data=form(return_to=..., koe_widget="side2", clarity="x"))
+
+    assert thanked.headers["Location"] == f"{PAGE}?koe=thanks#koe-thanks-side2"
+    assert refused.headers["Location"] == f"{PAGE}?koe=error#koe-error-side2"
+    assert counts() == (1, 1)  # the name is not an answer's field
+
+
+@pytest.mark.parametrize("widget", ["Side", "a b", "x" * 17, "a#b", "a\r\nb"])
+def test_a_snippet_name_that_no_snippet_has_is_refused(client, counts, widget):
+    answer = client.post("/feedback", data=form(koe_widget=widget, clarity="maybe"))
+
+    assert answer.status_code == 422
+    assert set(answer.get_json()["errors"]) == {"koe_widget", "answers.clarity"}
+    assert "Location" not in answer.headers
+    assert counts() == (0, 0)
+
+
 def test_form_with_invalid_answers_goes_back_with_error(client, counts):
     answer = client.post("/feedback", data=form(findability=..., clarity="maybe"))
 

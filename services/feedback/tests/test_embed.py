@@ -83,6 +83,19 @@ def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client)
         '<script src="http://localhost/static/widget.js" defer></script>'
     )
     assert "style=" not in snippet and "<script>" not in snippet
+    assert 'id="koe-thanks"' in snippet and "koe_widget" not in snippet
+
+
+def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):
+    page = client.get("/embed", query_string={"origin": SITE, "widget": "side2"})
+
+    body = html.unescape(page.get_data(as_text=True))
+    assert '<section class="koe-w" id="koe-feedback-side2" lang="ja"' in body
+    assert 'aria-labelledby="koe-title-side2">' in body
+    for element_id in ("koe-title-side2", "koe-thanks-side2", "koe-error-side2"):
+        assert f'id="{element_id}"' in body
+    assert '<input type="hidden" name="koe_widget" value="side2">' in body
+    assert 'id="koe-thanks"' not in body
 
 
 @pytest.mark.parametrize(
@@ -91,6 +104,7 @@ def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client)
         ({"origin": "https://evil.example"}, "not in KOE_ALLOWED_ORIGINS"),
         ({"origin": SITE, "division": "nope"}, "unknown division"),
         ({"origin": SITE, "page_url": "https://evil.example/x"}, "must be a page of the site"),
+        ({"origin": SITE, "widget": "Side 2"}, "lowercase letters and digits"),
     ],
 )
 def test_embed_refuses_what_koe_would_refuse(client, query, field):

@@ -8,6 +8,8 @@ survey", documents it.
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, Flask, current_app, render_template, request
 from markupsafe import Markup
 
@@ -29,6 +31,10 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 PAGE_URL_PLACEHOLDER = "PAGE_URL"
+# A second snippet on one page needs ids of its own: without JavaScript the
+# thank-you is shown by its id (:target), and the first element with the id wins.
+# /embed's `widget` names it; the ids and the plain form's way back carry the name.
+WIDGET_NAME = re.compile(r"[a-z0-9]{1,16}")
 
 
 TEXTS = {
@@ -49,8 +55,19 @@ TEXTS = {
 }
 
 
-def snippet(base_url: str, lang: str, page_url: str, division: str | None = None) -> Markup:
-    """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe)."""
+def snippet_ids(widget: str = "") -> dict[str, str]:
+    """The snippet's element ids: today's for the first snippet, suffixed for a named one."""
+    suffix = f"-{widget}" if widget else ""
+    return {part: f"koe-{part}{suffix}" for part in ("feedback", "title", "thanks", "error")}
+
+
+def snippet(
+    base_url: str, lang: str, page_url: str, division: str | None = None, widget: str = ""
+) -> Markup:
+    """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe).
+
+    widget: the name of a further snippet on the same page (WIDGET_NAME), or "".
+    """
     # Safe markup: the template is ours and Jinja escaped every value put into it.
     return Markup(  # noqa: S704
         render_template(
@@ -59,6 +76,8 @@ def snippet(base_url: str, lang: str, page_url: str, division: str | None = None
             lang=lang,
             page_url=page_url,
             division=division,
+            widget=widget,
+            ids=snippet_ids(widget),
             questions=QUESTIONS,
             t=TEXTS[lang],
         ).strip()
@@ -95,6 +114,7 @@ def generator():
     division = args.get("division", "").strip() or None
     lang = args.get("lang", "ja")
     page_url = args.get("page_url", "").strip() or PAGE_URL_PLACEHOLDER
+    widget = args.get("widget", "").strip()
     errors: dict[str, str] = {}
     code = ""
     if site:
@@ -116,8 +136,12 @@ def generator():
             and on_allowed_origin(page_url, frozenset([site]))
         ):
             errors["page_url"] = "must be a page of the site / サイトのページの URL にしてください"
+        if widget and not WIDGET_NAME.fullmatch(widget):
+            errors["widget"] = (
+                "up to 16 lowercase letters and digits / 半角英小文字と数字で16文字まで"
+            )
         if not errors:
-            code = str(snippet(request.url_root, lang, page_url, division))
+            code = str(snippet(request.url_root, lang, page_url, division, widget))
     html = render_template(
         "embed.html",
         origins=origins,
@@ -126,6 +150,7 @@ def generator():
         division=division or "",
         lang=lang,
         page_url=page_url if page_url != PAGE_URL_PLACEHOLDER else "",
+        widget=widget,
         placeholder=PAGE_URL_PLACEHOLDER,
         errors=errors,
         code=code,

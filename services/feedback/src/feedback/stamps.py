@@ -1,7 +1,8 @@
-"""Render stamps: koe's signed word for when the survey was shown.
+"""Render stamps: koe's signed word for when a citizen began the survey.
 
-widget.js asks koe for a stamp when it renders the survey and sends it back
-with the answers; a submission whose stamp is younger than
+widget.js asks koe for a stamp when the citizen first touches the survey (not
+when the page is shown: koe must not hear of every page view) and sends it
+back with the answers; a submission whose stamp is younger than
 KOE_MIN_SUBMIT_SECONDS came faster than a person reads three questions and is
 refused. The HMAC means a bot cannot write itself an old stamp. The plain
 form without JavaScript carries no stamp (its HTML is pasted into a CMS

@@ -24,6 +24,7 @@ from werkzeug.datastructures import MultiDict
 
 from feedback import metrics, services, stamps
 from feedback.clients import client_hash
+from feedback.embed import WIDGET_NAME, snippet_ids
 from feedback.schemas import (
     MAX_URL,
     FeedbackSchema,
@@ -39,12 +40,13 @@ log = logging.getLogger(__name__)
 blueprint = Blueprint("feedback", __name__)
 
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
-# The snippet's no-JavaScript messages: widget.css shows the one the URL's
-# fragment targets (:target), so the outcome shows without any script.
-OUTCOME_ANCHORS = {"thanks": "koe-thanks", "error": "koe-error"}
 # Fields the widget sends for spam checks; they never reach the schema.
 HONEYPOT = "homepage"
 STAMP = "koe_stamp"
+# The plain form's way back, never stored either: the page to return to and the
+# name of the snippet on it (embed.WIDGET_NAME; absent for the page's first).
+RETURN_TO = "return_to"
+WIDGET = "koe_widget"
 PRUNE_EVERY_S = 600
 CORS_MAX_AGE_S = 3600
 
@@ -276,22 +278,28 @@ def submit_form():
         return _errors(415, {"body": [f"Content-Type must be one of {', '.join(FORM_TYPES)}"]})
     form = request.form
     # The snippet carries page_url (filled by the CMS); return_to may say more (a query).
-    return_to = form.get("return_to") or form.get("page_url", "")
+    return_to = form.get(RETURN_TO) or form.get("page_url", "")
+    widget = form.get(WIDGET, "")
     payload = form_payload(form)
+    wrong: dict[str, list[str]] = {}
     if not (len(return_to) <= MAX_URL and on_allowed_origin(return_to, _intake().origins)):
-        # Never redirect off our sites; say everything that is wrong in one answer.
+        # Never redirect off our sites.
+        wrong[RETURN_TO] = ["must be a page of a site koe serves"]
+    if widget and not WIDGET_NAME.fullmatch(widget):
+        wrong[WIDGET] = ["must be up to 16 lowercase letters and digits"]
+    if wrong:
+        # No way back: say everything that is wrong in one answer.
         metrics.REJECTIONS.labels(reason="invalid").inc()
         payload.pop(HONEYPOT, None)
         payload.pop(STAMP, None)
         _, errors = _validate(payload)
-        errors["return_to"] = ["must be a page of a site koe serves"]
-        return _errors(422, errors)
+        return _errors(422, errors | wrong)
     try:
         _accept(payload)
     except Refused:
         # A person without JavaScript is sent back to the page, which says so politely.
-        return redirect(back_to(return_to, "error"), 303)
-    return redirect(back_to(return_to, "thanks"), 303)
+        return redirect(back_to(return_to, "error", widget), 303)
+    return redirect(back_to(return_to, "thanks", widget), 303)
 
 
 def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
@@ -299,7 +307,7 @@ def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
     payload: dict[str, Any] = {}
     answers: dict[str, str] = {}
     for name, value in form.items():
-        if name == "return_to" or value == "":
+        if name in (RETURN_TO, WIDGET) or value == "":
             continue
         if name in QUESTION_KEYS:
             answers[name] = value
@@ -310,8 +318,9 @@ def form_payload(form: MultiDict[str, str]) -> dict[str, Any]:
     return payload
 
 
-def back_to(url: str, outcome: str) -> str:
-    """The page the form came from, at the message that tells the outcome.
+def back_to(url: str, outcome: str, widget: str = "") -> str:
+    """The page the form came from, at the message of `widget`'s snippet that tells the
+    outcome: widget.css shows the one the fragment targets (:target), without any script.
 
     Rebuilt from the canonical URL (the host koe checked), so nothing the sender
     wrote before the host, such as `https://evil.example\\@city/` (a backslash ends
@@ -321,5 +330,5 @@ def back_to(url: str, outcome: str) -> str:
     given = parse_qsl(urlsplit(url).query, keep_blank_values=True)
     query = [(k, v) for k, v in given if k != "koe"]
     query.append(("koe", outcome))
-    anchor = OUTCOME_ANCHORS[outcome]
+    anchor = snippet_ids(widget)[outcome]
     return urlunsplit((scheme, netloc, path, urlencode(query), anchor))

@@ -4,7 +4,8 @@
    thank-you appears without leaving the page. It must never break the host
    page: every entry point catches everything, and any failure leaves either
    the plain form or a polite message. No cookies, no storage, no requests
-   except to koe. */
+   except to koe, and none at all until the citizen touches the form: koe
+   must not learn of every page view. */
 (function () {
   "use strict";
   var TEXT = {
@@ -22,6 +23,7 @@
     }
   };
   var FETCH = { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
+  var TOUCH = ["focusin", "pointerdown", "change"];
 
   function uuid() {
     // crypto.randomUUID needs a secure context; city pages may still be plain http.
@@ -50,21 +52,26 @@
   }
 
   function pageUrl(form) {
-    var canonical = document.querySelector('link[rel="canonical"]');
-    var given = value(form, "page_url");
-    var url = (canonical && canonical.href) || (/^https?:\/\//.test(given || "") ? given : location.href);
+    // A canonical on another origin (http for https, www or none) names a site koe
+    // may not serve, and every answer would be refused; the form's own field is
+    // what the plain form sends.
+    var link = document.querySelector('link[rel="canonical"]');
+    var given = value(form, "page_url") || "";
+    var url = link && link.href.indexOf(location.origin + "/") === 0 ? link.href
+      : /^https?:\/\//.test(given) ? given : location.href;
     return url.split("#")[0];
   }
 
   function upgrade(root) {
     var form = root.querySelector("form.koe-form");
     if (!form || root.hasAttribute("data-koe-ready")) return;
-    var api = new URL("/api/v1/feedback", form.action).href;
+    // Next to the form's .../feedback, so koe behind a path prefix (/koe/) keeps it.
+    var api = new URL("api/v1/feedback", form.action).href;
     var message = root.querySelector(".koe-msg");
     var thanks = root.querySelector(".koe-done");
     var text = TEXT[locale(root)];
     var token = uuid();
-    var stamp = null, stampAt = 0, minMs = 0, sending = false;
+    var stamp = null, stampAt = 0, minMs = 0, sending = false, frame = 0;
 
     function fetchStamp() {
       var pending = (stamp = fetch(api + "/stamp", FETCH)
@@ -83,8 +90,30 @@
       });
     }
 
+    function stamped() {
+      // False when the host page broke fetch: the plain form then posts instead.
+      try {
+        if (!stamp) fetchStamp();
+        return true;
+      } catch (e) {
+        form.removeEventListener("submit", submit);
+        root.removeAttribute("data-koe-ready");
+        return false;
+      }
+    }
+
+    function touched() {
+      // The stamp then measures the time since the citizen began to answer.
+      TOUCH.forEach(function (type) { form.removeEventListener(type, touched); });
+      stamped();
+    }
+
     function say(words) {
-      message.textContent = words || "";
+      // Emptied, then filled on the next frame: the same words twice are then
+      // two changes, and a screen reader announces each press.
+      cancelAnimationFrame(frame);
+      message.textContent = "";
+      if (words) frame = requestAnimationFrame(function () { message.textContent = words; });
     }
 
     function payload() {
@@ -117,7 +146,6 @@
         form.querySelector("input.koe-r").focus();
         return Promise.resolve();
       }
-      if (!stamp) fetchStamp();
       sending = true;
       say("");
       return stamp
@@ -147,10 +175,8 @@
         });
     }
 
-    // The stamp first: if the host page broke fetch, this throws before the form
-    // is taken over, and the plain form keeps working.
-    fetchStamp();
-    form.addEventListener("submit", function (event) {
+    function submit(event) {
+      if (!stamped()) return;
       try {
         event.preventDefault();
         if (sending) return;
@@ -161,7 +187,10 @@
         sending = false;
         say(text.down);
       }
-    });
+    }
+
+    TOUCH.forEach(function (type) { form.addEventListener(type, touched); });
+    form.addEventListener("submit", submit);
     root.setAttribute("data-koe-ready", "");
   }
 

@@ -3,20 +3,26 @@ through an outage, and marked sent."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+import uuid
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from sqlalchemy import select
 
 from feedback.config import load_relay_settings
+from feedback.migrate import MIGRATIONS
 from feedback.models import OutboxEntry
 from feedback.relay import Relay
 from koe_kit import events
+from koe_kit.db import make_engine, session_factory, transaction, upgrade
 from koe_kit.kafka import ensure_topics, read_topic
 from koe_kit.local_broker import LocalBroker, free_port
 from koe_kit.testing import running, wait_until
@@ -199,3 +205,59 @@ def test_relay_process_publishes_and_stops_on_sigterm(client, env, engine, broke
 
     published = on_topic(broker.bootstrap)
     assert sorted(event["id"] for _, event, _ in published) == sorted(i for i, _ in accepted)
+
+
+def test_relays_side_by_side_keep_each_pages_events_in_order(new_pg_database, broker):
+    # Relays scaled out on PostgreSQL each claim rows the other does not hold; a page's
+    # newer event must still never overtake its older one (a replacement would count
+    # twice), and each event goes out once.
+    url = new_pg_database()
+    upgrade(url, MIGRATIONS)
+    engine = make_engine(url)
+    written = [(f"page-{i % 10}", str(uuid.uuid4())) for i in range(300)]
+    with transaction(session_factory(engine)) as session:
+        session.add_all(
+            OutboxEntry(
+                event_id=event_id,
+                topic=TOPIC,
+                key=page_id,
+                payload=json.dumps({"id": event_id}),
+                created_at=datetime.now(UTC),
+            )
+            for page_id, event_id in written
+        )
+    ensure_topics([broker.bootstrap])
+    env = {"DATABASE_URL": url}
+    relays = [relay_for(env, broker.bootstrap, engine, KOE_RELAY_BATCH="7") for _ in range(3)]
+    start = threading.Barrier(len(relays))
+    failures: list[BaseException] = []
+
+    def drain(relay: Relay) -> None:
+        try:
+            start.wait()
+            while unsent(engine):
+                relay.relay_batch()
+        except BaseException as exc:  # the test wants to see it
+            failures.append(exc)
+
+    threads = [threading.Thread(target=drain, args=(relay,)) for relay in relays]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DEADLINE_S)
+    for relay in relays:
+        relay.close()
+    engine.dispose()
+    assert not failures, failures
+
+    def by_page(pairs) -> dict[str, list[str]]:
+        pages: dict[str, list[str]] = defaultdict(list)
+        for page_id, event_id in pairs:
+            pages[page_id].append(event_id)
+        return dict(pages)
+
+    published = [
+        (r.key.decode(), json.loads(r.value)["id"])
+        for r in read_topic([broker.bootstrap], TOPIC, timeout_s=DEADLINE_S)
+    ]
+    assert by_page(published) == by_page(written)

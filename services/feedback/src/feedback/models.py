@@ -76,4 +76,12 @@ class OutboxEntry(Base):
             sqlite_where=text("sent_at IS NULL"),
         ),
         Index("ix_outbox_sent_at", "sent_at"),
+        # A relay checks that no other relay holds an older unsent row of its keys.
+        Index(
+            "ix_outbox_unsent_key",
+            "key",
+            "id",
+            postgresql_where=text("sent_at IS NULL"),
+            sqlite_where=text("sent_at IS NULL"),
+        ),
     )

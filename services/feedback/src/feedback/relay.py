@@ -13,17 +13,19 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
-from sqlalchemy import Engine, delete, func, select, update
+from sqlalchemy import Engine, Row, delete, func, select, update
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session
 
 from feedback.config import RelaySettings, load_relay_settings
 from feedback.models import OutboxEntry
 from koe_kit import correlation, metrics
 from koe_kit.config import ConfigError, exit_on_config_error
-from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.db import among, claim, make_engine, session_factory, transaction
 from koe_kit.heartbeat import Heartbeat
 from koe_kit.kafka import close_producer, make_producer
 from koe_kit.logs import setup_logging
@@ -45,7 +47,6 @@ class Relay(GracefulStop):
     ):
         self.settings = settings
         self.sessions = session_factory(engine)
-        self.skip_locked = engine.dialect.name == "postgresql"
         self.producer_factory = producer_factory or self._make_producer
         self.producer: KafkaProducer | None = None
         super().__init__()
@@ -88,16 +89,15 @@ class Relay(GracefulStop):
         """
         producer = self._producer()
         with transaction(self.sessions) as session:
-            query = (
+            # Rows another relay holds are skipped, so relays can run side by side.
+            query = claim(
+                session,
                 select(OutboxEntry.id, OutboxEntry.topic, OutboxEntry.key, OutboxEntry.payload)
                 .where(OutboxEntry.sent_at.is_(None))
                 .order_by(OutboxEntry.id)
-                .limit(self.settings.batch_size)
+                .limit(self.settings.batch_size),
             )
-            if self.skip_locked:
-                # Rows another relay holds are skipped, so relays can run side by side.
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
+            rows = _in_key_order(session, session.execute(query).all())
             if not rows:
                 return 0
             futures = [
@@ -201,6 +201,32 @@ class Relay(GracefulStop):
         if self.producer is not None:
             close_producer(self.producer, timeout_s=self.settings.send_timeout_s)
             self.producer = None
+
+
+def _in_key_order(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
+    """The claimed rows that no unsent row of their page, held by another relay, precedes.
+
+    Relays side by side each claim rows no other holds (SKIP LOCKED), so another
+    relay may hold a page's event that lies between two of ours; publishing past
+    it would break the page's order (a replacing response would arrive before the
+    response it replaces, and both would count). Rows from there on wait: once the
+    other relay has sent its row (and committed, which is after Kafka took it) the
+    next claim takes them. One relay alone holds every unsent row it sees.
+    """
+    if not rows:
+        return rows
+    others = dict(
+        session.execute(
+            select(OutboxEntry.key, func.min(OutboxEntry.id))
+            .where(
+                OutboxEntry.sent_at.is_(None),
+                among(session, OutboxEntry.key, list({row.key for row in rows})),
+                ~among(session, OutboxEntry.id, [row.id for row in rows]),
+            )
+            .group_by(OutboxEntry.key)
+        ).all()
+    )
+    return [row for row in rows if row.key not in others or row.id < others[row.key]]
 
 
 def main() -> None:

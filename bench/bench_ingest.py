@@ -16,6 +16,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 from common import REPO, free_port, migrate, pg_database, process
 
 BODY = {
@@ -94,6 +96,10 @@ def main() -> None:
     bench_path = {"PYTHONPATH": str(REPO / "bench")}
     bare = load("bare_app:app", bench_path)
     with pg_database() as url:
+        engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+        with engine.begin() as connection:
+            connection.execute(text("CREATE TABLE durable (id text PRIMARY KEY, body text)"))
+        engine.dispose()
         durable = load("durable_app:app", {**bench_path, "DATABASE_URL": url})
     with pg_database() as url:
         migrate("feedback", url)

@@ -90,7 +90,7 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
 
     answer = browser.post("/api/v1/feedback", json=answered(koe_stamp=fresh))
     assert answer.status_code == 422
-    assert "after the survey was shown" in answer.get_json()["errors"]["koe_stamp"][0]
+    assert "after answering began" in answer.get_json()["errors"]["koe_stamp"][0]
     form = {"page_url": PAGE, "findability": "yes", "koe_stamp": fresh}
     assert browser.post("/feedback", data=form).headers["Location"].endswith("#koe-error")
     assert rejections("too_fast") == too_fast + 2

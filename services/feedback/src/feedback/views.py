@@ -114,7 +114,7 @@ def _screen(payload: dict[str, Any]) -> None:
         raise _refuse(
             "too_fast",
             422,
-            {STAMP: [f"sent {age:.1f} s after the survey was shown; wait a moment and send again"]},
+            {STAMP: [f"sent {age:.1f} s after answering began; wait a moment and send again"]},
         )
 
 

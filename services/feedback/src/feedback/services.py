@@ -9,14 +9,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Insert, bindparam, case, delete, insert, select, update
+from sqlalchemy import Insert, bindparam, case, delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from feedback.models import ClientGuard, OutboxEntry, Response
 from feedback.schemas import Submission
 from koe_directory import QUESTION_KEYS
 from koe_kit import events
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, on_postgresql
 
 TOPIC = "koe.feedback.submitted.v1"
 SOURCE = "koe/feedback"
@@ -92,24 +92,24 @@ def record(
     """
     response_id = str(uuid.uuid4())
     answers = submission.answers
+    row = {
+        "id": response_id,
+        "page_id": submission.page_id,
+        "page_url": submission.page_url,
+        "page_title": submission.page_title,
+        "division": submission.division,
+        "locale": submission.locale,
+        **{question: answers.get(question) for question in QUESTION_KEYS},
+        "client_token": submission.client_token,
+        "replaces": None,
+        "received_at": received_at,
+    }
+    if client is not None and limits is not None and on_postgresql(session):
+        return _record_at_once(session, submission, row, client, limits)
     # Core statements built once, run on the session's connection: this is the
     # hot path, and the ORM unit of work buys nothing for plain inserts.
     connection = session.connection()
-    stored = connection.execute(
-        _response_insert(session),
-        {
-            "id": response_id,
-            "page_id": submission.page_id,
-            "page_url": submission.page_url,
-            "page_title": submission.page_title,
-            "division": submission.division,
-            "locale": submission.locale,
-            **{question: answers.get(question) for question in QUESTION_KEYS},
-            "client_token": submission.client_token,
-            "replaces": None,
-            "received_at": received_at,
-        },
-    ).first()
+    stored = connection.execute(_response_insert(session), row).first()
     if stored is None:
         return Recorded(
             connection.execute(
@@ -132,6 +132,55 @@ def record(
             "created_at": received_at,
         },
     )
+    return Recorded(response_id, replaces)
+
+
+def _record_at_once(
+    session: Session, submission: Submission, row: dict, client: str, limits: Limits
+) -> Recorded:
+    """record() on PostgreSQL: the response, the client's window and the outbox row in
+    one statement instead of three or four: with BEGIN and COMMIT a request now waits
+    for three round trips, not five or six (bench/bench_ingest.py: ~920 → ~1,115 req/s).
+
+    The event is built (and validated) in Python before anything is sent, without
+    `replaces`: that is only known once the window is updated, and a replacement is
+    the rare case, so it then costs a second statement that sets both.
+    """
+    response_id, received_at = row["id"], row["received_at"]
+    event = build_event(submission, response_id, received_at)
+    connection = session.connection()
+    stored = connection.execute(
+        _RECORD_AT_ONCE,
+        {
+            **row,
+            "client_hash": client,
+            "rate_cutoff": received_at - timedelta(seconds=limits.rate_window_s),
+            "replace_cutoff": received_at - timedelta(seconds=limits.replace_window_s),
+            "topic": TOPIC,
+            "payload": events.encode(event).decode("utf-8"),
+        },
+    ).first()
+    if stored is None:
+        # The token was seen before: the response insert did nothing, and so (it
+        # drives them) neither did the window nor the outbox.
+        return Recorded(
+            connection.execute(
+                _EARLIER_RESPONSE, {"client_token": submission.client_token}
+            ).scalar_one()
+        )
+    count, window_start, replaces, outbox_id = stored
+    _check_rate(count, window_start, received_at, limits)
+    if replaces is not None:
+        event = build_event(submission, response_id, received_at, replaces)
+        connection.execute(
+            _MARK_REPLACEMENT_AND_EVENT,
+            {
+                "new_id": response_id,
+                "replaced_id": replaces,
+                "outbox_id": outbox_id,
+                "payload": events.encode(event).decode("utf-8"),
+            },
+        )
     return Recorded(response_id, replaces)
 
 
@@ -162,12 +211,17 @@ def _guard(
         )
         .one()
     )
+    _check_rate(count, window_start, now, limits)
+    return replaced
+
+
+def _check_rate(count: int, window_start: datetime, now: datetime, limits: Limits) -> None:
+    """Raise RateLimited when this submission is over the limit of its window."""
     if count > limits.rate_max:
         if window_start.tzinfo is None:  # SQLite keeps UTC without the zone
             window_start = window_start.replace(tzinfo=UTC)
         ends = window_start + timedelta(seconds=limits.rate_window_s)
         raise RateLimited(max(1, math.ceil((ends - now).total_seconds())))
-    return replaced
 
 
 def prune_guard(session: Session, before: datetime) -> int:
@@ -235,3 +289,55 @@ def _guard_upsert(session: Session) -> Insert:
         ).returning(_guards.c.window_count, _guards.c.window_start, _guards.c.replaced_id)
         _GUARD_UPSERTS[dialect] = statement
     return statement
+
+
+_QUESTION_COLUMNS = ", ".join(QUESTION_KEYS)
+_QUESTION_VALUES = ", ".join(f":{question}" for question in QUESTION_KEYS)
+# PostgreSQL only. Data-modifying CTEs all see one snapshot, so each step reads the
+# one before through RETURNING: the window and the outbox row are inserted FROM the
+# response's RETURNING, and a token seen before (no row) leaves both untouched, as
+# in the step-by-step path. Concurrent retries with one token: the loser waits for
+# the winner's commit, inserts nothing and so touches nothing else either.
+# The window's SET rules are _guard_upsert's (SET reads the row as it was); keep
+# them the same. Over the rate limit everything is written, and record() raises
+# RateLimited so the caller's rollback keeps none of it.
+_RECORD_AT_ONCE = text(f"""
+    WITH response AS (
+        INSERT INTO responses (id, page_id, page_url, page_title, division, locale,
+                               {_QUESTION_COLUMNS}, client_token, replaces, received_at)
+        VALUES (:id, :page_id, :page_url, :page_title, :division, :locale,
+                {_QUESTION_VALUES}, :client_token, NULL, :received_at)
+        ON CONFLICT (client_token) DO NOTHING
+        RETURNING id
+    ), guard AS (
+        INSERT INTO client_guard AS g (client_hash, page_id, last_response_id, last_at,
+                                       window_start, window_count, replaced_id)
+        SELECT :client_hash, :page_id, response.id, :received_at, :received_at, 1, NULL
+        FROM response
+        ON CONFLICT (client_hash, page_id) DO UPDATE SET
+            window_count = CASE WHEN g.window_start > :rate_cutoff
+                                THEN g.window_count + 1 ELSE 1 END,
+            window_start = CASE WHEN g.window_start > :rate_cutoff
+                                THEN g.window_start ELSE excluded.window_start END,
+            replaced_id = CASE WHEN g.last_at > :replace_cutoff
+                               THEN g.last_response_id END,
+            last_response_id = excluded.last_response_id,
+            last_at = excluded.last_at
+        RETURNING window_count, window_start, replaced_id
+    ), event AS (
+        INSERT INTO outbox (event_id, topic, key, payload, created_at)
+        SELECT response.id, :topic, :page_id, :payload, :received_at
+        FROM response
+        RETURNING id
+    )
+    SELECT guard.window_count, guard.window_start, guard.replaced_id, event.id
+    FROM guard, event
+""")  # noqa: S608 - only the fixed question keys are formatted in
+# A replacement: the response names the one it replaces, and its event (by the
+# outbox row's id, the primary key) is the one built with `replaces`.
+_MARK_REPLACEMENT_AND_EVENT = text("""
+    WITH marked AS (
+        UPDATE responses SET replaces = :replaced_id WHERE id = :new_id
+    )
+    UPDATE outbox SET payload = :payload WHERE id = :outbox_id
+""")

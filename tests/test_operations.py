@@ -240,6 +240,15 @@ def test_dead_letters_are_shown_and_redriven_once(broker):
     assert refused.returncode != 0 and "not a dead-letter topic" in refused.stderr
 
 
+def feedback_partitions(bootstrap: str) -> list[dict]:
+    """The feedback topic's partitions as the broker describes them."""
+    admin = KafkaAdminClient(bootstrap_servers=[bootstrap])
+    try:
+        return admin.describe_topics(["koe.feedback.submitted.v1"])[0]["partitions"]
+    finally:
+        admin.close()
+
+
 def test_the_topics_job_adds_the_partitions_topics_yaml_names(broker, tmp_path: Path):
     env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
     run = [sys.executable, "-m", "koe_kit.topics"]
@@ -258,12 +267,7 @@ def test_the_topics_job_adds_the_partitions_topics_yaml_names(broker, tmp_path: 
         assert "CreatePartitions" in grown.stderr
         return
     assert grown.returncode == 0, grown.stderr
-    admin = KafkaAdminClient(bootstrap_servers=[broker.bootstrap])
-    try:
-        described = admin.describe_topics(["koe.feedback.submitted.v1"])
-    finally:
-        admin.close()
-    assert len(described[0]["partitions"]) == 8
+    assert len(feedback_partitions(broker.bootstrap)) == 8
 
 
 def test_the_topics_job_creates_the_replicas_it_is_told_to(broker):
@@ -280,9 +284,4 @@ def test_the_topics_job_creates_the_replicas_it_is_told_to(broker):
         return
     # Tansu keeps one copy but records the factor it was asked for.
     assert job.returncode == 0, job.stderr
-    admin = KafkaAdminClient(bootstrap_servers=[broker.bootstrap])
-    try:
-        described = admin.describe_topics(["koe.feedback.submitted.v1"])
-    finally:
-        admin.close()
-    assert all(len(p["replica_nodes"]) == 3 for p in described[0]["partitions"])
+    assert all(len(p["replica_nodes"]) == 3 for p in feedback_partitions(broker.bootstrap))

@@ -7,9 +7,22 @@ import math
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import Insert, bindparam, case, delete, insert, select, text, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    bindparam,
+    case,
+    delete,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from feedback.models import ClientGuard, OutboxEntry, Response
@@ -261,78 +274,101 @@ _guards = ClientGuard.__table__
 _GUARD_UPSERTS: dict[str, Insert] = {}
 
 
+def _window_rules(insert_: Insert) -> dict[str, Any]:
+    """The client window's ON CONFLICT update, for both ways of recording: SET
+    expressions read the row as it was (PostgreSQL and SQLite alike), so the window,
+    the count and the displaced response come from one statement."""
+    in_window = _guards.c.window_start > bindparam("rate_cutoff")
+    excluded = insert_.excluded  # type: ignore[attr-defined]
+    return {
+        "window_count": case((in_window, _guards.c.window_count + 1), else_=1),
+        "window_start": case((in_window, _guards.c.window_start), else_=excluded.window_start),
+        "replaced_id": case(
+            (_guards.c.last_at > bindparam("replace_cutoff"), _guards.c.last_response_id),
+            else_=None,
+        ),
+        "last_response_id": excluded.last_response_id,
+        "last_at": excluded.last_at,
+    }
+
+
+_WINDOW = (_guards.c.window_count, _guards.c.window_start, _guards.c.replaced_id)
+
+
 def _guard_upsert(session: Session) -> Insert:
     dialect = session.get_bind().dialect.name
     statement = _GUARD_UPSERTS.get(dialect)
     if statement is None:
         insert_ = dialect_insert(session, _guards)
-        # SET expressions read the row as it was (PostgreSQL and SQLite alike), so
-        # the window, the count and the displaced response come from one statement.
-        in_window = _guards.c.window_start > bindparam("rate_cutoff")
         statement = insert_.on_conflict_do_update(
-            index_elements=["client_hash", "page_id"],
-            set_={
-                "window_count": case((in_window, _guards.c.window_count + 1), else_=1),
-                "window_start": case(
-                    (in_window, _guards.c.window_start), else_=insert_.excluded.window_start
-                ),
-                "replaced_id": case(
-                    (
-                        _guards.c.last_at > bindparam("replace_cutoff"),
-                        _guards.c.last_response_id,
-                    ),
-                    else_=None,
-                ),
-                "last_response_id": insert_.excluded.last_response_id,
-                "last_at": insert_.excluded.last_at,
-            },
-        ).returning(_guards.c.window_count, _guards.c.window_start, _guards.c.replaced_id)
+            index_elements=["client_hash", "page_id"], set_=_window_rules(insert_)
+        ).returning(*_WINDOW)
         _GUARD_UPSERTS[dialect] = statement
     return statement
 
 
-_QUESTION_COLUMNS = ", ".join(QUESTION_KEYS)
-_QUESTION_VALUES = ", ".join(f":{question}" for question in QUESTION_KEYS)
-# PostgreSQL only. Data-modifying CTEs all see one snapshot, so each step reads the
-# one before through RETURNING: the window and the outbox row are inserted FROM the
-# response's RETURNING, and a token seen before (no row) leaves both untouched, as
-# in the step-by-step path. Concurrent retries with one token: the loser waits for
-# the winner's commit, inserts nothing and so touches nothing else either.
-# The window's SET rules are _guard_upsert's (SET reads the row as it was); keep
-# them the same. Over the rate limit everything is written, and record() raises
-# RateLimited so the caller's rollback keeps none of it.
-_RECORD_AT_ONCE = text(f"""
-    WITH response AS (
-        INSERT INTO responses (id, page_id, page_url, page_title, division, locale,
-                               {_QUESTION_COLUMNS}, client_token, replaces, received_at)
-        VALUES (:id, :page_id, :page_url, :page_title, :division, :locale,
-                {_QUESTION_VALUES}, :client_token, NULL, :received_at)
-        ON CONFLICT (client_token) DO NOTHING
-        RETURNING id
-    ), guard AS (
-        INSERT INTO client_guard AS g (client_hash, page_id, last_response_id, last_at,
-                                       window_start, window_count, replaced_id)
-        SELECT :client_hash, :page_id, response.id, :received_at, :received_at, 1, NULL
-        FROM response
-        ON CONFLICT (client_hash, page_id) DO UPDATE SET
-            window_count = CASE WHEN g.window_start > :rate_cutoff
-                                THEN g.window_count + 1 ELSE 1 END,
-            window_start = CASE WHEN g.window_start > :rate_cutoff
-                                THEN g.window_start ELSE excluded.window_start END,
-            replaced_id = CASE WHEN g.last_at > :replace_cutoff
-                               THEN g.last_response_id END,
-            last_response_id = excluded.last_response_id,
-            last_at = excluded.last_at
-        RETURNING window_count, window_start, replaced_id
-    ), event AS (
-        INSERT INTO outbox (event_id, topic, key, payload, created_at)
-        SELECT response.id, :topic, :page_id, :payload, :received_at
-        FROM response
-        RETURNING id
+def _record_at_once_statement() -> Select[Any]:
+    """PostgreSQL only. Data-modifying CTEs all see one snapshot, so each step reads
+    the one before through RETURNING: the window and the outbox row are inserted FROM
+    the response's RETURNING, and a token seen before (no row) leaves both untouched,
+    as in the step-by-step path. Concurrent retries with one token: the loser waits
+    for the winner's commit, inserts nothing and so touches nothing else either.
+    Over the rate limit everything is written, and record() raises RateLimited so
+    the caller's rollback keeps none of it."""
+
+    def param(column: Any) -> Any:
+        # Typed, so PostgreSQL need not guess the type of a parameter in a SELECT list.
+        return bindparam(column.name, type_=column.type)
+
+    response = (
+        postgresql.insert(_responses)
+        .values({column.name: param(column) for column in _responses.c})
+        .on_conflict_do_nothing(index_elements=["client_token"])
+        .returning(_responses.c.id)
+        .cte("response")
     )
-    SELECT guard.window_count, guard.window_start, guard.replaced_id, event.id
-    FROM guard, event
-""")  # noqa: S608 - only the fixed question keys are formatted in
+    received_at = param(_responses.c.received_at)
+    window_insert = postgresql.insert(_guards).from_select(
+        ["client_hash", "page_id", "last_response_id", "last_at", "window_start", "window_count"],
+        select(
+            param(_guards.c.client_hash),
+            param(_guards.c.page_id),
+            response.c.id,
+            received_at,
+            received_at,
+            literal(1),
+        ),
+    )
+    window = (
+        window_insert.on_conflict_do_update(
+            index_elements=["client_hash", "page_id"], set_=_window_rules(window_insert)
+        )
+        .returning(*_WINDOW)
+        .cte("window")
+    )
+    outbox = OutboxEntry.__table__
+    event = (
+        postgresql.insert(outbox)
+        .from_select(
+            ["event_id", "topic", "key", "payload", "created_at"],
+            select(
+                response.c.id,
+                param(outbox.c.topic),
+                param(_guards.c.page_id),
+                param(outbox.c.payload),
+                received_at,
+            ),
+        )
+        .returning(outbox.c.id)
+        .cte("event")
+    )
+    # One row each (or none, for a token seen before): joined on true.
+    return select(
+        window.c.window_count, window.c.window_start, window.c.replaced_id, event.c.id
+    ).select_from(window.join(event, true()))
+
+
+_RECORD_AT_ONCE = _record_at_once_statement()
 # A replacement: the response names the one it replaces, and its event (by the
 # outbox row's id, the primary key) is the one built with `replaces`.
 _MARK_REPLACEMENT_AND_EVENT = text("""

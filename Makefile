@@ -31,8 +31,11 @@ $(AXE): package.json package-lock.json
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk
 
-test: $(STAMP) $(AXE) /usr/bin/chromium ## run the whole test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
-	$(BIN)/python -m pytest
+test: $(STAMP) $(AXE) /usr/bin/chromium ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
+	$(BIN)/python -m pytest --ignore=tests/faults
+
+test-faults: $(STAMP) ## break koe on purpose (broker cut, kill -9, SMTP and DB outages, poison, load) and check nothing is lost
+	$(BIN)/python -m pytest tests/faults
 
 bench: $(STAMP) ## run the benchmarks and print their numbers
 	$(BIN)/python bench/run_all.py
@@ -49,4 +52,4 @@ fmt: $(STAMP) ## format the code
 clean: ## remove the virtualenv and local data under var/
 	rm -rf $(VENV) var
 
-.PHONY: help venv run test bench lint fmt clean
+.PHONY: help venv run test test-faults bench lint fmt clean

@@ -30,6 +30,7 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    make_url,
     select,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -37,6 +38,12 @@ from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import Session, sessionmaker
 
 from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+
+# psycopg waits 130 s for a new connection by default. A database cut off by the
+# network drops packets instead of refusing them, so every request (and the relay)
+# would hang that long; after this many seconds it is a 503 or a retry instead.
+# A DATABASE_URL may name its own: ...?connect_timeout=N.
+PG_CONNECT_TIMEOUT_S = 5
 
 
 def default_database_url(service: str) -> str:
@@ -55,6 +62,8 @@ def make_engine(url: str, **options: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     options.setdefault("pool_pre_ping", True)
+    if "connect_timeout" not in make_url(url).query:
+        options.setdefault("connect_args", {}).setdefault("connect_timeout", PG_CONNECT_TIMEOUT_S)
     return create_engine(url, **options)
 
 

@@ -203,6 +203,16 @@ class LocalStack:
         )
         log.close()
 
+    def start_copy(self, name: str, copy: str) -> None:
+        """Start another copy of process `name` as `copy` (a second consumer group member,
+        say), with a log and heartbeat file of its own; stop() stops it too."""
+        original = self.processes[name]
+        env = dict(original.env)
+        if "KOE_HEARTBEAT_FILE" in env:
+            env["KOE_HEARTBEAT_FILE"] = str(self.heartbeat_file(copy))
+        self.processes[copy] = Process(copy, original.argv, env, cwd=original.cwd)
+        self.start(copy)
+
     def start_all(self) -> None:
         self.define_processes()
         for name in self.processes:

@@ -1,0 +1,60 @@
+"""The fault tests' TCP proxy does what a partition does: open connections break, new
+ones get no answer, and after healing traffic flows again."""
+
+from __future__ import annotations
+
+import socket
+import socketserver
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from faults.tcp_proxy import TcpProxy
+
+
+class Echo(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(1024):
+            self.request.sendall(data)
+
+
+@pytest.fixture
+def proxy() -> Iterator[TcpProxy]:
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Echo)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = TcpProxy("127.0.0.1", server.server_address[1]).start()
+    yield proxy
+    proxy.stop()
+    server.shutdown()
+    server.server_close()
+
+
+def dial(proxy: TcpProxy) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", proxy.port), timeout=2)
+
+
+def echoes(sock: socket.socket) -> bool:
+    sock.sendall(b"koe")
+    return sock.recv(1024) == b"koe"
+
+
+def test_a_cut_breaks_open_connections_silences_new_ones_and_heals(proxy):
+    with dial(proxy) as before:
+        assert echoes(before)
+        proxy.cut()
+        with pytest.raises(OSError):  # reset, not a quiet end
+            before.sendall(b"koe")
+            assert before.recv(1024) == b""
+
+    with dial(proxy) as during:  # the attempt is not refused ...
+        during.sendall(b"koe")
+        with pytest.raises(TimeoutError):  # ... it is never answered
+            during.recv(1024)
+        proxy.heal()
+        with pytest.raises(OSError):
+            assert during.recv(1024) == b""
+
+    with dial(proxy) as after:
+        assert echoes(after)

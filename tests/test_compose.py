@@ -715,6 +715,7 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
             ("/embed?origin=https://www.info.city.tsu.mie.jp", "/static/widget.js"),
             ("/static/widget.js", "function"),
             ("/static/widget.css", "{"),
+            ("/api/v1/openapi.json", '"openapi"'),  # feedback/openapi.yaml, package data
         ],
         "aggregator-web": [("/sign-in", "<form"), ("/static/dashboard.css", "{")],
     }

@@ -8,8 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a page id may be: safe in a URL path, a Kafka key and a log line. The same
-# pattern as $defs.page_id in schemas/koe.feedback.submitted.v1.json.
-PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+# pattern as $defs.page_id in schemas/koe.feedback.submitted.v1.json, but ending in \Z:
+# Python's $ also matches before a final line break, and "page\n" is no page id.
+PAGE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}\Z")
 
 
 def canonical_url(url: str) -> str:

@@ -108,6 +108,10 @@ def init_json_errors(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):
         response = jsonify(error=exc.name, message=exc.description)
+        # The error's own headers stay (a 405's Allow, RFC 9110), all but its HTML type.
+        for name, value in exc.get_headers():
+            if name.lower() != "content-type":
+                response.headers[name] = value
         return response, exc.code or 500
 
     @app.errorhandler(OperationalError)

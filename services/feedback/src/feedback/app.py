@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from flask import Flask, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from feedback import demo, embed, metrics
 from feedback.config import Settings, load_settings
+from feedback.openapi import init_openapi
 from feedback.schemas import FeedbackSchema
 from feedback.services import Limits
 from feedback.views import Intake, blueprint
@@ -48,6 +49,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_json_errors(app)
     init_metrics(app, "feedback")
 
+    @app.before_request
+    def whole_chunked_body():
+        # A chunked body has no Content-Length for werkzeug to refuse up front: it stops
+        # reading at the limit, and a view would see the body cut short (a 400 for bad
+        # JSON, or a form missing fields). Read it here: one that reaches the limit is
+        # too large. The widget's fetch() sends a Content-Length and never comes here.
+        chunked = "chunked" in request.headers.get("Transfer-Encoding", "")
+        if chunked and request.content_length is None and _reaches(settings.max_body_bytes):
+            raise RequestEntityTooLarge()
+
     @app.errorhandler(RequestEntityTooLarge)
     def too_large(_exc: RequestEntityTooLarge):
         metrics.REJECTIONS.labels(reason="invalid").inc()  # a flood of these is spam too
@@ -59,4 +70,10 @@ def create_app(settings: Settings | None = None) -> Flask:
     embed.init_widget(app)
     app.register_blueprint(embed.blueprint)
     app.register_blueprint(demo.blueprint)
+    init_openapi(app, settings.allowed_origins, directory.divisions)
     return app
+
+
+def _reaches(limit: int) -> bool:
+    """Whether the request's body (read and kept for the view) is `limit` bytes or more."""
+    return len(request.get_data(cache=True)) >= limit

@@ -31,6 +31,15 @@ MAX_TITLE = 200
 # a title is shown in emails and dashboards and must stay one plain line.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _SPACES = re.compile(r"\s{2,}")
+# What a browser never leaves raw in the URL it sends (it percent-encodes them, and
+# reads a backslash as a slash): controls (NUL among them, which PostgreSQL text cannot
+# hold), spaces, quotes and angle brackets. A page_url holding one is not a page's URL.
+_NOT_IN_A_URL = re.compile(r'[\x00-\x20\x7f-\x9f"<>\\\u2028\u2029]')
+
+
+def _as_a_browser_sends_it(url: str) -> None:
+    if _NOT_IN_A_URL.search(url):
+        raise ValidationError("must not contain spaces, control characters, quotes, <, > or \\")
 
 
 @dataclass(frozen=True)
@@ -51,6 +60,11 @@ class PlainLine(fields.String):
         text = super()._deserialize(value, attr, data, **kwargs)
         text = _SPACES.sub(" ", _CONTROL.sub(" ", text)).strip()
         return text or None
+
+    def _validate(self, value: Any) -> None:
+        # An empty title became None: not given, so there is no length to check.
+        if value is not None:
+            super()._validate(value)
 
 
 class _AtLeastOneAnswer(Schema):
@@ -82,6 +96,7 @@ class FeedbackSchema(Schema):
         validate=[
             validate.Length(max=MAX_URL),
             validate.URL(schemes={"http", "https"}, require_tld=False),
+            _as_a_browser_sends_it,
         ],
     )
     page_id = fields.String(allow_none=True, validate=validate.Regexp(PAGE_ID))

@@ -99,8 +99,10 @@ def _screen(payload: dict[str, Any]) -> None:
 
     Removes their fields from `payload`; raises Refused.
     """
-    if str(payload.pop(HONEYPOT, "") or "").strip():
-        # Hidden from people (widget.css); only a form-filling bot writes here.
+    honeypot = payload.pop(HONEYPOT, None)
+    if honeypot is not None and not (isinstance(honeypot, str) and not honeypot.strip()):
+        # Hidden from people (widget.css); only a form-filling bot writes here (and
+        # only a bot sends anything but text: {} or 0 counted as empty once).
         raise _refuse("honeypot", 422, {HONEYPOT: ["must be left empty"]})
     stamp = payload.pop(STAMP, None)
     if stamp in (None, ""):
@@ -244,15 +246,22 @@ def submit_json():
         return _errors(415, {"body": ["Content-Type must be application/json"]})
     try:
         payload = json.loads(request.get_data(cache=False))
+    except UnicodeDecodeError:
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        return _errors(400, {"body": ["must be JSON text encoded in UTF-8"]})
+    except RecursionError:
+        # A few kilobytes of "[[[[…" reach Python's recursion limit: refused, not a 500.
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        return _errors(400, {"body": ["is nested too deeply"]})
     except ValueError:
         payload = None
     if not isinstance(payload, dict):
         metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(400, {"body": ["must be a JSON object"]})
-    if _has_lone_surrogate(payload):
-        # Valid JSON ("\ud83d") but not text: no database or topic can store it.
+    unstorable = _unstorable(payload)
+    if unstorable is not None:
         metrics.REJECTIONS.labels(reason="invalid").inc()
-        return _errors(400, {"body": ["must be valid Unicode text"]})
+        return _errors(400, {"body": [unstorable]})
     try:
         response_id = _accept(payload)
     except Refused as refused:
@@ -263,12 +272,17 @@ def submit_json():
     return jsonify(id=response_id), 202
 
 
-def _has_lone_surrogate(payload: dict[str, Any]) -> bool:
+def _unstorable(payload: dict[str, Any]) -> str | None:
+    """Why a parsed body still cannot be stored or published, or None."""
     try:
         json.dumps(payload, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
-        return True
-    return False
+        # Valid JSON ("\ud83d") but not text: no database or topic can store it.
+        return "must be valid Unicode text"
+    except RecursionError:
+        # Nested just below the depth json.loads managed: one frame deeper, it is too deep.
+        return "is nested too deeply"
+    return None
 
 
 @blueprint.post("/feedback")

@@ -34,10 +34,14 @@ $(AXE): package.json package-lock.json
 test: $(STAMP) $(AXE) /usr/bin/chromium ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
 	$(BIN)/python -m pytest --ignore=tests/faults
 
-test-faults: $(STAMP) ## break koe on purpose (broker cut, kill -9, SMTP and DB outages, poison, load) and check nothing is lost
+# The load in the fault suite and the benchmarks comes from wrk (Debian's).
+/usr/bin/wrk:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
+
+test-faults: $(STAMP) /usr/bin/wrk ## break koe on purpose (broker cut, kill -9, SMTP and DB outages, poison, load) and check nothing is lost
 	$(BIN)/python -m pytest tests/faults
 
-bench: $(STAMP) ## run the benchmarks and print their numbers
+bench: $(STAMP) /usr/bin/wrk ## run the benchmarks and print their numbers
 	$(BIN)/python bench/run_all.py
 
 lint: $(STAMP) ## ruff and mypy

@@ -1,6 +1,8 @@
 """`make bench`: every benchmark in turn; each prints its numbers and ratios.
 
-Long runs are opt-in: `python bench/bench_aggregator.py --memory-events 1000000`.
+Long runs are opt-in: `python bench/bench_aggregator.py --memory-events 1000000`, and
+the load at the issue's full length, `python bench/bench_load.py` (120 s; here 60 s, so
+`make bench` stays within a few minutes).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ BENCHES = [
     ["bench_ingest.py"],
     ["bench_aggregator.py"],
     ["bench_latency.py"],
+    ["bench_load.py", "--duration", "60"],
 ]
 
 if __name__ == "__main__":

@@ -41,7 +41,10 @@ def age_s(secret: bytes, stamp: str, now_s: float) -> float:
     # isdigit() alone admits digits int() refuses, such as '²'.
     if not (issued.isascii() and issued.isdigit()) or len(issued) > 15:
         raise BadStamp("not a stamp koe issued")
-    if not hmac.compare_digest(signature, _signature(secret, int(issued))):
+    # compare_digest raises TypeError for a str with non-ASCII characters (it answered
+    # 500); koe's signatures are base64, so such a one is simply not koe's.
+    expected = _signature(secret, int(issued))
+    if not (signature.isascii() and hmac.compare_digest(signature, expected)):
         raise BadStamp("not a stamp koe issued")
     age = now_s - int(issued) / 1000
     if age > MAX_AGE_S:

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import os
+import random
+import re
 import uuid
-from datetime import datetime
+from collections import Counter
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from email.message import EmailMessage
 from pathlib import Path
 
 import requests
+from kafka import KafkaProducer
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.local_broker import free_port
 from koe_kit.local_stack import LocalStack
+from koe_kit.testing import wait_until
 
 REPO = Path(__file__).parents[1]
 API_TOKEN = "test-token-" + "x" * 24
@@ -20,6 +28,7 @@ SECRET_KEY = "test-session-secret-" + "y" * 24  # the dashboard's cookie key
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
 DX_TITLE = "津市の自治体DX取組状況"
+ALERT_EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
 
 
 def answered(**changes) -> dict:
@@ -59,6 +68,65 @@ def submitted(page_url: str, answers: dict[str, str], at: datetime, title: str =
     )
 
 
+def alert(n: int) -> dict:
+    """The example drop alert (the DX page, division somu-dx), with alert id number `n`."""
+    event = json.loads(ALERT_EXAMPLE.read_text(encoding="utf-8"))
+    alert_id = str(uuid.UUID(int=n, version=4))
+    event["id"] = event["data"]["alert_id"] = alert_id
+    return event
+
+
+def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
+    """Feedback events for one page: good weeks, then a bad week ending today (a drop)."""
+    rng = random.Random(7)
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    produced = []
+    for back in range(days_good + days_bad - 1, -1, -1):
+        bad = back < days_bad
+        for i in range(5):
+            answer = (
+                ("no" if rng.random() < 0.8 else "neutral")
+                if bad
+                else ("yes" if rng.random() < 0.85 else "neutral")
+            )
+            answers = {"findability": "yes", "clarity": answer, "usefulness": answer}
+            produced.append(submitted(page_url, answers, today - timedelta(days=back, minutes=i)))
+    return produced
+
+
+def publish(
+    bootstrap: str, topic: str, values: Iterable[dict | bytes | None], key: str = ""
+) -> list:
+    """Put events (or raw bytes, as a broken producer would) on a topic, keyed by their
+    subject (else `key`); returns each one's RecordMetadata (partition, offset)."""
+    producer = KafkaProducer(bootstrap_servers=[bootstrap], acks="all")
+    try:
+        futures = [
+            producer.send(
+                topic,
+                key=(value["subject"] if isinstance(value, dict) else key).encode(),
+                value=events.encode(value) if isinstance(value, dict) else value,
+            )
+            for value in values
+        ]
+        producer.flush()
+        return [future.get(timeout=10) for future in futures]
+    finally:
+        producer.close()
+
+
+_ALERT_MESSAGE_ID = re.compile(r"<koe-alert-([0-9a-f-]{36})@")
+
+
+def emails_per_alert(messages: Iterable[EmailMessage]) -> Counter[str]:
+    """How many emails each alert id got, read from their Message-IDs (notifier.compose)."""
+    return Counter(
+        found.group(1)
+        for m in messages
+        if (found := _ALERT_MESSAGE_ID.match(m["Message-ID"] or ""))
+    )
+
+
 def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str) -> dict[str, str]:
     # The machine's environment minus any koe setting a developer may have exported.
     env = {
@@ -91,6 +159,17 @@ def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str
     }
     env.update(extra)
     return env
+
+
+def wait_for_partitions(koe: Koe, name: str) -> None:
+    """Wait until a consumer loop has joined its group and holds partitions. Stop one
+    before that and the local broker (Tansu) was seen to keep its unfinished join,
+    leaving the next member of the group without partitions for over a minute."""
+    log = koe.stack.var_dir / "log" / f"{name}.log"
+    wait_until(
+        lambda: '"partitions assigned"' in log.read_text(errors="replace"),
+        what=f"{name} to hold partitions",
+    )
 
 
 class Koe:

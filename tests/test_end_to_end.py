@@ -4,18 +4,15 @@ stats; a page that gets worse makes exactly one email to its division."""
 
 from __future__ import annotations
 
-import random
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
-from kafka import KafkaProducer
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
-from support import DX_PAGE, SITE, submitted
+from support import DX_PAGE, SITE, history, publish
 
 pytestmark = pytest.mark.e2e
 
@@ -23,24 +20,6 @@ pytestmark = pytest.mark.e2e
 def decoded(bootstrap: str, topic: str) -> list[dict]:
     """Every event on a topic, each decoded and validated against its schema."""
     return [events.decode(record.value) for record in read_topic([bootstrap], topic)]
-
-
-def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
-    """Feedback events for one page: good weeks, then a bad week ending today."""
-    rng = random.Random(7)
-    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
-    produced = []
-    for back in range(days_good + days_bad - 1, -1, -1):
-        bad = back < days_bad
-        for i in range(5):
-            answer = (
-                ("no" if rng.random() < 0.8 else "neutral")
-                if bad
-                else ("yes" if rng.random() < 0.85 else "neutral")
-            )
-            answers = {"findability": "yes", "clarity": answer, "usefulness": answer}
-            produced.append(submitted(page_url, answers, today - timedelta(days=back, minutes=i)))
-    return produced
 
 
 def test_responses_reach_the_stats_and_a_drop_emails_its_division_once(
@@ -68,13 +47,7 @@ def test_responses_reach_the_stats_and_a_drop_emails_its_division_once(
     assert page["division"] == "kankyo-gomi" or page["division"] is None
 
     # 2. A page with four good weeks and then a bad one: one email, to its division.
-    producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
-    for event in history(DX_PAGE, days_good=28, days_bad=7):
-        producer.send(
-            "koe.feedback.submitted.v1", key=event["subject"].encode(), value=events.encode(event)
-        )
-    producer.flush()
-    producer.close()
+    publish(broker.bootstrap, "koe.feedback.submitted.v1", history(DX_PAGE, 28, 7))
     wait_until(lambda: smtp_server.messages, timeout_s=90, what="the alert email")
     time.sleep(5)  # a second email, if the rule fired twice, would arrive by now
     assert len(smtp_server.messages) == 1

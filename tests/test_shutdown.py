@@ -24,13 +24,12 @@ from kafka import KafkaProducer
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.testing import wait_until
-from support import REPO, SITE
+from support import SITE, alert
 
 pytestmark = pytest.mark.e2e
 
 PAGES = [f"{SITE}/kurashi/gomi/{n}.html" for n in range(4)]
 TOTAL = 600
-ALERT_EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
 
 
 def stop_with_sigterm(koe, name: str) -> int:
@@ -109,13 +108,6 @@ def test_sigterm_mid_stream_to_relay_consumer_and_api_loses_and_doubles_nothing(
     # The loops said why they stopped, after finishing what they held.
     assert any(e["message"] == "relay stopped" for e in log_of(koe, "feedback-relay"))
     assert any(e["message"] == "consumer stopped" for e in log_of(koe, "aggregator-consumer"))
-
-
-def alert(n: int) -> dict:
-    event = json.loads(ALERT_EXAMPLE.read_text(encoding="utf-8"))
-    alert_id = str(uuid.UUID(int=n, version=4))
-    event["id"] = event["data"]["alert_id"] = alert_id
-    return event
 
 
 def test_sigterm_to_the_notifier_mid_stream_sends_each_alert_once(koe_factory, broker, smtp_server):

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -220,6 +221,7 @@ class LocalStack:
         for process in self.processes.values():
             if process.port:
                 wait_for_port("127.0.0.1", process.port, timeout_s=30)
+                _wait_for_an_answer(process.port)
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
         popen = self.processes[name].popen
@@ -245,6 +247,24 @@ class LocalStack:
             self.sink.wait(timeout=10)
         if self.broker:
             self.broker.stop()
+
+
+def _wait_for_an_answer(port: int, timeout_s: float = 120.0) -> None:
+    """Wait until a web app answers /healthz. gunicorn listens before its workers have
+    loaded the app, and on a busy machine that takes seconds: a first request (a
+    test's, a user's) would sit in the listen queue meanwhile and could time out."""
+    deadline = time.monotonic() + timeout_s
+    url = f"http://127.0.0.1:{port}/healthz"
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout_s) as response:  # noqa: S310 - loopback
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} did not answer 200 within {timeout_s:.0f}s")
+        time.sleep(0.1)
 
 
 def main() -> None:

@@ -3,22 +3,47 @@ the tests' mail server. Each message is saved as an .eml file.
 
 `fail_with` makes it answer every DATA with an SMTP error (e.g. "451 4.3.0 try
 later" or "550 5.1.1 no such user"), so tests can fail the mail server without
-mocking the client.
+mocking the client. `quit_with` makes it answer QUIT with one, after it has taken
+the mail (a server shutting down may say 421 to any command). `hold_reply` holds
+back the answer to one mail, kept or not, so a test can kill the client while it
+waits; `stop()` and `start()` take the server away and back on the same port.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import email
 import email.policy
 import threading
 import time
 import uuid
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+
+@dataclass
+class HeldReply:
+    """The answer to one mail, held back until `release()`. With `keep` the server has
+    kept the mail before it holds the "250" (the client cannot know yet that it went
+    out); without, it has not kept it and answers "451" once released."""
+
+    after: int  # held: the first mail to arrive once this many are kept
+    keep: bool
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
+
+    def release(self) -> None:
+        self.released.set()
+
+    async def wait(self) -> None:
+        self.arrived.set()
+        while not self.released.is_set():
+            await asyncio.sleep(0.02)
 
 
 class _KeepEverything:
@@ -27,11 +52,34 @@ class _KeepEverything:
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.fail_with: str | None = None
+        self.quit_with: str | None = None
+        self.hold: HeldReply | None = None
         self.lock = threading.Lock()
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         if self.fail_with:
             return self.fail_with
+        hold = self._take_hold()
+        if hold and not hold.keep:
+            await hold.wait()
+            return "451 4.3.0 not kept"
+        self._keep(envelope)
+        if hold:
+            await hold.wait()
+        return "250 2.0.0 kept"
+
+    async def handle_QUIT(self, server: Any, session: Any, envelope: Any) -> str:
+        return self.quit_with or "221 Bye"
+
+    def _take_hold(self) -> HeldReply | None:
+        with self.lock:
+            hold = self.hold
+            if hold is None or len(self.messages) < hold.after:
+                return None
+            self.hold = None
+            return hold
+
+    def _keep(self, envelope: Any) -> None:
         raw = envelope.original_content or envelope.content
         message = email.message_from_bytes(raw, policy=email.policy.default)
         with self.lock:
@@ -40,7 +88,6 @@ class _KeepEverything:
         if self.directory:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             (self.directory / f"{stamp}-{uuid.uuid4().hex[:8]}.eml").write_bytes(raw)
-        return "250 2.0.0 kept"
 
 
 class SmtpSink:
@@ -49,6 +96,7 @@ class SmtpSink:
             directory.mkdir(parents=True, exist_ok=True)
         self.handler = _KeepEverything(directory)
         self.controller = Controller(self.handler, hostname=host, port=port or _free_port())
+        self.running = False
 
     @property
     def host(self) -> str:
@@ -66,12 +114,27 @@ class SmtpSink:
     def fail_with(self, reply: str | None) -> None:
         self.handler.fail_with = reply
 
+    def quit_with(self, reply: str | None) -> None:
+        self.handler.quit_with = reply
+
+    def hold_reply(self, after: int, *, keep: bool) -> HeldReply:
+        """Hold the answer to the first mail that arrives once `after` mails are kept."""
+        self.handler.hold = HeldReply(after, keep)
+        return self.handler.hold
+
     def start(self) -> SmtpSink:
+        if self.controller.loop.is_closed():
+            # A stopped controller has closed its event loop: come back on the same
+            # port with a new one, keeping the mail received so far.
+            self.controller = Controller(self.handler, hostname=self.host, port=self.port)
         self.controller.start()
+        self.running = True
         return self
 
     def stop(self) -> None:
-        self.controller.stop()
+        if self.running:
+            self.controller.stop()
+            self.running = False
 
 
 def _free_port() -> int:

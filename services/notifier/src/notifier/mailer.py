@@ -45,12 +45,15 @@ class SmtpMailer:
     def _deliver(self, message: EmailMessage) -> dict[str, tuple[int, bytes]]:
         s = self.settings
         try:
-            with smtplib.SMTP(s.host, s.port, timeout=s.timeout_s) as smtp:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+            try:
                 if s.starttls:
                     smtp.starttls(context=ssl.create_default_context())
                 if s.username:
                     smtp.login(s.username, s.password)
                 return smtp.send_message(message)
+            finally:
+                _quit(smtp)
         except smtplib.SMTPRecipientsRefused as exc:
             replies = list(exc.recipients.values())
             text = "; ".join(f"{rcpt}: {_reply(*reply)}" for rcpt, reply in exc.recipients.items())
@@ -68,6 +71,16 @@ class SmtpMailer:
             raise TransientMailError(text) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise TransientMailError(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _quit(smtp: smtplib.SMTP) -> None:
+    """Say goodbye, whatever the server answers. Not `with smtplib.SMTP()`: its exit
+    raises on any reply to QUIT but 221, so a server that took the mail and then said
+    421 (shutting down) or let QUIT time out would have it sent again and again."""
+    try:
+        smtp.quit()
+    except (smtplib.SMTPException, OSError):
+        smtp.close()
 
 
 def _reply(code: int, text: bytes | str) -> str:

@@ -27,6 +27,7 @@ from support import API_TOKEN, REPO, SECRET_KEY, SITE, answered
 
 METRICS_TOKEN = "walk-test-metrics-token-" + "m" * 8
 WRONG_TOKEN = "wrong-token-" + "w" * 24
+FORGED_CSRF = "forged-csrf"  # noqa: S105 (the CSRF token a forged session carries)
 # Endpoints anyone may call, by app: the reason is on each line. Everything else must
 # refuse a visitor without credentials.
 PUBLIC = {
@@ -131,7 +132,7 @@ def forged_cookie(app: Flask, secret: str, session_token: str) -> str:
     forger.secret_key = secret
     serializer = SecureCookieSessionInterface().get_signing_serializer(forger)
     assert serializer is not None
-    return serializer.dumps({"auth": session_token, "csrf": "forged-csrf"})
+    return serializer.dumps({"auth": session_token, "csrf": FORGED_CSRF})
 
 
 def visitors(app: Flask) -> dict[str, dict[str, str]]:
@@ -148,6 +149,14 @@ def visitors(app: Flask) -> dict[str, dict[str, str]]:
             "Cookie": f"{cookie}={forged_cookie(app, SECRET_KEY, 'made-up-session-token')}"
         },
     }
+
+
+def anonymous_csrf_token(client) -> str:
+    """The CSRF token of the anonymous session the sign-in page gives a visitor."""
+    found = re.search(
+        r'name="csrf_token" value="([^"]+)"', client.get("/sign-in").get_data(as_text=True)
+    )
+    return found.group(1) if found else ""
 
 
 def refused(answer) -> bool:
@@ -170,16 +179,21 @@ def test_every_non_public_route_refuses_without_credentials(apps, service):
     for endpoint, method, path in protected:
         for who, headers in visitors(app).items():
             client = app.test_client()
+            headers = dict(headers)
+            if cookie := headers.pop("Cookie", None):
+                # The test client sends its own cookie jar and drops a Cookie header.
+                name, _, value = cookie.partition("=")
+                client.set_cookie(name, value)
             data = None
             if method == "POST":
-                # Past the CSRF check with the token of the visitor's own (anonymous)
-                # session, so what refuses is the sign-in check, not CSRF.
-                token = re.search(
-                    r'name="csrf_token" value="([^"]+)"',
-                    client.get("/sign-in").get_data(as_text=True),
-                )
-                data = {"csrf_token": token.group(1) if token else "", "note": "x"}
-                headers = {k: v for k, v in headers.items() if k != "Cookie"}
+                # Past the CSRF check, so what refuses is the sign-in check, not CSRF: a
+                # well-signed made-up session carries its own token; anyone else gets an
+                # anonymous session's (a cookie signed with another key is one anyway).
+                if who == "cookie with a made-up session":
+                    token = FORGED_CSRF
+                else:
+                    token = anonymous_csrf_token(client)
+                data = {"csrf_token": token, "note": "x"}
             answer = client.open(path, method=method, headers=headers, data=data)
             assert refused(answer), (service, endpoint, method, path, who, answer.status_code)
 

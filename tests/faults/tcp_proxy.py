@@ -11,6 +11,12 @@ but through a proxy they never would (the proxy's kernel acknowledges every byte
 so the proxy gives up for them. `heal()` resets the connections held silent during
 the cut (their attempts are as good as lost) and relays new ones again.
 
+`lose_answers()` is the partition that hurts most: requests still reach the target,
+its answers are lost on the way back. The target did the work (a broker appended the
+records) but the client cannot know, so it times out and sends again: at-least-once
+delivery made to happen, not left to the luck of a cut landing mid-request. `heal()`
+resets every connection open then (each lost bytes mid-stream).
+
 asyncio in a thread of its own: one task per direction of each connection, nothing
 polls.
 """
@@ -36,6 +42,7 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._open: set[asyncio.StreamWriter] = set()  # every socket we hold, both sides
         self._healed = asyncio.Event()  # set while traffic flows
+        self._answers_lost = False  # set while the target's answers are dropped
         self.connections = 0  # relayed to the target, for tests that want to know
 
     @property
@@ -57,6 +64,10 @@ class TcpProxy:
     def cut(self) -> None:
         """From now on nothing passes; returns once every open connection is reset."""
         self._call(self._cut())
+
+    def lose_answers(self) -> None:
+        """From now on what clients send reaches the target; what it answers is dropped."""
+        self._call(self._lose_answers())
 
     def heal(self) -> None:
         self._call(self._heal())
@@ -81,7 +92,13 @@ class TcpProxy:
         self._healed.clear()
         self._reset_all()
 
+    async def _lose_answers(self) -> None:
+        self._answers_lost = True
+
     async def _heal(self) -> None:
+        if self._answers_lost:
+            self._answers_lost = False
+            self._reset_all()
         # Held connections wake up, see they came in during the cut, and reset.
         self._healed.set()
 
@@ -110,7 +127,8 @@ class TcpProxy:
         self._open.add(up_writer)
         self.connections += 1
         await asyncio.gather(
-            self._pipe(reader, up_writer, writer), self._pipe(up_reader, writer, up_writer)
+            self._pipe(reader, up_writer, writer),
+            self._pipe(up_reader, writer, up_writer, answers=True),
         )
 
     async def _pipe(
@@ -118,10 +136,13 @@ class TcpProxy:
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         other: asyncio.StreamWriter,
+        answers: bool = False,
     ) -> None:
         """Copy one direction until either side ends; then end the whole connection."""
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(CHUNK):
+                if answers and self._answers_lost:
+                    continue
                 writer.write(data)
                 await writer.drain()
         self._forget(writer)

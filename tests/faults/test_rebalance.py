@@ -77,6 +77,7 @@ def test_a_member_joining_and_leaving_mid_stream_changes_no_count(koe_factory, f
     citizens.stop()
 
     assert set(citizens.statuses) == {202}, f"the API answered {citizens.statuses}"
+    assert citizens.hangs == citizens.broken == 0
     wait_until_counted(koe, citizens)
     result = tally(koe, citizens)
     assert result.wrong == []

@@ -211,17 +211,20 @@ def cpu_groups(stack: LocalStack) -> dict[str, list[psutil.Process]]:
             groups[name] = [main]
     groups["broker (Tansu)"] = [psutil.Process(stack.broker.process.pid)]
     groups["SMTP sink"] = [psutil.Process(stack.sink.pid)]
-    databases = [stack.env[f"{s.upper()}_DATABASE_URL"].rsplit("/", 1)[1] for s in SERVICES]
-    ours, shared = [], []
+    databases = {s: stack.env[f"{s.upper()}_DATABASE_URL"].rsplit("/", 1)[1] for s in SERVICES}
+    backends: dict[str, list[psutil.Process]] = {s: [] for s in SERVICES}
+    shared = []
     for p in psutil.process_iter(["name", "cmdline"]):
         if p.info["name"] != "postgres":
             continue
         title = " ".join(p.info["cmdline"] or ())
-        if any(f" {db} " in title for db in databases):
-            ours.append(p)
+        service = next((s for s, db in databases.items() if f" {db} " in title), None)
+        if service:
+            backends[service].append(p)
         elif not title.startswith("postgres: ") or any(w in title for w in PG_SHARED):
             shared.append(p)
-    groups["postgres backends (koe's DBs)"] = ours
+    for service, procs in backends.items():
+        groups[f"postgres backends ({service} DB)"] = procs
     groups["postgres shared (WAL writer, checkpointer, …)"] = shared
     groups["this harness (samples, stats polls)"] = [psutil.Process()]
     return groups

@@ -32,12 +32,13 @@ $(AXE): package.json package-lock.json
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk
 
 test: $(STAMP) $(AXE) /usr/bin/chromium ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
-	$(BIN)/python -m pytest --ignore=tests/faults
+	$(BIN)/python -m pytest --numprocesses=auto --ignore=tests/faults
 
 # The load in the fault suite and the benchmarks comes from wrk (Debian's).
 /usr/bin/wrk:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
 
+# One test at a time: each stresses the whole machine and measures what its fault caught in flight.
 test-faults: $(STAMP) /usr/bin/wrk ## break koe on purpose (broker cut, kill -9, SMTP and DB outages, poison, load) and check nothing is lost
 	$(BIN)/python -m pytest tests/faults
 

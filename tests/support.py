@@ -6,6 +6,8 @@ import json
 import os
 import random
 import re
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -27,6 +29,7 @@ API_TOKEN = "test-token-" + "x" * 24
 SECRET_KEY = "test-session-secret-" + "y" * 24  # the dashboard's cookie key
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
+CLERK_PASSWORD = "a clerk's long password"  # noqa: S105 (a test password)
 DX_TITLE = "津市の自治体DX取組状況"
 ALERT_EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
 
@@ -199,3 +202,29 @@ class Koe:
             return 0
         response.raise_for_status()
         return response.json()["windows"]["all"]["n"]
+
+    def create_account(self, email: str, division: str) -> None:
+        """A division clerk's dashboard account, made with the CLI operators use."""
+        result = subprocess.run(
+            [sys.executable, "-m", "aggregator.accounts", "create"]
+            + ["--email", email, "--division", division],
+            input=CLERK_PASSWORD + "\n",
+            env=self.stack.service_env("aggregator"),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+
+    def signed_in(self, email: str) -> requests.Session:
+        """A browser-like session signed in to the dashboard as `email`."""
+        http = requests.Session()
+        form = http.get(self.url("aggregator", "/sign-in"), timeout=10).text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+        response = http.post(
+            self.url("aggregator", "/sign-in"),
+            data={"email": email, "password": CLERK_PASSWORD, "csrf_token": token},
+            timeout=10,
+        )
+        assert response.status_code == 200 and response.url.endswith("/pages")
+        return http

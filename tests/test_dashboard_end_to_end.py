@@ -6,8 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -16,44 +14,6 @@ from koe_kit.testing import wait_until
 from support import DX_PAGE, SITE
 
 pytestmark = pytest.mark.e2e
-PASSWORD = "a clerk's long password"  # noqa: S105 (a test password)
-
-
-def create_account(koe, email: str, division: str) -> None:
-    env = koe.stack.service_env("aggregator")
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "aggregator.accounts",
-            "create",
-            "--email",
-            email,
-            "--division",
-            division,
-        ],
-        input=PASSWORD + "\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert result.returncode == 0, result.stderr
-
-
-def signed_in(koe, email: str):
-    import requests
-
-    http = requests.Session()
-    form = http.get(koe.url("aggregator", "/sign-in"), timeout=10).text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
-    response = http.post(
-        koe.url("aggregator", "/sign-in"),
-        data={"email": email, "password": PASSWORD, "csrf_token": token},
-        timeout=10,
-    )
-    assert response.status_code == 200 and response.url.endswith("/pages")
-    return http
 
 
 def test_a_clerk_sees_their_pages_answers_on_the_dashboard_and_in_the_csv(koe_factory):
@@ -64,8 +24,8 @@ def test_a_clerk_sees_their_pages_answers_on_the_dashboard_and_in_the_csv(koe_fa
         assert answer.status_code == 202, answer.text
     dx_id, gomi_id = (page_id_for_url(canonical_url(u)) for u in (DX_PAGE, gomi_url))
     wait_until(lambda: koe.page_n(dx_id) == 1 and koe.page_n(gomi_id) == 1, what="the stats")
-    create_account(koe, "clerk@somu.example", "somu-dx")
-    http = signed_in(koe, "clerk@somu.example")
+    koe.create_account("clerk@somu.example", "somu-dx")
+    http = koe.signed_in("clerk@somu.example")
 
     listing = http.get(koe.url("aggregator", "/pages"), timeout=10).text
     assert re.findall(r'<tr data-page-id="([^"]+)"', listing) == [dx_id]

@@ -38,7 +38,6 @@ from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
 from support import API_TOKEN, DX_PAGE, SITE, Koe, publish, submitted
-from test_dashboard_end_to_end import create_account, signed_in
 
 pytestmark = pytest.mark.e2e
 
@@ -628,8 +627,8 @@ def test_a_hostile_title_reaches_the_email_and_the_dashboard_only_as_text(
     assert "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;" in markup
 
     # The dashboard: in the page list and on the page, the title is escaped text.
-    create_account(koe, "clerk@somu.example", "somu-dx")
-    clerk = signed_in(koe, "clerk@somu.example")
+    koe.create_account("clerk@somu.example", "somu-dx")
+    clerk = koe.signed_in("clerk@somu.example")
     escaped = html.escape(ONE_LINE_TITLE, quote=False)
     for path in ("/pages", f"/pages/{dx_id}"):
         body = clerk.get(koe.url("aggregator", path), timeout=10).text

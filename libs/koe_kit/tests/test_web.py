@@ -1,7 +1,9 @@
-"""Shared HTTP behaviour: a database outage answers 503 with Retry-After, then recovers;
-the client's address behind reverse proxies."""
+"""Shared HTTP behaviour: a database outage answers 503 with Retry-After (at once while the
+process rests the database), then recovers; the client's address behind reverse proxies."""
 
 from __future__ import annotations
+
+import time
 
 import pytest
 from flask import Flask, jsonify, request
@@ -10,10 +12,12 @@ from sqlalchemy import text
 from koe_kit.db import make_engine
 from koe_kit.web import db_session, health_blueprint, init_db, init_json_errors, trust_proxies
 
+REST_S = 1.0
+
 
 def make_app(url: str) -> Flask:
     app = Flask(__name__)
-    init_db(app, make_engine(url))
+    init_db(app, make_engine(url), rest_s=REST_S)
     init_json_errors(app)
     app.register_blueprint(health_blueprint())
 
@@ -50,6 +54,13 @@ def test_database_outage_is_a_503_with_retry_after_and_recovers(new_pg_database,
 
     with pg_admin.connect() as admin:
         admin.execute(text(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true'))
+    # Right after a failure the process does not try the database again (each try
+    # waits out the connect timeout when it is unreachable): 503 at once, whatever
+    # the database's state, until the rest is over.
+    resting = client.post("/write")
+    assert resting.status_code == 503
+    assert resting.headers["Retry-After"] == "5"
+    time.sleep(REST_S)
     assert client.post("/write").status_code == 201
     assert client.get("/readyz").status_code == 200
     with make_engine(url).connect() as connection:

@@ -4,6 +4,7 @@ the client's address behind reverse proxies."""
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable
 
@@ -22,10 +23,21 @@ log = logging.getLogger(__name__)
 DATABASE_RETRY_AFTER_S = 5
 
 
-def init_db(app: Flask, engine: Engine) -> None:
-    """Bind an engine; views get a per-request session from `db_session()`."""
+class DatabaseResting(Exception):
+    """The database failed a moment ago; this process does not try it again yet."""
+
+
+def init_db(app: Flask, engine: Engine, rest_s: float = DATABASE_RETRY_AFTER_S) -> None:
+    """Bind an engine; views get a per-request session from `db_session()`.
+
+    After the database fails a request (OperationalError), this process answers 503 at
+    once for `rest_s` instead of trying it again: with the database unreachable, every
+    try waits out the connect timeout, and a few sync workers doing that would keep
+    every other citizen waiting in the queue. Clients are told the same in Retry-After.
+    """
     app.extensions["koe.engine"] = engine
     app.extensions["koe.sessions"] = session_factory(engine)
+    app.extensions["koe.db_rest_s"] = rest_s
 
     @app.teardown_appcontext
     def close_session(_exc: BaseException | None) -> None:
@@ -38,6 +50,8 @@ def db_session() -> Session:
     from flask import current_app
 
     if "koe_session" not in g:
+        if time.monotonic() < current_app.extensions.get("koe.db_resting_until", 0.0):
+            raise DatabaseResting()
         g.koe_session = current_app.extensions["koe.sessions"]()
     return g.koe_session
 
@@ -119,14 +133,25 @@ def init_json_errors(app: Flask) -> None:
         # The database is down or unreachable: nothing was stored (the transaction
         # never committed), so the client may safely send the same thing again.
         log.warning("database unavailable", extra={"error": str(exc)[:300]})
-        response = jsonify(error="Service Unavailable", message="database unavailable, retry")
-        response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
-        return response, 503
+        app.extensions["koe.db_resting_until"] = time.monotonic() + app.extensions.get(
+            "koe.db_rest_s", DATABASE_RETRY_AFTER_S
+        )
+        return _unavailable()
+
+    @app.errorhandler(DatabaseResting)
+    def database_resting(_exc: DatabaseResting):
+        return _unavailable()
 
     @app.errorhandler(Exception)
     def unexpected(exc: Exception):
         log.exception("unhandled error", extra={"request_id": g.get("request_id")})
         return jsonify(error="Internal Server Error", request_id=g.get("request_id")), 500
+
+
+def _unavailable():
+    response = jsonify(error="Service Unavailable", message="database unavailable, retry")
+    response.headers["Retry-After"] = str(DATABASE_RETRY_AFTER_S)
+    return response, 503
 
 
 def _safe_id(value: str) -> bool:

@@ -200,6 +200,12 @@ def read_topic(
                 raise TimeoutError(f"could not read {topic} to its end in {timeout_s}s")
             for batch in consumer.poll(timeout_ms=200).values():
                 records.extend(batch)
+        # Tansu (the local broker) reports as end offset the last record batch's base
+        # offset + 1, so a fetch cut short inside that batch looks like the end: read on
+        # until a poll brings nothing more (with Kafka it brings nothing at once).
+        while time.monotonic() < deadline and (more := consumer.poll(timeout_ms=100)):
+            for batch in more.values():
+                records.extend(batch)
         return sorted(records, key=lambda r: (r.partition, r.offset))
     finally:
         consumer.close()

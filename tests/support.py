@@ -6,11 +6,13 @@ import json
 import os
 import random
 import re
+import socket
 import subprocess
 import sys
 import uuid
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
@@ -228,3 +230,29 @@ class Koe:
         )
         assert response.status_code == 200 and response.url.endswith("/pages")
         return http
+
+
+@dataclass(frozen=True)
+class RawAnswer:
+    status: int
+    headers: dict[str, str]  # lower-cased names
+    body: bytes
+
+
+def raw_http(port: int, request: bytes) -> RawAnswer:
+    """Send bytes no HTTP client would send as they are to a local web app; its answer,
+    parsed just enough."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    assert status_line.startswith("HTTP/1."), received[:300]
+    headers = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return RawAnswer(int(status_line.split()[1]), headers, body)

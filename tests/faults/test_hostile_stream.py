@@ -16,7 +16,6 @@ import html
 import io
 import json
 import re
-import socket
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
-from support import API_TOKEN, DX_PAGE, SITE, Koe, publish, submitted
+from support import API_TOKEN, DX_PAGE, SITE, Koe, RawAnswer, publish, raw_http, submitted
 
 pytestmark = pytest.mark.e2e
 
@@ -87,31 +86,6 @@ FOREIGN_ORIGINS = (
 
 
 # -- raw HTTP ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: dict[str, str]  # lower-cased names
-    body: bytes
-
-
-def exchange(port: int, request: bytes) -> Answer:
-    """Send raw bytes to a koe web app; its answer, parsed just enough."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        received = b""
-        while chunk := sock.recv(65536):
-            received += chunk
-    head, _, body = received.partition(b"\r\n\r\n")
-    status_line, *lines = head.decode("latin-1").split("\r\n")
-    assert status_line.startswith("HTTP/1."), received[:300]
-    headers = {}
-    for line in lines:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return Answer(int(status_line.split()[1]), headers, body)
 
 
 def http(
@@ -433,7 +407,7 @@ def published(bootstrap: str) -> list[dict]:
     return [events.decode(record.value) for record in read_topic([bootstrap], FEEDBACK_TOPIC)]
 
 
-def check_answer(hostile: Hostile, answer: Answer) -> None:
+def check_answer(hostile: Hostile, answer: RawAnswer) -> None:
     """Refused with a status it may get (never a 5xx), or, if neutralised, accepted; no
     CORS grant to anyone; a redirect that leads only to the page's own message."""
     what = hostile.request[-200:]  # the hostile part is at the end of most
@@ -469,7 +443,7 @@ def test_hostile_input_is_refused_and_never_disturbs_the_honest_stream(
         sent[input_class.name] = len(requests)
         for hostile in requests:
             last = citizens.total
-            answer = exchange(koe.stack.port(hostile.service), hostile.request)
+            answer = raw_http(koe.stack.port(hostile.service), hostile.request)
             check_answer(hostile, answer)
             if hostile.accepted and hostile.form:
                 accepted_by_form += 1

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -24,7 +23,7 @@ from feedback.models import OutboxEntry, Response
 from koe_kit import events
 from koe_kit.db import make_engine, upgrade
 from koe_kit.local_broker import free_port, wait_for_port
-from support import answered
+from support import answered, raw_http
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -282,19 +281,6 @@ def gunicorn_feedback(tmp_path_factory) -> Iterator[tuple[int, object]]:
         assert server.wait(timeout=30) == 0
 
 
-def exchange(port: int, request: bytes) -> tuple[int, bytes]:
-    """Send raw bytes to the server; its status code and the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-        sock.sendall(request)
-        sock.shutdown(socket.SHUT_WR)
-        answer = b""
-        while chunk := sock.recv(65536):
-            answer += chunk
-    status_line = answer.split(b"\r\n", 1)[0]
-    assert status_line.startswith(b"HTTP/1."), answer[:200]
-    return int(status_line.split()[1]), answer
-
-
 def stored_rows(engine) -> tuple[int, int]:
     with engine.connect() as connection:
         responses = len(connection.execute(select(Response.id)).all())
@@ -376,12 +362,12 @@ def test_gunicorn_refuses_hostile_requests_with_a_4xx_and_keeps_serving(
     port, engine = gunicorn_feedback
     before = stored_rows(engine)
 
-    status, answer = exchange(port, request_bytes)
+    answer = raw_http(port, request_bytes)
 
-    assert status in statuses, (case, answer[:300])
+    assert answer.status in statuses, (case, answer.body[:300])
     assert stored_rows(engine) == before, "nothing refused may be stored"
     # No crash: the same worker answers the next request.
-    healthy, _ = exchange(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-    assert healthy == 200
-    accepted, answer = exchange(port, post("/api/v1/feedback", GOOD))
-    assert accepted == 202, answer[:300]
+    healthy = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    assert healthy.status == 200
+    accepted = raw_http(port, post("/api/v1/feedback", GOOD))
+    assert accepted.status == 202, accepted.body[:300]

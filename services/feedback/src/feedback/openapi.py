@@ -13,11 +13,13 @@ from typing import Any
 import yaml
 from flask import Blueprint, Flask, current_app, jsonify, request
 
+from feedback.schemas import NOT_IN_A_URL
+
 blueprint = Blueprint("openapi", __name__)
 
 MAX_AGE_S = 3600
-# What may follow a site's origin in a page_url: the spec's own pattern, less its scheme.
-_REST_OF_URL = r"([/?#][^\x00-\x20\x7f-\x9f\"<>\\\u2028\u2029]*)?$"
+# What may follow a site's origin in a page_url: none of the characters FeedbackSchema refuses.
+_REST_OF_URL = f"([/?#][^{NOT_IN_A_URL}]*)?$"
 
 
 def load_spec() -> dict[str, Any]:

@@ -34,7 +34,8 @@ _SPACES = re.compile(r"\s{2,}")
 # What a browser never leaves raw in the URL it sends (it percent-encodes them, and
 # reads a backslash as a slash): controls (NUL among them, which PostgreSQL text cannot
 # hold), spaces, quotes and angle brackets. A page_url holding one is not a page's URL.
-_NOT_IN_A_URL = re.compile(r'[\x00-\x20\x7f-\x9f"<>\\\u2028\u2029]')
+NOT_IN_A_URL = r'\x00-\x20\x7f-\x9f"<>\\\u2028\u2029'  # a regex character class's contents
+_NOT_IN_A_URL = re.compile(f"[{NOT_IN_A_URL}]")
 
 
 def _as_a_browser_sends_it(url: str) -> None:

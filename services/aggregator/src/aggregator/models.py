@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Boolean, Date, DateTime, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -32,6 +32,35 @@ class ProcessedEvent(Base):
     findability: Mapped[str | None] = mapped_column(String(8))
     clarity: Mapped[str | None] = mapped_column(String(8))
     usefulness: Mapped[str | None] = mapped_column(String(8))
+    # Beyond its source's cap for the page and day (migration 0006): kept out of the
+    # scores, so a response that replaces it replaces excess, not a counted answer.
+    excess: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+class SourceCount(Base):
+    """Responses per page, city-local day and source (a keyed hash of the client's
+    address, see the feedback service's sources.py): at most the cap are counted in the
+    page's scores, the rest are excess. Alerts read it to ask for a crowd."""
+
+    __tablename__ = "source_counts"
+    __table_args__ = (Index("ix_source_counts_day", "day"), _UPDATED_IN_PLACE)
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    counted: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    excess: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class DailyExcess(Base):
+    """Responses per page and day beyond their sources' caps: shown to admins, never scored."""
+
+    __tablename__ = "daily_excess"
+    __table_args__ = _UPDATED_IN_PLACE
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    responses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class DailyCount(Base):

@@ -44,7 +44,7 @@ def test_responses_reach_the_stats_and_a_drop_emails_its_division_once(
     assert (clarity["yes"], clarity["neutral"], clarity["no"], clarity["n"]) == (1, 1, 0, 2)
     assert clarity["score"] == 75.0
     assert page["url"] == canonical_url(page_url)
-    assert page["division"] == "kankyo-gomi" or page["division"] is None
+    assert page["division"] == "kankyo-gomi"
 
     # 2. A page with four good weeks and then a bad one: one email, to its division.
     publish(broker.bootstrap, "koe.feedback.submitted.v1", history(DX_PAGE, 28, 7))

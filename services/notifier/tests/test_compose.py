@@ -23,7 +23,7 @@ DASHBOARD = "https://koe.city-tsu.example"
 
 def compose(event, directory, **options):
     page = event["data"]["page"]
-    division = directory.owner(page["url"], page["division"])
+    division = directory.owner(page["url"])
     options.setdefault("mail_from", "koe <koe@city-tsu.example>")
     return compose_alert_email(event, division, sent_at=SENT_AT, **options)
 

@@ -44,19 +44,15 @@ class Directory:
     def knows(self, code: str) -> bool:
         return code in self.divisions
 
-    def owner(self, page_url: str, division_code: str | None = None) -> Division:
-        """The division a page's alerts go to.
+    def owner(self, page_url: str) -> Division:
+        """The division a page's alerts go to: the longest URL prefix of divisions.yaml,
+        else the fallback.
 
-        The longest URL prefix of divisions.yaml wins: the city sets those, while
-        the snippet's code arrives in a public POST, so a claimed code must never
-        take a page (and its alert emails) away from the division that owns its
-        URL. A known code counts only for pages no prefix covers; then the fallback.
+        Only the city decides: a division code a snippet names arrives in a public POST,
+        and one person must not be able to move a page (its history, its alerts and
+        who may mark them handled) to another division by naming one (issue 11).
         """
-        return (
-            self.prefix_owner(page_url)
-            or (self.divisions.get(division_code) if division_code else None)
-            or self.fallback
-        )
+        return self.prefix_owner(page_url) or self.fallback
 
     def prefix_owner(self, page_url: str) -> Division | None:
         """The division whose longest URL prefix covers the page, if any."""

@@ -1,8 +1,7 @@
 """Which pages a dashboard account may see: its division's, or all for an admin.
 
-A page belongs to the division the notifier would email about it (a code the
-embed named, else the longest URL prefix in divisions.yaml, else the
-fallback), so a clerk sees exactly the pages whose alerts reach them. Every
+A page belongs to the division the notifier would email about it (the longest
+URL prefix in divisions.yaml, else the fallback; never a code a client named), so a clerk sees exactly the pages whose alerts reach them. Every
 dashboard query starts from `visible_pages`; nothing about another division's
 page leaves the database for the page being built.
 """
@@ -22,10 +21,10 @@ def may_see(account: Account, division: Division) -> bool:
 
 def visible_pages(session: Session, directory: Directory, account: Account) -> dict[str, Division]:
     """page id → owning division, for every page the account may see."""
-    rows = session.execute(select(Page.id, Page.url, Page.division))
+    rows = session.execute(select(Page.id, Page.url))
     visible = {}
-    for page_id, url, code in rows:
-        division = directory.owner(url, code)
+    for page_id, url in rows:
+        division = directory.owner(url)
         if may_see(account, division):
             visible[page_id] = division
     return visible
@@ -39,7 +38,7 @@ def visible_page(
     page = session.get(Page, page_id)
     if page is None:
         return None
-    division = directory.owner(page.url, page.division)
+    division = directory.owner(page.url)
     return (page, division) if may_see(account, division) else None
 
 

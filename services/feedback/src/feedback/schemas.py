@@ -137,19 +137,19 @@ class FeedbackSchema(Schema):
         )
 
     def _division(self, url: str, claimed: str | None) -> str | None:
-        """The owner of the page's URL prefix, whatever the snippet says: a public POST
-        must not move a page (and its alert emails) to another division. A snippet
-        that names another division is a CMS mistake the citizen cannot fix, so the
-        answer is kept, under the right division, and the mistake is logged."""
+        """The owner of the page's URL prefix (None: the fallback), whatever the snippet
+        says: a public POST must not move a page (and its alert emails) to another
+        division. A snippet that names another division is a CMS mistake the citizen
+        cannot fix, so the answer is kept, under the right division, and the mistake
+        is logged."""
         owner = self.directory.prefix_owner(url)
-        if owner is None:
-            return claimed
-        if claimed is not None and claimed != owner.code:
+        code = owner.code if owner is not None else None
+        if claimed is not None and claimed != code:
             log.warning(
                 "snippet names another division than the page's URL prefix",
-                extra={"page_url": url, "claimed": claimed, "owner": owner.code},
+                extra={"page_url": url, "claimed": claimed, "owner": code},
             )
-        return owner.code
+        return code
 
 
 def on_allowed_origin(url: str, origins: frozenset[str]) -> bool:

@@ -51,7 +51,7 @@ class AlertHandler:
                 log.info("alert already handled, skipped", extra={"alert_id": alert_id})
                 return
         page = alert["page"]
-        division = self.out.directory.owner(page["url"], page["division"])
+        division = self.out.directory.owner(page["url"])
         now = datetime.now(UTC)
         if division.delivery == "daily":
             with transaction(self.out.sessions) as session:

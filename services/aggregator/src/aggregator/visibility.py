@@ -1,9 +1,10 @@
 """Which pages a dashboard account may see: its division's, or all for an admin.
 
 A page belongs to the division the notifier would email about it (the longest
-URL prefix in divisions.yaml, else the fallback; never a code a client named), so a clerk sees exactly the pages whose alerts reach them. Every
-dashboard query starts from `visible_pages`; nothing about another division's
-page leaves the database for the page being built.
+URL prefix in divisions.yaml, else the fallback; never a code a client named),
+so a clerk sees exactly the pages whose alerts reach them. Every dashboard
+query starts from `visible_pages`; nothing about another division's page
+leaves the database for the page being built.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,8 +16,11 @@ from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.migrate import migrate
 from aggregator.models import DailyCount, DailyResponse
+from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[1] / "divisions.yaml")
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 PAGE_ID = "u-5f1c9a2d7e3b4c60"
@@ -58,7 +62,9 @@ def response(answers: dict[str, str], at: datetime, replaces: str | None = None)
 
 def run(sessions, *batch: dict) -> None:
     with transaction(sessions) as session:
-        handle_batch(session, list(batch), timezone=TOKYO, rule=DropRule(), now=T0)
+        handle_batch(
+            session, list(batch), timezone=TOKYO, rule=DropRule(), directory=DIRECTORY, now=T0
+        )
 
 
 def stats(sessions) -> tuple[int, dict[str, tuple[int, int, int]]]:

@@ -144,20 +144,23 @@ def seed_city(sessions, today: date) -> City:
     directory = load_directory(Path(__file__).parents[3] / "divisions.yaml")
     seen = datetime(2026, 1, 1, tzinfo=UTC)
     pages = [
-        (city.dx, f"{SITE}/shisei/dx/1234.html", "津市の自治体DX取組状況", "somu-dx", 6),
-        (city.xss, f"{SITE}/shisei/dx/xss.html", XSS_TITLE, None, 2),
-        (city.formula, f"{SITE}/shisei/dx/formula.html", FORMULA_TITLE, None, 1),
-        (city.gomi, f"{SITE}/kurashi/gomi/1.html", "ごみの出し方", "kankyo-gomi", 3),
-        (city.unowned, f"{SITE}/other/1.html", "その他のページ", None, 1),
+        (city.dx, f"{SITE}/shisei/dx/1234.html", "津市の自治体DX取組状況", 6),
+        (city.xss, f"{SITE}/shisei/dx/xss.html", XSS_TITLE, 2),
+        (city.formula, f"{SITE}/shisei/dx/formula.html", FORMULA_TITLE, 1),
+        (city.gomi, f"{SITE}/kurashi/gomi/1.html", "ごみの出し方", 3),
+        (city.unowned, f"{SITE}/other/1.html", "その他のページ", 1),
     ]
     with transaction(sessions) as session:
-        for page_id, url, title, division, volume in pages:
+        for page_id, url, title, volume in pages:
+            # Shown: as if the city's page list named them (the tests of who may see a
+            # page not shown yet are in test_pages.py).
             session.add(
                 Page(
                     id=page_id,
                     url=url,
                     title=title,
-                    division=division,
+                    title_from_list=True,
+                    visible=True,
                     first_seen=seen,
                     last_seen=seen,
                 )

@@ -20,6 +20,7 @@ from sqlalchemy import select
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox
+from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import make_engine, transaction
 from koe_kit.kafka import Message
@@ -28,6 +29,8 @@ from notifier.digest import DigestStep
 from notifier.handler import AlertHandler
 from notifier.migrate import migrate as migrate_notifier
 from notifier.outgoing import Outgoing
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 RULE = DropRule()
@@ -110,6 +113,7 @@ class History:
                     self.days[day],
                     timezone=TOKYO,
                     rule=RULE,
+                    directory=DIRECTORY,
                     now=datetime(day.year, day.month, day.day, 14, tzinfo=UTC),
                 )
         with sessions() as session:

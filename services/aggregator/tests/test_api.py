@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -12,8 +13,11 @@ from aggregator.config import load_settings
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import DailyCount, DailyResponse, Page
+from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 TOKEN = "s3cret-token-for-tests-0123456789"  # noqa: S105 (a test token)
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -31,7 +35,7 @@ def client(migrated_url, sessions):
                     id=A,
                     url="https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
                     title="津市の自治体DX取組状況",
-                    division="somu-dx",
+                    visible=True,
                     first_seen=seen,
                     last_seen=seen,
                 ),
@@ -39,7 +43,7 @@ def client(migrated_url, sessions):
                     id=B,
                     url="https://www.info.city.tsu.mie.jp/kurashi/gomi/1234.html",
                     title=None,
-                    division="kankyo",
+                    visible=True,
                     first_seen=seen,
                     last_seen=seen,
                 ),
@@ -155,8 +159,10 @@ def test_pages_list_matches_the_counts(client):
 
 
 def test_pages_list_filters_by_division_and_validates_as_of(client):
-    body = client.get("/api/v1/pages?division=kankyo&as_of=2026-11-27", headers=AUTH).get_json()
-    assert [p["id"] for p in body["pages"]] == [B]
+    # The division is divisions.yaml's for the page's URL.
+    query = "/api/v1/pages?division=kankyo-gomi&as_of=2026-11-27"
+    body = client.get(query, headers=AUTH).get_json()
+    assert [(p["id"], p["division"]) for p in body["pages"]] == [(B, "kankyo-gomi")]
     for bad in ("2026-13-01", "yesterday", "20261127"):
         response = client.get(f"/api/v1/pages?as_of={bad}", headers=AUTH)
         assert response.status_code == 400
@@ -213,7 +219,9 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
         feedback("2026-11-10T03:00:00Z", {"findability": "no", "usefulness": "yes"}),
     ]
     with transaction(sessions) as session:
-        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule())
+        handle_batch(
+            session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), directory=DIRECTORY
+        )
     client = create_app(
         load_settings(
             {"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}
@@ -244,6 +252,8 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
 
     # A redelivered batch counts no response twice.
     with transaction(sessions) as session:
-        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule())
+        handle_batch(
+            session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), directory=DIRECTORY
+        )
     [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
     assert page["windows"]["all"]["n"] == 4

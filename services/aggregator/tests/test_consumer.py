@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from prometheus_client import REGISTRY
@@ -15,11 +16,14 @@ from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
 from aggregator.outbox import OutboxPublisher
+from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import transaction
 from koe_kit.kafka import ensure_topics, make_producer, read_topic
 from koe_kit.local_broker import LocalBroker
 from koe_kit.testing import count_handled, running, wait_until
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 ALERTS = "koe.alerts.v1"
 PRUNED = "koe_aggregator_processed_events_pruned_total"
@@ -130,7 +134,7 @@ def test_unsent_alerts_go_out_when_the_consumer_starts(
     ]
     with transaction(sessions) as session:
         handle_batch(
-            session, history, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule()
+            session, history, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), directory=DIRECTORY
         )  # the shipped rule: 3 a day make its minimum n
 
     # Committed but never published (the broker was away): the consumer sends it at start.
@@ -217,7 +221,9 @@ def test_the_consumer_forgets_old_ids_but_not_those_the_topic_can_deliver_again(
     gone = [make_feedback("2026-11-19T03:00:00Z", {"clarity": "no"}) for _ in range(15)]
     for batch, age in ((on_topic, timedelta(days=36, hours=12)), (gone, timedelta(days=40))):
         with transaction(sessions) as session:
-            handle_batch(session, batch, timezone=TOKYO, rule=DropRule(), now=now - age)
+            handle_batch(
+                session, batch, timezone=TOKYO, rule=DropRule(), directory=DIRECTORY, now=now - age
+            )
     fresh = [make_feedback("2026-11-21T03:00:00Z", {"clarity": "yes"}) for _ in range(5)]
     settings = settings_for(broker, migrated_url, fast_kafka_env)
     produce(broker, settings, on_topic + fresh)

@@ -7,6 +7,7 @@ import json
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
@@ -22,8 +23,11 @@ from aggregator.models import (
     Page,
     ProcessedEvent,
 )
+from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import transaction
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 # The logic on small histories: the stricter shipped minimums are judged in docs/alerts.md.
@@ -32,7 +36,7 @@ RULE = DropRule(min_n_recent=10, min_n_baseline=20, alpha=0.05)
 
 def run(sessions, batch):
     with transaction(sessions) as session:
-        return handle_batch(session, batch, timezone=TOKYO, rule=RULE)
+        return handle_batch(session, batch, timezone=TOKYO, rule=RULE, directory=DIRECTORY)
 
 
 def counts(sessions) -> dict[tuple[str, str], tuple[int, int, int]]:
@@ -196,7 +200,9 @@ def test_a_replayed_old_drop_stays_quiet(sessions, make_feedback):
     aged = replace(RULE, max_age_days=3)
     with transaction(sessions) as session:
         today_plus_10 = datetime(2026, 12, 3, 3, 0, tzinfo=UTC)
-        result = handle_batch(session, history, timezone=TOKYO, rule=aged, now=today_plus_10)
+        result = handle_batch(
+            session, history, timezone=TOKYO, rule=aged, directory=DIRECTORY, now=today_plus_10
+        )
     assert result.counted == len(history)
     assert result.alerts == []
     assert outbox(sessions) == []
@@ -204,7 +210,9 @@ def test_a_replayed_old_drop_stays_quiet(sessions, make_feedback):
     other = drop_history(functools.partial(make_feedback, page_id="other"), date(2026, 10, 20))
     with transaction(sessions) as session:
         on_time = datetime(2026, 11, 25, 3, 0, tzinfo=UTC)
-        live = handle_batch(session, other, timezone=TOKYO, rule=aged, now=on_time)
+        live = handle_batch(
+            session, other, timezone=TOKYO, rule=aged, directory=DIRECTORY, now=on_time
+        )
     assert [a.page_id for a in live.alerts] == ["other"]
 
 

@@ -4,6 +4,7 @@ Kafka can still deliver (again, or as the response a later one replaces) is forg
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -15,8 +16,11 @@ from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import DailyCount, DailyResponse, ProcessedEvent
 from aggregator.pruning import ProcessedPruner, shortest_keep_days
+from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 # What Settings() would be without a KOE_PROCESSED_KEEP_DAYS: from schemas/topics.yaml.
@@ -27,7 +31,12 @@ SHORTEST = shortest_keep_days(FEEDBACK_TOPIC)
 def count(sessions, events, processed_at: datetime):
     with transaction(sessions) as session:
         return handle_batch(
-            session, events, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), now=processed_at
+            session,
+            events,
+            timezone=ZoneInfo("Asia/Tokyo"),
+            rule=DropRule(),
+            directory=DIRECTORY,
+            now=processed_at,
         )
 
 

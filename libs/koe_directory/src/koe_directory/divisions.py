@@ -54,6 +54,12 @@ class Directory:
         """
         return self.prefix_owner(page_url) or self.fallback
 
+    def prefix_code(self, page_url: str) -> str | None:
+        """The code of the division whose URL prefix covers the page; None for the
+        fallback's pages (what koe's events and stats API call a page's division)."""
+        owner = self.prefix_owner(page_url)
+        return owner.code if owner is not None else None
+
     def prefix_owner(self, page_url: str) -> Division | None:
         """The division whose longest URL prefix covers the page, if any."""
         try:

@@ -59,6 +59,10 @@ class AlertView:
         return self.handled_at is not None
 
 
+# An alert's page, if it is shown (pages/registry.py): a hidden page's alerts are not.
+_shown_page = (Page.id == AlertOutbox.page_id) & Page.visible
+
+
 def _scoped(session: Session, query: Select, page_ids: Collection[str] | None) -> Select:
     """The query over the given pages' alerts only; None means every page (an admin)."""
     if page_ids is None:
@@ -78,7 +82,7 @@ def list_alerts(
     """Newest first; status is one of STATUSES."""
     query = (
         select(AlertOutbox, AlertHandling, Page.title, Page.url)
-        .join(Page, Page.id == AlertOutbox.page_id)
+        .join(Page, _shown_page)
         .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
         # The id breaks ties, so a page boundary never shows an alert twice or skips one.
         .order_by(AlertOutbox.created_at.desc(), AlertOutbox.id.desc())
@@ -102,7 +106,7 @@ def alert_counts(session: Session, page_ids: Collection[str] | None) -> dict[str
     query = (
         select(func.count(), func.count(AlertHandling.alert_id))
         .select_from(AlertOutbox)
-        .join(Page, Page.id == AlertOutbox.page_id)  # as list_alerts, so the two agree
+        .join(Page, _shown_page)  # as list_alerts, so the two agree
         .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
     )
     every, handled = session.execute(_scoped(session, query, page_ids)).one()

@@ -28,6 +28,7 @@ from aggregator.drop_rule import (
 )
 from aggregator.models import AlertOutbox, AlertState, DailyCount, Page
 from aggregator.scoring import Tally, Window, question_score, wilson_interval
+from koe_directory import Directory
 from koe_kit import events
 from koe_kit.db import among, dialect_insert
 
@@ -43,7 +44,11 @@ Alert = DropAlert | RecoveryAlert
 
 
 def raise_alerts(
-    session: Session, as_of: Mapping[str, date], rule: DropRule, now: datetime
+    session: Session,
+    as_of: Mapping[str, date],
+    rule: DropRule,
+    now: datetime,
+    directory: Directory,
 ) -> list[Alert]:
     """Judge each page at its as_of (the latest event day the batch brought for it)."""
     drops = _drops(session, as_of, rule)
@@ -51,7 +56,7 @@ def raise_alerts(
     recoveries = _recoveries(session, as_of, rule)
     alerts: list[Alert] = [*drops, *recoveries]
     if alerts:
-        _record(session, drops, recoveries, now)
+        _record(session, drops, recoveries, now, directory)
     return alerts
 
 
@@ -187,15 +192,17 @@ def daily_tallies(
 
 
 def _record(
-    session: Session, drops: list[DropAlert], recoveries: list[RecoveryAlert], now: datetime
+    session: Session,
+    drops: list[DropAlert],
+    recoveries: list[RecoveryAlert],
+    now: datetime,
+    directory: Directory,
 ) -> None:
     page_ids = list({a.page_id for a in [*drops, *recoveries]})
     pages = {
         row.id: row
         for row in session.execute(
-            select(Page.id, Page.url, Page.title, Page.division).where(
-                among(session, Page.id, page_ids)
-            )
+            select(Page.id, Page.url, Page.title).where(among(session, Page.id, page_ids))
         )
     }
     outbox_rows = []
@@ -205,7 +212,8 @@ def _record(
             "id": alert.page_id,
             "url": page.url,
             "title": page.title,
-            "division": page.division,
+            # divisions.yaml's for the URL, never a code an answer named.
+            "division": directory.prefix_code(page.url),
         }
         event = alert_event(alert, info, now)
         outbox_rows.append(

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from flask import Flask
 
-from aggregator.config import Settings, load_settings, require_secret_key, require_token
+from aggregator.config import (
+    Settings,
+    load_divisions,
+    load_settings,
+    require_secret_key,
+    require_token,
+)
 from aggregator.dashboard import dashboard
 from aggregator.export import export
 from aggregator.views import api
-from koe_directory import DirectoryError, load_directory
-from koe_kit.config import ConfigError
 from koe_kit.db import make_engine
 from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors, trust_proxies
@@ -22,10 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(need_token=True)
     require_token(settings)
     secret_key = require_secret_key(settings)
-    try:
-        directory = load_directory(settings.divisions_file)
-    except DirectoryError as exc:
-        raise ConfigError([f"KOE_DIVISIONS_FILE: {exc}"]) from None
+    directory = load_divisions(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key,

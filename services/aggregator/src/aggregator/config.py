@@ -13,8 +13,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+from aggregator.counting import DEFAULT_PER_SOURCE_DAY
 from aggregator.drop_rule import DropRule
-from aggregator.pruning import default_keep_days, shortest_keep_days
+from aggregator.pages.registry import DEFAULT_MIN_SOURCES
+from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
+from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import ConfigError, EnvReader
 from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
@@ -41,6 +44,13 @@ class Settings:
     trusted_proxies: int = 0
     # How long a counted event is remembered (pruning.py): as long as Kafka can deliver it.
     processed_keep_days: int = default_keep_days(FEEDBACK_TOPIC)
+    # Responses per page, city-local day and source that count (counting.py).
+    count_per_source_day: int = DEFAULT_PER_SOURCE_DAY
+    # Distinct sources that must answer a page the city's list does not name before it
+    # is shown, and that must send a title before it is the page's (pages/registry.py).
+    page_min_sources: int = DEFAULT_MIN_SOURCES
+    # How long source_counts rows are kept (pruning.py); the counts stay.
+    source_keep_days: int = DEFAULT_SOURCE_KEEP_DAYS
 
 
 def load_settings(
@@ -90,6 +100,16 @@ def load_settings(
         "schemas/topics.yaml + 7 days (Kafka deletes whole segments), and a shorter "
         "memory would count such an event twice",
     )
+    count_per_source_day = reader.int("KOE_COUNT_PER_SOURCE_DAY", DEFAULT_PER_SOURCE_DAY, minimum=1)
+    page_min_sources = reader.int("KOE_PAGE_MIN_SOURCES", DEFAULT_MIN_SOURCES, minimum=1)
+    judged_days = rule.recent_days + rule.baseline_days
+    source_keep_days = reader.int(
+        "KOE_SOURCE_KEEP_DAYS",
+        max(DEFAULT_SOURCE_KEEP_DAYS, judged_days),
+        minimum=judged_days,
+        hint="days; alerts read the sources of the days they judge "
+        "(KOE_ALERT_RECENT_DAYS + KOE_ALERT_BASELINE_DAYS)",
+    )
     if need_token:
         for problem in (token_problem(token), secret_key_problem(secret_key)):
             if problem:
@@ -107,7 +127,18 @@ def load_settings(
         divisions_file=divisions_file,
         trusted_proxies=trusted_proxies,
         processed_keep_days=processed_keep_days,
+        count_per_source_day=count_per_source_day,
+        page_min_sources=page_min_sources,
+        source_keep_days=source_keep_days,
     )
+
+
+def load_divisions(settings: Settings) -> Directory:
+    """divisions.yaml, or ConfigError saying why it cannot be read."""
+    try:
+        return load_directory(settings.divisions_file)
+    except DirectoryError as exc:
+        raise ConfigError([f"KOE_DIVISIONS_FILE: {exc}"]) from None
 
 
 def token_problem(token: str | None) -> str | None:

@@ -3,7 +3,8 @@
 Consumer group `aggregator` (KOE_CONSUMER_GROUP) on koe.feedback.submitted.v1;
 poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
 loop commits offsets only after it, then the outbox publisher sends new alerts and,
-now and then, the pruner forgets events Kafka can no longer deliver again.
+now and then, the pruners forget events Kafka can no longer deliver again and
+sources no alert reads any more.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
-from aggregator.config import Settings, load_settings
+from aggregator.config import Settings, load_divisions, load_settings
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
-from aggregator.pruning import ProcessedPruner
+from aggregator.pruning import ProcessedPruner, SourcePruner
+from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
@@ -33,10 +35,12 @@ class BatchHandler:
         self,
         sessions: sessionmaker[Session],
         settings: Settings,
+        directory: Directory,
         publisher: OutboxPublisher | None = None,
     ):
         self.sessions = sessions
         self.settings = settings
+        self.directory = directory
         self.publisher = publisher
 
     def __call__(self, messages: list[Message]) -> None:
@@ -47,6 +51,9 @@ class BatchHandler:
                     [m.event for m in messages],
                     timezone=self.settings.timezone,
                     rule=self.settings.drop_rule,
+                    directory=self.directory,
+                    per_source_day=self.settings.count_per_source_day,
+                    page_min_sources=self.settings.page_min_sources,
                 )
         except IntegrityError as exc:
             # Another member (mid-rebalance) counted some of these events first;
@@ -60,8 +67,10 @@ class BatchHandler:
 def build_loop(
     settings: Settings, publisher: OutboxPublisher | None = None
 ) -> tuple[ConsumerLoop, OutboxPublisher]:
-    """The loop and its publisher; the caller calls `publisher.close()` after run()."""
+    """The loop and its publisher; the caller calls `publisher.close()` after run().
+    Raise ConfigError when divisions.yaml cannot be read."""
     assert settings.kafka is not None
+    directory = load_divisions(settings)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     if publisher is None:
@@ -75,18 +84,22 @@ def build_loop(
             delivery_timeout_ms=20_000,
         )
         publisher = OutboxPublisher(sessions, producer)
-    pruner = ProcessedPruner(sessions, settings.processed_keep_days)
+    pruners = [
+        ProcessedPruner(sessions, settings.processed_keep_days),
+        SourcePruner(sessions, settings.source_keep_days, settings.timezone),
+    ]
 
     def after_commit() -> None:
         # Outside the batch's transaction: neither holds the batch's locks any longer.
         publisher()
-        pruner()
+        for prune in pruners:
+            prune()
 
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
         topic=TOPIC,
-        handler=BatchHandler(sessions, settings, publisher),
+        handler=BatchHandler(sessions, settings, directory, publisher),
         after_commit=after_commit,
     )
     return loop, publisher
@@ -98,7 +111,10 @@ def main() -> None:
     except ConfigError as exc:
         exit_on_config_error(exc)
     setup_logging("aggregator")
-    loop, publisher = build_loop(settings)
+    try:
+        loop, publisher = build_loop(settings)
+    except ConfigError as exc:
+        exit_on_config_error(exc)
     loop.install_signal_handlers()
     try:
         loop.run()

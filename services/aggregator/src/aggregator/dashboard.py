@@ -24,6 +24,7 @@ from aggregator.access import (
     login_required,
     protect,
     safe_next,
+    settings,
     signed_in_account,
     today,
 )
@@ -31,7 +32,7 @@ from aggregator.accounts import authenticate
 from aggregator.i18n import format_score
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
-from aggregator.visibility import divisions_for, visible_page, visible_pages
+from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
 from koe_directory import QUESTION_KEYS
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
@@ -152,7 +153,7 @@ def pages():
         and (division is None or owner.code == division)
     ]
     as_of = today()
-    rows = stats.list_pages(db, as_of=as_of, page_ids=wanted)
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
     if text:
         needle = text.casefold()
         rows = [
@@ -191,6 +192,8 @@ def pages():
         as_of=as_of,
         number=number,
         pages_total=pages_total,
+        waiting=waiting_pages(db) if account.is_admin else None,
+        min_sources=settings().page_min_sources,
     )
 
 
@@ -205,7 +208,9 @@ def page(page_id: str):
     period = request.args.get("period") if request.args.get("period") in trends.PERIODS else None
     period = period or "daily"
     as_of = today()
-    detail = stats.page_detail(db, page_id, as_of=as_of, days=trends.series_days(period))
+    detail = stats.page_detail(
+        db, page_id, as_of=as_of, days=trends.series_days(period), directory=directory()
+    )
     assert detail is not None
     series = trends.question_series(detail["daily"], period)
     return render_template(
@@ -219,6 +224,9 @@ def page(page_id: str):
         windows=list(WINDOWS),
         alerts=alert_records.list_alerts(db, None, page_id=page_id),
         as_of=as_of,
+        # Clerks see the scores only; what was left out of them is for admins.
+        excess=stats.excess_by_window(db, page_id, as_of) if account.is_admin else None,
+        cap=settings().count_per_source_day,
     )
 
 
@@ -232,7 +240,7 @@ def overview():
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
     as_of = today()
     visible = visible_pages(db, directory(), account)
-    rows = stats.list_pages(db, as_of=as_of, page_ids=list(visible))
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=list(visible))
     plots = {}
     for question in QUESTION_KEYS:
         figures = [(row, row["windows"][window]["questions"][question]) for row in rows]

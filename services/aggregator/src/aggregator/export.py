@@ -100,7 +100,7 @@ def pages_rows(
     page_ids = sorted(owners)
     for start in range(0, len(page_ids), CHUNK):
         for page in stats.list_pages(
-            session, as_of=as_of, page_ids=page_ids[start : start + CHUNK]
+            session, as_of=as_of, directory=directory(), page_ids=page_ids[start : start + CHUNK]
         ):
             owner = owners[page["id"]]
             for name in WINDOWS:

@@ -70,6 +70,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pages.title": ("ページ一覧", "Pages"),
     "pages.count": ("{count}ページ", "{count} pages"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
+    "pages.waiting": (
+        "このほか{count}ページは、回答した送信元が{sources}より少なく、市のページ一覧にも"
+        "ないため、まだ表示していません (管理者にのみ表示)。",
+        "{count} more pages are not shown yet: fewer than {sources} sources answered them "
+        "and the city's page list does not name them (shown to admins only).",
+    ),
     "untitled": ("(タイトルなし)", "(untitled)"),
     "csv.pages": ("CSVでダウンロード (Excel用)", "Download CSV (for Excel)"),
     "csv.sjis": ("Shift_JIS版", "Shift_JIS version"),
@@ -90,6 +96,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "day": ("日付", "Day"),
     "week_of": ("週 (開始日)", "Week (starting)"),
     "detail.alerts": ("このページのアラート", "Alerts for this page"),
+    "excess.title": ("集計に含めていない回答 (管理者のみ)", "Responses not counted (admins only)"),
+    "excess.explain": (
+        "同じ日に同じ送信元 (1つのIPアドレス) から、このページへ{cap}件を超えて届いた回答です。"
+        "一人で満足度を動かせないよう、満足度・回答数・CSV・アラートには含めていません。"
+        "職場や携帯電話の回線を大勢で共有している場合は、別々の人の回答が含まれることもあります。",
+        "Responses to this page beyond {cap} from the same source (one IP address) on one "
+        "day. So that one person cannot move the numbers, they are left out of scores, "
+        "response counts, CSV files and alerts. Where many people share one connection "
+        "(an office, a mobile carrier), they may include answers of different people.",
+    ),
+    "excess.n": ("回答数", "Responses"),
     "alerts.none": ("アラートはありません。", "No alerts."),
     "alerts.title": ("アラート", "Alerts"),
     "alerts.raised": ("発生", "Raised"),

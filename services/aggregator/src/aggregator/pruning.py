@@ -1,4 +1,5 @@
-"""Forgetting processed events once Kafka can no longer deliver them again.
+"""Forgetting processed events once Kafka can no longer deliver them again, and
+sources once no alert reads them.
 
 processed_events holds a row per response counted. A row is needed while its event
 can come again (a crash between the database commit and the offset commit; the
@@ -21,6 +22,13 @@ refuses it), and defaults to one day more, for the window and a relay held up by
 an outage. A rebuild by replay (docs/operations.md) starts from an empty
 database: every row it writes is new, so pruning has nothing of it to forget.
 
+source_counts holds a row per page, day and source answering it (counting.py): what
+alerts read to ask for a crowd. Its rows go KOE_SOURCE_KEEP_DAYS (default 100) after
+their day; the counts, daily_excess and pages.sources stay. 100 days covers the
+alerts' windows: the drop rule reads 35 days (7 recent after 28 of baseline), and a
+detector with an 84-day reference ending 14 days back reads 98; start-up refuses
+fewer days than the drop rule's windows.
+
 The consumer prunes between batches (its after_commit hook), never inside a
 batch's transaction: a chunk of rows at a time, each chunk its own short
 transaction, a few chunks per call so that polling is not held up. A backlog
@@ -32,14 +40,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import delete, select
+from sqlalchemy import ColumnElement, delete, select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aggregator.metrics import PROCESSED_PRUNED
-from aggregator.models import ProcessedEvent
+from aggregator.metrics import PROCESSED_PRUNED, SOURCES_PRUNED
+from aggregator.models import ProcessedEvent, SourceCount
 from koe_kit import events
 from koe_kit.db import claim, transaction
 
@@ -49,6 +59,8 @@ log = logging.getLogger(__name__)
 SEGMENT_SLACK_DAYS = 7
 # The replacement window and a relay delayed by an outage.
 MARGIN_DAYS = 1
+# The alerts' longest window back (98 days) and a margin.
+DEFAULT_SOURCE_KEEP_DAYS = 100
 _DAY_MS = 24 * 3600 * 1000
 
 
@@ -62,25 +74,25 @@ def default_keep_days(topic: str) -> int:
     return shortest_keep_days(topic) + MARGIN_DAYS
 
 
-class ProcessedPruner:
-    """Deletes processed_events rows older than `keep_days`, now and then, in chunks.
+class Pruner:
+    """Deletes rows past their keep days, now and then, in chunks.
 
     Called after every committed batch; it does its work at most once per
     `every_s`, unless the last call left rows behind. Never raises for a
-    database outage: the rows wait for the next call.
+    database outage: the rows wait for the next call. A subclass says which rows.
     """
+
+    what = "rows"
 
     def __init__(
         self,
         sessions: sessionmaker[Session],
-        keep_days: int,
         *,
         every_s: float = 300.0,
         chunk: int = 1000,
         chunks_per_call: int = 10,
     ):
         self.sessions = sessions
-        self.keep = timedelta(days=keep_days)
         self.every_s = every_s
         self.chunk = chunk
         self.chunks_per_call = chunks_per_call
@@ -93,34 +105,89 @@ class ProcessedPruner:
         try:
             pruned, more = self.prune()
         except OperationalError as exc:
-            log.warning("could not prune processed events", extra={"error": str(exc)[:300]})
+            log.warning(f"could not prune {self.what}", extra={"error": str(exc)[:300]})
             return 0
         self._next = 0.0 if more else time.monotonic() + self.every_s
         if pruned:
-            log.info("pruned processed events", extra={"rows": pruned, "more": more})
+            log.info(f"pruned {self.what}", extra={"rows": pruned, "more": more})
         return pruned
 
     def prune(self, now: datetime | None = None) -> tuple[int, bool]:
         """Up to `chunks_per_call` chunks of rows past the keep days: (rows deleted,
         whether rows past it may remain)."""
-        cutoff = (now or datetime.now(UTC)) - self.keep
+        now = now or datetime.now(UTC)
         pruned = 0
         for _ in range(self.chunks_per_call):
             with transaction(self.sessions) as session:
-                # Oldest first, through the processed_at index (migration 0005); rows
-                # another consumer is deleting at the same moment are skipped.
-                stale = claim(
-                    session,
-                    select(ProcessedEvent.event_id)
-                    .where(ProcessedEvent.processed_at < cutoff)
-                    .order_by(ProcessedEvent.processed_at)
-                    .limit(self.chunk),
-                )
-                deleted = session.execute(
-                    delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(stale))
-                ).rowcount
+                deleted = self._delete_chunk(session, now)
             pruned += deleted
-            PROCESSED_PRUNED.inc(deleted)
             if deleted < self.chunk:
                 return pruned, False
         return pruned, True
+
+    def _delete_chunk(self, session: Session, now: datetime) -> int:
+        raise NotImplementedError
+
+
+class ProcessedPruner(Pruner):
+    """processed_events rows counted more than `keep_days` ago."""
+
+    what = "processed events"
+
+    def __init__(self, sessions: sessionmaker[Session], keep_days: int, **options: Any):
+        super().__init__(sessions, **options)
+        self.keep = timedelta(days=keep_days)
+
+    def _delete_chunk(self, session: Session, now: datetime) -> int:
+        # Oldest first, through the processed_at index (migration 0005); rows
+        # another consumer is deleting at the same moment are skipped.
+        stale = claim(
+            session,
+            select(ProcessedEvent.event_id)
+            .where(ProcessedEvent.processed_at < now - self.keep)
+            .order_by(ProcessedEvent.processed_at)
+            .limit(self.chunk),
+        )
+        deleted = session.execute(
+            delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(stale))
+        ).rowcount
+        PROCESSED_PRUNED.inc(deleted)
+        return deleted
+
+
+class SourcePruner(Pruner):
+    """source_counts rows of city-local days more than `keep_days` before today."""
+
+    what = "sources"
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        keep_days: int,
+        timezone: ZoneInfo,
+        **options: Any,
+    ):
+        super().__init__(sessions, **options)
+        self.keep = timedelta(days=keep_days)
+        self.timezone = timezone
+
+    def _delete_chunk(self, session: Session, now: datetime) -> int:
+        cutoff: date = now.astimezone(self.timezone).date() - self.keep
+        key: ColumnElement = tuple_(SourceCount.page_id, SourceCount.day, SourceCount.source)
+        stale = [
+            tuple(row)
+            for row in session.execute(
+                claim(
+                    session,
+                    select(SourceCount.page_id, SourceCount.day, SourceCount.source)
+                    .where(SourceCount.day < cutoff)  # ix_source_counts_day (migration 0006)
+                    .order_by(SourceCount.day)
+                    .limit(self.chunk),
+                )
+            )
+        ]
+        if not stale:
+            return 0
+        deleted = session.execute(delete(SourceCount).where(key.in_(stale))).rowcount
+        SOURCES_PRUNED.inc(deleted)
+        return deleted

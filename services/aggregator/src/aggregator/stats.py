@@ -1,5 +1,9 @@
 """Read side of the stats API: window and daily figures from daily_counts and daily_responses.
 
+Only visible pages (enough sources answered them, or the city's page list names them:
+pages/registry.py) are listed or detailed; a hidden page reads as one that does not
+exist. A page's division is divisions.yaml's for its URL.
+
 A page's n is its responses (daily_responses); a question's n is the answers to
 it (daily_counts). One response answers up to three questions, so summing the
 questions would overstate how many people answered.
@@ -17,7 +21,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
-from aggregator.models import DailyCount, DailyResponse, Page
+from aggregator.models import DailyCount, DailyExcess, DailyResponse, Page
 from aggregator.scoring import (
     WINDOWS,
     Tally,
@@ -27,7 +31,7 @@ from aggregator.scoring import (
     wilson_interval,
     window_ending,
 )
-from koe_directory import ANSWERS, QUESTION_KEYS
+from koe_directory import ANSWERS, QUESTION_KEYS, Directory
 from koe_kit.db import among
 
 # page id -> window name -> question -> tally
@@ -40,40 +44,57 @@ def list_pages(
     session: Session,
     *,
     as_of: date,
+    directory: Directory,
     division: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> list[dict]:
-    """Every page (of `division`, or among `page_ids`: the dashboard's visible pages)."""
-    query = select(Page).order_by(Page.id)
-    if division is not None:
-        query = query.where(Page.division == division)
+    """Every visible page (of `division`, or among `page_ids`: the dashboard's visible pages)."""
+    query = select(Page).where(Page.visible).order_by(Page.id)
     if page_ids is not None:
         query = query.where(among(session, Page.id, list(page_ids)))
     pages = list(session.scalars(query))
-    tallies = _window_tallies(session, as_of, division=division, page_ids=page_ids)
-    responses = _window_responses(session, as_of, division=division, page_ids=page_ids)
+    if division is not None:
+        # divisions.yaml decides, from the URL (never a code an answer named).
+        pages = [page for page in pages if directory.prefix_code(page.url) == division]
+        page_ids = [page.id for page in pages]
+    tallies = _window_tallies(session, as_of, page_ids=page_ids)
+    responses = _window_responses(session, as_of, page_ids=page_ids)
     return [
-        page_json(page, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
+        page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in pages
     ]
 
 
-def page_detail(session: Session, page_id: str, *, as_of: date, days: int) -> dict | None:
+def page_detail(
+    session: Session, page_id: str, *, as_of: date, days: int, directory: Directory
+) -> dict | None:
+    """A visible page's windows and daily series; None for a page not (yet) shown."""
     page = session.get(Page, page_id)
-    if page is None:
+    if page is None or not page.visible:
         return None
     tallies = _window_tallies(session, as_of, page_id=page_id)
     responses = _window_responses(session, as_of, page_id=page_id)
-    result = page_json(page, tallies.get(page_id, {}), responses.get(page_id, {}), as_of)
+    result = page_json(page, directory, tallies.get(page_id, {}), responses.get(page_id, {}), as_of)
     result["daily"] = _daily_series(session, page_id, as_of, days)
     return result
+
+
+def excess_by_window(session: Session, page_id: str, as_of: date) -> dict[str, int]:
+    """Responses beyond their sources' caps (counting.py) per window: for admins only."""
+    columns = [
+        _window_sum(DailyExcess.day, DailyExcess.responses, as_of, length).label(name)
+        for name, length in WINDOWS.items()
+    ]
+    row = session.execute(
+        select(*columns).where(DailyExcess.page_id == page_id, DailyExcess.day <= as_of)
+    ).one()
+    return {name: int(getattr(row, name)) for name in WINDOWS}
 
 
 def _window_tallies(
     session: Session,
     as_of: date,
     *,
-    division: str | None = None,
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> WindowTallies:
@@ -89,9 +110,7 @@ def _window_tallies(
         .where(DailyCount.day <= as_of)
         .group_by(DailyCount.page_id, DailyCount.question)
     )
-    query = _only_pages(
-        session, query, DailyCount.page_id, division=division, page_id=page_id, page_ids=page_ids
-    )
+    query = _only_pages(session, query, DailyCount.page_id, page_id=page_id, page_ids=page_ids)
     result: WindowTallies = {}
     for row in session.execute(query):
         per_window = result.setdefault(row.page_id, {})
@@ -108,7 +127,6 @@ def _window_responses(
     session: Session,
     as_of: date,
     *,
-    division: str | None = None,
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> WindowResponses:
@@ -121,14 +139,7 @@ def _window_responses(
         .where(DailyResponse.day <= as_of)
         .group_by(DailyResponse.page_id)
     )
-    query = _only_pages(
-        session,
-        query,
-        DailyResponse.page_id,
-        division=division,
-        page_id=page_id,
-        page_ids=page_ids,
-    )
+    query = _only_pages(session, query, DailyResponse.page_id, page_id=page_id, page_ids=page_ids)
     return {
         row.page_id: {name: int(getattr(row, name)) for name in WINDOWS}
         for row in session.execute(query)
@@ -149,21 +160,20 @@ def _only_pages(
     query: Select,
     page_column: ColumnElement[str],
     *,
-    division: str | None,
     page_id: str | None,
-    page_ids: Collection[str] | None = None,
+    page_ids: Collection[str] | None,
 ) -> Select:
+    """The query over one page, the given pages, or else every visible page."""
     if page_id is not None:
-        query = query.where(page_column == page_id)
+        return query.where(page_column == page_id)
     if page_ids is not None:
-        query = query.where(among(session, page_column, list(page_ids)))
-    if division is not None:
-        query = query.where(page_column.in_(select(Page.id).where(Page.division == division)))
-    return query
+        return query.where(among(session, page_column, list(page_ids)))
+    return query.where(page_column.in_(select(Page.id).where(Page.visible)))
 
 
 def page_json(
     page: Page,
+    directory: Directory,
     tallies: Mapping[str, Mapping[str, Tally]],
     responses: Mapping[str, int],
     as_of: date,
@@ -181,7 +191,7 @@ def page_json(
         "id": page.id,
         "url": page.url,
         "title": page.title,
-        "division": page.division,
+        "division": directory.prefix_code(page.url),
         "as_of": as_of.isoformat(),
         "windows": windows,
     }

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 
 from aggregator import stats
 from aggregator.query_args import whole_number
+from koe_directory import Directory
 from koe_directory.divisions import CODE as DIVISION_CODE
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
@@ -31,6 +32,10 @@ def require_bearer_token():
     response = jsonify(error="Unauthorized", message="a valid bearer token is required")
     response.headers["WWW-Authenticate"] = 'Bearer realm="koe"'
     return response, 401
+
+
+def _directory() -> Directory:
+    return current_app.extensions["aggregator.directory"]
 
 
 def _bad_request(field: str, reason: str):
@@ -57,7 +62,7 @@ def list_pages():
     division = request.args.get("division") or None
     if division is not None and not DIVISION_CODE.match(division):
         return _bad_request("division", "must be a division code (letters, digits, - and _)")
-    pages = stats.list_pages(db_session(), as_of=as_of, division=division)
+    pages = stats.list_pages(db_session(), as_of=as_of, directory=_directory(), division=division)
     return jsonify(as_of=as_of.isoformat(), pages=pages)
 
 
@@ -71,7 +76,7 @@ def page_detail(page_id: str):
     days = whole_number(request.args.get("days", str(DEFAULT_DAYS)), 1, MAX_DAYS)
     if days is None:
         return _bad_request("days", f"must be a whole number from 1 to {MAX_DAYS}")
-    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=days)
+    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=days, directory=_directory())
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
     return jsonify(page)

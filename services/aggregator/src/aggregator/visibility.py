@@ -4,12 +4,14 @@ A page belongs to the division the notifier would email about it (the longest
 URL prefix in divisions.yaml, else the fallback; never a code a client named),
 so a clerk sees exactly the pages whose alerts reach them. Every dashboard
 query starts from `visible_pages`; nothing about another division's page
-leaves the database for the page being built.
+leaves the database for the page being built. Nobody sees a page that is not
+shown yet (too few sources answered it and the city's page list does not name
+it, pages/registry.py): admins see how many are waiting.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aggregator.models import Account, Page
@@ -22,7 +24,7 @@ def may_see(account: Account, division: Division) -> bool:
 
 def visible_pages(session: Session, directory: Directory, account: Account) -> dict[str, Division]:
     """page id → owning division, for every page the account may see."""
-    rows = session.execute(select(Page.id, Page.url))
+    rows = session.execute(select(Page.id, Page.url).where(Page.visible))
     visible = {}
     for page_id, url in rows:
         division = directory.owner(url)
@@ -37,10 +39,15 @@ def visible_page(
     """The page and its division, or None when it does not exist or is not the account's:
     the two look the same to the user, so a clerk cannot probe other divisions' pages."""
     page = session.get(Page, page_id)
-    if page is None:
+    if page is None or not page.visible:
         return None
     division = directory.owner(page.url)
     return (page, division) if may_see(account, division) else None
+
+
+def waiting_pages(session: Session) -> int:
+    """How many pages are not shown yet: answered by too few sources, and not listed."""
+    return session.scalar(select(func.count()).select_from(Page).where(~Page.visible)) or 0
 
 
 def divisions_for(directory: Directory, account: Account) -> list[Division]:

@@ -1,0 +1,3 @@
+from aggregator.pages.cli import main
+
+raise SystemExit(main())

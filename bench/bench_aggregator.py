@@ -9,6 +9,11 @@
    batch touches then has a recent day as its as_of, so the drop rule is
    evaluated for all of them over full windows (the worst case), not skipped
    over old days as with times spread over months.
+   Each event carries a source (koe.feedback.submitted.v1 `data.source`), as the
+   feedback service sends it: most from an address of their own, some from one a page
+   saw before that day, so the per-source cap (counting.py) is at work.
+   --before DIR also runs the aggregator of another checkout (e.g. `git worktree add
+   /tmp/koe-before origin/main`) on the same events, for a before/after in one run.
 2. Memory (--memory-events, e.g. 1000000): the aggregator's RSS after 10k events
    and after all of them. Target: flat within 10%.
 """
@@ -18,15 +23,17 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import subprocess
 import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
-from common import migrate, pg_database, process, rss_mib, wait
+from common import REPO, pg_database, process, rss_mib, wait
 from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import ensure_topics
@@ -49,6 +56,8 @@ def produce(bootstrap: str, count: int, pages: int) -> None:
         bootstrap_servers=[bootstrap], acks=1, linger_ms=20, batch_size=256 * 1024
     )
     urls = [f"https://www.info.city.tsu.mie.jp/bench/{n}.html" for n in range(pages)]
+    # Half as many addresses as responses: most answer once, some a page twice or more.
+    sources = [f"{rng.getrandbits(128):032x}" for _ in range(max(1, count // 2))]
     for i in range(count):
         url = urls[i % pages]
         page_id = page_id_for_url(url)
@@ -65,6 +74,7 @@ def produce(bootstrap: str, count: int, pages: int) -> None:
                 "page_url": url,
                 "page_title": f"ページ {i % pages}",
                 "division": None,
+                "source": rng.choice(sources),
                 "locale": "ja",
                 "answers": {
                     q: rng.choice(("yes", "yes", "neutral", "no"))
@@ -104,10 +114,35 @@ def processed(engine) -> int:
         return c.execute(text("SELECT count(*) FROM processed_events")).scalar_one()
 
 
-def aggregator_run(bootstrap: str, url: str, count: int, memory_marks: tuple[int, ...] = ()):
-    migrate("aggregator", url)
+def code_env(checkout: Path | None) -> dict[str, str]:
+    """Run another checkout's koe (its sources first on the path), or this one's."""
+    if checkout is None:
+        return {}
+    parts = ["services/aggregator/src", "libs/koe_kit/src", "libs/koe_directory/src"]
+    return {"PYTHONPATH": os.pathsep.join(str(checkout / part) for part in parts)}
+
+
+def aggregator_run(
+    bootstrap: str,
+    url: str,
+    count: int,
+    memory_marks: tuple[int, ...] = (),
+    checkout: Path | None = None,
+    group: str = "aggregator",
+):
+    env = {
+        "DATABASE_URL": url,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+        "KOE_CONSUMER_GROUP": group,
+        **FAST,
+        **EXTRA_ENV,
+        **code_env(checkout),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "aggregator.migrate"], env={**os.environ, **env}, check=True
+    )
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
-    env = {"DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, **FAST, **EXTRA_ENV}
     memory = {}
     with process([sys.executable, "-m", "aggregator.consumer"], env) as proc:
         wait(lambda: processed(engine) > 0, 120, "the aggregator's first batch")
@@ -132,6 +167,11 @@ def main() -> None:
         default=0,
         help="also measure memory from 10k to this many events (e.g. 1000000)",
     )
+    parser.add_argument(
+        "--before",
+        type=Path,
+        help="a checkout of the code before a change, run on the same events",
+    )
     args = parser.parse_args()
 
     broker = LocalBroker().start()
@@ -144,11 +184,21 @@ def main() -> None:
             f"(produced in {time.monotonic() - t:.1f}s)"
         )
         raw = raw_rate(broker.bootstrap, args.events)
+        if args.before:
+            with pg_database() as url:
+                before, _ = aggregator_run(
+                    broker.bootstrap, url, args.events, checkout=args.before, group="before"
+                )
         with pg_database() as url:
             agg, _ = aggregator_run(broker.bootstrap, url, args.events)
         print(f"  raw kafka-python consumer  {raw:10,.0f} events/s")
+        if args.before:
+            print(f"  aggregator before ({args.before}) {before:10,.0f} events/s")
+            print(f"  ratio before/raw: {before / raw:.2f}x")
         print(f"  aggregator (PostgreSQL)    {agg:10,.0f} events/s")
         print(f"  ratio aggregator/raw: {agg / raw:.2f}x (target ≥ 0.50x)")
+        if args.before:
+            print(f"  ratio after/before: {agg / before:.2f}x")
     finally:
         broker.stop()
 

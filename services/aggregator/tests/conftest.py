@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import random
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from sqlalchemy import select
 
 from aggregator.migrate import migrate
+from aggregator.models import (
+    AlertOutbox,
+    DailyCount,
+    DailyExcess,
+    DailyResponse,
+    Page,
+    PageTitle,
+    ProcessedEvent,
+    SourceCount,
+)
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction
 
@@ -39,31 +53,52 @@ def feedback(
     title: str | None = "津市の自治体DX取組状況",
     division: str | None = "somu-dx",
     event_id: str | None = None,
+    source: str | None = None,
+    url: str = PAGE_URL,
+    replaces: str | None = None,
 ) -> dict:
-    """A schema-valid koe.feedback.submitted.v1 event, built the way the relay builds it."""
+    """A schema-valid koe.feedback.submitted.v1 event, built the way the relay builds it.
+    Without `source` it is an event from before the feedback service stamped sources."""
     event_id = event_id or str(uuid.uuid4())
     moment = events.parse_time(time) if isinstance(time, str) else time
-    return events.make_event(
+    data = {
+        "response_id": event_id,
+        "page_id": page_id,
+        "page_url": url,
+        "page_title": title,
+        "division": division,
+        "locale": "ja",
+        "answers": answers,
+    }
+    if source is not None:
+        data["source"] = source
+    if replaces is not None:
+        data["replaces"] = replaces
+    event = events.make_event(
         "koe.feedback.submitted.v1",
         source="koe/feedback",
         subject=page_id,
         event_id=event_id,
         time=moment,
-        data={
-            "response_id": event_id,
-            "page_id": page_id,
-            "page_url": PAGE_URL,
-            "page_title": title,
-            "division": division,
-            "locale": "ja",
-            "answers": answers,
-        },
+        data=data,
     )
+    events.validate(event)
+    return event
+
+
+def source_of(name: str) -> str:
+    """A source as the feedback service writes it (32 hex digits), named for a test."""
+    return hashlib.sha256(name.encode()).hexdigest()[:32]
 
 
 @pytest.fixture
 def make_feedback():
     return feedback
+
+
+@pytest.fixture
+def make_source():
+    return source_of
 
 
 # -- The dashboard's tests (issue 4): a city with three divisions' pages, accounts, alerts ----
@@ -137,7 +172,6 @@ def _alert_payload(alert_id: str, page_id: str, title: str, kind: str, today: da
 def seed_city(sessions, today: date) -> City:
     """Pages of three divisions with 84 days of answers, accounts, and alerts."""
     from aggregator.accounts import create_account
-    from aggregator.models import AlertOutbox, DailyCount, DailyResponse, Page
     from koe_directory import load_directory
 
     city = City()
@@ -247,3 +281,131 @@ def city_app(dashboard_app_for, sessions):
     app = dashboard_app_for()
     today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
     return app, seed_city(sessions, today)
+
+
+# -- Counting (issue 11): a mixed history, and the tables a replay must give again ----------
+
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+HISTORY_START = date(2026, 11, 20)
+
+
+def _at(day: date, minute: int) -> datetime:
+    """A moment of `day` in Tokyo (03:00 JST plus `minute`)."""
+    return datetime(day.year, day.month, day.day, 3, tzinfo=TOKYO) + timedelta(minutes=minute)
+
+
+def mixed_history(seed: int = 11) -> list[dict]:
+    """Three weeks of a few pages: citizens, shared addresses, one flooding source a day,
+    older events without a source, replacements (of counted and excess answers), titles
+    that differ."""
+    rng = random.Random(seed)
+    produced: list[dict] = []
+    for offset in range(21):
+        day = HISTORY_START + timedelta(days=offset)
+        for page in ("p1", "p2", "p3"):
+            url = f"https://www.info.city.tsu.mie.jp/shisei/dx/{page}.html"
+            minute = 0
+            for sender in range(rng.randrange(2, 9)):
+                source = source_of(f"{day} {sender % 5}")  # five addresses a day
+                title = rng.choice(["正しい題名", "正しい題名", "別の題名"])
+                answers = {"clarity": rng.choice(("yes", "neutral", "no"))}
+                minute += 1
+                produced.append(
+                    feedback(
+                        _at(day, minute), answers, page_id=page, url=url, title=title, source=source
+                    )
+                )
+                if rng.random() < 0.3:  # the same person changes their mind
+                    minute += 1
+                    produced.append(
+                        feedback(
+                            _at(day, minute),
+                            {"clarity": "yes"},
+                            page_id=page,
+                            url=url,
+                            title=title,
+                            source=source,
+                            replaces=produced[-1]["id"],
+                        )
+                    )
+            flooder = source_of(f"{day} flood")
+            for _ in range(rng.randrange(0, 12)):
+                minute += 1
+                produced.append(
+                    feedback(
+                        _at(day, minute),
+                        {"clarity": "no"},
+                        page_id=page,
+                        url=url,
+                        title="正しい題名",
+                        source=flooder,
+                    )
+                )
+            if offset % 7 == 0:
+                minute += 1
+                produced.append(
+                    feedback(
+                        _at(day, minute),
+                        {"clarity": "yes"},
+                        page_id=page,
+                        url=url,
+                        title="正しい題名",
+                    )
+                )
+    return produced
+
+
+def counting_tables(sessions) -> dict[str, set[tuple]]:
+    """Everything counting and the pages registry keep, as comparable sets of rows."""
+    models = {
+        "daily_counts": DailyCount,
+        "daily_responses": DailyResponse,
+        "daily_excess": DailyExcess,
+        "source_counts": SourceCount,
+        "page_titles": PageTitle,
+    }
+    with sessions() as session:
+        found = {
+            name: {
+                tuple(getattr(row, c.key) for c in model.__table__.columns)
+                for row in session.scalars(select(model))
+            }
+            for name, model in models.items()
+        }
+        found["pages"] = {
+            (p.id, p.url, p.title, p.title_from_list, p.sources, p.visible)
+            for p in session.scalars(select(Page))
+        }
+        found["excess_events"] = set(
+            session.scalars(select(ProcessedEvent.event_id).where(ProcessedEvent.excess))
+        )
+    return found
+
+
+@pytest.fixture(name="mixed_history")
+def mixed_history_fixture():
+    return mixed_history
+
+
+@pytest.fixture(name="counting_tables")
+def counting_tables_fixture():
+    return counting_tables
+
+
+@pytest.fixture
+def replay_url(database_url, tmp_path, request) -> str:
+    """A second, empty database of the same kind, migrated, to replay into."""
+    if database_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'replay.db'}"
+    else:
+        url = request.getfixturevalue("new_pg_database")()
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def replay_sessions(replay_url: str) -> Iterator:
+    engine = make_engine(replay_url)
+    yield session_factory(engine)
+    engine.dispose()

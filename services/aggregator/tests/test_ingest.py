@@ -30,6 +30,7 @@ from koe_kit.db import transaction
 DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
 TOKYO = ZoneInfo("Asia/Tokyo")
+PAGE_URL = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"  # make_feedback's
 # The logic on small histories: the stricter shipped minimums are judged in docs/alerts.md.
 RULE = DropRule(min_n_recent=10, min_n_baseline=20, alpha=0.05)
 
@@ -108,7 +109,9 @@ def test_day_is_the_event_time_in_tokyo(sessions, make_feedback):
     }
 
 
-def test_page_registry_keeps_the_latest_non_null_title_and_division(sessions, make_feedback):
+def test_pages_keep_their_first_url_and_older_events_their_titles(sessions, make_feedback):
+    """Events from before sources (none carries one here) are shown and titled as then:
+    the latest title wins; but no event moves a page to another URL."""
     feedback = make_feedback
     run(sessions, [feedback("2026-11-20T03:00:00Z", {"clarity": "yes"}, title="古い題名")])
     run(
@@ -116,12 +119,17 @@ def test_page_registry_keeps_the_latest_non_null_title_and_division(sessions, ma
         [
             feedback("2026-11-21T03:00:00Z", {"clarity": "yes"}, title="新しい題名", division=None),
             feedback("2026-11-21T04:00:00Z", {"clarity": "yes"}, title=None, division=None),
-            feedback("2026-11-19T03:00:00Z", {"clarity": "yes"}, title=None),
+            feedback(
+                "2026-11-19T03:00:00Z",
+                {"clarity": "yes"},
+                title=None,
+                url="https://www.info.city.tsu.mie.jp/kurashi/gomi/moved.html",
+            ),
         ],
     )
     with sessions() as session:
         page = session.scalars(select(Page)).one()
-        assert (page.title, page.division) == ("新しい題名", "somu-dx")
+        assert (page.url, page.title, page.visible) == (PAGE_URL, "新しい題名", True)
         assert page.first_seen.replace(tzinfo=None).date() == date(2026, 11, 19)
         assert page.last_seen.replace(tzinfo=None).date() == date(2026, 11, 21)
 

@@ -1,5 +1,6 @@
 """Pruning processed_events on SQLite and PostgreSQL: old ids go, in chunks, and nothing
-Kafka can still deliver (again, or as the response a later one replaces) is forgotten."""
+Kafka can still deliver (again, or as the response a later one replaces) is forgotten;
+source_counts rows go once no alert reads their day, and the counts stay."""
 
 from __future__ import annotations
 
@@ -14,8 +15,15 @@ from sqlalchemy import func, select
 from aggregator.config import FEEDBACK_TOPIC, load_settings
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
-from aggregator.models import DailyCount, DailyResponse, ProcessedEvent
-from aggregator.pruning import ProcessedPruner, shortest_keep_days
+from aggregator.models import (
+    DailyCount,
+    DailyExcess,
+    DailyResponse,
+    Page,
+    ProcessedEvent,
+    SourceCount,
+)
+from aggregator.pruning import ProcessedPruner, SourcePruner, shortest_keep_days
 from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
@@ -25,6 +33,7 @@ DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml
 NOW = datetime.now(UTC).replace(microsecond=0)
 # What Settings() would be without a KOE_PROCESSED_KEEP_DAYS: from schemas/topics.yaml.
 KEEP_DAYS = load_settings({}).processed_keep_days
+SOURCE_KEEP_DAYS = load_settings({}).source_keep_days
 SHORTEST = shortest_keep_days(FEEDBACK_TOPIC)
 
 
@@ -120,3 +129,53 @@ def test_a_response_counted_just_inside_the_keep_days_can_still_be_replaced(
         ).one()
     assert (yes, neutral) == (0, 1)
     assert answers_and_responses(sessions) == (1, 1)
+
+
+def test_sources_past_their_keep_days_are_forgotten_and_the_counts_stay(
+    sessions, make_feedback, make_source
+):
+    tokyo = ZoneInfo("Asia/Tokyo")
+    today = NOW.astimezone(tokyo).date()
+    # Kept: the days the alerts read. Forgotten: the days before them.
+    for age in (SOURCE_KEEP_DAYS + 30, SOURCE_KEEP_DAYS + 1, SOURCE_KEEP_DAYS, 0):
+        day = datetime(*(today - timedelta(days=age)).timetuple()[:3], 12, tzinfo=tokyo)
+        # Three sources; the first sends four more, of which two are beyond its cap of 3.
+        batch = [
+            make_feedback(day, {"clarity": "yes"}, source=make_source(f"{age} {n}"))
+            for n in range(3)
+        ]
+        batch += [
+            make_feedback(day, {"clarity": "no"}, source=make_source(f"{age} 0")) for _ in range(4)
+        ]
+        count(sessions, batch, NOW)
+    before = REGISTRY.get_sample_value("koe_aggregator_source_counts_pruned_total") or 0.0
+
+    pruner = SourcePruner(sessions, SOURCE_KEEP_DAYS, tokyo, chunk=4, chunks_per_call=1)
+    assert pruner.prune(NOW) == (4, True)
+    assert pruner.prune(NOW) == (2, False)
+
+    with sessions() as session:
+        days = set(session.scalars(select(SourceCount.day)))
+        excess = session.scalar(select(func.sum(DailyExcess.responses)))
+        pages_sources = session.scalar(select(Page.sources))
+    assert days == {today - timedelta(days=SOURCE_KEEP_DAYS), today}
+    assert (
+        REGISTRY.get_sample_value("koe_aggregator_source_counts_pruned_total") or 0
+    ) - before == 6
+    # Counts, excess and the page's sources stay: each day 3 "yes" and 5 responses
+    # counted, 2 excess, 3 sources.
+    assert answers_and_responses(sessions) == (4 * 3, 4 * 5)
+    assert excess == 4 * 2
+    assert pages_sources == 4 * 3
+
+
+def test_the_source_keep_days_cover_the_alert_windows_and_start_up_refuses_less():
+    assert SOURCE_KEEP_DAYS == 100
+    assert load_settings({"KOE_SOURCE_KEEP_DAYS": "35"}).source_keep_days == 35
+    with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS='34' is invalid"):
+        load_settings({"KOE_SOURCE_KEEP_DAYS": "34"})
+    # Longer alert windows need longer memory.
+    longer = {"KOE_ALERT_BASELINE_DAYS": "100", "KOE_SOURCE_KEEP_DAYS": "100"}
+    with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS"):
+        load_settings(longer)
+    assert load_settings({"KOE_ALERT_BASELINE_DAYS": "100"}).source_keep_days == 107

@@ -50,6 +50,20 @@ def answered(**changes) -> dict:
     return {k: v for k, v in body.items() if v is not ...}
 
 
+def from_address(address: str) -> requests.Session:
+    """An HTTP client sending from `address`, one of the loopback /8 (127.0.0.2, ...):
+    another citizen, as koe's sources see people (one address, one source)."""
+
+    class Bound(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args, **kwargs):
+            kwargs["source_address"] = (address, 0)
+            super().init_poolmanager(*args, **kwargs)
+
+    http = requests.Session()
+    http.mount("http://", Bound())
+    return http
+
+
 def submitted(page_url: str, answers: dict[str, str], at: datetime, title: str = DX_TITLE) -> dict:
     """One response to `page_url` as the relay publishes it, dated `at`: for a history of
     weeks, which the API would date today."""
@@ -160,6 +174,11 @@ def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str
         # agent) to one page: no folding, no rate limit. tests/test_widget_* test those.
         "KOE_REPLACE_WINDOW_MINUTES": "0",
         "KOE_RATE_LIMIT_MAX": "1000000",
+        # ... and each one counts, on a page shown from its first answer: one address is
+        # one source. The per-source cap and the crowd a page needs are tested in
+        # services/aggregator/tests/test_counting.py and test_pages.py.
+        "KOE_COUNT_PER_SOURCE_DAY": "1000000",
+        "KOE_PAGE_MIN_SOURCES": "1",
         **fast_kafka_env,
     }
     env.update(extra)

@@ -17,7 +17,7 @@ import requests
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.local_broker import free_port
 from koe_kit.testing import wait_until
-from support import REPO, SITE
+from support import REPO, SITE, from_address
 
 pytestmark = pytest.mark.e2e
 
@@ -56,19 +56,22 @@ def test_make_run_starts_everything_on_sqlite_and_ctrl_c_stops_it(tmp_path: Path
         token = (tmp_path / "var" / "api-token").read_text().strip()
         assert len(token) >= 32
 
+        # Five citizens on five addresses: a page no list names is shown once five
+        # sources answered it (KOE_PAGE_MIN_SOURCES).
         page_url = f"{SITE}/kurashi/gomi/1.html"
-        answer = requests.post(
-            f"http://127.0.0.1:{ports['feedback']}/api/v1/feedback",
-            json={"page_url": page_url, "answers": {"usefulness": "yes"}},
-            timeout=10,
-        )
-        assert answer.status_code == 202, answer.text
+        for n in range(1, 6):
+            answer = from_address(f"127.0.0.{n}").post(
+                f"http://127.0.0.1:{ports['feedback']}/api/v1/feedback",
+                json={"page_url": page_url, "answers": {"usefulness": "yes"}},
+                timeout=10,
+            )
+            assert answer.status_code == 202, answer.text
         page = f"http://127.0.0.1:{ports['aggregator']}/api/v1/pages/"
         page += page_id_for_url(canonical_url(page_url))
 
         def counted() -> bool:
             r = requests.get(page, headers={"Authorization": f"Bearer {token}"}, timeout=5)
-            return r.status_code == 200 and r.json()["windows"]["all"]["n"] == 1
+            return r.status_code == 200 and r.json()["windows"]["all"]["n"] == 5
 
         wait_until(counted, what="the response in the stats, on SQLite")
         assert requests.get(page, timeout=5).status_code == 401

@@ -261,3 +261,33 @@ def test_admins_see_a_pages_excess_and_clerks_do_not(city_app, sessions):
             select(func.sum(DailyResponse.responses)).where(DailyResponse.page_id == city.dx)
         )
     assert listed["windows"]["all"]["n"] == seeded
+
+
+def test_a_hidden_pages_drop_emails_nobody(sessions, make_feedback, make_source):
+    """However the threshold is set, no division is emailed about a page it cannot see."""
+    start = datetime(2026, 10, 20, 3, tzinfo=UTC)
+    history = [
+        make_feedback(
+            start + timedelta(days=day, minutes=n),
+            {"clarity": "yes" if day < 28 else "no"},
+            page_id=NEW,
+            url=NEW_URL,
+            source=make_source(f"{day} {n}"),
+        )
+        for day in range(35)
+        for n in range(3)
+    ]
+    judge_now = start + timedelta(days=35)
+    for min_sources, alerts in ((len(history) + 1, 0), (MIN_SOURCES, 1)):
+        with sessions() as session:  # judged, then rolled back: the same history again
+            result = handle_batch(
+                session,
+                history,
+                timezone=TOKYO,
+                rule=DropRule(),
+                directory=DIRECTORY,
+                page_min_sources=min_sources,
+                now=judge_now,
+            )
+            session.rollback()
+        assert len(result.alerts) == alerts

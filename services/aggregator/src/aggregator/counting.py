@@ -46,11 +46,14 @@ class SourceLedger:
         # [counted, excess]: as stored, then as the batch leaves them.
         self._rows: dict[SlotKey, list[int]] = {}
         self._added: dict[SlotKey, list[int]] = {}
-        sources = list({source for _page, _day, source in keys})
+        pages = list({page for page, _day, _source in keys})
         days = list({day for _page, day, _source in keys})
+        sources = list({source for _page, _day, source in keys})
         wanted = set(keys)
-        for start in range(0, len(sources), _IN_CHUNK):
-            # A source is one address on one day: its rows are the few pages it answered.
+        for start in range(0, len(pages), _IN_CHUNK):
+            # All three columns of the primary key, so the index finds just these rows
+            # (and the few other sources of these pages and days), however large the
+            # table grows.
             rows = session.execute(
                 select(
                     SourceCount.page_id,
@@ -59,8 +62,9 @@ class SourceLedger:
                     SourceCount.counted,
                     SourceCount.excess,
                 ).where(
-                    among(session, SourceCount.source, sources[start : start + _IN_CHUNK]),
+                    among(session, SourceCount.page_id, pages[start : start + _IN_CHUNK]),
                     among(session, SourceCount.day, days),
+                    among(session, SourceCount.source, sources),
                 )
             )
             for page_id, day, source, counted, excess in rows:

@@ -32,7 +32,7 @@ from aggregator.models import (
     DailyResponse,
     ProcessedEvent,
 )
-from aggregator.pages.registry import DEFAULT_MIN_SOURCES, PageSightings
+from aggregator.pages.registry import DEFAULT_MIN_SOURCES, PageSightings, shown
 from aggregator.replacements import Counted, Replacements, remembered
 from koe_directory import Directory
 from koe_kit import events
@@ -143,6 +143,9 @@ def handle_batch(
         pages.write(session)
     today = now.astimezone(timezone).date()
     judged = {page_id: day for page_id, day in latest_day.items() if rule.judges(day, today)}
+    if judged:
+        visible = shown(session, list(judged))
+        judged = {page_id: day for page_id, day in judged.items() if page_id in visible}
     alerts = raise_alerts(session, judged, rule, now, directory) if judged else []
     return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
 

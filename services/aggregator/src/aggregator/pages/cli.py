@@ -49,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         engine.dispose()
     print(
         f"koe: {result.listed:,} pages in {args.file} are shown "
-        f"({result.new:,} not answered yet, {result.listed - result.new:,} already known)"
+        f"({result.new:,} new to koe, {result.listed - result.new:,} known from answers or "
+        "an earlier list)"
     )
     return 0

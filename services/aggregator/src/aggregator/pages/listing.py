@@ -27,7 +27,7 @@ _IN_CHUNK = 500
 @dataclass(frozen=True)
 class Imported:
     listed: int
-    new: int  # not seen before (no answer yet)
+    new: int  # not known before: no answer yet, nor an earlier list
 
 
 def import_pages(session: Session, listed: list[ListedPage], now: datetime) -> Imported:

@@ -117,6 +117,18 @@ class PageSightings:
         return chosen
 
 
+def shown(session: Session, page_ids: list[str]) -> set[str]:
+    """Which of these pages are shown: only they are judged for alerts, so no division is
+    emailed about a page it cannot see."""
+    found: set[str] = set()
+    for start in range(0, len(page_ids), _IN_CHUNK):
+        chunk = page_ids[start : start + _IN_CHUNK]
+        found.update(
+            session.scalars(select(Page.id).where(among(session, Page.id, chunk), Page.visible))
+        )
+    return found
+
+
 def _votes(session: Session, page_ids: list[str], titles: list[str]) -> dict[tuple[str, str], int]:
     """The votes counted before, for (at least) these pages and titles."""
     found: dict[tuple[str, str], int] = {}

@@ -38,11 +38,27 @@ def migrated_url(database_url: str) -> str:
     return database_url
 
 
-@pytest.fixture
-def sessions(migrated_url: str) -> Iterator:
-    engine = make_engine(migrated_url)
+def sessions_of(url: str) -> Iterator:
+    engine = make_engine(url)
     yield session_factory(engine)
     engine.dispose()
+
+
+@pytest.fixture
+def sessions(migrated_url: str) -> Iterator:
+    yield from sessions_of(migrated_url)
+
+
+@pytest.fixture
+def another_database(database_url, tmp_path, request):
+    """Factory: the URL of another empty database of the same kind as the test's."""
+
+    def make(name: str) -> str:
+        if database_url.startswith("sqlite"):
+            return f"sqlite:///{tmp_path / name}.db"
+        return request.getfixturevalue("new_pg_database")()
+
+    return make
 
 
 def feedback(
@@ -394,18 +410,13 @@ def counting_tables_fixture():
 
 
 @pytest.fixture
-def replay_url(database_url, tmp_path, request) -> str:
+def replay_url(another_database) -> str:
     """A second, empty database of the same kind, migrated, to replay into."""
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'replay.db'}"
-    else:
-        url = request.getfixturevalue("new_pg_database")()
+    url = another_database("replay")
     migrate(url)
     return url
 
 
 @pytest.fixture
 def replay_sessions(replay_url: str) -> Iterator:
-    engine = make_engine(replay_url)
-    yield session_factory(engine)
-    engine.dispose()
+    yield from sessions_of(replay_url)

@@ -185,11 +185,8 @@ def test_many_pages_at_once_alert_exactly_the_dropped_ones(sessions, history):
 
 
 @pytest.fixture
-def notifier_url(database_url, tmp_path, request) -> str:
-    if database_url.startswith("sqlite"):
-        url = f"sqlite:///{tmp_path / 'notifier.db'}"
-    else:
-        url = request.getfixturevalue("new_pg_database")()
+def notifier_url(another_database) -> str:
+    url = another_database("notifier")
     migrate_notifier(url)
     return url
 

@@ -32,6 +32,7 @@ from sqlalchemy import (
     func,
     make_url,
     select,
+    tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
@@ -152,6 +153,23 @@ def bulk_insert(
     session.execute(statement, parameters)
 
 
+def bulk_add(
+    session: Session, table: Table, rows: list[dict[str, Any]], keys: list[str], added: list[str]
+) -> None:
+    """INSERT `rows`; a row whose `keys` exist already adds its `added` columns to the
+    stored ones instead (counters kept by many batches). Nothing to do for no rows."""
+    if not rows:
+        return
+
+    def add(insert: Any) -> Insert:  # the dialect's INSERT (dialect_insert), with ON CONFLICT
+        return insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={name: table.c[name] + insert.excluded[name] for name in added},
+        )
+
+    bulk_insert(session, table, rows, add)
+
+
 def _isoformat(value: date | datetime) -> str:
     return value.isoformat()
 
@@ -164,6 +182,27 @@ def among(session: Session, column_: Any, values: list[Any]) -> ColumnElement[bo
         array = ARRAY(column_.type)
         return column_ == any_(cast(bindparam(None, values, type_=array), array))
     return column_.in_(values)
+
+
+def among_rows(
+    session: Session, columns: tuple[Any, ...], rows: list[tuple[Any, ...]]
+) -> ColumnElement[bool]:
+    """`(columns) IN rows`: exactly these combinations of values (a composite key).
+
+    On PostgreSQL the rows arrive as one array per column and are unnested into a
+    semi-join, which finds each row through the key's index; `a = ANY(..) AND b = ANY(..)`
+    would instead test every candidate row against whole arrays. SQLite compares row
+    values against the list itself.
+    """
+    if not on_postgresql(session):
+        return tuple_(*columns).in_(rows)
+    names = [f"k{index}" for index in range(len(columns))]
+    arrays = [
+        cast(bindparam(None, [row[index] for row in rows], type_=ARRAY(c.type)), ARRAY(c.type))
+        for index, c in enumerate(columns)
+    ]
+    keys = func.unnest(*arrays).table_valued(*names).render_derived()
+    return tuple_(*columns).in_(select(*keys.c))
 
 
 def upgrade(url: str, migrations_dir: Path) -> None:

@@ -8,7 +8,7 @@ scores or alerts. Whether a response counts depends only on the responses of its
 page before it, so the same events in a page's order give the same counts, however
 they are cut into batches and whatever is delivered twice (processed_events skips it).
 
-The source_counts rows a batch touches are read in one query (per chunk of sources)
+The source_counts rows a batch touches are read in one query (per chunk of keys)
 and written in one upsert that adds what the batch added.
 """
 
@@ -17,11 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date
 
-from sqlalchemy import Insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregator.models import SourceCount
-from koe_kit.db import among, bulk_insert
+from koe_kit.db import among_rows, bulk_add
 
 # Two or three people behind one address (a mobile carrier's NAT, a city hall's proxy)
 # answering the same page on one day all count; README, "Counting", has the numbers.
@@ -46,14 +46,8 @@ class SourceLedger:
         # [counted, excess]: as stored, then as the batch leaves them.
         self._rows: dict[SlotKey, list[int]] = {}
         self._added: dict[SlotKey, list[int]] = {}
-        pages = list({page for page, _day, _source in keys})
-        days = list({day for _page, day, _source in keys})
-        sources = list({source for _page, _day, source in keys})
-        wanted = set(keys)
-        for start in range(0, len(pages), _IN_CHUNK):
-            # All three columns of the primary key, so the index finds just these rows
-            # (and the few other sources of these pages and days), however large the
-            # table grows.
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _IN_CHUNK):
             rows = session.execute(
                 select(
                     SourceCount.page_id,
@@ -62,14 +56,15 @@ class SourceLedger:
                     SourceCount.counted,
                     SourceCount.excess,
                 ).where(
-                    among(session, SourceCount.page_id, pages[start : start + _IN_CHUNK]),
-                    among(session, SourceCount.day, days),
-                    among(session, SourceCount.source, sources),
+                    among_rows(
+                        session,
+                        (SourceCount.page_id, SourceCount.day, SourceCount.source),
+                        unique[start : start + _IN_CHUNK],
+                    )
                 )
             )
             for page_id, day, source, counted, excess in rows:
-                if (page_id, day, source) in wanted:
-                    self._rows[page_id, day, source] = [counted, excess]
+                self._rows[page_id, day, source] = [counted, excess]
 
     def admit(self, key: SlotKey) -> Admitted:
         """Count one more response of the source on the page and day, or call it excess."""
@@ -85,21 +80,9 @@ class SourceLedger:
         return Admitted(excess=excess, new_source=new_source)
 
     def write(self, session: Session) -> None:
-        if not self._added:
-            return
-        table = SourceCount.__table__
-
-        def add(insert: Insert) -> Insert:
-            return insert.on_conflict_do_update(
-                index_elements=["page_id", "day", "source"],
-                set_={
-                    "counted": table.c.counted + insert.excluded.counted,
-                    "excess": table.c.excess + insert.excluded.excess,
-                },
-            )
-
         rows = [
             {"page_id": p, "day": d, "source": s, "counted": c, "excess": e}
             for (p, d, s), (c, e) in self._added.items()
         ]
-        bulk_insert(session, table, rows, add)
+        keys = ["page_id", "day", "source"]
+        bulk_add(session, SourceCount.__table__, rows, keys, ["counted", "excess"])

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Insert, Table, select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from aggregator.alerting import Alert, raise_alerts
@@ -36,7 +36,7 @@ from aggregator.pages.registry import DEFAULT_MIN_SOURCES, PageSightings, shown
 from aggregator.replacements import Counted, Replacements, remembered
 from koe_directory import Directory
 from koe_kit import events
-from koe_kit.db import among, bulk_insert
+from koe_kit.db import among, bulk_add, bulk_insert
 
 log = logging.getLogger(__name__)
 
@@ -179,35 +179,15 @@ def _already_processed(session: Session, ids: list[str]) -> set[str]:
 
 
 def _add_counts(session: Session, counts: dict[tuple[str, date, str], list[int]]) -> None:
-    table = DailyCount.__table__
-
-    def add(insert: Insert) -> Insert:
-        return insert.on_conflict_do_update(
-            index_elements=["page_id", "day", "question"],
-            set_={
-                "yes": table.c.yes + insert.excluded.yes,
-                "neutral": table.c.neutral + insert.excluded.neutral,
-                "no": table.c.no + insert.excluded.no,
-            },
-        )
-
     rows = [
         {"page_id": p, "day": d, "question": q, "yes": c[0], "neutral": c[1], "no": c[2]}
         for (p, d, q), c in counts.items()
     ]
-    if rows:
-        bulk_insert(session, table, rows, add)
+    keys, added = ["page_id", "day", "question"], ["yes", "neutral", "no"]
+    bulk_add(session, DailyCount.__table__, rows, keys, added)
 
 
 def _add_per_day(session: Session, table: Table, totals: dict[tuple[str, date], int]) -> None:
     """Add responses per page and day to daily_responses or daily_excess."""
-
-    def add(insert: Insert) -> Insert:
-        return insert.on_conflict_do_update(
-            index_elements=["page_id", "day"],
-            set_={"responses": table.c.responses + insert.excluded.responses},
-        )
-
     rows = [{"page_id": p, "day": d, "responses": n} for (p, d), n in totals.items()]
-    if rows:
-        bulk_insert(session, table, rows, add)
+    bulk_add(session, table, rows, ["page_id", "day"], ["responses"])

@@ -32,7 +32,7 @@ from sqlalchemy import Insert, case, literal, or_, select
 from sqlalchemy.orm import Session
 
 from aggregator.models import Page, PageTitle
-from koe_kit.db import among, bulk_insert
+from koe_kit.db import among, among_rows, bulk_add, bulk_insert
 
 # One person easily has three addresses in a day (home, phone, office): five sources
 # take two days or five addresses, and a page with five answers in all is no news yet
@@ -99,8 +99,7 @@ class PageSightings:
             for title, at_once in page.titles
             if not at_once
         }
-        pairs = list(votes)
-        running = _votes(session, list({p for p, _t in pairs}), list({t for _p, t in pairs}))
+        running = _votes(session, list(votes))
         chosen: dict[str, str] = {}
         for page_id, page in self._pages.items():
             for title, at_once in page.titles:
@@ -112,8 +111,7 @@ class PageSightings:
                 running[page_id, title] = had + 1
                 if had < self.min_sources <= had + 1:
                     chosen[page_id] = title
-        if votes:
-            _add_votes(session, votes)
+        _add_votes(session, votes)
         return chosen
 
 
@@ -129,14 +127,15 @@ def shown(session: Session, page_ids: list[str]) -> set[str]:
     return found
 
 
-def _votes(session: Session, page_ids: list[str], titles: list[str]) -> dict[tuple[str, str], int]:
-    """The votes counted before, for (at least) these pages and titles."""
+def _votes(session: Session, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The votes counted before for these (page id, title) pairs."""
     found: dict[tuple[str, str], int] = {}
-    for start in range(0, len(page_ids), _IN_CHUNK):
+    for start in range(0, len(pairs), _IN_CHUNK):
         rows = session.execute(
             select(PageTitle.page_id, PageTitle.title, PageTitle.sources).where(
-                among(session, PageTitle.page_id, page_ids[start : start + _IN_CHUNK]),
-                among(session, PageTitle.title, titles),
+                among_rows(
+                    session, (PageTitle.page_id, PageTitle.title), pairs[start : start + _IN_CHUNK]
+                )
             )
         )
         found.update({(page_id, title): sources for page_id, title, sources in rows})
@@ -144,16 +143,8 @@ def _votes(session: Session, page_ids: list[str], titles: list[str]) -> dict[tup
 
 
 def _add_votes(session: Session, votes: dict[tuple[str, str], int]) -> None:
-    table = PageTitle.__table__
-
-    def add(insert: Insert) -> Insert:
-        return insert.on_conflict_do_update(
-            index_elements=["page_id", "title"],
-            set_={"sources": table.c.sources + insert.excluded.sources},
-        )
-
     rows = [{"page_id": p, "title": t, "sources": n} for (p, t), n in votes.items()]
-    bulk_insert(session, table, rows, add)
+    bulk_add(session, PageTitle.__table__, rows, ["page_id", "title"], ["sources"])
 
 
 def _upsert_pages(

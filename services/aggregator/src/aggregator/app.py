@@ -6,8 +6,8 @@ from flask import Flask
 
 from aggregator.config import (
     Settings,
-    load_divisions,
     load_settings,
+    read_divisions,
     require_secret_key,
     require_token,
 )
@@ -26,7 +26,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or load_settings(need_token=True)
     require_token(settings)
     secret_key = require_secret_key(settings)
-    directory = load_divisions(settings)
+    directory = read_divisions(settings)
     app = Flask(__name__)
     app.config.update(
         SECRET_KEY=secret_key,

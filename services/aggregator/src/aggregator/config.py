@@ -133,7 +133,7 @@ def load_settings(
     )
 
 
-def load_divisions(settings: Settings) -> Directory:
+def read_divisions(settings: Settings) -> Directory:
     """divisions.yaml, or ConfigError saying why it cannot be read."""
     try:
         return load_directory(settings.divisions_file)

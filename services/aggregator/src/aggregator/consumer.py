@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
-from aggregator.config import Settings, load_divisions, load_settings
+from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
 from aggregator.pruning import ProcessedPruner, SourcePruner
@@ -70,7 +70,7 @@ def build_loop(
     """The loop and its publisher; the caller calls `publisher.close()` after run().
     Raise ConfigError when divisions.yaml cannot be read."""
     assert settings.kafka is not None
-    directory = load_divisions(settings)
+    directory = read_divisions(settings)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
     if publisher is None:

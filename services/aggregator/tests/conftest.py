@@ -311,6 +311,21 @@ def _at(day: date, minute: int) -> datetime:
     return datetime(day.year, day.month, day.day, 3, tzinfo=TOKYO) + timedelta(minutes=minute)
 
 
+def _sender(produced: list[dict], day: date, page: str):
+    """send(answer, title, **fields): one more answer to `page` on `day`, a minute later."""
+    url = f"https://www.info.city.tsu.mie.jp/shisei/dx/{page}.html"
+    moments = (_at(day, minute) for minute in range(1, 1000))
+
+    def send(answer: str, title: str = "正しい題名", **fields) -> dict:
+        event = feedback(
+            next(moments), {"clarity": answer}, page_id=page, url=url, title=title, **fields
+        )
+        produced.append(event)
+        return event
+
+    return send
+
+
 def mixed_history(seed: int = 11) -> list[dict]:
     """Three weeks of a few pages: citizens, shared addresses, one flooding source a day,
     older events without a source, replacements (of counted and excess answers), titles
@@ -320,55 +335,18 @@ def mixed_history(seed: int = 11) -> list[dict]:
     for offset in range(21):
         day = HISTORY_START + timedelta(days=offset)
         for page in ("p1", "p2", "p3"):
-            url = f"https://www.info.city.tsu.mie.jp/shisei/dx/{page}.html"
-            minute = 0
+            send = _sender(produced, day, page)
             for sender in range(rng.randrange(2, 9)):
                 source = source_of(f"{day} {sender % 5}")  # five addresses a day
                 title = rng.choice(["正しい題名", "正しい題名", "別の題名"])
-                answers = {"clarity": rng.choice(("yes", "neutral", "no"))}
-                minute += 1
-                produced.append(
-                    feedback(
-                        _at(day, minute), answers, page_id=page, url=url, title=title, source=source
-                    )
-                )
+                first = send(rng.choice(("yes", "neutral", "no")), title, source=source)
                 if rng.random() < 0.3:  # the same person changes their mind
-                    minute += 1
-                    produced.append(
-                        feedback(
-                            _at(day, minute),
-                            {"clarity": "yes"},
-                            page_id=page,
-                            url=url,
-                            title=title,
-                            source=source,
-                            replaces=produced[-1]["id"],
-                        )
-                    )
+                    send("yes", title, source=source, replaces=first["id"])
             flooder = source_of(f"{day} flood")
             for _ in range(rng.randrange(0, 12)):
-                minute += 1
-                produced.append(
-                    feedback(
-                        _at(day, minute),
-                        {"clarity": "no"},
-                        page_id=page,
-                        url=url,
-                        title="正しい題名",
-                        source=flooder,
-                    )
-                )
+                send("no", source=flooder)
             if offset % 7 == 0:
-                minute += 1
-                produced.append(
-                    feedback(
-                        _at(day, minute),
-                        {"clarity": "yes"},
-                        page_id=page,
-                        url=url,
-                        title="正しい題名",
-                    )
-                )
+                send("yes")
     return produced
 
 

@@ -13,20 +13,24 @@ from feedback.config import load_relay_settings, load_settings
 from koe_kit.config import ConfigError
 
 KEY = "k" * 32
+CHALLENGE_KEY = "c" * 32
 
 
-def test_api_needs_origins_and_a_client_key_but_not_kafka():
+def test_api_needs_origins_and_keys_but_not_kafka():
     settings = load_settings(
         {
             "KOE_ALLOWED_ORIGINS": "HTTPS://Example.JP:443,http://localhost:8000",
             "KOE_CLIENT_KEY": KEY,
+            "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         }
     )
     assert settings.allowed_origins == {"https://example.jp", "http://localhost:8000"}
     assert settings.database_url == "sqlite:///var/feedback.db"
     assert settings.max_body_bytes == 16 * 1024
     assert settings.client_key == KEY.encode()
-    assert (settings.trusted_proxies, settings.min_submit_seconds) == (0, 2.0)
+    assert settings.trusted_proxies == 0
+    assert settings.challenges.key == CHALLENGE_KEY.encode()
+    assert (settings.challenges.max_number, settings.challenges.ttl_s) == (100_000, 1200)
     assert (settings.rate_limit_max, settings.rate_limit_window_s) == (10, 3600)
     assert settings.replace_window_s == 30 * 60
 
@@ -34,17 +38,46 @@ def test_api_needs_origins_and_a_client_key_but_not_kafka():
         load_settings({})
     assert "KOE_ALLOWED_ORIGINS" in str(missing.value)
     assert "KOE_CLIENT_KEY is required" in str(missing.value)
+    assert "KOE_CHALLENGE_KEY is required" in str(missing.value)
 
 
-def test_a_short_client_key_is_refused():
-    with pytest.raises(ConfigError, match="KOE_CLIENT_KEY is too short"):
-        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CLIENT_KEY": "short"})
+@pytest.mark.parametrize("name", ["KOE_CLIENT_KEY", "KOE_CHALLENGE_KEY"])
+def test_a_short_key_is_refused(name):
+    keys = {"KOE_CLIENT_KEY": KEY, "KOE_CHALLENGE_KEY": CHALLENGE_KEY, name: "short"}
+    with pytest.raises(ConfigError, match=f"{name} is too short"):
+        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", **keys})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("KOE_CHALLENGE_MAX_NUMBER", "0", "must be at least 1"),
+        ("KOE_CHALLENGE_MAX_NUMBER", "20000000", "must be at most 10000000"),
+        ("KOE_CHALLENGE_TTL_S", "0", "must be at least 1"),
+        ("KOE_CHALLENGE_TTL_S", "100000", "must be at most 86400"),
+    ],
+)
+def test_the_challenge_settings_have_bounds(name, value, reason):
+    env = {
+        "KOE_ALLOWED_ORIGINS": "https://example.jp",
+        "KOE_CLIENT_KEY": KEY,
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+        name: value,
+    }
+    with pytest.raises(ConfigError, match=f"{name}={value!r} is invalid: {reason}"):
+        load_settings(env)
 
 
 @pytest.mark.parametrize("origin", ["ftp://example.jp", "https://example.jp/path", "example.jp"])
 def test_an_origin_must_be_scheme_and_host_only(origin):
     with pytest.raises(ConfigError, match="KOE_ALLOWED_ORIGINS"):
-        load_settings({"KOE_ALLOWED_ORIGINS": origin, "KOE_CLIENT_KEY": KEY})
+        load_settings(
+            {
+                "KOE_ALLOWED_ORIGINS": origin,
+                "KOE_CLIENT_KEY": KEY,
+                "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+            }
+        )
 
 
 def test_relay_needs_kafka_but_not_origins():
@@ -75,6 +108,7 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
             "DATABASE_URL": f"sqlite:///{tmp_path}/f.db",
             "KOE_ALLOWED_ORIGINS": "http://localhost:8000",
             "KOE_CLIENT_KEY": KEY,
+            "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
             "KOE_DIVISIONS_FILE": str(tmp_path / "nope.yaml"),
         },
     )

@@ -33,7 +33,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         schema=FeedbackSchema(origins=settings.allowed_origins, directory=directory),
         origins=settings.allowed_origins,
         client_key=settings.client_key,
-        min_submit_seconds=settings.min_submit_seconds,
+        challenges=settings.challenges,
         limits=Limits(
             rate_max=settings.rate_limit_max,
             rate_window_s=settings.rate_limit_window_s,

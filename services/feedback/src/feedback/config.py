@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from feedback.challenges import ChallengeSettings
 from koe_directory.pages import origin_of
 from koe_kit.config import EnvReader
 from koe_kit.db import default_database_url
@@ -27,13 +28,15 @@ class Settings:
     # the widget may sit on; page_url and return_to must be on one of them.
     allowed_origins: frozenset[str]
     max_body_bytes: int
-    # Spam and abuse (README, "Spam and abuse"): the secret the client hashes and
-    # render stamps are keyed with, never a default (a known key would let anyone
-    # try every IPv4 address against a stored hash).
+    # Spam and abuse (README, "Spam and abuse"): the secret the client hashes are
+    # keyed with, never a default (a known key would let anyone try every IPv4
+    # address against a stored hash).
     client_key: bytes
     # How many proxies in front of koe append to X-Forwarded-For; 0 trusts none.
     trusted_proxies: int
-    min_submit_seconds: float
+    # The proof of work the JSON API asks for (feedback.challenges); its key signs
+    # challenges, so it is a secret too and never has a default.
+    challenges: ChallengeSettings
     rate_limit_max: int
     rate_limit_window_s: int
     replace_window_s: int
@@ -56,9 +59,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         divisions_file=reader.str("KOE_DIVISIONS_FILE", "divisions.yaml"),
         allowed_origins=_origins(reader),
         max_body_bytes=reader.int("KOE_MAX_BODY_BYTES", 16 * 1024, minimum=256),
-        client_key=_client_key(reader),
+        client_key=_secret(reader, "KOE_CLIENT_KEY"),
         trusted_proxies=reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0),
-        min_submit_seconds=reader.float("KOE_MIN_SUBMIT_SECONDS", 2.0, minimum=0, maximum=60),
+        challenges=ChallengeSettings(
+            key=_secret(reader, "KOE_CHALLENGE_KEY"),
+            max_number=reader.int(
+                "KOE_CHALLENGE_MAX_NUMBER", 100_000, minimum=1, maximum=10_000_000
+            ),
+            ttl_s=reader.int("KOE_CHALLENGE_TTL_S", 1200, minimum=1, maximum=24 * 3600),
+        ),
         rate_limit_max=reader.int("KOE_RATE_LIMIT_MAX", 10, minimum=1),
         rate_limit_window_s=reader.int("KOE_RATE_LIMIT_WINDOW_S", 3600, minimum=1),
         replace_window_s=reader.int("KOE_REPLACE_WINDOW_MINUTES", 30, minimum=0) * 60,
@@ -67,17 +76,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-MIN_CLIENT_KEY_LENGTH = 32
+MIN_SECRET_LENGTH = 32
 
 
-def _client_key(reader: EnvReader) -> bytes:
+def _secret(reader: EnvReader, name: str) -> bytes:
     hint = (
-        f"a random secret of at least {MIN_CLIENT_KEY_LENGTH} characters,"
-        " e.g. `openssl rand -hex 32`"
+        f"a random secret of at least {MIN_SECRET_LENGTH} characters, e.g. `openssl rand -hex 32`"
     )
-    key = reader.str("KOE_CLIENT_KEY", hint=hint) or ""
-    if key and len(key) < MIN_CLIENT_KEY_LENGTH:
-        reader.problems.append(f"KOE_CLIENT_KEY is too short ({hint})")
+    key = reader.str(name, hint=hint) or ""
+    if key and len(key) < MIN_SECRET_LENGTH:
+        reader.problems.append(f"{name} is too short ({hint})")
     return key.encode("utf-8")
 
 

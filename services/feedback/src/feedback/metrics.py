@@ -10,7 +10,7 @@ REJECTIONS = Counter(
     "Submissions refused and never counted, by reason",
     ["reason"],
 )
-REJECTION_REASONS = ("honeypot", "too_fast", "rate_limited", "foreign_origin", "invalid")
+REJECTION_REASONS = ("honeypot", "challenge", "rate_limited", "foreign_origin", "invalid")
 for _reason in REJECTION_REASONS:
     REJECTIONS.labels(reason=_reason)  # every series exists from the start, at 0
 

@@ -1,4 +1,5 @@
-"""The feedback service's own tables: survey responses and the transactional outbox."""
+"""The feedback service's own tables: survey responses, spent proofs of work and the
+transactional outbox."""
 
 from __future__ import annotations
 
@@ -52,6 +53,19 @@ class ClientGuard(Base):
     # Written by the upsert itself: the response it displaced, if any. RETURNING shows
     # only new values, and this keeps the read and the write one atomic statement.
     replaced_id: Mapped[str | None] = mapped_column(String(36))
+
+
+class UsedChallenge(Base):
+    """Proof-of-work solutions already spent (challenges.py): each buys one response.
+
+    Kept until the challenge expires; after that check() refuses it on its own.
+    """
+
+    __tablename__ = "used_challenges"
+
+    # koe's HMAC over the challenge: one per challenge issued.
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class OutboxEntry(Base):

@@ -377,3 +377,19 @@ _MARK_REPLACEMENT_AND_EVENT = text("""
     )
     UPDATE outbox SET payload = :payload WHERE id = :outbox_id
 """)
+
+
+def earlier_response(session: Session, submission: Submission) -> str | None:
+    """The stored response this submission repeats (same client_token, same answers):
+    a retry of a submission whose 202 was lost. None for anything else."""
+    if submission.client_token is None:
+        return None
+    row = session.execute(
+        select(_responses.c.id, *(_responses.c[key] for key in QUESTION_KEYS)).where(
+            _responses.c.client_token == submission.client_token
+        )
+    ).first()
+    if row is None:
+        return None
+    stored = {key: row._mapping[key] for key in QUESTION_KEYS if row._mapping[key] is not None}
+    return row.id if stored == submission.answers else None

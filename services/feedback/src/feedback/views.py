@@ -1,10 +1,11 @@
 """The survey endpoints: JSON for the widget's script, a plain form for pages without it.
 
-Both take the same path: a mapping → spam checks (honeypot, render stamp) →
-FeedbackSchema → services.record in one transaction (with the client's rate
-limit and replacement window). They differ only in how the body is read and how
-they answer: JSON errors for the script, a redirect back to the page for a person.
-Every refusal is counted in metrics.REJECTIONS by reason.
+Both take the same path: a mapping → the honeypot → FeedbackSchema → services.record
+in one transaction (with the client's rate limit and replacement window). The JSON
+API also wants a solved proof-of-work challenge for the page (challenges.py), spent
+in that transaction; the plain form cannot work one out. They differ otherwise only in
+how the body is read and how they answer: JSON errors for the script, a redirect back
+to the page for a person. Every refusal is counted in metrics.REJECTIONS by reason.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from feedback import metrics, services, stamps
+from feedback import challenges, metrics, services
 from feedback.clients import client_hash
 from feedback.embed import WIDGET_NAME, snippet_ids
 from feedback.schemas import (
@@ -42,7 +43,7 @@ blueprint = Blueprint("feedback", __name__)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Fields the widget sends for spam checks; they never reach the schema.
 HONEYPOT = "homepage"
-STAMP = "koe_stamp"
+ALTCHA = "altcha"  # the solved challenge, as ALTCHA's widget protocol names it
 # The plain form's way back, never stored either: the page to return to and the
 # name of the snippet on it (embed.WIDGET_NAME; absent for the page's first).
 RETURN_TO = "return_to"
@@ -69,7 +70,7 @@ class Intake:
     schema: FeedbackSchema
     origins: frozenset[str]
     client_key: bytes
-    min_submit_seconds: float
+    challenges: challenges.ChallengeSettings
     limits: services.Limits
     next_prune: float = 0.0
 
@@ -95,29 +96,20 @@ def _validate(payload: dict[str, Any]) -> tuple[Submission | None, dict[str, lis
 
 
 def _screen(payload: dict[str, Any]) -> None:
-    """The spam checks that need no database: the honeypot and the render stamp.
-
-    Removes their fields from `payload`; raises Refused.
-    """
+    """The honeypot: removes its field from `payload`; raises Refused."""
     honeypot = payload.pop(HONEYPOT, None)
     if honeypot is not None and not (isinstance(honeypot, str) and not honeypot.strip()):
         # Hidden from people (widget.css); only a form-filling bot writes here (and
         # only a bot sends anything but text: {} or 0 counted as empty once).
         raise _refuse("honeypot", 422, {HONEYPOT: ["must be left empty"]})
-    stamp = payload.pop(STAMP, None)
-    if stamp in (None, ""):
-        return
-    intake = _intake()
+
+
+def _solved(proof: Any, submission: Submission, now: datetime) -> challenges.Solution:
+    """The JSON API's proof of work for this page; raises Refused (403 naming altcha)."""
     try:
-        age = stamps.age_s(intake.client_key, str(stamp), time.time())
-    except stamps.BadStamp as exc:
-        raise _refuse("invalid", 422, {STAMP: [str(exc)]}) from None
-    if age < intake.min_submit_seconds:
-        raise _refuse(
-            "too_fast",
-            422,
-            {STAMP: [f"sent {age:.1f} s after answering began; wait a moment and send again"]},
-        )
+        return challenges.check(_intake().challenges, proof, submission.page_url, now)
+    except challenges.BadSolution as exc:
+        raise _refuse("challenge", 403, {ALTCHA: [str(exc)]}) from None
 
 
 def _client() -> str:
@@ -131,19 +123,32 @@ def _client() -> str:
     )
 
 
-def _accept(payload: dict[str, Any]) -> str:
-    """Screen, validate and store one submission; its response id, or raises Refused."""
+def _accept(payload: dict[str, Any], proof: Any = None, *, needs_proof: bool) -> str:
+    """Screen, validate and store one submission; its response id, or raises Refused.
+
+    `proof` is the JSON API's `altcha`; the plain form (`needs_proof` false) has none.
+    Checked after the body is valid: a solution is bound to the page the body names.
+    """
     _screen(payload)
     submission, errors = _validate(payload)
     if submission is None:
         raise _refuse("invalid", 422, errors)
+    now = datetime.now(UTC)
+    solution = _solved(proof, submission, now) if needs_proof else None
     intake = _intake()
     session = db_session()
     try:
         with session.begin():
-            recorded = services.record(
-                session, submission, datetime.now(UTC), _client(), intake.limits
-            )
+            if solution is not None and not challenges.spend(session, solution):
+                # A retry after a lost 202 sends the same body with the same proof: it
+                # gets the earlier id. Any other second use buys nothing.
+                earlier = services.earlier_response(session, submission)
+                if earlier is None:
+                    raise _refuse(
+                        "challenge", 403, {ALTCHA: ["has been used; fetch a new challenge"]}
+                    )
+                return earlier
+            recorded = services.record(session, submission, now, _client(), intake.limits)
     except services.RateLimited as exc:
         refused = _refuse(
             "rate_limited", 429, {"body": ["too many answers for this page; try later"]}
@@ -168,8 +173,10 @@ def _prune_now_and_then(intake: Intake, session: Session) -> None:
         return
     intake.next_prune = time.monotonic() + PRUNE_EVERY_S
     longest = max(intake.limits.rate_window_s, intake.limits.replace_window_s)
+    now = datetime.now(UTC)
     with session.begin():
-        services.prune_guard(session, datetime.now(UTC) - timedelta(seconds=longest))
+        services.prune_guard(session, now - timedelta(seconds=longest))
+        challenges.prune(session, now)
 
 
 def _event_field(reason: str) -> str:
@@ -219,7 +226,7 @@ def _cors_headers(response):
 
 
 @blueprint.route("/api/v1/feedback", methods=["OPTIONS"])
-@blueprint.route("/api/v1/feedback/stamp", methods=["OPTIONS"])
+@blueprint.route("/api/v1/feedback/challenge", methods=["OPTIONS"])
 def preflight():
     return "", 204
 
@@ -227,16 +234,30 @@ def preflight():
 # -- the endpoints ----------------------------------------------------------------
 
 
-@blueprint.get("/api/v1/feedback/stamp")
-def stamp():
-    """A render stamp for widget.js; stateless (no database), never cached."""
+@blueprint.get("/api/v1/feedback/challenge")
+def challenge():
+    """A proof-of-work challenge for one page, for widget.js; stateless (no database),
+    never cached (each is single-use)."""
     intake = _intake()
-    response = jsonify(
-        stamp=stamps.issue(intake.client_key, time.time()),
-        min_seconds=intake.min_submit_seconds,
-    )
+    raw = request.args.get("page_url")
+    problems = ["is required"] if raw is None else _page_url_problems(raw)
+    if problems:
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        return _errors(422, {"page_url": problems})
+    response = jsonify(challenges.issue(intake.challenges, canonical_url(raw), datetime.now(UTC)))
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _page_url_problems(url: str) -> list[str]:
+    """What the schema would say of `url` as a submission's page_url."""
+    try:
+        _intake().schema.fields["page_url"].deserialize(url)
+    except ValidationError as exc:
+        return flatten_errors(exc.messages)["body"]
+    if not on_allowed_origin(url, _intake().origins):
+        return ["not a page of a site koe serves"]
+    return []
 
 
 @blueprint.post("/api/v1/feedback")
@@ -262,8 +283,9 @@ def submit_json():
     if unstorable is not None:
         metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(400, {"body": [unstorable]})
+    proof = payload.pop(ALTCHA, None)
     try:
-        response_id = _accept(payload)
+        response_id = _accept(payload, proof, needs_proof=True)
     except Refused as refused:
         response, status = _errors(refused.status, refused.errors)
         if refused.retry_after_s is not None:
@@ -305,11 +327,10 @@ def submit_form():
         # No way back: say everything that is wrong in one answer.
         metrics.REJECTIONS.labels(reason="invalid").inc()
         payload.pop(HONEYPOT, None)
-        payload.pop(STAMP, None)
         _, errors = _validate(payload)
         return _errors(422, errors | wrong)
     try:
-        _accept(payload)
+        _accept(payload, needs_proof=False)
     except Refused:
         # A person without JavaScript is sent back to the page, which says so politely.
         return redirect(back_to(return_to, "error", widget), 303)

@@ -20,8 +20,6 @@ on the topic, and what the aggregator's stats API counts.
 
 from __future__ import annotations
 
-import base64
-import json
 import math
 import os
 import random
@@ -31,18 +29,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from itertools import count
 from pathlib import Path
 
-import altcha
 from sqlalchemy import text
 
-from feedback.challenges import page_digest
 from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from support import CHALLENGE_KEY, SITE, Koe
+from support import CHALLENGE_KEY, SITE, Koe, signed_proof
 
 SCRIPT = Path(__file__).with_name("load_citizens.lua")
 TOPIC = "koe.feedback.submitted.v1"
@@ -162,31 +157,12 @@ def write_pool(path: Path, size: int, pages: int, key: str = CHALLENGE_KEY) -> P
     """`size` citizens for load_citizens.lua, one a line: page URL, division (- for
     none) and the `altcha` for that page, of a challenge signed with `key`."""
     rng = random.Random(path.name)
-    expires = datetime.now(UTC) + timedelta(hours=2)
     with path.open("w", encoding="utf-8") as out:
         for _ in range(size):
             page = rng.randrange(pages)
             section, division = SECTIONS[page % len(SECTIONS)]
             url = f"{SITE}{section}{page}.html"
-            number = rng.randrange(1000)
-            made = altcha.create_challenge_v1(
-                algorithm="SHA-256",
-                max_number=1000,
-                salt_length=12,
-                hmac_key=key,
-                salt="",
-                number=number,
-                expires=expires,
-                params={"page": page_digest(url)},
-            )
-            solution = {
-                "algorithm": made.algorithm,
-                "challenge": made.challenge,
-                "number": number,
-                "salt": made.salt,
-                "signature": made.signature,
-            }
-            proof = base64.b64encode(json.dumps(solution).encode()).decode("ascii")
+            proof = signed_proof(url, number=rng.randrange(1000), key=key)
             out.write(f"{url} {division or '-'} {proof}\n")
     return path
 

@@ -24,6 +24,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from kafka import KafkaProducer
 
+from feedback.challenges import page_digest
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.local_broker import free_port
@@ -66,6 +67,27 @@ def solve(challenge: dict) -> str:
     assert found is not None, "a challenge koe issued has a solution"
     fields = ("algorithm", "challenge", "salt", "signature")
     solution = {key: challenge[key] for key in fields} | {"number": found.number}
+    return base64.b64encode(json.dumps(solution).encode()).decode("ascii")
+
+
+def signed_proof(
+    page_url: str, *, number: int = 7, expires: datetime | None = None, key: str = CHALLENGE_KEY
+) -> str:
+    """The `altcha` for a challenge made here as koe makes them (signed with `key`, bound
+    to `page_url`), its number known: for tests and loads that need many proofs fast
+    and are not about the work itself."""
+    made = altcha.create_challenge_v1(
+        algorithm="SHA-256",
+        max_number=1000,
+        salt_length=12,
+        hmac_key=key,
+        salt="",
+        number=number,
+        expires=expires or datetime.now(UTC) + timedelta(hours=2),
+        params={"page": page_digest(canonical_url(page_url))},
+    )
+    fields = ("algorithm", "challenge", "salt", "signature")
+    solution = {key: getattr(made, key) for key in fields} | {"number": number}
     return base64.b64encode(json.dumps(solution).encode()).decode("ascii")
 
 

@@ -385,11 +385,7 @@ def input_classes(koe: Koe) -> list[InputClass]:
         ("CRLF and markup in every text field", "crlf", crlf_and_markup),
         ("path traversal in page ids", "traversal", path_traversal),
         ("foreign Origin (CORS)", "cors", foreign_origins),
-        (
-            "missing, garbage, forged, expired, misplaced or spent proof of work",
-            "proof",
-            bad_proofs,
-        ),
+        ("missing, forged, expired, misplaced or spent proofs of work", "proof", bad_proofs),
         ("honeypot filled", "honeypot", honeypot),
     ]
     return [InputClass(name, page(slug), build) for name, slug, build in builders]

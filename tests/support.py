@@ -237,11 +237,12 @@ class Koe:
         response.raise_for_status()
         return response.json()["windows"]["all"]["n"]
 
-    def create_account(self, email: str, division: str) -> None:
-        """A division clerk's dashboard account, made with the CLI operators use."""
+    def create_account(self, email: str, division: str | None) -> None:
+        """A division clerk's dashboard account (an admin's without a division), made with
+        the CLI operators use."""
+        who = ["--division", division] if division is not None else ["--admin"]
         result = subprocess.run(
-            [sys.executable, "-m", "aggregator.accounts", "create"]
-            + ["--email", email, "--division", division],
+            [sys.executable, "-m", "aggregator.accounts", "create", "--email", email, *who],
             input=CLERK_PASSWORD + "\n",
             env=self.stack.service_env("aggregator"),
             capture_output=True,

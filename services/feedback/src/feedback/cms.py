@@ -3,7 +3,7 @@ prints what a page's snippet carries so that koe believes its CMS id (pages.py).
 
 KOE_CMS_KEY comes from the environment only, never from the command line (which
 other users of the machine can read in the process list). A CMS computes the same
-in its templates (docs/embedding.md shows Python, PHP and Ruby).
+in its templates (README, "Embedding the survey", shows Python, PHP and Ruby).
 """
 
 from __future__ import annotations

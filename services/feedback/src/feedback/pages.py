@@ -5,7 +5,7 @@ A page is its canonical URL, and its id is derived from it (koe_directory.pages
 it: page_sig = the first 32 hex digits of HMAC-SHA256(KOE_CMS_KEY, "koe-page\\n" +
 page_id + "\\n" + canonical URL). Without KOE_CMS_KEY, or without page_sig, a page_id
 in a POST is ignored: anyone can write any id, and an id names another page's history.
-`python -m feedback.cms sign` prints the snippet attributes; docs/embedding.md shows
+`python -m feedback.cms sign` prints the snippet fields; README, "Embedding the survey", shows
 a CMS template computing them. The public /embed generator never signs (it would sign
 anything for anyone).
 

@@ -50,6 +50,9 @@ class CrowdRule:
     max_day_share: float = 0.6
 
 
+DEFAULT_RULE = CrowdRule()
+
+
 @dataclass(frozen=True)
 class SourceDay:
     """Counted responses of one source on one day; source None: that day's responses
@@ -99,10 +102,15 @@ class Evidence:
 class Verdict:
     held: str | None  # one of REASONS, or None: email it
     evidence: Evidence
+    rule: CrowdRule
 
     @property
     def email(self) -> bool:
         return self.held is None
+
+    def as_json(self) -> dict[str, Any]:
+        """What a held alert keeps as its evidence: the reason, the figures, the rule."""
+        return {"reason": self.held, **self.evidence.as_json(self.rule)}
 
 
 def _rounded(share: float | None) -> float | None:
@@ -145,7 +153,7 @@ def judge(rule: CrowdRule, start: date, end: date, counts: Iterable[SourceDay]) 
             for day in (start + timedelta(days=i) for i in range(window_days))
         ),
     )
-    return Verdict(_reason(rule, evidence, window_days), evidence)
+    return Verdict(_reason(rule, evidence, window_days), evidence, rule)
 
 
 def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None:

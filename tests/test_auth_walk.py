@@ -96,7 +96,6 @@ def make_apps(tmp_path: Path, metrics_token: str | None, monkeypatch) -> dict[st
                         "DATABASE_URL": urls["feedback"],
                         "KOE_DIVISIONS_FILE": divisions,
                         "KOE_ALLOWED_ORIGINS": SITE,
-                        "KOE_CLIENT_KEY": "walk-test-client-key-" + "k" * 32,
                         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
                         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
                     }

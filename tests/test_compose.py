@@ -188,7 +188,6 @@ def test_the_image_runs_as_a_user_without_build_tools():
     for secret in (
         "KOE_API_TOKEN",
         "KOE_SECRET_KEY",
-        "KOE_CLIENT_KEY",
         "KOE_CHALLENGE_KEY",
         "PASSWORD",
     ):
@@ -243,7 +242,7 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
 
 def test_secrets_come_from_the_env_file():
     text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
-    secrets = ("KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CLIENT_KEY", "KOE_CHALLENGE_KEY")
+    secrets = ("KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY")
     for secret in ("POSTGRES_PASSWORD", *secrets):
         assert re.search(rf"{secret}: \$\{{{secret}:\?", text), f"{secret} is not from .env"
         assert secret in DOTENV

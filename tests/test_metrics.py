@@ -279,7 +279,6 @@ def test_the_relay_shows_its_backlog_while_kafka_is_away(new_pg_database):
         "DATABASE_URL": database,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
-        "KOE_CLIENT_KEY": "client-key-" + "k" * 32,
         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
     }

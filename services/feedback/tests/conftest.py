@@ -17,7 +17,7 @@ from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, solving
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
-CLIENT_KEY = "test-client-key-" + "k" * 32
+CMS_KEY = "test-cms-key-" + "c" * 32
 
 
 @pytest.fixture
@@ -26,9 +26,9 @@ def env(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost:8000",
-        "KOE_CLIENT_KEY": CLIENT_KEY,
         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
+        "KOE_CMS_KEY": CMS_KEY,
     }
 
 

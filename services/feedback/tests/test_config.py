@@ -9,43 +9,43 @@ import sys
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from feedback.budgets import Budgets
 from feedback.config import load_relay_settings, load_settings
 from koe_kit.config import ConfigError
 
 KEY = "k" * 32
-CHALLENGE_KEY = "c" * 32
 
 
-def test_api_needs_origins_and_keys_but_not_kafka():
+def test_api_needs_origins_and_a_challenge_key_but_not_kafka():
     settings = load_settings(
         {
             "KOE_ALLOWED_ORIGINS": "HTTPS://Example.JP:443,http://localhost:8000",
-            "KOE_CLIENT_KEY": KEY,
-            "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+            "KOE_CHALLENGE_KEY": KEY,
         }
     )
     assert settings.allowed_origins == {"https://example.jp", "http://localhost:8000"}
     assert settings.database_url == "sqlite:///var/feedback.db"
     assert settings.max_body_bytes == 16 * 1024
-    assert settings.client_key == KEY.encode()
     assert settings.trusted_proxies == 0
-    assert settings.challenges.key == CHALLENGE_KEY.encode()
+    assert settings.challenges.key == KEY.encode()
     assert (settings.challenges.max_number, settings.challenges.ttl_s) == (100_000, 1200)
-    assert (settings.rate_limit_max, settings.rate_limit_window_s) == (10, 3600)
+    assert settings.budgets == Budgets(
+        one_page=60, all_pages=600, form_one_page=10, form_all_pages=60, new_pages=10
+    )
     assert settings.replace_window_s == 30 * 60
+    assert str(settings.timezone) == "Asia/Tokyo"
+    assert settings.cms_key is None  # optional: without it every page_id is ignored
+    assert (settings.response_keep_days, settings.source_key_keep_days) == (400, 2)
 
     with pytest.raises(ConfigError) as missing:
         load_settings({})
     assert "KOE_ALLOWED_ORIGINS" in str(missing.value)
-    assert "KOE_CLIENT_KEY is required" in str(missing.value)
     assert "KOE_CHALLENGE_KEY is required" in str(missing.value)
 
 
-@pytest.mark.parametrize("name", ["KOE_CLIENT_KEY", "KOE_CHALLENGE_KEY"])
-def test_a_short_key_is_refused(name):
-    keys = {"KOE_CLIENT_KEY": KEY, "KOE_CHALLENGE_KEY": CHALLENGE_KEY, name: "short"}
-    with pytest.raises(ConfigError, match=f"{name} is too short"):
-        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", **keys})
+def test_a_short_challenge_key_is_refused():
+    with pytest.raises(ConfigError, match="KOE_CHALLENGE_KEY is too short"):
+        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CHALLENGE_KEY": "short"})
 
 
 @pytest.mark.parametrize(
@@ -58,26 +58,39 @@ def test_a_short_key_is_refused(name):
     ],
 )
 def test_the_challenge_settings_have_bounds(name, value, reason):
-    env = {
-        "KOE_ALLOWED_ORIGINS": "https://example.jp",
-        "KOE_CLIENT_KEY": KEY,
-        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
-        name: value,
-    }
+    env = {"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CHALLENGE_KEY": KEY, name: value}
     with pytest.raises(ConfigError, match=f"{name}={value!r} is invalid: {reason}"):
         load_settings(env)
+
+
+def test_the_door_settings_say_what_is_wrong():
+    with pytest.raises(ConfigError) as wrong:
+        load_settings(
+            {
+                "KOE_ALLOWED_ORIGINS": "https://example.jp",
+                "KOE_CHALLENGE_KEY": KEY,
+                "KOE_CMS_KEY": "short",
+                "KOE_BUDGET_ONE_PAGE": "0",
+                "KOE_BUDGET_NEW_PAGES": str(10**10),
+                "KOE_TIMEZONE": "Asia/Nagoya",
+                "KOE_RESPONSE_KEEP_DAYS": "0",
+            }
+        )
+    problems = str(wrong.value)
+    for name in (
+        "KOE_CMS_KEY is too short",
+        "KOE_BUDGET_ONE_PAGE",
+        "KOE_BUDGET_NEW_PAGES",
+        "KOE_TIMEZONE",
+        "KOE_RESPONSE_KEEP_DAYS",
+    ):
+        assert name in problems
 
 
 @pytest.mark.parametrize("origin", ["ftp://example.jp", "https://example.jp/path", "example.jp"])
 def test_an_origin_must_be_scheme_and_host_only(origin):
     with pytest.raises(ConfigError, match="KOE_ALLOWED_ORIGINS"):
-        load_settings(
-            {
-                "KOE_ALLOWED_ORIGINS": origin,
-                "KOE_CLIENT_KEY": KEY,
-                "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
-            }
-        )
+        load_settings({"KOE_ALLOWED_ORIGINS": origin, "KOE_CHALLENGE_KEY": KEY})
 
 
 def test_relay_needs_kafka_but_not_origins():
@@ -107,8 +120,7 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
         {
             "DATABASE_URL": f"sqlite:///{tmp_path}/f.db",
             "KOE_ALLOWED_ORIGINS": "http://localhost:8000",
-            "KOE_CLIENT_KEY": KEY,
-            "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+            "KOE_CHALLENGE_KEY": KEY,
             "KOE_DIVISIONS_FILE": str(tmp_path / "nope.yaml"),
         },
     )
@@ -125,6 +137,13 @@ def test_migrate_creates_the_tables(tmp_path):
     assert done.returncode == 0, done.stderr
     engine = create_engine(url)
     try:
-        assert {"responses", "outbox", "client_guard"} <= set(inspect(engine).get_table_names())
+        assert {
+            "responses",
+            "outbox",
+            "source_keys",
+            "answer_tokens",
+            "budgets",
+            "known_pages",
+        } <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

@@ -23,7 +23,7 @@ from feedback.models import OutboxEntry, Response
 from koe_kit import events
 from koe_kit.db import make_engine, upgrade
 from koe_kit.local_broker import free_port, wait_for_port
-from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, answered, raw_http, solve
+from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, LIFTED_BUDGETS, answered, raw_http, solve
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -258,11 +258,10 @@ def gunicorn_feedback(tmp_path_factory) -> Iterator[tuple[int, object]]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": SITE,
-        "KOE_CLIENT_KEY": "gunicorn-test-key-" + "g" * 32,
         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
-        # One test client sends many good answers to one page: no rate limit here.
-        "KOE_RATE_LIMIT_MAX": "1000000",
+        # One test client sends many good answers to one page: no budgets here.
+        **LIFTED_BUDGETS,
     }
     port = free_port()
     server = subprocess.Popen(

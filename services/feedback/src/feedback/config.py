@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+from feedback.budgets import Budgets
 from feedback.challenges import ChallengeSettings
 from koe_directory.pages import origin_of
 from koe_kit.config import EnvReader
@@ -28,18 +30,20 @@ class Settings:
     # the widget may sit on; page_url and return_to must be on one of them.
     allowed_origins: frozenset[str]
     max_body_bytes: int
-    # Spam and abuse (README, "Spam and abuse"): the secret the client hashes are
-    # keyed with, never a default (a known key would let anyone try every IPv4
-    # address against a stored hash).
-    client_key: bytes
     # How many proxies in front of koe append to X-Forwarded-For; 0 trusts none.
     trusted_proxies: int
-    # The proof of work the JSON API asks for (feedback.challenges); its key signs
-    # challenges, so it is a secret too and never has a default.
+    # Spam and abuse (README, "Spam and abuse"): the proof of work the JSON API asks for
+    # (challenges.py). Its key is a secret with no default: a known key would let anyone
+    # sign themselves challenges without work.
     challenges: ChallengeSettings
-    rate_limit_max: int
-    rate_limit_window_s: int
+    # The city's day, for the daily source key (sources.py).
+    timezone: ZoneInfo
+    budgets: Budgets
     replace_window_s: int
+    # The city CMS's secret that signs page ids (pages.py); None: every page_id ignored.
+    cms_key: bytes | None
+    response_keep_days: int
+    source_key_keep_days: int
 
 
 @dataclass(frozen=True)
@@ -59,34 +63,56 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         divisions_file=reader.str("KOE_DIVISIONS_FILE", "divisions.yaml"),
         allowed_origins=_origins(reader),
         max_body_bytes=reader.int("KOE_MAX_BODY_BYTES", 16 * 1024, minimum=256),
-        client_key=_secret(reader, "KOE_CLIENT_KEY"),
         trusted_proxies=reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0),
         challenges=ChallengeSettings(
-            key=_secret(reader, "KOE_CHALLENGE_KEY"),
+            key=_challenge_key(reader),
             max_number=reader.int(
                 "KOE_CHALLENGE_MAX_NUMBER", 100_000, minimum=1, maximum=10_000_000
             ),
             ttl_s=reader.int("KOE_CHALLENGE_TTL_S", 1200, minimum=1, maximum=24 * 3600),
         ),
-        rate_limit_max=reader.int("KOE_RATE_LIMIT_MAX", 10, minimum=1),
-        rate_limit_window_s=reader.int("KOE_RATE_LIMIT_WINDOW_S", 3600, minimum=1),
-        replace_window_s=reader.int("KOE_REPLACE_WINDOW_MINUTES", 30, minimum=0) * 60,
+        timezone=reader.zone("KOE_TIMEZONE", "Asia/Tokyo"),
+        # README, "Spam and abuse", says why these numbers.
+        budgets=Budgets(
+            one_page=reader.int("KOE_BUDGET_ONE_PAGE", 60, minimum=1, maximum=MAX_BUDGET),
+            all_pages=reader.int("KOE_BUDGET_ALL_PAGES", 600, minimum=1, maximum=MAX_BUDGET),
+            form_one_page=reader.int("KOE_FORM_BUDGET_ONE_PAGE", 10, minimum=1, maximum=MAX_BUDGET),
+            form_all_pages=reader.int(
+                "KOE_FORM_BUDGET_ALL_PAGES", 60, minimum=1, maximum=MAX_BUDGET
+            ),
+            new_pages=reader.int("KOE_BUDGET_NEW_PAGES", 10, minimum=1, maximum=MAX_BUDGET),
+        ),
+        replace_window_s=reader.int("KOE_REPLACE_WINDOW_MINUTES", 30, minimum=0, maximum=1440) * 60,
+        cms_key=_cms_key(reader),
+        response_keep_days=reader.int("KOE_RESPONSE_KEEP_DAYS", 400, minimum=1, maximum=36500),
+        source_key_keep_days=reader.int("KOE_SOURCE_KEY_KEEP_DAYS", 2, minimum=1, maximum=365),
     )
     reader.check()
     return settings
 
 
-MIN_SECRET_LENGTH = 32
+MIN_KEY_LENGTH = 32
+# A budget beyond a billion an hour is no budget; tests and benches lift them to a million.
+MAX_BUDGET = 10**9
 
 
-def _secret(reader: EnvReader, name: str) -> bytes:
-    hint = (
-        f"a random secret of at least {MIN_SECRET_LENGTH} characters, e.g. `openssl rand -hex 32`"
-    )
-    key = reader.str(name, hint=hint) or ""
-    if key and len(key) < MIN_SECRET_LENGTH:
-        reader.problems.append(f"{name} is too short ({hint})")
+def _challenge_key(reader: EnvReader) -> bytes:
+    hint = f"a random secret of at least {MIN_KEY_LENGTH} characters, e.g. `openssl rand -hex 32`"
+    key = reader.str("KOE_CHALLENGE_KEY", hint=hint) or ""
+    if key and len(key) < MIN_KEY_LENGTH:
+        reader.problems.append(f"KOE_CHALLENGE_KEY is too short ({hint})")
     return key.encode("utf-8")
+
+
+def _cms_key(reader: EnvReader) -> bytes | None:
+    """Optional: without it no page_id a POST names is believed (pages.py)."""
+    key = reader.str("KOE_CMS_KEY", "") or ""
+    if key and len(key) < MIN_KEY_LENGTH:
+        reader.problems.append(
+            f"KOE_CMS_KEY is too short (a random secret of at least {MIN_KEY_LENGTH}"
+            " characters, shared with the city's CMS, e.g. `openssl rand -hex 32`)"
+        )
+    return key.encode("utf-8") or None
 
 
 def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:

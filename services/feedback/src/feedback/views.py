@@ -1,20 +1,20 @@
 """The survey endpoints: JSON for the widget's script, a plain form for pages without it.
 
 Both take the same path: a mapping → the honeypot → FeedbackSchema → services.record
-in one transaction (with the client's rate limit and replacement window). The JSON
-API also wants a solved proof-of-work challenge for the page (challenges.py), spent
-in that transaction; the plain form cannot work one out. They differ otherwise only in
-how the body is read and how they answer: JSON errors for the script, a redirect back
-to the page for a person. Every refusal is counted in metrics.REJECTIONS by reason.
+in one transaction (the page view's token, the source's budgets, the page's identity).
+The JSON API also wants a solved proof-of-work challenge for the page (challenges.py),
+spent in that transaction; the plain form cannot work one out and has tighter budgets
+instead. They differ otherwise only in how the body is read and how they answer: JSON
+errors for the script, a redirect back to the page for a person. Every refusal is
+counted in metrics.REJECTIONS by reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,9 +23,10 @@ from marshmallow import ValidationError
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from feedback import challenges, metrics, services
-from feedback.clients import client_hash
+from feedback import challenges, metrics, services, tokens
+from feedback.budgets import OverBudget
 from feedback.embed import WIDGET_NAME, snippet_ids
+from feedback.retention import Retention
 from feedback.schemas import (
     MAX_URL,
     FeedbackSchema,
@@ -33,6 +34,7 @@ from feedback.schemas import (
     flatten_errors,
     on_allowed_origin,
 )
+from feedback.sources import Sources
 from koe_directory import QUESTION_KEYS, canonical_url
 from koe_kit.events import InvalidEvent
 from koe_kit.web import db_session
@@ -48,7 +50,6 @@ ALTCHA = "altcha"  # the solved challenge, as ALTCHA's widget protocol names it
 # name of the snippet on it (embed.WIDGET_NAME; absent for the page's first).
 RETURN_TO = "return_to"
 WIDGET = "koe_widget"
-PRUNE_EVERY_S = 600
 CORS_MAX_AGE_S = 3600
 
 
@@ -69,10 +70,10 @@ class Intake:
 
     schema: FeedbackSchema
     origins: frozenset[str]
-    client_key: bytes
     challenges: challenges.ChallengeSettings
-    limits: services.Limits
-    next_prune: float = 0.0
+    rules: services.Rules
+    sources: Sources
+    retention: Retention
 
 
 def _intake() -> Intake:
@@ -112,49 +113,50 @@ def _solved(proof: Any, submission: Submission, now: datetime) -> challenges.Sol
         raise _refuse("challenge", 403, {ALTCHA: [str(exc)]}) from None
 
 
-def _client() -> str:
-    """This request's client: a keyed hash, never the address itself."""
-    now = datetime.now(UTC)
-    return client_hash(
-        _intake().client_key,
-        now.date(),
-        request.remote_addr or "",
-        request.headers.get("User-Agent", ""),
-    )
+def _spend(session: Session, solution: challenges.Solution, submission: Submission) -> str | None:
+    """Spend the proof in the answer's transaction; None, or the id to answer with when
+    this is a retry of an answer that spent it (a 202 lost on the way: the same page
+    view's same answers). Any other second use raises Refused."""
+    if challenges.spend(session, solution):
+        return None
+    token = submission.client_token
+    earlier = token and tokens.retried(session, token, submission.page_id, submission.answers)
+    if not earlier:
+        raise _refuse("challenge", 403, {ALTCHA: ["has been used; fetch a new challenge"]})
+    return earlier
 
 
-def _accept(payload: dict[str, Any], proof: Any = None, *, needs_proof: bool) -> str:
+def _accept(payload: dict[str, Any], proof: Any = None, *, form: bool) -> str:
     """Screen, validate and store one submission; its response id, or raises Refused.
 
-    `proof` is the JSON API's `altcha`; the plain form (`needs_proof` false) has none.
-    Checked after the body is valid: a solution is bound to the page the body names.
+    `proof` is the JSON API's `altcha`; the plain form (`form`) has none. Checked after
+    the body is valid: a solution is bound to the page the body names.
     """
     _screen(payload)
     submission, errors = _validate(payload)
     if submission is None:
         raise _refuse("invalid", 422, errors)
-    now = datetime.now(UTC)
-    solution = _solved(proof, submission, now) if needs_proof else None
     intake = _intake()
     session = db_session()
+    now = datetime.now(UTC)
+    solution = None if form else _solved(proof, submission, now)
+    # request.remote_addr honours KOE_TRUSTED_PROXIES (create_app): never a header itself.
+    source = intake.sources.source(request.remote_addr or "", now)
     try:
         with session.begin():
-            if solution is not None and not challenges.spend(session, solution):
-                # A retry after a lost 202 sends the same body with the same proof: it
-                # gets the earlier id. Any other second use buys nothing.
-                earlier = services.earlier_response(session, submission)
-                if earlier is None:
-                    raise _refuse(
-                        "challenge", 403, {ALTCHA: ["has been used; fetch a new challenge"]}
-                    )
+            earlier = solution and _spend(session, solution, submission)
+            if earlier:
                 return earlier
-            recorded = services.record(session, submission, now, _client(), intake.limits)
-    except services.RateLimited as exc:
+            recorded = services.record(session, submission, now, source, intake.rules, form)
+    except OverBudget as exc:
         refused = _refuse(
-            "rate_limited", 429, {"body": ["too many answers for this page; try later"]}
+            "budget", 429, {"budget": [f"{exc.scope.name}: {exc.scope.what}; try again later"]}
         )
         refused.retry_after_s = exc.retry_after_s
         raise refused from None
+    except services.Refused as exc:
+        reason = "token" if exc.field == "client_token" else "page_identity"
+        raise _refuse(reason, exc.status, {exc.field: [exc.reason]}) from None
     except InvalidEvent as exc:
         # Validation above should make this impossible; if it happens the input
         # found a gap between it and the event schema, and it is still refused.
@@ -162,21 +164,8 @@ def _accept(payload: dict[str, Any], proof: Any = None, *, needs_proof: bool) ->
         raise _refuse("invalid", 422, {_event_field(exc.reason): [exc.reason]}) from None
     if recorded.replaces is not None:
         metrics.REPLACEMENTS.inc()
-    _prune_now_and_then(intake, session)
+    intake.retention.now_and_then(current_app.extensions["koe.sessions"], intake.sources, now)
     return recorded.response_id
-
-
-def _prune_now_and_then(intake: Intake, session: Session) -> None:
-    # Each worker now and then drops windows that can decide nothing any more;
-    # the table then holds about one window's worth of clients, and nothing older.
-    if time.monotonic() < intake.next_prune:
-        return
-    intake.next_prune = time.monotonic() + PRUNE_EVERY_S
-    longest = max(intake.limits.rate_window_s, intake.limits.replace_window_s)
-    now = datetime.now(UTC)
-    with session.begin():
-        services.prune_guard(session, now - timedelta(seconds=longest))
-        challenges.prune(session, now)
 
 
 def _event_field(reason: str) -> str:
@@ -238,13 +227,13 @@ def preflight():
 def challenge():
     """A proof-of-work challenge for one page, for widget.js; stateless (no database),
     never cached (each is single-use)."""
-    intake = _intake()
     raw = request.args.get("page_url")
     problems = ["is required"] if raw is None else _page_url_problems(raw)
     if problems:
         metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(422, {"page_url": problems})
-    response = jsonify(challenges.issue(intake.challenges, canonical_url(raw), datetime.now(UTC)))
+    made = challenges.issue(_intake().challenges, canonical_url(raw), datetime.now(UTC))
+    response = jsonify(made)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -285,7 +274,7 @@ def submit_json():
         return _errors(400, {"body": [unstorable]})
     proof = payload.pop(ALTCHA, None)
     try:
-        response_id = _accept(payload, proof, needs_proof=True)
+        response_id = _accept(payload, proof, form=False)
     except Refused as refused:
         response, status = _errors(refused.status, refused.errors)
         if refused.retry_after_s is not None:
@@ -330,7 +319,7 @@ def submit_form():
         _, errors = _validate(payload)
         return _errors(422, errors | wrong)
     try:
-        _accept(payload, needs_proof=False)
+        _accept(payload, form=True)
     except Refused:
         # A person without JavaScript is sent back to the page, which says so politely.
         return redirect(back_to(return_to, "error", widget), 303)

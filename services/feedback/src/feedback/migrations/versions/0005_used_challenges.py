@@ -1,7 +1,7 @@
 """used_challenges: proof-of-work solutions already spent (feedback.challenges)
 
 Revision ID: 0005_used_challenges
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-05
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005_used_challenges"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 

@@ -23,10 +23,10 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
-from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge
+from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
 from aggregator.drop_rule import DropRule, evaluate_windows
 from aggregator.scoring import Tally
 
@@ -34,7 +34,8 @@ QUESTIONS = ("findability", "clarity", "usefulness")
 SIZES = (2, 5, 10, 20, 50, 200)
 DAY0 = date(2025, 1, 6)  # a Monday
 WEEKDAY_SHARE = (1.2, 1.2, 1.2, 1.2, 1.2, 0.5, 0.5)  # Mon..Sun, sums to 7
-DROPPED = "clarity"
+# What a drop, a bad day or a dip hits: the whole page (every question) or one question.
+HITS = {"page": QUESTIONS, "question": ("clarity",)}
 
 
 def poisson(rng: random.Random, mean: float) -> int:
@@ -53,6 +54,7 @@ class Fate:
 
     shift: Callable[[int], float] = lambda day: 0.0
     bad_day: int | None = None
+    hit: tuple[str, ...] = QUESTIONS
 
 
 def history(
@@ -73,7 +75,7 @@ def history(
         for q in QUESTIONS:
             p_yes, p_neutral = levels[q]
             shift = wobbles[q][day // 7]
-            if q == DROPPED:
+            if q in fate.hit:
                 shift += fate.shift(day) + (-50 if day == fate.bad_day else 0)
             p_yes = min(max(p_yes + shift / 100, 0.0), 1 - p_neutral)
             yes = neutral = 0
@@ -109,20 +111,24 @@ def detector_emails(
     """Days (first..last) on which the page emails a drop / a recovery, judged by the
     service's function. The reference sums come from prefix sums (the service sums
     them in SQL); the chart reads the daily rows itself."""
-    fired: dict[str, set[int]] = {DROP: set(), RECOVERY: set()}
+    emails: dict[str, list[int]] = {DROP: [], RECOVERY: []}
     dates = [DAY0 + timedelta(days=i) for i in range(last + 1)]
-    for q in QUESTIONS:
-        tallies, prefix = series[q], _prefix(series[q])
-        rows = list(zip(dates, tallies, strict=False))
-        state = State()
-        for day in range(first, last + 1):
-            ref_end = day - settings.gap_days
-            reference = _between(prefix, ref_end - settings.reference_days + 1, ref_end)
-            span = rows[max(0, day - settings.span_days + 1) : day + 1]
-            state, judged = judge(state, dates[day], reference, span, settings)
-            if judged.fired:
-                fired[judged.fired].add(day)
-    return {kind: sorted(days) for kind, days in fired.items()}
+    prefixes = {q: _prefix(series[q]) for q in QUESTIONS}
+    rows = {q: list(zip(dates, series[q], strict=False)) for q in QUESTIONS}
+    states: dict[str, State] = {}
+    for day in range(first, last + 1):
+        ref_end = day - settings.gap_days
+        inputs = {
+            q: (
+                _between(prefixes[q], ref_end - settings.reference_days + 1, ref_end),
+                rows[q][max(0, day - settings.span_days + 1) : day + 1],
+            )
+            for q in QUESTIONS
+        }
+        states, judged = judge_page(states, dates[day], inputs, settings)
+        if judged.email:
+            emails[judged.email].append(day)
+    return emails
 
 
 def rule_emails(series: dict[str, list[Tally]], first: int, last: int, rule: DropRule) -> list[int]:
@@ -151,6 +157,7 @@ class Bench:
     rule: DropRule
     pages: int
     seed: int
+    hit: tuple[str, ...] = QUESTIONS
 
     @property
     def warmup(self) -> int:
@@ -192,7 +199,13 @@ class Bench:
         new = [0] * len(within)
         old = [0] * len(within)
         for i in range(self.pages):
-            series = history(self.rng(name, per_week, i), per_week, end + 1, wobble, fate_at(t))
+            series = history(
+                self.rng(name, per_week, i),
+                per_week,
+                end + 1,
+                wobble,
+                replace(fate_at(t), hit=self.hit),
+            )
             # Judging starts four weeks before T: a fresh state, as a page new to koe.
             first = self.warmup
             drops = [d for d in detector_emails(series, first, end, self.settings)[DROP] if d >= t]
@@ -228,6 +241,12 @@ def main() -> None:
     parser.add_argument("--pages", type=int, default=60, help="pages per table cell")
     parser.add_argument("--city-pages", type=int, default=500)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--hit",
+        choices=sorted(HITS),
+        default="page",
+        help="what drops, bad days and dips hit: every question of the page, or one",
+    )
     defaults = DetectorSettings()
     for f in fields(DetectorSettings):
         parser.add_argument(
@@ -237,7 +256,7 @@ def main() -> None:
         )
     args = parser.parse_args()
     settings = DetectorSettings(**{f.name: getattr(args, f.name) for f in fields(DetectorSettings)})
-    bench = Bench(settings, DropRule(), args.pages, args.seed)
+    bench = Bench(settings, DropRule(), args.pages, args.seed, HITS[args.hit])
     started = time.monotonic()
     print(f"detector: {settings}\ntoday's rule: {bench.rule}")
     print(
@@ -254,7 +273,7 @@ def main() -> None:
         cells = [bench.steady_rates(size, w) for w in (0.0, 4.0, 5.0)]
         print(f"{size:>12} | " + " | ".join(f"{n:8.2f} / {o:7.2f}  " for n, o in cells))
 
-    print("\nReal drops (one question, 4-pt wobble): share emailed within 14 / 28 days:")
+    print(f"\nReal drops of the {args.hit} (4-pt wobble): share emailed within 14 / 28 days:")
     print(
         f"{'answers/week':>12} | "
         + " | ".join(
@@ -313,7 +332,7 @@ def recovery_row(bench: Bench, size: float) -> str:
     end = back + 28 + 14
     emailed = recovered = recoveries = false = 0
     for i in range(bench.pages):
-        fate = Fate(shift=lambda day: -25.0 if t <= day < back else 0.0)
+        fate = Fate(shift=lambda day: -25.0 if t <= day < back else 0.0, hit=bench.hit)
         series = history(bench.rng("rec", size, i), size, end + 1, 4.0, fate)
         fired = detector_emails(series, bench.warmup, end, s)
         drops = [d for d in fired[DROP] if d >= t]
@@ -321,7 +340,9 @@ def recovery_row(bench: Bench, size: float) -> str:
         if drops:
             recoveries += len(fired[RECOVERY])
             recovered += any(back <= d < back + 28 for d in fired[RECOVERY])
-        stay = history(bench.rng("stay", size, i), size, t + 84 + 1, 4.0, drop(25)(t))
+        stay = history(
+            bench.rng("stay", size, i), size, t + 84 + 1, 4.0, replace(drop(25)(t), hit=bench.hit)
+        )
         fired = detector_emails(stay, bench.warmup, t + 84, s)
         false += any(d >= t for d in fired[RECOVERY]) and any(d >= t for d in fired[DROP])
     n = bench.pages
@@ -353,7 +374,7 @@ def city(bench: Bench, pages: int) -> None:
             "drop 15": drop(15)(t),
             "decline 25/8 wks": decline(25, 56)(t),
         }[fate_name]
-        series = history(bench.rng("citypage", i), size, end + 1, 4.0, fate)
+        series = history(bench.rng("citypage", i), size, end + 1, 4.0, replace(fate, hit=bench.hit))
         new = detector_emails(series, bench.warmup, end, s)[DROP]
         old = rule_emails(series, bench.warmup, end, bench.rule)
         if fate_name == "steady":

@@ -20,6 +20,7 @@ from aggregator.detector import (
     answer_variance,
     charts,
     judge,
+    judge_page,
 )
 from aggregator.scoring import Tally, Window, total
 
@@ -207,6 +208,62 @@ def test_days_are_judged_once_and_in_order():
     state, _ = judge(State(), START, Tally(), [], SETTINGS)
     with pytest.raises(AssertionError):
         judge(state, START, Tally(), [], SETTINGS)
+
+
+def run_page(plans: dict[str, Callable[[int], Tally]], days: int):
+    """Judge a page of several questions day by day; the page judgements."""
+    histories = {q: [plan(i) for i in range(days)] for q, plan in plans.items()}
+    states: dict[str, State] = {}
+    pages = []
+    for i in range(SETTINGS.gap_days + SETTINGS.reference_days, days):
+        ref_end = i - SETTINGS.gap_days
+        inputs = {
+            q: (
+                total(h[ref_end - SETTINGS.reference_days + 1 : ref_end + 1]),
+                [(START + timedelta(days=k), h[k]) for k in range(i - 40, i + 1)],
+            )
+            for q, h in histories.items()
+        }
+        states, page = judge_page(states, START + timedelta(days=i), inputs, SETTINGS)
+        pages.append(page)
+    return pages
+
+
+def emails(pages) -> list[tuple[int, str, tuple[str, ...]]]:
+    return [((p.day - START).days, p.email, p.emailed) for p in pages if p.email]
+
+
+def test_questions_that_fall_days_apart_are_one_problem_one_email_and_one_recovery():
+    def falls(at: int, back: int) -> Callable[[int], Tally]:
+        return lambda i: BAD if at <= i < back else GOOD
+
+    pages = run_page(
+        {
+            "findability": lambda i: GOOD,
+            "clarity": falls(T, T + 20),
+            "usefulness": falls(T + 4, T + 40),
+        },
+        T + 90,
+    )
+    sent = emails(pages)
+    assert [(kind, questions) for _, kind, questions in sent] == [
+        (DROP, ("clarity",)),
+        (RECOVERY, ("usefulness",)),  # the page is back once its last open drop is
+    ]
+    # The usefulness drop was judged (and opened) but joined the clarity email.
+    assert any(p.fired.get("usefulness") and p.fired["usefulness"].fired == DROP for p in pages)
+    assert any(p.fired.get("clarity") and p.fired["clarity"].fired == RECOVERY for p in pages)
+
+
+def test_a_question_that_falls_after_the_cooldown_is_a_new_email():
+    pages = run_page(
+        {
+            "clarity": lambda i: BAD if i >= T else GOOD,
+            "usefulness": lambda i: BAD if i >= T + 30 else GOOD,
+        },
+        T + 60,
+    )
+    assert [(day, kind) for day, kind, _ in emails(pages)] == [(T + 2, DROP), (T + 32, DROP)]
 
 
 # -- Long runs: a steady page's false alarms stay within the configured rate ------------

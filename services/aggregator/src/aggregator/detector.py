@@ -35,7 +35,7 @@ Every comparison with a threshold allows float noise (`_EPS`): 91.67 − 76.67 i
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import date, timedelta
 
@@ -58,10 +58,10 @@ class DetectorSettings:
     half_life_days: float = 4.0
     # Days of answers the chart reads: weights beyond are below 2^(-span/half_life).
     span_days: int = 28
-    limit_sigmas: float = 3.0
-    drift_points: float = 3.0
+    limit_sigmas: float = 2.75
+    drift_points: float = 4.0
     min_drop_points: float = 10.0
-    min_weight: float = 8.0
+    min_weight: float = 10.0
     min_reference: int = 30
     cooldown_days: int = 14
     recovery_days: int = 7
@@ -215,9 +215,7 @@ def limit_points(reference: Tally, current: Chart, settings: DetectorSettings) -
     """How far (points) below the reference the chart must be to alarm."""
     variance = answer_variance(reference)
     se_sq = (
-        variance / current.effective_n
-        + variance / reference.n
-        + (settings.drift_points / 100) ** 2
+        variance / current.effective_n + variance / reference.n + (settings.drift_points / 100) ** 2
     )
     return max(settings.min_drop_points, settings.limit_sigmas * math.sqrt(se_sq) * 100)
 
@@ -291,3 +289,51 @@ def _watch_recovery(
         quiet_until=day + timedelta(days=settings.cooldown_days),
     )
     return state, replace(judged, fired=RECOVERY)
+
+
+@dataclass(frozen=True)
+class PageJudgement:
+    """A page's day: each question's judgement, and the email it sends, if any.
+
+    Questions of a page usually fall together, a day or two apart, so they are one
+    problem: a question's drop alarm sends no email of its own while another question
+    of the page has a drop open that alarmed within the cooldown; and the page says
+    "recovered" once, when its last open drop recovers.
+    """
+
+    day: date
+    questions: dict[str, Judgement]
+    email: str | None = None  # DROP, RECOVERY or None
+    emailed: tuple[str, ...] = ()  # the questions the email is about
+
+    @property
+    def fired(self) -> dict[str, Judgement]:
+        return {q: j for q, j in self.questions.items() if j.fired}
+
+
+def judge_page(
+    states: Mapping[str, State],
+    day: date,
+    inputs: Mapping[str, tuple[Tally, Iterable[tuple[date, Tally]]]],
+    settings: DetectorSettings,
+) -> tuple[dict[str, State], PageJudgement]:
+    """Judge `day` for every question in `inputs` ((reference, daily rows), as `judge`
+    takes them); `states` holds the questions' states so far (missing: new)."""
+    before = {q: states.get(q, State()) for q in inputs}
+    after: dict[str, State] = {}
+    judged: dict[str, Judgement] = {}
+    for question, (reference, days) in inputs.items():
+        after[question], judged[question] = judge(before[question], day, reference, days, settings)
+    drops = tuple(q for q, j in judged.items() if j.fired == DROP)
+    recoveries = tuple(q for q, j in judged.items() if j.fired == RECOVERY)
+    page = PageJudgement(day, judged)
+    recent = day - timedelta(days=settings.cooldown_days)
+    if drops and not any(
+        s.dropped_day is not None and s.dropped_day > recent
+        for q, s in after.items()
+        if q not in drops
+    ):
+        return after, replace(page, email=DROP, emailed=drops)
+    if recoveries and not any(s.open for s in after.values()):
+        return after, replace(page, email=RECOVERY, emailed=recoveries)
+    return after, page

@@ -22,11 +22,12 @@ adds its false alarms up day after day. This is a monitoring chart instead:
   answers: three unhappy visitors on a quiet page are not news.
 - **After an alarm** the chart restarts from the next day (so not one answer that caused
   the drop counts again) and watches for recovery against the reference the page dropped
-  from: recovered once its chart stays within `recovery_tolerance_points` of it, with the
-  minimum weight, for `recovery_days` days in a row. A drop that never recovers closes
-  quietly once the whole reference window lies after it (the page's new normal). Drop
-  alarms wait `cooldown_days` after any alarm. So one problem sends one email, and one
-  "fixed" email.
+  from: recovered once its chart stays within `recovery_tolerance_points` (plus one
+  standard error of its answers) of it, with the minimum weight, for `recovery_days`
+  days in a row. A drop that never recovers closes quietly once the whole reference
+  window lies after it (the page's new normal). Drop alarms wait `cooldown_days` after
+  any alarm. So one problem sends one email, and one "fixed" email (judge_page joins the
+  questions of a page).
 
 Every comparison with a threshold allows float noise (`_EPS`): 91.67 − 76.67 is
 14.999999999999986, and a drop of exactly the threshold must count.
@@ -188,7 +189,9 @@ class Judgement:
     reference_answers: Tally
     chart: Chart
     decided: Chart
-    limit_points: float | None  # how far below the reference counts (None: not judged)
+    # A drop: how far below the reference the chart must sit; a recovery: how close it
+    # must come. None: not judged (too few answers).
+    limit_points: float | None
     fired: str | None = None  # DROP, RECOVERY or None
 
     @property
@@ -211,13 +214,26 @@ class Judgement:
         return self.reference_score - self.decided_score
 
 
-def limit_points(reference: Tally, current: Chart, settings: DetectorSettings) -> float:
-    """How far (points) below the reference the chart must be to alarm."""
+def sampling_points(reference: Tally, current: Chart) -> float:
+    """The standard error (points) of the chart minus the reference from their answers
+    alone: what a page's own answers can tell apart."""
     variance = answer_variance(reference)
-    se_sq = (
-        variance / current.effective_n + variance / reference.n + (settings.drift_points / 100) ** 2
-    )
-    return max(settings.min_drop_points, settings.limit_sigmas * math.sqrt(se_sq) * 100)
+    return math.sqrt(variance / current.effective_n + variance / reference.n) * 100
+
+
+def limit_points(reference: Tally, current: Chart, settings: DetectorSettings) -> float:
+    """How far (points) below the reference the chart must be to alarm: limit_sigmas
+    standard errors of the answers and the drift together, and never less than
+    min_drop_points."""
+    se = math.hypot(sampling_points(reference, current), settings.drift_points)
+    return max(settings.min_drop_points, settings.limit_sigmas * se)
+
+
+def recovery_points(reference: Tally, current: Chart, settings: DetectorSettings) -> float:
+    """How close (points) to the old reference the chart must come to count as back:
+    the tolerance, give or take one standard error of its answers (on a quiet page a
+    chart of 20 answers cannot tell 80 from 75)."""
+    return settings.recovery_tolerance_points + sampling_points(reference, current)
 
 
 def judge(
@@ -276,10 +292,11 @@ def _watch_recovery(
     judged = Judgement(day, dropped_window, state.dropped_from, full, decided, None)
     if decided.effective_n < settings.min_weight - _EPS:
         return replace(state, streak=0), judged
-    judged = replace(judged, limit_points=settings.recovery_tolerance_points)
+    back = recovery_points(state.dropped_from, decided, settings)
+    judged = replace(judged, limit_points=back)
     drop = judged.drop_points
     assert drop is not None
-    if drop > settings.recovery_tolerance_points + _EPS:
+    if drop > back + _EPS:
         return replace(state, streak=0), judged
     if state.streak + 1 < settings.recovery_days:
         return replace(state, streak=state.streak + 1), judged

@@ -20,6 +20,9 @@ from sqlalchemy import create_engine, text
 
 from common import REPO, free_port, migrate, pg_database, process
 
+sys.path.insert(0, str(REPO / "tests"))
+from support import LIFTED_BUDGETS  # noqa: E402
+
 BODY = {
     "page_url": "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
     "page_title": "津市の自治体DX取組状況",
@@ -36,11 +39,15 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
         'wrk.method = "POST"\n'
         f'wrk.body = "{body}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
-        # Many citizens, not one: each request another user agent, so the spam guard's
-        # per-client row is spread as in real traffic (one client would be rate limited).
+        # Many citizens, not one: each request a page view of its own (a client_token,
+        # as widget.js sends), so koe writes a token row per answer as in real traffic.
+        # Seeded per run: a token seen in an earlier run would be a retry, storing nothing.
+        "math.randomseed(os.time())\n"
         "request = function()\n"
-        '  wrk.headers["User-Agent"] = "bench-citizen-" .. math.random(1, 1000000)\n'
-        "  return wrk.format()\n"
+        '  local token = string.format("%08x-%04x-4000-8000-%012x", math.random(0, 0x7fffffff),'
+        " math.random(0, 0xffff), math.random(0, 0x7fffffff))\n"
+        '  return wrk.format(nil, nil, nil, wrk.body:sub(1, -2) .. \',"client_token":"\''
+        " .. token .. '\"}')\n"
         "end\n",
         encoding="utf-8",
     )
@@ -110,6 +117,8 @@ def main() -> None:
                 "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
                 "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
                 "KOE_CLIENT_KEY": "bench-client-key-" + "x" * 32,
+                # wrk is one address, one source: its budgets must not refuse the load.
+                **LIFTED_BUDGETS,
             },
         )
 

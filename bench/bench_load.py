@@ -7,11 +7,10 @@ the API's accepted count, the feedback DB, the topic and the aggregator agreeing
 The load (tests/load_support.py, shared with tests/faults/test_load.py): a sustained
 wrk for --duration, and every --burst-every seconds a second wrk adding
 --burst-connections for --burst-seconds. Every request is another citizen (its own
-User-Agent and client_token) on one of --pages pages, so the spam guard keeps a row
-per client as with real traffic. KOE_REPLACE_WINDOW_MINUTES=0 and KOE_RATE_LIMIT_MAX
-are set anyway, so that a repeat can never fold or refuse a response of the load; the
-guard's statement runs the same either way. wrk is one address, so one source: the
-per-source cap and the page threshold are lifted too (KOE_COUNT_PER_SOURCE_DAY,
+User-Agent and client_token) on one of --pages pages, so koe keeps a token row per
+page view as with real traffic. wrk is one address, so one source: its budgets are
+lifted (support.LIFTED_BUDGETS; the budget upsert runs the same either way), and so
+are the per-source cap and the page threshold (KOE_COUNT_PER_SOURCE_DAY,
 KOE_PAGE_MIN_SOURCES); the aggregator does the same work either way.
 
 The baseline, in the same run: bench/bare_app.py (parse the JSON, answer 202) under the
@@ -40,7 +39,7 @@ from common import REPO, free_port, pg_database, process, wait
 sys.path.insert(0, str(REPO / "tests"))
 import load_support  # noqa: E402
 from koe_kit.local_stack import LocalStack  # noqa: E402
-from support import API_TOKEN, SITE, Koe  # noqa: E402
+from support import API_TOKEN, LIFTED_BUDGETS, SITE, Koe  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -112,10 +111,9 @@ def start_koe(stack: contextlib.ExitStack, web: dict[str, str], var: Path) -> Ko
         "SMTP_PORT": str(free_port()),
         **{f"KOE_{s.upper()}_PORT": str(free_port()) for s in urls},
         **{f"{s.upper()}_DATABASE_URL": url for s, url in urls.items()},
-        # See the docstring: nothing of the load may be folded or refused as a repeat,
-        # nor left out of the counts as one source's excess (wrk is one address).
-        "KOE_REPLACE_WINDOW_MINUTES": "0",
-        "KOE_RATE_LIMIT_MAX": "1000000",
+        # See the docstring: nothing of the load may be refused by a budget, nor left
+        # out of the counts as one source's excess (wrk is one address).
+        **LIFTED_BUDGETS,
         "KOE_COUNT_PER_SOURCE_DAY": "1000000",
         "KOE_PAGE_MIN_SOURCES": "1",
         **web,

@@ -1,18 +1,19 @@
 """Spam and abuse through the whole pipeline on PostgreSQL: what the feedback API refuses
 or folds never reaches the topic or the stats; a replacement counts once, as the second.
 
-One koe stack for the module, with a small rate limit and a 1 s minimum time."""
+One koe stack for the module, with a small budget per page and a 1 s minimum time."""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import requests
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.testing import wait_until
-from support import SITE
+from support import SITE, from_address
 from widget_support import (
     answers_counted,
     module_koe,
@@ -30,15 +31,15 @@ def koe(tmp_path_factory, pg_admin):
     with module_koe(
         tmp_path_factory.mktemp("spam") / "var",
         pg_admin,
-        KOE_RATE_LIMIT_MAX="3",
+        KOE_BUDGET_ONE_PAGE="3",
         KOE_MIN_SUBMIT_SECONDS="1",
     ) as running:
         yield running
 
 
-def client(user_agent: str) -> requests.Session:
-    """One browser as koe tells clients apart: this machine's address and a user agent."""
-    session = requests.Session()
+def client(user_agent: str, address: str = "127.0.0.1") -> requests.Session:
+    """A browser on `address`: koe's source is the address, never the user agent."""
+    session = from_address(address)
     session.headers["User-Agent"] = user_agent
     return session
 
@@ -106,17 +107,18 @@ def test_spam_is_refused_with_the_right_status_and_never_counted(koe):
     assert [event["id"] for event in published(koe, page_id)] == [accepted.json()["id"]]
 
 
-def test_a_second_response_replaces_the_first_and_counts_once(koe):
+def test_a_page_views_change_of_mind_replaces_its_answer_and_counts_once(koe):
     page_url = f"{SITE}/replace/1.html"
     page_id = page_id_for_url(canonical_url(page_url))
     api = koe.url("feedback", "/api/v1/feedback")
-    citizen = client("Mozilla/5.0 citizen")
+    citizen, view = client("Mozilla/5.0 citizen"), str(uuid.uuid4())
 
     first = citizen.post(
-        api, json=body(page_url, {"findability": "no", "clarity": "no"}), timeout=10
+        api, json=body(page_url, {"findability": "no", "clarity": "no"}, client_token=view)
     )
     second = citizen.post(
-        api, json=body(page_url, {"findability": "yes", "usefulness": "neutral"}), timeout=10
+        api,
+        json=body(page_url, {"findability": "yes", "usefulness": "neutral"}, client_token=view),
     )
     assert (first.status_code, second.status_code) == (202, 202)
     first_id, second_id = first.json()["id"], second.json()["id"]
@@ -134,8 +136,11 @@ def test_a_second_response_replaces_the_first_and_counts_once(koe):
         what="the second response's answers in place of the first's",
     )
 
-    # Someone else (another browser) on the same page is a response of their own.
-    other = client("Mozilla/5.0 neighbour").post(api, json=body(page_url, {"clarity": "yes"}))
+    # Someone else behind the same address, with the same browser, is another page
+    # view: a response of their own.
+    other = citizen.post(
+        api, json=body(page_url, {"clarity": "yes"}, client_token=str(uuid.uuid4()))
+    )
     assert other.status_code == 202
     figures = wait_for_n(koe, page_id, 2)
     assert answers_counted(figures) == {
@@ -145,25 +150,34 @@ def test_a_second_response_replaces_the_first_and_counts_once(koe):
     }
 
 
-def test_the_rate_limit_refuses_with_retry_after_and_what_passed_counts_once(koe):
+def test_the_page_budget_refuses_with_retry_after_and_what_passed_counts(koe):
     page_url = f"{SITE}/limit/1.html"
     page_id = page_id_for_url(canonical_url(page_url))
     api = koe.url("feedback", "/api/v1/feedback")
-    eager = client("Mozilla/5.0 eager")
 
+    # One address, a new user agent each time: still one source, one budget.
     statuses = [
-        eager.post(api, json=body(page_url, {"clarity": "yes"}), timeout=10).status_code
-        for _ in range(3)
+        client(f"Mozilla/5.0 eager/{i}")
+        .post(api, json=body(page_url, {"clarity": "yes"}), timeout=10)
+        .status_code
+        for i in range(3)
     ]
-    limited = eager.post(api, json=body(page_url, {"clarity": "no"}), timeout=10)
+    limited = client("Mozilla/5.0 eager/4").post(
+        api, json=body(page_url, {"clarity": "no"}), timeout=10
+    )
     assert statuses == [202, 202, 202]
     assert limited.status_code == 429
-    assert int(limited.headers["Retry-After"]) > 0
+    assert 0 < int(limited.headers["Retry-After"]) <= 3600
+    assert limited.json()["errors"]["budget"][0].startswith("one_page: 3 answers an hour")
 
-    sentinel = client("Mozilla/5.0 sentinel").post(api, json=body(page_url, {"clarity": "no"}))
+    # Another address has a budget of its own.
+    sentinel = client("Mozilla/5.0 sentinel", "127.0.0.2").post(
+        api, json=body(page_url, {"clarity": "no"}), timeout=10
+    )
+    assert sentinel.status_code == 202
     wait_published(koe, sentinel.json()["id"])
-    # Three accepted from one client fold into one; the refused one is nowhere.
-    figures = wait_for_n(koe, page_id, 2)
-    assert answers_counted(figures) == {"clarity": (1, 0, 1)}
+    figures = wait_for_n(koe, page_id, 4)
+    assert answers_counted(figures) == {"clarity": (3, 0, 1)}
+    # The refused one is nowhere.
     assert len(stored_responses(koe, page_id)) == 4
     assert len(published(koe, page_id)) == 4

@@ -22,7 +22,7 @@ from koe_kit.local_broker import LocalBroker, free_port
 from koe_kit.local_stack import TANSU_TIMINGS, LocalStack
 from koe_kit.smtp_sink import SmtpSink
 from koe_kit.testing import postgres_databases, wait_until
-from support import SITE, Koe, stack_env
+from support import LIFTED_BUDGETS, SITE, Koe, stack_env
 
 TOPIC = "koe.feedback.submitted.v1"
 
@@ -45,8 +45,6 @@ def module_koe(
     own = {
         "KOE_FEEDBACK_PORT": str(feedback_port),
         "KOE_ALLOWED_ORIGINS": ",".join([SITE, f"http://127.0.0.1:{feedback_port}", *also_allowed]),
-        "KOE_REPLACE_WINDOW_MINUTES": "30",
-        "KOE_RATE_LIMIT_MAX": "10",
     }
     if sqlite:  # the databases `make run` uses
         own |= {
@@ -55,9 +53,10 @@ def module_koe(
         }
     timings = {**TANSU_TIMINGS, "KOE_BATCH_MAX_WAIT_MS": "100"}
     with postgres_databases(pg_admin, prefix="koe_widget") as new_database:
-        stack = LocalStack.from_env(
-            stack_env(broker, sink, new_database, timings, **(own | extra)), var_dir
-        )
+        env = stack_env(broker, sink, new_database, timings, **(own | extra))
+        for name in LIFTED_BUDGETS.keys() - extra.keys():
+            del env[name]  # the defaults, as a city runs them
+        stack = LocalStack.from_env(env, var_dir)
         try:
             stack.start_infrastructure()
             stack.start_all()

@@ -17,6 +17,7 @@ REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
 CLIENT_KEY = "test-client-key-" + "k" * 32
+CMS_KEY = "test-cms-key-" + "c" * 32
 
 
 @pytest.fixture
@@ -26,6 +27,7 @@ def env(database_url: str) -> dict[str, str]:
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost:8000",
         "KOE_CLIENT_KEY": CLIENT_KEY,
+        "KOE_CMS_KEY": CMS_KEY,
     }
 
 

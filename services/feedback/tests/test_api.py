@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from feedback.models import OutboxEntry, Response
+from feedback.pages import page_sig
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from support import answered
@@ -127,12 +128,16 @@ def test_a_page_stays_with_the_division_of_its_url_prefix_whatever_the_snippet_s
     assert divisions == ["None", "somu-dx"]
 
 
-def test_given_page_id_is_used_and_url_is_stored_canonical(client, engine):
+def test_a_signed_page_id_is_used_and_url_is_stored_canonical(client, engine, env):
+    signature = page_sig(
+        env["KOE_CMS_KEY"].encode(), "shirasagi:docs:1", f"{SITE}/kurashi/gomi/1.html"
+    )
     answer = client.post(
         "/api/v1/feedback",
         json=answered(
             page_url="HTTPS://WWW.info.city.tsu.mie.jp:443/kurashi/gomi/1.html?utm=x#top",
             page_id="shirasagi:docs:1",
+            page_sig=signature,
             division="kankyo-gomi",
             answers={"usefulness": "yes"},
             locale="en",
@@ -157,7 +162,7 @@ def test_locale_defaults_to_japanese(client, engine):
         assert connection.execute(select(Response.locale)).scalar_one() == "ja"
 
 
-def test_same_client_token_twice_is_one_response(client, counts):
+def test_same_client_token_and_answers_twice_is_one_response(client, counts):
     token = str(uuid.uuid4())
 
     first = client.post("/api/v1/feedback", json=answered(client_token=token))

@@ -9,6 +9,7 @@ import sys
 import pytest
 from sqlalchemy import create_engine, inspect
 
+from feedback.budgets import Budgets
 from feedback.config import load_relay_settings, load_settings
 from koe_kit.config import ConfigError
 
@@ -27,8 +28,13 @@ def test_api_needs_origins_and_a_client_key_but_not_kafka():
     assert settings.max_body_bytes == 16 * 1024
     assert settings.client_key == KEY.encode()
     assert (settings.trusted_proxies, settings.min_submit_seconds) == (0, 2.0)
-    assert (settings.rate_limit_max, settings.rate_limit_window_s) == (10, 3600)
+    assert settings.budgets == Budgets(
+        one_page=60, all_pages=600, form_one_page=10, form_all_pages=60, new_pages=10
+    )
     assert settings.replace_window_s == 30 * 60
+    assert str(settings.timezone) == "Asia/Tokyo"
+    assert settings.cms_key is None  # optional: without it every page_id is ignored
+    assert (settings.response_keep_days, settings.source_key_keep_days) == (400, 2)
 
     with pytest.raises(ConfigError) as missing:
         load_settings({})
@@ -39,6 +45,30 @@ def test_api_needs_origins_and_a_client_key_but_not_kafka():
 def test_a_short_client_key_is_refused():
     with pytest.raises(ConfigError, match="KOE_CLIENT_KEY is too short"):
         load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CLIENT_KEY": "short"})
+
+
+def test_the_door_settings_say_what_is_wrong():
+    with pytest.raises(ConfigError) as wrong:
+        load_settings(
+            {
+                "KOE_ALLOWED_ORIGINS": "https://example.jp",
+                "KOE_CLIENT_KEY": KEY,
+                "KOE_CMS_KEY": "short",
+                "KOE_BUDGET_ONE_PAGE": "0",
+                "KOE_BUDGET_NEW_PAGES": str(10**10),
+                "KOE_TIMEZONE": "Asia/Nagoya",
+                "KOE_RESPONSE_KEEP_DAYS": "0",
+            }
+        )
+    problems = str(wrong.value)
+    for name in (
+        "KOE_CMS_KEY is too short",
+        "KOE_BUDGET_ONE_PAGE",
+        "KOE_BUDGET_NEW_PAGES",
+        "KOE_TIMEZONE",
+        "KOE_RESPONSE_KEEP_DAYS",
+    ):
+        assert name in problems
 
 
 @pytest.mark.parametrize("origin", ["ftp://example.jp", "https://example.jp/path", "example.jp"])
@@ -91,6 +121,13 @@ def test_migrate_creates_the_tables(tmp_path):
     assert done.returncode == 0, done.stderr
     engine = create_engine(url)
     try:
-        assert {"responses", "outbox", "client_guard"} <= set(inspect(engine).get_table_names())
+        assert {
+            "responses",
+            "outbox",
+            "source_keys",
+            "answer_tokens",
+            "budgets",
+            "known_pages",
+        } <= set(inspect(engine).get_table_names())
     finally:
         engine.dispose()

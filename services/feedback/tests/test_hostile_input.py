@@ -23,7 +23,7 @@ from feedback.models import OutboxEntry, Response
 from koe_kit import events
 from koe_kit.db import make_engine, upgrade
 from koe_kit.local_broker import free_port, wait_for_port
-from support import answered, raw_http
+from support import LIFTED_BUDGETS, answered, raw_http
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -257,8 +257,8 @@ def gunicorn_feedback(tmp_path_factory) -> Iterator[tuple[int, object]]:
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": SITE,
         "KOE_CLIENT_KEY": "gunicorn-test-key-" + "g" * 32,
-        # One test client sends many good answers to one page: no rate limit here.
-        "KOE_RATE_LIMIT_MAX": "1000000",
+        # One test client sends many good answers to one page: no budgets here.
+        **LIFTED_BUDGETS,
     }
     port = free_port()
     server = subprocess.Popen(

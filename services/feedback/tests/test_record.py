@@ -1,5 +1,6 @@
-"""services.record on both databases: PostgreSQL records in one statement, SQLite step
-by step, and both must store the same rows and byte for byte the same event."""
+"""services.record on both databases: PostgreSQL records the response and its outbox row
+in one statement, SQLite step by step, and both must store the same rows and byte for
+byte the same event; whatever the door refuses leaves every table as it was."""
 
 from __future__ import annotations
 
@@ -7,17 +8,23 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from feedback import services
-from feedback.models import ClientGuard, OutboxEntry, Response
+from feedback import budgets, services
+from feedback.models import OutboxEntry, Response
 from feedback.schemas import Submission
 from koe_kit import events
 from koe_kit.db import session_factory
 
 PAGE = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"
-LIMITS = services.Limits(rate_max=2, rate_window_s=600, replace_window_s=1800)
-CLIENT = "c" * 64
+RULES = services.Rules(
+    budgets=budgets.Budgets(
+        one_page=2, all_pages=100, form_one_page=1, form_all_pages=100, new_pages=10
+    ),
+    replace_window_s=1800,
+)
+SOURCE = "5" * 32
+TABLES = ("responses", "outbox", "answer_tokens", "budgets", "known_pages")
 
 
 def submission(token: str | None = None, clarity: str = "yes") -> Submission:
@@ -36,53 +43,70 @@ def submission(token: str | None = None, clarity: str = "yes") -> Submission:
 def record(engine):
     sessions = session_factory(engine)
 
-    def run(sent: Submission, at: datetime) -> services.Recorded:
+    def run(sent: Submission, at: datetime, form: bool = False) -> services.Recorded:
         with sessions() as session, session.begin():
-            return services.record(session, sent, at, CLIENT, LIMITS)
+            return services.record(session, sent, at, SOURCE, RULES, form)
 
     return run
 
 
-def rows(engine):
+def everything(engine) -> dict[str, list]:
     with engine.connect() as connection:
-        responses = {r.id: r.replaces for r in connection.execute(select(Response))}
-        payloads = connection.execute(select(OutboxEntry.payload).order_by(OutboxEntry.id))
-        guard = connection.execute(select(ClientGuard)).one()
-    return responses, payloads.scalars().all(), guard
+        return {
+            table: sorted(map(tuple, connection.execute(text(f"SELECT * FROM {table}"))), key=str)  # noqa: S608
+            for table in TABLES
+        }
 
 
 def test_events_are_exactly_what_build_event_makes(record, engine):
     at = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
-    first, second = submission(clarity="no"), submission(clarity="yes")
+    token = str(uuid.uuid4())
+    first, second = submission(token, clarity="no"), submission(token, clarity="yes")
     one = record(first, at)
     two = record(second, at + timedelta(seconds=30))
 
     assert two.replaces == one.response_id
-    responses, payloads, guard = rows(engine)
-    assert responses == {one.response_id: None, two.response_id: one.response_id}
+    with engine.connect() as connection:
+        responses = {r.id: (r.replaces, r.source) for r in connection.execute(select(Response))}
+        payloads = connection.execute(select(OutboxEntry.payload).order_by(OutboxEntry.id))
+        payloads = payloads.scalars().all()
+    assert responses == {
+        one.response_id: (None, SOURCE),
+        two.response_id: (one.response_id, SOURCE),
+    }
     expected = [
-        services.build_event(first, one.response_id, at),
-        services.build_event(second, two.response_id, at + timedelta(seconds=30), one.response_id),
+        services.build_event(first, one.response_id, at, source=SOURCE),
+        services.build_event(
+            second, two.response_id, at + timedelta(seconds=30), one.response_id, SOURCE
+        ),
     ]
     assert payloads == [events.encode(e).decode("utf-8") for e in expected]
-    assert (guard.window_count, guard.last_response_id) == (2, two.response_id)
 
 
-def test_over_the_limit_and_a_token_seen_before_leave_everything_as_it_was(record, engine):
+def test_over_budget_a_refused_token_and_a_retry_leave_everything_as_it_was(record, engine):
     at = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
     token = str(uuid.uuid4())
     first = record(submission(token), at)
-    second = record(submission(), at + timedelta(seconds=1))
-    before = rows(engine)
+    record(submission(), at + timedelta(seconds=1))
+    before = everything(engine)
 
-    with pytest.raises(services.RateLimited) as limited:
+    with pytest.raises(budgets.OverBudget) as over:
         record(submission(), at + timedelta(seconds=2))
-    assert limited.value.retry_after_s == 598
-    # The retry is answered with its response even at the limit, and spends nothing.
+    assert over.value.scope.name == "one_page"
+    # The budget started with the first answer and lasts an hour.
+    assert over.value.retry_after_s == 3598
+    # The retry is answered with its response even over the budget, and spends nothing.
     assert record(submission(token), at + timedelta(seconds=3)) == (first.response_id, None)
+    with pytest.raises(services.Refused) as late:
+        record(submission(token, clarity="no"), at + timedelta(minutes=31))
+    assert (late.value.field, late.value.status) == ("client_token", 409)
+    assert everything(engine) == before
 
-    after = rows(engine)
-    assert after[:2] == before[:2]
-    guard_before, guard_after = before[2], after[2]
-    assert guard_after == guard_before
-    assert (guard_after.window_count, guard_after.last_response_id) == (2, second.response_id)
+    # The form path has budgets of its own (here 1 an hour on a page).
+    record(submission(), at + timedelta(seconds=4), form=True)
+    with pytest.raises(budgets.OverBudget) as form_over:
+        record(submission(), at + timedelta(seconds=5), form=True)
+    assert form_over.value.scope.name == "form_one_page"
+
+    # An hour after the first answer the page's budget starts again from one.
+    assert record(submission(), at + timedelta(hours=1, seconds=1)).replaces is None

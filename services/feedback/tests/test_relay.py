@@ -21,6 +21,7 @@ from feedback.config import load_relay_settings
 from feedback.migrate import MIGRATIONS
 from feedback.models import OutboxEntry
 from feedback.relay import Relay
+from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction, upgrade
 from koe_kit.kafka import ensure_topics, read_topic
@@ -44,14 +45,11 @@ def submit(client, n: int) -> list[tuple[str, str]]:
     """n responses over two pages; [(response id, page id)] in submission order."""
     accepted = []
     for i in range(n):
-        page_id = f"shirasagi:docs:{i % 2}"
+        page_url = f"{SITE}/kurashi/gomi/{i % 2}.html"
+        page_id = page_id_for_url(page_url)
         answer = client.post(
             "/api/v1/feedback",
-            json={
-                "page_url": f"{SITE}/kurashi/gomi/{i % 2}.html",
-                "page_id": page_id,
-                "answers": {"clarity": ["yes", "neutral", "no"][i % 3]},
-            },
+            json={"page_url": page_url, "answers": {"clarity": ["yes", "neutral", "no"][i % 3]}},
         )
         assert answer.status_code == 202, answer.get_json()
         accepted.append((answer.get_json()["id"], page_id))

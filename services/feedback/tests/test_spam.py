@@ -1,12 +1,11 @@
 """Spam and abuse on a real database (SQLite and PostgreSQL): honeypot, render stamps,
-rate limit, replacement window, CORS, trusted proxies; every refusal counted."""
+budgets, page views' changes of mind, CORS, trusted proxies; every refusal counted."""
 
 from __future__ import annotations
 
 import json
 import time
 import uuid
-from datetime import date
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,9 +14,9 @@ from sqlalchemy import select, text
 
 from feedback import stamps
 from feedback.app import create_app
-from feedback.clients import client_hash
 from feedback.config import load_settings
-from feedback.models import ClientGuard, OutboxEntry, Response
+from feedback.models import OutboxEntry, Response, SourceKey
+from feedback.sources import source_of
 from support import answered
 
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -116,51 +115,73 @@ def test_a_render_stamp_must_be_genuine_and_old_enough(browser, engine, counts):
     assert counts() == (1, 1)
 
 
-def test_a_second_response_within_the_window_replaces_the_first(browser, make_client, engine):
+def test_a_page_views_change_of_mind_replaces_its_answer(browser, make_client, engine):
     replacements = REGISTRY.get_sample_value("koe_feedback_replacements_total") or 0.0
-    first = browser.post("/api/v1/feedback", json=answered(answers={"clarity": "no"}))
-    second = browser.post("/api/v1/feedback", json=answered(answers={"clarity": "yes"}))
-    # Another page, or another browser on the same page: separate responses.
-    elsewhere = browser.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/other.html"))
-    other = browser.post(
-        "/api/v1/feedback", json=answered(), headers={"User-Agent": "Mozilla/5.0 Firefox/131"}
+    token = str(uuid.uuid4())
+    first = browser.post(
+        "/api/v1/feedback", json=answered(answers={"clarity": "no"}, client_token=token)
     )
-    assert {a.status_code for a in (first, second, elsewhere, other)} == {202}
+    second = browser.post(
+        "/api/v1/feedback", json=answered(answers={"clarity": "yes"}, client_token=token)
+    )
+    # Another page view (token) on the same address and browser is another person.
+    other = browser.post("/api/v1/feedback", json=answered(client_token=str(uuid.uuid4())))
+    assert {a.status_code for a in (first, second, other)} == {202}
+    # The same page view cannot answer another page.
+    elsewhere = browser.post(
+        "/api/v1/feedback", json=answered(page_url=f"{SITE}/other.html", client_token=token)
+    )
+    assert elsewhere.status_code == 409
+    assert list(elsewhere.get_json()["errors"]) == ["client_token"]
 
     replaced = {row.id: row.replaces for row in stored(engine)}
-    assert replaced[second.get_json()["id"]] == first.get_json()["id"]
-    assert replaced[first.get_json()["id"]] is None
-    assert replaced[elsewhere.get_json()["id"]] is None
-    assert replaced[other.get_json()["id"]] is None
+    assert replaced == {
+        first.get_json()["id"]: None,
+        second.get_json()["id"]: first.get_json()["id"],
+        other.get_json()["id"]: None,
+    }
     events = published(engine)
-    assert [e.get("replaces") for e in events] == [None, first.get_json()["id"], None, None]
+    assert [e.get("replaces") for e in events] == [None, first.get_json()["id"], None]
     assert REGISTRY.get_sample_value("koe_feedback_replacements_total") == replacements + 1
 
-    # With the window set to 0 nothing is ever replaced.
+    # With the window set to 0 a page view answers once: a change is refused.
     no_window = make_client(KOE_REPLACE_WINDOW_MINUTES="0")
-    no_window.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/third.html"))
-    no_window.post("/api/v1/feedback", json=answered(page_url=f"{SITE}/third.html"))
-    assert [e.get("replaces") for e in published(engine)[-2:]] == [None, None]
+    token = str(uuid.uuid4())
+    third = answered(page_url=f"{SITE}/third.html", client_token=token)
+    assert no_window.post("/api/v1/feedback", json=third).status_code == 202
+    changed = no_window.post("/api/v1/feedback", json={**third, "answers": {"clarity": "yes"}})
+    assert changed.status_code == 409
 
 
-def test_the_rate_limit_answers_429_with_retry_after(make_client, counts):
-    client = make_client(KOE_RATE_LIMIT_MAX="2", KOE_RATE_LIMIT_WINDOW_S="600")
-    before = rejections("rate_limited")
+def test_a_budget_answers_429_with_retry_after_naming_it(make_client, counts):
+    client = make_client(KOE_BUDGET_ONE_PAGE="2", KOE_FORM_BUDGET_ONE_PAGE="1")
+    before = rejections("budget")
 
     assert client.post("/api/v1/feedback", json=answered()).status_code == 202
     assert client.post("/api/v1/feedback", json=answered()).status_code == 202
-    limited = client.post("/api/v1/feedback", json=answered())
+    # Rotating what the client controls changes nothing: the address is the source.
+    limited = client.post(
+        "/api/v1/feedback",
+        json=answered(client_token=str(uuid.uuid4())),
+        headers={"User-Agent": "Mozilla/5.0 Firefox/131", "X-Forwarded-For": "198.51.100.9"},
+    )
     assert limited.status_code == 429
-    assert 1 <= int(limited.headers["Retry-After"]) <= 600
-    assert "body" in limited.get_json()["errors"]
-    form = client.post("/feedback", data={"page_url": PAGE, "clarity": "yes"})
-    assert form.headers["Location"] == f"{PAGE}?koe=error#koe-error"
-    # Another page of the same client is not limited.
+    assert 3590 <= int(limited.headers["Retry-After"]) <= 3600
+    assert limited.get_json() == {
+        "errors": {
+            "budget": ["one_page: 2 answers an hour to one page from one network; try again later"]
+        }
+    }
+    # The plain form spends its own budget, and goes back to the page when it is spent.
+    form = {"page_url": PAGE, "clarity": "yes"}
+    assert client.post("/feedback", data=form).headers["Location"].endswith("#koe-thanks")
+    assert client.post("/feedback", data=form).headers["Location"] == f"{PAGE}?koe=error#koe-error"
+    # Another page of the same source has a budget of its own.
     other_page = answered(page_url=f"{SITE}/x.html")
     assert client.post("/api/v1/feedback", json=other_page).status_code == 202
 
-    assert counts() == (3, 3)
-    assert rejections("rate_limited") == before + 2
+    assert counts() == (4, 4)
+    assert rejections("budget") == before + 2
 
 
 def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, engine):
@@ -174,27 +195,24 @@ def test_forwarded_for_counts_only_behind_a_trusted_proxy(make_client, engine):
             "/api/v1/feedback", json=answered(page_url=page), headers={"X-Forwarded-For": address}
         )
 
-    replaces = [e.get("replaces") for e in published(engine)]
-    assert replaces[1] is not None  # one client: the forged header changed nothing
-    assert replaces[3] is None  # two clients, told apart by the proxy's header
+    sources = [e["source"] for e in published(engine)]
+    assert sources[0] == sources[1]  # one source: the forged header changed nothing
+    assert sources[2] != sources[3]  # two sources, told apart by the proxy's header
+    assert len(set(sources)) == 3
 
 
-def test_no_address_is_stored_only_a_keyed_hash(browser, engine, env):
+def test_no_address_is_stored_only_a_keyed_hash(browser, engine):
     assert browser.post("/api/v1/feedback", json=answered()).status_code == 202
 
     with engine.connect() as connection:
         everything = []
-        for table in ("responses", "outbox", "client_guard"):
+        for table in ("responses", "outbox", "answer_tokens", "budgets", "known_pages"):
             everything += [str(row) for row in connection.execute(text(f"SELECT * FROM {table}"))]  # noqa: S608
-        guard = connection.execute(select(ClientGuard.client_hash)).scalar_one()
+        source = connection.execute(select(Response.source)).scalar_one()
+        keys = connection.execute(select(SourceKey.key)).scalars().all()
     assert not any(IP in row or BROWSER in row for row in everything)
-    today = date.today()
-    key = env["KOE_CLIENT_KEY"].encode()
-    assert guard in {
-        client_hash(key, day, IP, BROWSER)
-        for day in (today, date.fromordinal(today.toordinal() + 1))
-    }
-    assert len(guard) == 64
+    assert source in {source_of(bytes.fromhex(key), IP) for key in keys}
+    assert len(source) == 32
 
 
 def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
@@ -248,8 +266,8 @@ def test_cors_is_limited_to_the_sites_koe_serves(browser, counts):
     assert urlsplit(null.headers["Location"]).fragment == "koe-thanks"
 
 
-def test_a_retry_of_the_same_token_neither_replaces_nor_spends_the_rate_limit(make_client, engine):
-    client = make_client(KOE_RATE_LIMIT_MAX="2", KOE_RATE_LIMIT_WINDOW_S="600")
+def test_a_retry_of_the_same_answers_neither_replaces_nor_spends_the_budget(make_client, engine):
+    client = make_client(KOE_BUDGET_ONE_PAGE="2")
     replacements = REGISTRY.get_sample_value("koe_feedback_replacements_total") or 0.0
     first, second, third = (str(uuid.uuid4()) for _ in range(3))
 
@@ -257,15 +275,12 @@ def test_a_retry_of_the_same_token_neither_replaces_nor_spends_the_rate_limit(ma
     sent = [client.post("/api/v1/feedback", json=answered(client_token=first)) for _ in range(3)]
     assert {a.status_code for a in sent} == {202}
     assert len({a.get_json()["id"] for a in sent}) == 1
-    replacing = client.post("/api/v1/feedback", json=answered(client_token=second))
-    assert replacing.status_code == 202
+    assert client.post("/api/v1/feedback", json=answered(client_token=second)).status_code == 202
     limited = client.post("/api/v1/feedback", json=answered(client_token=third))
     assert limited.status_code == 429
-    # The window opened with the first answer, moments ago, and lasts 600 s.
-    assert 540 <= int(limited.headers["Retry-After"]) <= 600
 
-    assert [e.get("replaces") for e in published(engine)] == [None, sent[0].get_json()["id"]]
-    assert REGISTRY.get_sample_value("koe_feedback_replacements_total") == replacements + 1
+    assert [e.get("replaces") for e in published(engine)] == [None, None]
+    assert REGISTRY.get_sample_value("koe_feedback_replacements_total") == replacements
 
 
 def test_oversized_and_undecodable_bodies_are_counted_as_invalid(browser, counts):

@@ -73,11 +73,14 @@ class EnvReader:
         default: object = _REQUIRED,
         minimum: builtins.int | None = None,
         hint: builtins.str = "",
+        maximum: builtins.int | None = None,
     ) -> builtins.int:
         def parse(raw: builtins.str) -> builtins.int:
             value = int(raw)
             if minimum is not None and value < minimum:
                 raise ValueError(f"must be at least {minimum}")
+            if maximum is not None and value > maximum:
+                raise ValueError(f"must be at most {maximum}")
             return value
 
         return self._get(name, default, parse, hint or "a whole number")

@@ -251,6 +251,7 @@ class ConsumerLoop(GracefulStop):
         topic: str,
         handler: Handler,
         after_commit: Callable[[], None] | None = None,
+        on_idle: Callable[[], None] | None = None,
     ):
         self.settings = settings
         self.group_id = group_id
@@ -260,6 +261,9 @@ class ConsumerLoop(GracefulStop):
         self.event_types = events.event_types_on(topic)
         self.handler = handler
         self.after_commit = after_commit
+        # Called when a batch's wait brought nothing: work that does not come from the
+        # topic (e.g. alerts released on a dashboard) is not left until the next message.
+        self.on_idle = on_idle
         super().__init__()
         self._batch = _Batch()
         self._invalid_in_row = 0
@@ -291,6 +295,8 @@ class ConsumerLoop(GracefulStop):
         try:
             while not self.stopping:
                 self._fill_batch()
+                if not self._batch and self.on_idle and not self.stopping:
+                    self.on_idle()
                 self._process_batch()
             self._process_batch()
         finally:

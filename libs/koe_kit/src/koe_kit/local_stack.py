@@ -96,7 +96,7 @@ class LocalStack:
             self.env["KOE_API_TOKEN"] = self._local_secret("api-token")
             self.token_generated = True
         if not self.env.get("KOE_CLIENT_KEY"):
-            # The feedback API's key for client hashes and render stamps.
+            # The feedback API's key for render stamps.
             self.env["KOE_CLIENT_KEY"] = self._local_secret("client-key")
         if not self.env.get("KOE_SECRET_KEY"):
             # The dashboard's session-cookie key; kept, so sign-ins survive a restart.

@@ -31,6 +31,7 @@ from aggregator.i18n import (
     format_date,
     format_number,
     format_score,
+    format_share,
     translate,
 )
 from aggregator.models import Account
@@ -167,6 +168,7 @@ def template_globals() -> dict[str, Any]:
         "fmt_date": lambda value: format_date(value, lang(), settings().timezone),
         "fmt_num": format_number,
         "fmt_score": format_score,
+        "fmt_share": format_share,
     }
 
 

@@ -18,7 +18,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from aggregator.auth import aware
-from aggregator.models import AlertHandling, AlertOutbox, Page
+from aggregator.models import AlertHandling, AlertOutbox, Page, publishable
 from koe_kit.db import among, dialect_insert
 
 MAX_NOTE_LENGTH = 1000
@@ -60,7 +60,9 @@ class AlertView:
 
 
 # An alert's page, if it is shown (pages/registry.py): a hidden page's alerts are not.
-_shown_page = (Page.id == AlertOutbox.page_id) & Page.visible
+# Nor is an alert held for review (crowd.py) until an admin releases it: the lists are
+# what was emailed; held alerts are the admins' (held_alerts.py).
+_shown_page = (Page.id == AlertOutbox.page_id) & Page.visible & publishable()
 
 
 def _scoped(session: Session, query: Select, page_ids: Collection[str] | None) -> Select:
@@ -97,7 +99,8 @@ def list_alerts(
     elif status == "handled":
         query = query.where(AlertHandling.alert_id.is_not(None))
     return [
-        _view(row, handling, title, url) for row, handling, title, url in session.execute(query)
+        alert_view(row, handling, title, url)
+        for row, handling, title, url in session.execute(query)
     ]
 
 
@@ -121,7 +124,7 @@ def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, 
             session,
             select(AlertOutbox.page_id, func.count())
             .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
-            .where(AlertHandling.alert_id.is_(None))
+            .where(AlertHandling.alert_id.is_(None), publishable())
             .group_by(AlertOutbox.page_id),
             page_ids,
         )
@@ -130,7 +133,10 @@ def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, 
 
 
 def alert_page(session: Session, alert_id: str) -> str | None:
-    return session.scalar(select(AlertOutbox.page_id).where(AlertOutbox.alert_id == alert_id))
+    """The page of an alert a division may handle (one that was emailed or released)."""
+    return session.scalar(
+        select(AlertOutbox.page_id).where(AlertOutbox.alert_id == alert_id, publishable())
+    )
 
 
 def mark_handled(session: Session, alert_id: str, *, by: str, note: str) -> None:
@@ -142,7 +148,7 @@ def mark_handled(session: Session, alert_id: str, *, by: str, note: str) -> None
     )
 
 
-def _view(row: AlertOutbox, handling: AlertHandling | None, title, url) -> AlertView:
+def alert_view(row: AlertOutbox, handling: AlertHandling | None, title, url) -> AlertView:
     event = json.loads(row.payload)
     data: dict[str, Any] = event.get("data", {})
     return AlertView(

@@ -6,10 +6,18 @@ them after the commit. A drop is a koe.alerts.v1 event, a recovery a
 koe.alerts.recovered.v1 event; both go on topic koe.alerts.v1 with key = page
 id, so a page's recovery always follows its drop (docs/alerts.md says why it is
 a new event type rather than a new `kind`).
+
+Before an alert is written, `crowd_verdict` asks crowd.py whether the counted
+responses of the window it was judged on come from a crowd; one that does not is
+recorded the same way (same id, payload, alert state and cooldown: one problem,
+one record) but held for review, and the outbox does not publish it until an admin
+releases it. A held drop gets no recovery until it is released: a division is never
+told a page recovered from a drop it was not told of.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Mapping
 from datetime import date, datetime, timedelta
@@ -18,6 +26,8 @@ from typing import Any
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
+from aggregator.crowd import DEFAULT_RULE, CrowdRule, Verdict, judge
+from aggregator.crowd_window import window_counts
 from aggregator.drop_rule import (
     DropAlert,
     DropRule,
@@ -26,7 +36,7 @@ from aggregator.drop_rule import (
     evaluate_recovery,
     evaluate_windows,
 )
-from aggregator.models import AlertOutbox, AlertState, DailyCount, Page
+from aggregator.models import AlertOutbox, AlertState, DailyCount, Page, publishable
 from aggregator.scoring import Tally, Window, question_score, wilson_interval
 from koe_directory import Directory
 from koe_kit import events
@@ -49,6 +59,7 @@ def raise_alerts(
     rule: DropRule,
     now: datetime,
     directory: Directory,
+    crowd: CrowdRule = DEFAULT_RULE,
 ) -> list[Alert]:
     """Judge each page at its as_of (the latest event day the batch brought for it)."""
     drops = _drops(session, as_of, rule)
@@ -56,8 +67,25 @@ def raise_alerts(
     recoveries = _recoveries(session, as_of, rule)
     alerts: list[Alert] = [*drops, *recoveries]
     if alerts:
-        _record(session, drops, recoveries, now, directory)
+        verdicts = {alert.alert_id: crowd_verdict(session, alert, crowd) for alert in alerts}
+        _record(session, drops, recoveries, now, directory, verdicts)
     return alerts
+
+
+def judged_window(alert: Alert) -> tuple[date, date]:
+    """The days whose answers made the alert: a drop's recent window, a recovery's
+    recovery windows (from the earliest of its questions' to as_of)."""
+    if isinstance(alert, DropAlert):
+        assert alert.recent.start is not None
+        return alert.recent.start, alert.recent.end
+    starts = [q.window.start for q in alert.questions if q.window.start is not None]
+    return min(starts, default=alert.as_of), alert.as_of
+
+
+def crowd_verdict(session: Session, alert: Alert, crowd: CrowdRule) -> Verdict:
+    """Whether the alert's evidence may be emailed, or why it is held (crowd.py)."""
+    start, end = judged_window(alert)
+    return judge(crowd, start, end, window_counts(session, alert.page_id, start, end))
 
 
 def _chunks(values: list[str]):
@@ -135,10 +163,14 @@ def _recoveries(session: Session, as_of: Mapping[str, date], rule: DropRule) -> 
     open_drops: dict[str, dict[str, OpenDrop]] = {}
     for chunk in _chunks(list(as_of)):
         states = session.scalars(
-            select(AlertState).where(
+            select(AlertState)
+            .outerjoin(AlertOutbox, AlertOutbox.alert_id == AlertState.last_alert_id)
+            .where(
                 among(session, AlertState.page_id, chunk),
                 AlertState.baseline_yes.is_not(None),
                 AlertState.recovery_alert_id.is_(None),
+                # A drop held for review (or dismissed) was never emailed.
+                AlertOutbox.alert_id.is_(None) | publishable(),
             )
         )
         for s in states:
@@ -197,6 +229,7 @@ def _record(
     recoveries: list[RecoveryAlert],
     now: datetime,
     directory: Directory,
+    verdicts: Mapping[str, Verdict],
 ) -> None:
     page_ids = list({a.page_id for a in [*drops, *recoveries]})
     pages = {
@@ -216,6 +249,7 @@ def _record(
             "division": directory.prefix_code(page.url),
         }
         event = alert_event(alert, info, now)
+        verdict = verdicts[alert.alert_id]
         outbox_rows.append(
             {
                 "alert_id": alert.alert_id,
@@ -223,11 +257,14 @@ def _record(
                 "payload": events.encode(event).decode("utf-8"),
                 "created_at": now,
                 "sent_at": None,
+                "held_reason": verdict.held,
+                "held_evidence": None if verdict.email else json.dumps(verdict.as_json()),
             }
         )
         log.info(
-            "drop alert" if isinstance(alert, DropAlert) else "recovery alert",
-            extra={"alert_id": alert.alert_id, "page_id": alert.page_id},
+            ("drop alert" if isinstance(alert, DropAlert) else "recovery alert")
+            + ("" if verdict.email else " held for review"),
+            extra={"alert_id": alert.alert_id, "page_id": alert.page_id, "held": verdict.held},
         )
     outbox = dialect_insert(session, AlertOutbox.__table__)
     session.execute(outbox.on_conflict_do_nothing(index_elements=["alert_id"]), outbox_rows)

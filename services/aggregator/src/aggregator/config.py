@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY
+from aggregator.crowd import CrowdRule
 from aggregator.drop_rule import DropRule
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
@@ -34,6 +35,8 @@ class Settings:
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
     consumer_group: str = "aggregator"
     drop_rule: DropRule = DropRule()
+    # What an alert's evidence needs to be emailed rather than held for review (crowd.py).
+    crowd_rule: CrowdRule = CrowdRule()
     kafka: KafkaSettings | None = None
     secret_key: str | None = None
     # Off only for plain-http tests and local runs: a Secure cookie is never sent over http.
@@ -81,6 +84,16 @@ def load_settings(
             maximum=100,
         ),
     )
+    crowd_defaults = CrowdRule()
+    crowd_rule = CrowdRule(
+        min_sources=reader.int("KOE_ALERT_MIN_SOURCES", crowd_defaults.min_sources, minimum=1),
+        max_source_share=reader.float(
+            "KOE_ALERT_MAX_SOURCE_SHARE", crowd_defaults.max_source_share, minimum=0.01, maximum=1
+        ),
+        max_day_share=reader.float(
+            "KOE_ALERT_MAX_DAY_SHARE", crowd_defaults.max_day_share, minimum=0.01, maximum=1
+        ),
+    )
     # 2,000 events per transaction: 0.58x a raw consumer against 0.48x with 500
     # (bench/bench_aggregator.py); latency is bound by KOE_BATCH_MAX_WAIT_MS, not size.
     kafka = (
@@ -121,6 +134,7 @@ def load_settings(
         timezone=timezone,
         consumer_group=group,
         drop_rule=rule,
+        crowd_rule=crowd_rule,
         kafka=kafka,
         secret_key=secret_key,
         secure_cookies=secure_cookies,

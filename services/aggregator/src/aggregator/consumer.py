@@ -54,6 +54,7 @@ class BatchHandler:
                     directory=self.directory,
                     per_source_day=self.settings.count_per_source_day,
                     page_min_sources=self.settings.page_min_sources,
+                    crowd=self.settings.crowd_rule,
                 )
         except IntegrityError as exc:
             # Another member (mid-rebalance) counted some of these events first;
@@ -101,6 +102,7 @@ def build_loop(
         topic=TOPIC,
         handler=BatchHandler(sessions, settings, directory, publisher),
         after_commit=after_commit,
+        on_idle=publisher.recheck,
     )
     return loop, publisher
 

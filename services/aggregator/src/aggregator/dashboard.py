@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from aggregator import alert_records, auth, charts, csrf, funnel, stats, trends
+from aggregator import alert_records, auth, charts, csrf, funnel, held_alerts, stats, trends
 from aggregator.access import (
     SESSION_KEY,
     _,
@@ -264,6 +264,7 @@ def overview():
         }
     return render_template(
         "dashboard/overview.html",
+        held=held_alerts.held_counts(db)["waiting"] if account.is_admin else None,
         plots=plots,
         window=window,
         windows=list(WINDOWS),
@@ -337,3 +338,73 @@ def alert_handled(alert_id: str):
     alert_records.mark_handled(db, alert_id, by=account.email, note=note)
     db.commit()
     return redirect(next_path or url_for("dashboard.alerts"), 303)
+
+
+# -- alerts held for review (admins only) ----------------------------------------------------
+
+HELD_PER_PAGE = 50
+# What the admin did, in the words of the confirmation shown after it.
+_DECISIONS = {"release": "released", "dismiss": "dismissed"}
+
+
+def _admin():
+    """The signed-in admin; anyone else gets the 404 of a page that does not exist, as
+    for another division's page: held alerts are every division's, and unreviewed."""
+    account = signed_in_account()
+    if not account.is_admin:
+        abort(404)
+    return account
+
+
+@dashboard.get("/held")
+@login_required
+def held():
+    _admin()
+    db = db_session()
+    show = request.args.get("show") if request.args.get("show") in held_alerts.STATES else None
+    show = show or "waiting"
+    counts = held_alerts.held_counts(db)
+    pages_total = max(1, -(-counts[show] // HELD_PER_PAGE))
+    number = min(whole_number(request.args.get("page"), 1, 10**9) or 1, pages_total)
+    return render_template(
+        "dashboard/held.html",
+        held=held_alerts.list_held(
+            db, show, offset=(number - 1) * HELD_PER_PAGE, limit=HELD_PER_PAGE
+        ),
+        show=show,
+        shows=held_alerts.STATES,
+        counts=counts,
+        number=number,
+        pages_total=pages_total,
+    )
+
+
+@dashboard.get("/held/<alert_id>")
+@login_required
+def held_alert(alert_id: str):
+    _admin()
+    found = held_alerts.get_held(db_session(), alert_id) if ALERT_ID.fullmatch(alert_id) else None
+    if found is None:
+        abort(404)
+    # The confirmation of what was just done, only if it is what the record says.
+    done = request.args.get("done")
+    if done not in (found.state, "already"):
+        done = None
+    return render_template("dashboard/held_alert.html", held=found, done=done)
+
+
+@dashboard.post("/held/<alert_id>/<action>")
+@login_required
+def held_decide(alert_id: str, action: str):
+    account = _admin()
+    db = db_session()
+    if action not in _DECISIONS or not ALERT_ID.fullmatch(alert_id):
+        abort(404)
+    if held_alerts.get_held(db, alert_id) is None:
+        abort(404)
+    decide = held_alerts.release if action == "release" else held_alerts.dismiss
+    decided = decide(db, alert_id, by=account.email, now=datetime.now(UTC))
+    db.commit()
+    # The consumer's outbox publisher sends a released alert within seconds (outbox.py).
+    done = _DECISIONS[action] if decided else "already"
+    return redirect(url_for("dashboard.held_alert", alert_id=alert_id, done=done), 303)

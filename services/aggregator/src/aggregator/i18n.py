@@ -163,6 +163,83 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status.high2": ("高め (95%の線より上)", "High (above 95% limit)"),
     "status.high3": ("明らかに高い (99.8%の線より上)", "Clearly high (above 99.8% limit)"),
     "overview.nodata": ("この期間の回答はありません。", "No answers in this window."),
+    "nav.held": ("確認待ちのアラート", "Alerts held for review"),
+    "held.title": ("確認待ちのアラート", "Alerts held for review"),
+    "held.intro": (
+        "回答した送信元が少ない、1つの送信元に偏っている、または1日に集中している回答だけで"
+        "出たアラートは、課へメールせずにここで止めています。内容を確かめ、本当の変化と"
+        "判断したら「送信する」、1人の操作や一時的な集中によるものなら「破棄する」を"
+        "押してください。",
+        "Alerts whose evidence came from too few sources, mostly from one source, or mostly "
+        "on one day are not emailed to the division but held here. Check each one: press "
+        "Send if the change looks real, Dismiss if it looks like one person's doing or a "
+        "passing burst.",
+    ),
+    "held.source_note": (
+        "送信元とは、1日の間の1つのIPアドレスのことです (アドレスそのものは保存していません)。",
+        "A source is one network address on one day (koe never keeps the address itself).",
+    ),
+    "held.show": ("表示する一覧", "Show"),
+    "held.show.waiting": ("確認待ち", "Waiting"),
+    "held.show.released": ("送信済み", "Sent"),
+    "held.show.dismissed": ("破棄済み", "Dismissed"),
+    "held.none": ("該当するアラートはありません。", "No alerts here."),
+    "held.reason.few_sources": ("回答した送信元が少なすぎます", "Too few sources"),
+    "held.reason.one_source": ("1つの送信元に偏っています", "Mostly one source"),
+    "held.reason.burst": ("1日に集中しています", "A burst on one day"),
+    "held.explain.few_sources": (
+        "この期間に回答した送信元は{sources}件で、必要な{min}件に足りません。"
+        "少数の人 (あるいは1人) の回答だけで満足度が動いた可能性があります。",
+        "Only {sources} sources answered in this window, fewer than the {min} needed: a few "
+        "people, or one, may have moved the score.",
+    ),
+    "held.explain.one_source": (
+        "1つの送信元からの回答が、この期間の回答の{share}を占めています (上限は{limit})。"
+        "1人の回答で満足度が動いた可能性があります。",
+        "One source sent {share} of this window's answers (the limit is {limit}): one person "
+        "may have moved the score.",
+    ),
+    "held.explain.burst": (
+        "{day}の1日に、この期間の回答の{share}が集中しています (上限は{limit})。"
+        "リンクの拡散や自動送信など、一時的な集中の可能性があります。",
+        "{share} of this window's answers came on one day, {day} (the limit is {limit}): a "
+        "link shared somewhere, or a script, may be behind it.",
+    ),
+    "held.window": ("判定した期間", "Window judged"),
+    "held.window.value": ("{start}〜{end}", "{start}–{end}"),
+    "held.n": ("集計した回答数", "Responses counted"),
+    "held.sources": ("送信元の数", "Sources"),
+    "held.largest": ("最も多い送信元の割合", "Largest source's share"),
+    "held.busiest": ("最も多い日の割合", "Busiest day's share"),
+    "held.busiest.value": ("{share} ({day})", "{share} ({day})"),
+    "held.figures": ("判定に使った数値", "The figures judged"),
+    "held.per_day": ("日ごとの回答", "Responses per day"),
+    "held.alert": ("アラートの内容", "The alert"),
+    "held.release": ("送信する", "Send"),
+    "held.dismiss": ("破棄する", "Dismiss"),
+    "held.release.help": ("課へメールで知らせます (1回だけ)。", "Emails the division, once."),
+    "held.dismiss.help": ("メールせず、記録だけを残します。", "Keeps the record; emails nobody."),
+    "held.done.released": (
+        "送信しました。数秒のうちに課へメールが送られます。",
+        "Sent: the division will be emailed within seconds.",
+    ),
+    "held.done.dismissed": (
+        "破棄しました。このアラートはメールされません。",
+        "Dismissed: this alert will not be emailed.",
+    ),
+    "held.done.already": (
+        "このアラートはすでに判断されています。",
+        "This alert was already decided.",
+    ),
+    "held.state.waiting": ("確認待ち", "Waiting for review"),
+    "held.state.released": ("送信済み ({who}、{when})", "Sent ({who}, {when})"),
+    "held.state.dismissed": ("破棄済み ({who}、{when})", "Dismissed ({who}, {when})"),
+    "held.details": ("詳しく見る", "Details"),
+    "held.overview": (
+        "確認待ちのアラートが{count}件あります。",
+        "{count} alerts are held for review.",
+    ),
+    "held.back": ("確認待ちの一覧へ戻る", "Back to the held alerts"),
     "error.404": ("ページが見つかりません", "Page not found"),
     "error.404.text": (
         "このページは存在しないか、表示する権限がありません。",
@@ -201,6 +278,13 @@ def format_date(value: date | datetime | None, lang: str, zone: ZoneInfo | None 
 
 def format_number(value: int | None) -> str:
     return "" if value is None else f"{value:,}"
+
+
+def format_share(value: float | None) -> str:
+    """A share of 0–1 as a whole percentage; a dash when there was nothing to share."""
+    if value is None:
+        return "–"
+    return f"{value * 100:.0f}%"
 
 
 def format_score(value: float | None) -> str:

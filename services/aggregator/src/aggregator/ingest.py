@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from aggregator.alerting import Alert, raise_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
+from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.drop_rule import DropRule
 from aggregator.models import (
     DailyCount,
@@ -84,6 +85,7 @@ def handle_batch(
     directory: Directory,
     per_source_day: int = DEFAULT_PER_SOURCE_DAY,
     page_min_sources: int = DEFAULT_MIN_SOURCES,
+    crowd: CrowdRule = DEFAULT_RULE,
     now: datetime | None = None,
 ) -> BatchResult:
     """Count the events of `batch` not counted before; write alerts to the outbox."""
@@ -146,7 +148,7 @@ def handle_batch(
     if judged:
         visible = shown(session, list(judged))
         judged = {page_id: day for page_id, day in judged.items() if page_id in visible}
-    alerts = raise_alerts(session, judged, rule, now, directory) if judged else []
+    alerts = raise_alerts(session, judged, rule, now, directory, crowd) if judged else []
     return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
 
 

@@ -152,7 +152,10 @@ class AlertOutbox(Base):
     """Alerts written with the counts that caused them, published after the commit."""
 
     __tablename__ = "alert_outbox"
-    __table_args__ = (Index("ix_alert_outbox_unsent", "sent_at", "id"),)
+    __table_args__ = (
+        Index("ix_alert_outbox_unsent", "sent_at", "id"),
+        Index("ix_alert_outbox_held", "held_reason"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     alert_id: Mapped[str] = mapped_column(String(36), unique=True)
@@ -160,6 +163,20 @@ class AlertOutbox(Base):
     payload: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Held for review (crowd.py, migration 0008): not published until an admin releases
+    # it; a dismissed one never is. held_evidence is crowd.Evidence.as_json.
+    held_reason: Mapped[str | None] = mapped_column(String(32))
+    held_evidence: Mapped[str | None] = mapped_column(Text)
+    released_by: Mapped[str | None] = mapped_column(String(254))
+    released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    dismissed_by: Mapped[str | None] = mapped_column(String(254))
+    dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def publishable(alert=AlertOutbox):
+    """An alert (or an alias of the table) that may be published: never held, or released
+    by an admin. A dismissed one was held and is never released."""
+    return alert.held_reason.is_(None) | alert.released_at.is_not(None)
 
 
 # -- Dashboard (issue 4): accounts, their sessions, sign-in throttling, alert handling --------

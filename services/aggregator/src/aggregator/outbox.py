@@ -13,11 +13,17 @@ skip them rather than send them again. A page's alerts keep their order (a
 recovery follows its drop on the page's partition, docs/alerts.md): only a
 page's oldest unsent alert can be claimed, the next one once it is sent. SQLite
 runs one consumer (`make run`).
+
+An alert held for review (crowd.py) is not sent, and does not hold up its page's
+later alerts, until an admin releases it on the dashboard. The dashboard's web app
+has no producer, so the consumer looks at the outbox again when it has had no
+batch for RECHECK_S, and sends the release within seconds on a quiet system too.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from datetime import UTC, datetime
 
 from kafka.errors import KafkaError
@@ -26,11 +32,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from aggregator.alerting import ALERTS_TOPIC
-from aggregator.models import AlertOutbox
+from aggregator.models import AlertOutbox, publishable
 from koe_kit.db import claim, transaction
 from koe_kit.kafka import close_producer
 
 log = logging.getLogger(__name__)
+
+# One indexed query per this many idle seconds: a released alert waits at most this long.
+RECHECK_S = 5.0
 
 
 class OutboxPublisher:
@@ -56,6 +65,7 @@ class OutboxPublisher:
         self.chunk = chunk
         self.send_timeout_s = send_timeout_s
         self.maybe_pending = True
+        self._looked_at = time.monotonic()
 
     def close(self) -> None:
         """Close the producer within one delivery timeout; unsent alerts stay in the outbox."""
@@ -63,6 +73,13 @@ class OutboxPublisher:
 
     def note_pending(self) -> None:
         self.maybe_pending = True
+
+    def recheck(self) -> int:
+        """The ConsumerLoop's on_idle hook: look again after RECHECK_S without a look,
+        for alerts an admin released since."""
+        if time.monotonic() - self._looked_at >= RECHECK_S:
+            self.maybe_pending = True
+        return self()
 
     def __call__(self) -> int:
         """Send unsent alerts; return how many went out. Never raises for an outage."""
@@ -76,6 +93,7 @@ class OutboxPublisher:
             return 0
 
     def _publish(self) -> int:
+        self._looked_at = time.monotonic()
         sent_total = 0
         # Until a round finds nothing: sending a page's alert makes its next one claimable.
         while True:
@@ -117,16 +135,19 @@ class OutboxPublisher:
 
 
 def _claimable(session: Session, limit: int):
-    """Up to `limit` unsent alerts, each its page's oldest unsent one, claimed."""
+    """Up to `limit` unsent publishable alerts, each its page's oldest one, claimed."""
     earlier = aliased(AlertOutbox)
     return claim(
         session,
         select(AlertOutbox.id, AlertOutbox.page_id, AlertOutbox.payload)
         .where(
             AlertOutbox.sent_at.is_(None),
+            publishable(),
+            # An alert held for review does not hold up its page's later ones.
             ~exists().where(
                 earlier.page_id == AlertOutbox.page_id,
                 earlier.sent_at.is_(None),
+                publishable(earlier),
                 earlier.id < AlertOutbox.id,
             ),
         )

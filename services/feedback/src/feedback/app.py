@@ -8,8 +8,10 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from feedback import demo, embed, metrics
 from feedback.config import Settings, load_settings
 from feedback.openapi import init_openapi
+from feedback.retention import Retention
 from feedback.schemas import FeedbackSchema
-from feedback.services import Limits
+from feedback.services import Rules
+from feedback.sources import Sources
 from feedback.views import Intake, blueprint
 from koe_directory import load_directory
 from koe_kit.db import make_engine
@@ -29,23 +31,27 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["MAX_FORM_MEMORY_SIZE"] = settings.max_body_bytes
     app.extensions["koe.feedback.settings"] = settings
-    app.extensions["koe.feedback.intake"] = Intake(
-        schema=FeedbackSchema(origins=settings.allowed_origins, directory=directory),
-        origins=settings.allowed_origins,
-        client_key=settings.client_key,
-        min_submit_seconds=settings.min_submit_seconds,
-        limits=Limits(
-            rate_max=settings.rate_limit_max,
-            rate_window_s=settings.rate_limit_window_s,
-            replace_window_s=settings.replace_window_s,
-        ),
-    )
-    app.extensions["koe.feedback.directory"] = directory
     # No pre-ping on the hot path: it costs a round trip per request (ingest went
     # from 617 to 759 req/s without it, bench/bench_ingest.py). A connection that
     # died with a database restart fails one request with 503 + Retry-After, and
     # SQLAlchemy then invalidates the whole pool.
     init_db(app, make_engine(settings.database_url, pool_pre_ping=False))
+    app.extensions["koe.feedback.intake"] = Intake(
+        schema=FeedbackSchema(
+            origins=settings.allowed_origins, directory=directory, cms_key=settings.cms_key
+        ),
+        origins=settings.allowed_origins,
+        client_key=settings.client_key,
+        min_submit_seconds=settings.min_submit_seconds,
+        rules=Rules(budgets=settings.budgets, replace_window_s=settings.replace_window_s),
+        sources=Sources(app.extensions["koe.sessions"], settings.timezone),
+        retention=Retention(
+            response_keep_days=settings.response_keep_days,
+            source_key_keep_days=settings.source_key_keep_days,
+            replace_window_s=settings.replace_window_s,
+        ),
+    )
+    app.extensions["koe.feedback.directory"] = directory
     init_json_errors(app)
     init_metrics(app, "feedback")
 

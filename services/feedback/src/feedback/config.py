@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo
 
+from feedback.budgets import Budgets
 from koe_directory.pages import origin_of
 from koe_kit.config import EnvReader
 from koe_kit.db import default_database_url
@@ -27,16 +29,20 @@ class Settings:
     # the widget may sit on; page_url and return_to must be on one of them.
     allowed_origins: frozenset[str]
     max_body_bytes: int
-    # Spam and abuse (README, "Spam and abuse"): the secret the client hashes and
-    # render stamps are keyed with, never a default (a known key would let anyone
-    # try every IPv4 address against a stored hash).
+    # Spam and abuse (README, "Spam and abuse"): the secret render stamps are keyed
+    # with, never a default (a known key would let anyone write themselves a stamp).
     client_key: bytes
     # How many proxies in front of koe append to X-Forwarded-For; 0 trusts none.
     trusted_proxies: int
     min_submit_seconds: float
-    rate_limit_max: int
-    rate_limit_window_s: int
+    # The city's day, for the daily source key (sources.py).
+    timezone: ZoneInfo
+    budgets: Budgets
     replace_window_s: int
+    # The city CMS's secret that signs page ids (pages.py); None: every page_id ignored.
+    cms_key: bytes | None
+    response_keep_days: int
+    source_key_keep_days: int
 
 
 @dataclass(frozen=True)
@@ -59,15 +65,29 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         client_key=_client_key(reader),
         trusted_proxies=reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0),
         min_submit_seconds=reader.float("KOE_MIN_SUBMIT_SECONDS", 2.0, minimum=0, maximum=60),
-        rate_limit_max=reader.int("KOE_RATE_LIMIT_MAX", 10, minimum=1),
-        rate_limit_window_s=reader.int("KOE_RATE_LIMIT_WINDOW_S", 3600, minimum=1),
-        replace_window_s=reader.int("KOE_REPLACE_WINDOW_MINUTES", 30, minimum=0) * 60,
+        timezone=reader.zone("KOE_TIMEZONE", "Asia/Tokyo"),
+        # README, "Spam and abuse", says why these numbers.
+        budgets=Budgets(
+            one_page=reader.int("KOE_BUDGET_ONE_PAGE", 60, minimum=1, maximum=MAX_BUDGET),
+            all_pages=reader.int("KOE_BUDGET_ALL_PAGES", 600, minimum=1, maximum=MAX_BUDGET),
+            form_one_page=reader.int("KOE_FORM_BUDGET_ONE_PAGE", 10, minimum=1, maximum=MAX_BUDGET),
+            form_all_pages=reader.int(
+                "KOE_FORM_BUDGET_ALL_PAGES", 60, minimum=1, maximum=MAX_BUDGET
+            ),
+            new_pages=reader.int("KOE_BUDGET_NEW_PAGES", 10, minimum=1, maximum=MAX_BUDGET),
+        ),
+        replace_window_s=reader.int("KOE_REPLACE_WINDOW_MINUTES", 30, minimum=0, maximum=1440) * 60,
+        cms_key=_cms_key(reader),
+        response_keep_days=reader.int("KOE_RESPONSE_KEEP_DAYS", 400, minimum=1, maximum=36500),
+        source_key_keep_days=reader.int("KOE_SOURCE_KEY_KEEP_DAYS", 2, minimum=1, maximum=365),
     )
     reader.check()
     return settings
 
 
 MIN_CLIENT_KEY_LENGTH = 32
+# A budget beyond a billion an hour is no budget; tests and benches lift them to a million.
+MAX_BUDGET = 10**9
 
 
 def _client_key(reader: EnvReader) -> bytes:
@@ -79,6 +99,17 @@ def _client_key(reader: EnvReader) -> bytes:
     if key and len(key) < MIN_CLIENT_KEY_LENGTH:
         reader.problems.append(f"KOE_CLIENT_KEY is too short ({hint})")
     return key.encode("utf-8")
+
+
+def _cms_key(reader: EnvReader) -> bytes | None:
+    """Optional: without it no page_id a POST names is believed (pages.py)."""
+    key = reader.str("KOE_CMS_KEY", "") or ""
+    if key and len(key) < MIN_CLIENT_KEY_LENGTH:
+        reader.problems.append(
+            f"KOE_CMS_KEY is too short (a random secret of at least {MIN_CLIENT_KEY_LENGTH}"
+            " characters, shared with the city's CMS, e.g. `openssl rand -hex 32`)"
+        )
+    return key.encode("utf-8") or None
 
 
 def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:

@@ -10,12 +10,22 @@ REJECTIONS = Counter(
     "Submissions refused and never counted, by reason",
     ["reason"],
 )
-REJECTION_REASONS = ("honeypot", "too_fast", "rate_limited", "foreign_origin", "invalid")
+# budget: over a source's budget (429); token: a client_token outside its page view (409);
+# page_identity: a signed page id with another URL than its first (422).
+REJECTION_REASONS = (
+    "honeypot",
+    "too_fast",
+    "budget",
+    "token",
+    "page_identity",
+    "foreign_origin",
+    "invalid",
+)
 for _reason in REJECTION_REASONS:
     REJECTIONS.labels(reason=_reason)  # every series exists from the start, at 0
 
-# A second response from one client for one page within the window replaces the first.
+# A page view's change of mind (tokens.py): the new response replaces its earlier one.
 REPLACEMENTS = Counter(
     "koe_feedback_replacements_total",
-    "Responses that replaced the same client's earlier response to the same page",
+    "Responses that replaced the same page view's earlier response",
 )

@@ -1,10 +1,11 @@
-"""The feedback service's own tables: survey responses and the transactional outbox."""
+"""The feedback service's own tables: survey responses, the transactional outbox, and what
+guards the door: daily source keys, page views' tokens, budgets and known pages."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import DateTime, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import Date, DateTime, Index, Integer, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -24,34 +25,68 @@ class Response(Base):
     findability: Mapped[str | None] = mapped_column(String(8))
     clarity: Mapped[str | None] = mapped_column(String(8))
     usefulness: Mapped[str | None] = mapped_column(String(8))
+    # One page view: a change of mind keeps the token, so it is not unique here
+    # (answer_tokens holds one row per token).
     client_token: Mapped[str | None] = mapped_column(String(36))
-    # The same client's earlier response to the same page that this one replaces.
+    # The same page view's earlier response that this one replaces.
     replaces: Mapped[str | None] = mapped_column(String(36))
-    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # sources.py: a keyed hash of the sender's network, never the address.
+    source: Mapped[str | None] = mapped_column(String(32))
+    # Indexed for retention (KOE_RESPONSE_KEEP_DAYS), which deletes the oldest first.
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
-    # Unique so a retried submission (same token) can never become two responses.
-    __table_args__ = (UniqueConstraint("client_token", name="uq_responses_client_token"),)
 
+class SourceKey(Base):
+    """The random key of one city-local day that sources are hashed with (sources.py).
 
-class ClientGuard(Base):
-    """Per client (keyed hash, see clients.py) and page: the rate-limit window and
-    the last response, so a second response within the replacement window replaces it.
-
-    In the database rather than in a worker's memory, so every gunicorn worker and
-    replica sees the same client; one upsert per accepted response, in its transaction.
+    In the database so that every gunicorn worker and replica hashes an address to the
+    same source all day; pruned after KOE_SOURCE_KEY_KEEP_DAYS, after which nobody,
+    koe included, can tell which address a source was.
     """
 
-    __tablename__ = "client_guard"
+    __tablename__ = "source_keys"
 
-    client_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AnswerToken(Base):
+    """One page view's answers (its client_token): a second POST with the token and other
+    answers within the window is that person's change of mind and replaces the response."""
+
+    __tablename__ = "answer_tokens"
+
+    client_token: Mapped[str] = mapped_column(String(36), primary_key=True)
+    page_id: Mapped[str] = mapped_column(String(128))
+    # The token's latest response: the one a change of mind replaces.
+    response_id: Mapped[str] = mapped_column(String(36))
+    # tokens.canonical_answers: equal strings are a retry, not a change of mind.
+    answers: Mapped[str] = mapped_column(String(200))
+    first_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class Budget(Base):
+    """How many answers one source has spent in one scope (budgets.py) until ends_at."""
+
+    __tablename__ = "budgets"
+
+    source: Mapped[str] = mapped_column(String(32), primary_key=True)
+    # "page:<page_id>", "pages", "form-page:<page_id>", "form-pages" or "new-pages".
+    scope: Mapped[str] = mapped_column(String(160), primary_key=True)
+    ends_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    count: Mapped[int] = mapped_column(Integer)
+
+
+class KnownPage(Base):
+    """A page's fixed identity: its URL from its first accepted answer, never changed by
+    a POST (pages.py)."""
+
+    __tablename__ = "known_pages"
+
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    last_response_id: Mapped[str] = mapped_column(String(36))
-    last_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    window_start: Mapped[datetime] = mapped_column(DateTime(timezone=True))
-    window_count: Mapped[int] = mapped_column(Integer)
-    # Written by the upsert itself: the response it displaced, if any. RETURNING shows
-    # only new values, and this keeps the read and the write one atomic statement.
-    replaced_id: Mapped[str | None] = mapped_column(String(36))
+    url: Mapped[str] = mapped_column(String(2048))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class OutboxEntry(Base):

@@ -19,6 +19,7 @@ from marshmallow import (
     validates_schema,
 )
 
+from feedback import pages
 from koe_directory import ANSWERS, QUESTION_KEYS, Directory, canonical_url, page_id_for_url
 from koe_directory.pages import PAGE_ID, origin_of
 from koe_directory.survey import LANGUAGES
@@ -105,11 +106,24 @@ class FeedbackSchema(Schema):
     division = fields.String(allow_none=True)
     answers = fields.Nested(AnswersSchema, required=True)
     locale = fields.String(load_default="ja", validate=validate.OneOf(LANGUAGES))
+    # pages.py: a page_id counts only when the city's CMS signed it.
+    page_sig = fields.String(
+        allow_none=True,
+        validate=validate.Regexp(r"^[0-9a-fA-F]{32}\Z", error="must be 32 hex digits"),
+    )
     client_token = fields.UUID(allow_none=True)
 
-    def __init__(self, *, origins: Iterable[str], directory: Directory, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        origins: Iterable[str],
+        directory: Directory,
+        cms_key: bytes | None = None,
+        **kwargs: Any,
+    ):
         self.origins = frozenset(origins)
         self.directory = directory
+        self.cms_key = cms_key
         super().__init__(**kwargs)
 
     @validates("page_url")
@@ -122,12 +136,26 @@ class FeedbackSchema(Schema):
         if value is not None and not self.directory.knows(value):
             raise ValidationError("unknown division code")
 
+    @validates_schema
+    def _signed_page_id(self, data: Mapping[str, Any], **_: Any) -> None:
+        sig, page_id = data.get("page_sig"), data.get("page_id")
+        if self.cms_key is None or sig is None or page_id is None or "page_url" not in data:
+            return
+        try:
+            url = canonical_url(data["page_url"])
+        except ValueError:
+            return  # page_url's own validation says what is wrong
+        if not pages.signed(self.cms_key, page_id, url, sig):
+            raise ValidationError(
+                "is not the city CMS's signature of this page_id and page_url", "page_sig"
+            )
+
     @post_load
     def _submission(self, data: dict[str, Any], **_: Any) -> Submission:
         url = canonical_url(data["page_url"])
         token = data.get("client_token")
         return Submission(
-            page_id=data.get("page_id") or page_id_for_url(url),
+            page_id=self._page_id(url, data.get("page_id"), data.get("page_sig")),
             page_url=url,
             page_title=data.get("page_title"),
             division=self._division(url, data.get("division")),
@@ -135,6 +163,13 @@ class FeedbackSchema(Schema):
             answers=dict(data["answers"]),
             client_token=str(token) if token is not None else None,
         )
+
+    def _page_id(self, url: str, page_id: str | None, sig: str | None) -> str:
+        """The CMS's id when it signed it (checked above), else the URL's: anyone can write
+        an id, and an id names another page's history (pages.py)."""
+        if self.cms_key is not None and page_id is not None and sig is not None:
+            return page_id
+        return page_id_for_url(url)
 
     def _division(self, url: str, claimed: str | None) -> str | None:
         """The owner of the page's URL prefix (None: the fallback), whatever the snippet

@@ -1,10 +1,11 @@
 """The survey endpoints: JSON for the widget's script, a plain form for pages without it.
 
 Both take the same path: a mapping → spam checks (honeypot, render stamp) →
-FeedbackSchema → services.record in one transaction (with the client's rate
-limit and replacement window). They differ only in how the body is read and how
-they answer: JSON errors for the script, a redirect back to the page for a person.
-Every refusal is counted in metrics.REJECTIONS by reason.
+FeedbackSchema → services.record in one transaction (the page view's token, the
+source's budgets, the page's identity). They differ only in how the body is read,
+which budgets they spend (the form's are tighter) and how they answer: JSON errors
+for the script, a redirect back to the page for a person. Every refusal is counted
+in metrics.REJECTIONS by reason.
 """
 
 from __future__ import annotations
@@ -13,18 +14,18 @@ import json
 import logging
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 from marshmallow import ValidationError
-from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
 from feedback import metrics, services, stamps
-from feedback.clients import client_hash
+from feedback.budgets import OverBudget
 from feedback.embed import WIDGET_NAME, snippet_ids
+from feedback.retention import Retention
 from feedback.schemas import (
     MAX_URL,
     FeedbackSchema,
@@ -32,6 +33,7 @@ from feedback.schemas import (
     flatten_errors,
     on_allowed_origin,
 )
+from feedback.sources import Sources
 from koe_directory import QUESTION_KEYS, canonical_url
 from koe_kit.events import InvalidEvent
 from koe_kit.web import db_session
@@ -47,7 +49,6 @@ STAMP = "koe_stamp"
 # name of the snippet on it (embed.WIDGET_NAME; absent for the page's first).
 RETURN_TO = "return_to"
 WIDGET = "koe_widget"
-PRUNE_EVERY_S = 600
 CORS_MAX_AGE_S = 3600
 
 
@@ -70,8 +71,9 @@ class Intake:
     origins: frozenset[str]
     client_key: bytes
     min_submit_seconds: float
-    limits: services.Limits
-    next_prune: float = 0.0
+    rules: services.Rules
+    sources: Sources
+    retention: Retention
 
 
 def _intake() -> Intake:
@@ -120,18 +122,7 @@ def _screen(payload: dict[str, Any]) -> None:
         )
 
 
-def _client() -> str:
-    """This request's client: a keyed hash, never the address itself."""
-    now = datetime.now(UTC)
-    return client_hash(
-        _intake().client_key,
-        now.date(),
-        request.remote_addr or "",
-        request.headers.get("User-Agent", ""),
-    )
-
-
-def _accept(payload: dict[str, Any]) -> str:
+def _accept(payload: dict[str, Any], form: bool = False) -> str:
     """Screen, validate and store one submission; its response id, or raises Refused."""
     _screen(payload)
     submission, errors = _validate(payload)
@@ -139,17 +130,21 @@ def _accept(payload: dict[str, Any]) -> str:
         raise _refuse("invalid", 422, errors)
     intake = _intake()
     session = db_session()
+    now = datetime.now(UTC)
+    # request.remote_addr honours KOE_TRUSTED_PROXIES (create_app): never a header itself.
+    source = intake.sources.source(request.remote_addr or "", now)
     try:
         with session.begin():
-            recorded = services.record(
-                session, submission, datetime.now(UTC), _client(), intake.limits
-            )
-    except services.RateLimited as exc:
+            recorded = services.record(session, submission, now, source, intake.rules, form)
+    except OverBudget as exc:
         refused = _refuse(
-            "rate_limited", 429, {"body": ["too many answers for this page; try later"]}
+            "budget", 429, {"budget": [f"{exc.scope.name}: {exc.scope.what}; try again later"]}
         )
         refused.retry_after_s = exc.retry_after_s
         raise refused from None
+    except services.Refused as exc:
+        reason = "token" if exc.field == "client_token" else "page_identity"
+        raise _refuse(reason, exc.status, {exc.field: [exc.reason]}) from None
     except InvalidEvent as exc:
         # Validation above should make this impossible; if it happens the input
         # found a gap between it and the event schema, and it is still refused.
@@ -157,19 +152,8 @@ def _accept(payload: dict[str, Any]) -> str:
         raise _refuse("invalid", 422, {_event_field(exc.reason): [exc.reason]}) from None
     if recorded.replaces is not None:
         metrics.REPLACEMENTS.inc()
-    _prune_now_and_then(intake, session)
+    intake.retention.now_and_then(current_app.extensions["koe.sessions"], intake.sources, now)
     return recorded.response_id
-
-
-def _prune_now_and_then(intake: Intake, session: Session) -> None:
-    # Each worker now and then drops windows that can decide nothing any more;
-    # the table then holds about one window's worth of clients, and nothing older.
-    if time.monotonic() < intake.next_prune:
-        return
-    intake.next_prune = time.monotonic() + PRUNE_EVERY_S
-    longest = max(intake.limits.rate_window_s, intake.limits.replace_window_s)
-    with session.begin():
-        services.prune_guard(session, datetime.now(UTC) - timedelta(seconds=longest))
 
 
 def _event_field(reason: str) -> str:
@@ -309,7 +293,7 @@ def submit_form():
         _, errors = _validate(payload)
         return _errors(422, errors | wrong)
     try:
-        _accept(payload)
+        _accept(payload, form=True)
     except Refused:
         # A person without JavaScript is sent back to the page, which says so politely.
         return redirect(back_to(return_to, "error", widget), 303)

@@ -130,7 +130,9 @@
         client_token: token,
         koe_stamp: value(form, "koe_stamp")
       };
-      if (root.getAttribute("data-koe-page-id")) body.page_id = root.getAttribute("data-koe-page-id");
+      // A CMS id counts only with the CMS's signature (README, "Embedding the survey").
+      body.page_id = root.getAttribute("data-koe-page-id") || value(form, "page_id");
+      body.page_sig = root.getAttribute("data-koe-page-sig") || value(form, "page_sig");
       if (value(form, "homepage")) body.homepage = value(form, "homepage");
       return body;
     }

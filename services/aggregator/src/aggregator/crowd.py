@@ -1,0 +1,172 @@
+"""Alerts need a crowd (DESIGN.md, "Trustworthy numbers"). Pure, no I/O.
+
+Before a drop or recovery alert is emailed, the counted responses of the window it
+was judged on (a drop's recent window, a recovery's recovery window) must come from
+a crowd, not from one sender or one moment:
+
+- at least `min_sources` distinct sources (KOE_ALERT_MIN_SOURCES, 5);
+- no source holds more than `max_source_share` of them (KOE_ALERT_MAX_SOURCE_SHARE);
+- no day holds more than `max_day_share` of them (KOE_ALERT_MAX_DAY_SHARE): a burst.
+  A window of one day is all one day by its nature, so this test needs two or more.
+
+An alert that fails is held for review with the first reason that applies, in the
+order above; the evidence says what was measured. Days are the events' city-local
+days, never the time of judging, so a replay holds the same alerts.
+
+A source is a keyed hash of one address under a key of one day, so the same address
+on two days is two sources. A response without a source (sent before the feedback
+service stamped sources) is its own source, as counting treats it (never capped).
+The counts are responses, not answers per question: a source that answered one
+question weighs the same as one that answered three.
+
+Nothing here names a source: the evidence keeps counts, never the hashes, so it
+outlives the source retention without keeping what retention deletes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+FEW_SOURCES = "few_sources"
+ONE_SOURCE = "one_source"
+BURST = "burst"
+REASONS = (FEW_SOURCES, ONE_SOURCE, BURST)
+
+
+@dataclass(frozen=True)
+class CrowdRule:
+    # One person easily has three addresses in a day (home, phone, office), and a
+    # source is one address on one day: five make one person's doing unlikely, and
+    # with the per-source cap (3) a window of 20 answers has at least seven anyway.
+    min_sources: int = 5
+    # Just over a third: with three sources nearly even the evidence still passes;
+    # one source with more than a third of what moved the score is not a crowd.
+    max_source_share: float = 0.34
+    # A city page's answers spread over the week; three in five on one day is a
+    # burst (a link shared somewhere, or a script), worth a look before an email.
+    max_day_share: float = 0.6
+
+
+DEFAULT_RULE = CrowdRule()
+
+
+@dataclass(frozen=True)
+class SourceDay:
+    """Counted responses of one source on one day; source None: that day's responses
+    without a source, each its own source."""
+
+    day: date
+    source: str | None
+    counted: int
+
+
+@dataclass(frozen=True)
+class DayFigures:
+    day: date
+    n: int
+    sources: int
+
+
+@dataclass(frozen=True)
+class Evidence:
+    start: date
+    end: date
+    n: int
+    sources: int
+    largest_source_share: float | None  # None when n is 0
+    busiest_day: date | None
+    busiest_day_share: float | None
+    days: tuple[DayFigures, ...]  # every day of the window, oldest first
+
+    def as_json(self, rule: CrowdRule) -> dict[str, Any]:
+        return {
+            "window": {"start": self.start.isoformat(), "end": self.end.isoformat()},
+            "n": self.n,
+            "sources": self.sources,
+            "largest_source_share": _rounded(self.largest_source_share),
+            "busiest_day": self.busiest_day.isoformat() if self.busiest_day else None,
+            "busiest_day_share": _rounded(self.busiest_day_share),
+            "days": [{"day": d.day.isoformat(), "n": d.n, "sources": d.sources} for d in self.days],
+            "rule": {
+                "min_sources": rule.min_sources,
+                "max_source_share": rule.max_source_share,
+                "max_day_share": rule.max_day_share,
+            },
+        }
+
+
+@dataclass(frozen=True)
+class Verdict:
+    held: str | None  # one of REASONS, or None: email it
+    evidence: Evidence
+    rule: CrowdRule
+
+    @property
+    def email(self) -> bool:
+        return self.held is None
+
+    def as_json(self) -> dict[str, Any]:
+        """What a held alert keeps as its evidence: the reason, the figures, the rule."""
+        return {"reason": self.held, **self.evidence.as_json(self.rule)}
+
+
+def _rounded(share: float | None) -> float | None:
+    return None if share is None else round(share, 4)
+
+
+def judge(rule: CrowdRule, start: date, end: date, counts: Iterable[SourceDay]) -> Verdict:
+    """Whether the evidence of the window start..end (inclusive) may be emailed.
+    Rows outside the window are ignored."""
+    per_source: dict[str, int] = {}
+    per_day: dict[date, int] = {}
+    day_sources: dict[date, set[str]] = {}
+    unsourced: dict[date, int] = {}
+    for row in counts:
+        if not start <= row.day <= end or row.counted <= 0:
+            continue
+        per_day[row.day] = per_day.get(row.day, 0) + row.counted
+        if row.source is None:
+            unsourced[row.day] = unsourced.get(row.day, 0) + row.counted
+        else:
+            per_source[row.source] = per_source.get(row.source, 0) + row.counted
+            day_sources.setdefault(row.day, set()).add(row.source)
+    n = sum(per_day.values())
+    sources = len(per_source) + sum(unsourced.values())
+    largest = max([*per_source.values(), 1 if unsourced else 0], default=0)
+    busiest_day = max(per_day, key=lambda d: (per_day[d], d), default=None)
+    window_days = max((end - start).days + 1, 0)
+    evidence = Evidence(
+        start=start,
+        end=end,
+        n=n,
+        sources=sources,
+        largest_source_share=largest / n if n else None,
+        busiest_day=busiest_day,
+        busiest_day_share=per_day[busiest_day] / n if busiest_day is not None else None,
+        days=tuple(
+            DayFigures(
+                day, per_day.get(day, 0), len(day_sources.get(day, ())) + unsourced.get(day, 0)
+            )
+            for day in (start + timedelta(days=i) for i in range(window_days))
+        ),
+    )
+    return Verdict(_reason(rule, evidence, window_days), evidence, rule)
+
+
+def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None:
+    if evidence.sources < rule.min_sources:
+        return FEW_SOURCES
+    if evidence.largest_source_share is not None and (
+        evidence.largest_source_share > rule.max_source_share
+    ):
+        return ONE_SOURCE
+    if (
+        window_days >= 2
+        and evidence.busiest_day_share is not None
+        and evidence.busiest_day_share > rule.max_day_share
+    ):
+        return BURST
+    return None

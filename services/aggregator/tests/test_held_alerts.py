@@ -1,0 +1,340 @@
+"""Alerts need a crowd, through the real batch handler on SQLite and PostgreSQL: forged
+drops and recoveries are held (recorded, not published), real ones are not, a pre-flood
+buries nothing, a held drop gets no recovery until released, replays hold the same; the
+outbox publisher sends a held alert only after its release, once.
+
+Each day's answers are one batch judged that day, as the live consumer would, under the
+shipped drop rule and per-source cap.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+
+from aggregator import held_alerts
+from aggregator import outbox as outbox_module
+from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE
+from aggregator.drop_rule import DropRule
+from aggregator.ingest import handle_batch
+from aggregator.models import AlertOutbox, AlertState
+from aggregator.outbox import OutboxPublisher
+from koe_directory import load_directory
+from koe_kit.db import make_engine, session_factory, transaction
+from koe_kit.kafka import KafkaSettings, make_producer, read_topic
+from koe_kit.topics import ensure_topics
+
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
+TOKYO = ZoneInfo("Asia/Tokyo")
+RULE = replace(DropRule(), max_age_days=3)  # the shipped rule and the service's max age
+START = date(2026, 10, 1)  # four weeks of baseline, then the recent week
+DROP_DAY = START + timedelta(days=34)  # the recent window's last day
+
+
+class City:
+    """One page's answers per day, judged a day at a time."""
+
+    def __init__(self, feedback, source_of, per_source_day: int = 3):
+        self.feedback, self.source_of = feedback, source_of
+        self.per_source_day = per_source_day
+        self.days: dict[date, list[dict]] = {}
+
+    def add(self, day: date, source: str | None, answer: str, times: int = 1) -> None:
+        batch = self.days.setdefault(day, [])
+        for _ in range(times):
+            moment = datetime(day.year, day.month, day.day, 9, tzinfo=TOKYO) + timedelta(
+                seconds=len(batch)
+            )
+            batch.append(
+                self.feedback(
+                    moment,
+                    {"clarity": answer, "findability": "yes"},
+                    source=self.source_of(source) if source else None,
+                )
+            )
+
+    def citizens(self, day: date, answer: str, count: int) -> None:
+        """`count` people on their own addresses (a source is one address on one day)."""
+        for i in range(count):
+            self.add(day, f"{day} citizen {i}", answer)
+
+    def good_weeks(self) -> None:
+        for offset in range(28):
+            self.citizens(START + timedelta(days=offset), "yes", 3)
+
+    def judge(self, sessions, days: list[date] | None = None) -> None:
+        """Each day's answers as one batch, judged at noon that day."""
+        for day in days or sorted(self.days):
+            self._batch(sessions, self.days.get(day, []), day)
+
+    def inject(self, sessions, days: list[date]) -> None:
+        """The days' answers as one batch judged on the last day: backdated events put
+        straight into the topic, or a consumer catching up."""
+        self._batch(sessions, [e for day in days for e in self.days.get(day, [])], days[-1])
+
+    def _batch(self, sessions, batch: list[dict], day: date) -> None:
+        noon = datetime(day.year, day.month, day.day, 12, tzinfo=TOKYO)
+        with transaction(sessions) as session:
+            handle_batch(
+                session,
+                batch,
+                timezone=TOKYO,
+                rule=RULE,
+                directory=DIRECTORY,
+                per_source_day=self.per_source_day,
+                page_min_sources=1,
+                now=noon,
+            )
+
+    def good_then(self, sessions) -> None:
+        """Four good weeks from many citizens, each day judged."""
+        self.good_weeks()
+        self.judge(sessions)
+
+
+def outbox(sessions) -> list[tuple[str, str | None, dict | None]]:
+    """(event type, held reason, evidence) of every alert, oldest first."""
+    with sessions() as session:
+        rows = session.scalars(select(AlertOutbox).order_by(AlertOutbox.id))
+        return [
+            (
+                json.loads(r.payload)["type"],
+                r.held_reason,
+                json.loads(r.held_evidence) if r.held_evidence else None,
+            )
+            for r in rows
+        ]
+
+
+def recent_days() -> list[date]:
+    return [DROP_DAY - timedelta(days=back) for back in range(6, -1, -1)]
+
+
+def test_a_drop_from_one_source_over_a_week_is_held_with_its_evidence(
+    sessions, make_feedback, make_source
+):
+    """Injected events: one source string on seven days, three "no" a day (the cap)."""
+    city = City(make_feedback, make_source)
+    city.good_then(sessions)
+    for day in recent_days():
+        city.add(day, "forger", "no", times=10)
+    city.inject(sessions, recent_days())
+
+    [(kind, reason, evidence)] = outbox(sessions)
+    assert (kind, reason) == ("koe.alerts.v1", FEW_SOURCES)
+    assert evidence["n"] == 21 and evidence["sources"] == 1
+    assert evidence["largest_source_share"] == 1.0
+    assert evidence["window"] == {
+        "start": recent_days()[0].isoformat(),
+        "end": DROP_DAY.isoformat(),
+    }
+    assert [d["n"] for d in evidence["days"]] == [3] * 7
+    assert make_source("forger") not in json.dumps(evidence)
+    # Alert state as for a sent alert: the cooldown holds the next days quiet.
+    more = City(make_feedback, make_source)
+    for back in (1, 2):
+        more.add(DROP_DAY + timedelta(days=back), "forger", "no", times=3)
+    more.judge(sessions)
+    assert len(outbox(sessions)) == 1
+    with sessions() as session:
+        assert session.scalars(select(AlertState.question)).all() == ["clarity"]
+
+
+def test_the_same_drop_from_many_sources_is_not_held(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source)
+    city.good_weeks()
+    for day in recent_days():
+        city.citizens(day, "no", 4)
+    city.judge(sessions)
+    [(kind, reason, evidence)] = outbox(sessions)
+    assert (kind, reason, evidence) == ("koe.alerts.v1", None, None)
+
+
+def test_a_burst_on_one_day_is_held(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source)
+    city.good_weeks()
+    city.citizens(recent_days()[0], "no", 2)
+    city.citizens(DROP_DAY, "no", 25)  # 25 of 27 on one day
+    city.judge(sessions)
+    [(_kind, reason, evidence)] = outbox(sessions)
+    assert reason == BURST
+    assert evidence["busiest_day"] == DROP_DAY.isoformat()
+    assert evidence["busiest_day_share"] == round(25 / 27, 4)
+
+
+def test_one_source_holding_most_of_a_drop_is_held_when_the_cap_is_lifted(
+    sessions, make_feedback, make_source
+):
+    """A city that raises KOE_COUNT_PER_SOURCE_DAY (everyone behind one proxy) still has
+    the share test: one address's 30 "no" among six citizens' answers."""
+    city = City(make_feedback, make_source, per_source_day=1000)
+    city.good_weeks()
+    for day in recent_days()[:6]:
+        city.citizens(day, "no", 1)
+    city.add(DROP_DAY, "forger", "no", times=30)
+    city.judge(sessions)
+    [(_kind, reason, evidence)] = outbox(sessions)
+    assert reason == ONE_SOURCE
+    assert (evidence["sources"], evidence["n"]) == (7, 36)
+
+
+def test_a_pre_flood_cannot_bury_a_real_drop(sessions, make_feedback, make_source):
+    """300 "yes" from one source in the baseline and 300 at the start of the recent week:
+    three of each count, and a drop many citizens report is emailed."""
+    city = City(make_feedback, make_source)
+    city.good_weeks()
+    city.add(START + timedelta(days=27), "flooder", "yes", times=300)
+    city.add(recent_days()[0], "flooder", "yes", times=300)
+    for day in recent_days():
+        city.citizens(day, "no", 4)
+    city.judge(sessions)
+    [(kind, reason, _evidence)] = outbox(sessions)
+    assert (kind, reason) == ("koe.alerts.v1", None)
+
+
+def real_drop(city: City, sessions) -> None:
+    """Four good weeks, then a bad week from many citizens, judged on its last day."""
+    city.good_then(sessions)
+    for day in recent_days():
+        city.citizens(day, "no", 4)
+    city.inject(sessions, recent_days())
+
+
+def test_a_recovery_from_one_source_is_held(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source, per_source_day=1000)
+    real_drop(city, sessions)
+    city.add(DROP_DAY + timedelta(days=1), "forger", "yes", times=25)
+    city.judge(sessions, [DROP_DAY + timedelta(days=1)])
+    [drop, recovery] = outbox(sessions)
+    assert drop[:2] == ("koe.alerts.v1", None)
+    assert recovery[:2] == ("koe.alerts.recovered.v1", FEW_SOURCES)
+    assert recovery[2]["window"]["start"] == recovery[2]["window"]["end"]  # the day after
+
+
+def test_a_real_recovery_is_not_held(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source)
+    real_drop(city, sessions)
+    after = [DROP_DAY + timedelta(days=back) for back in (1, 2, 3)]
+    for day in after:
+        city.citizens(day, "yes", 8)
+    city.judge(sessions, after)
+    assert [row[:2] for row in outbox(sessions)] == [
+        ("koe.alerts.v1", None),
+        ("koe.alerts.recovered.v1", None),
+    ]
+
+
+def test_a_held_drop_gets_no_recovery_until_it_is_released(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source)
+    city.good_then(sessions)
+    for day in recent_days():
+        city.add(day, "forger", "no", times=3)
+    city.inject(sessions, recent_days())
+    after = [DROP_DAY + timedelta(days=back) for back in (1, 2, 3)]
+    for day in after:
+        city.citizens(day, "yes", 8)
+    city.judge(sessions, after)
+    [(kind, reason, _)] = outbox(sessions)
+    assert (kind, reason) == ("koe.alerts.v1", FEW_SOURCES)
+
+    with transaction(sessions) as session:
+        [held] = held_alerts.list_held(session)
+        now = datetime(2026, 11, 8, tzinfo=UTC)
+        assert held_alerts.release(session, held.alert.alert_id, by="admin@city", now=now)
+        # Decided once: neither a second release nor a dismissal changes it.
+        assert not held_alerts.release(session, held.alert.alert_id, by="other", now=now)
+        assert not held_alerts.dismiss(session, held.alert.alert_id, by="other", now=now)
+    later = City(make_feedback, make_source)
+    later.citizens(DROP_DAY + timedelta(days=4), "yes", 8)
+    later.judge(sessions)
+    assert [row[:2] for row in outbox(sessions)] == [
+        ("koe.alerts.v1", FEW_SOURCES),
+        ("koe.alerts.recovered.v1", None),
+    ]
+    with sessions() as session:
+        released = held_alerts.get_held(session, held.alert.alert_id)
+        assert released is not None and released.state == "released"
+        assert released.released_by == "admin@city" and released.dismissed_by is None
+
+
+def test_a_replay_holds_the_same_alerts_and_a_late_one_raises_none(
+    sessions, make_feedback, make_source, replay_sessions
+):
+    city = City(make_feedback, make_source)
+    city.good_weeks()
+    for day in recent_days():
+        city.add(day, "forger", "no", times=10)
+        city.citizens(day, "yes", 1)
+    for into in (sessions, replay_sessions):
+        city.judge(into, sorted(city.days)[:28])
+        city.inject(into, recent_days())
+    first, again = outbox(sessions), outbox(replay_sessions)
+    assert first == again and [r[1] for r in first] == [ONE_SOURCE]
+    with sessions() as a, replay_sessions() as b:
+        assert a.scalars(select(AlertOutbox.alert_id)).all() == (
+            b.scalars(select(AlertOutbox.alert_id)).all()
+        )
+    # Everything in one batch a month later: too old to judge, nothing raised or held.
+    with transaction(replay_sessions) as session:
+        session.execute(AlertOutbox.__table__.delete())
+    late = [event for day in sorted(city.days) for event in city.days[day]]
+    with transaction(replay_sessions) as session:
+        result = handle_batch(
+            session,
+            late,
+            timezone=TOKYO,
+            rule=RULE,
+            directory=DIRECTORY,
+            now=datetime(2026, 12, 20, tzinfo=UTC),
+        )
+    assert result.alerts == [] and outbox(replay_sessions) == []
+
+
+def test_the_publisher_sends_a_held_alert_only_once_released(
+    broker, new_pg_database, make_feedback, make_source, monkeypatch
+):
+    from aggregator.migrate import migrate
+
+    url = new_pg_database()
+    migrate(url)
+    engine = make_engine(url)
+    sessions = session_factory(engine)
+    ensure_topics([broker.bootstrap], ["koe.alerts.v1"])
+    settings = KafkaSettings(bootstrap_servers=[broker.bootstrap], client_id="held-test")
+    publisher = OutboxPublisher(sessions, make_producer(settings))
+    try:
+        # A forged drop (held), then a real drop of another page (sent at once).
+        forged = City(make_feedback, make_source)
+        forged.good_then(sessions)
+        for day in recent_days():
+            forged.add(day, "forger", "no", times=3)
+        forged.inject(sessions, recent_days())
+        real = City(lambda *a, **k: make_feedback(*a, **k, page_id="u-real"), make_source)
+        real_drop(real, sessions)
+        assert publisher() == 1
+        with sessions() as session:
+            [held] = held_alerts.list_held(session)
+        with transaction(sessions) as session:
+            assert held_alerts.release(session, held.alert.alert_id, by="a", now=datetime.now(UTC))
+        assert publisher() == 0  # nothing told it to look: the idle recheck does
+        monkeypatch.setattr(outbox_module, "RECHECK_S", 0.0)
+        assert publisher.recheck() == 1
+        assert publisher.recheck() == 0
+        ids = [json.loads(r.value)["id"] for r in read_topic([broker.bootstrap], "koe.alerts.v1")]
+        assert sorted(ids) == sorted([held.alert.alert_id, *_ids(sessions, "u-real")])
+        assert ids.count(held.alert.alert_id) == 1
+    finally:
+        publisher.close()
+        engine.dispose()
+
+
+def _ids(sessions, page_id: str) -> list[str]:
+    with sessions() as session:
+        return session.scalars(
+            select(AlertOutbox.alert_id).where(AlertOutbox.page_id == page_id)
+        ).all()

@@ -1,0 +1,175 @@
+"""Alerts need a crowd, on the whole stack (every process, the broker, PostgreSQL, an SMTP
+server): a drop or recovery one source made is held for an admin and emails nobody; a
+drop many citizens report emails its division once; an admin's release sends exactly
+one email, a dismissal none; a clerk can neither see nor release held alerts.
+
+The answers are events put straight on the feedback topic, backdated over weeks as the
+API cannot date them, each with its source (one address on one day).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from koe_directory import canonical_url, page_id_for_url
+from koe_kit.testing import wait_until
+from support import SITE, Koe, emails_per_alert, publish, submitted
+
+pytestmark = pytest.mark.e2e
+
+TOPIC = "koe.feedback.submitted.v1"
+ADMIN = "admin@city.example"
+CLERK = "clerk@somu.example"  # デジタル改革推進課, which owns every page below
+# Noon in Tokyo of the UTC date: every answer of a day lands on one city-local day.
+NOON = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+HELD = re.compile(r'data-alert-id="([0-9a-f-]{36})" data-reason="([a-z_]+)"')
+
+
+def page(name: str) -> str:
+    return f"{SITE}/shisei/dx/{name}.html"
+
+
+def answers(url: str, title: str, backs, per_day: int, answer: str, sender=None) -> list[dict]:
+    """`per_day` answers a day on the days `backs` days ago: from as many citizens (each
+    their own source), or all from `sender` (one source string on every day: injected)."""
+    return [
+        submitted(
+            url,
+            {"clarity": answer, "findability": "yes"},
+            NOON - timedelta(days=back) + timedelta(seconds=i),
+            title=title,
+            source=sender or f"{url} {back} {i}",
+        )
+        for back in backs
+        for i in range(per_day)
+    ]
+
+
+def good_weeks(url: str, title: str, ending: int) -> list[dict]:
+    """Four weeks of three happy citizens a day, the last `ending` days ago."""
+    return answers(url, title, range(ending + 27, ending - 1, -1), 3, "yes")
+
+
+def send(koe: Koe, bootstrap: str, url: str, produced: list[dict], counted: int) -> None:
+    """Publish, and wait until the page's stats show `counted` responses in all."""
+    publish(bootstrap, TOPIC, produced)
+    page_id = page_id_for_url(canonical_url(url))
+    wait_until(lambda: koe.page_n(page_id) == counted, timeout_s=60, what=f"{url} counted")
+
+
+def held_alerts(http, koe: Koe, show: str = "waiting") -> dict[str, str]:
+    listing = http.get(koe.url("aggregator", f"/held?show={show}"), timeout=10).text
+    return dict(HELD.findall(listing))
+
+
+def decide(http, koe: Koe, alert_id: str, action: str) -> str:
+    detail = http.get(koe.url("aggregator", f"/held/{alert_id}"), timeout=10).text
+    token = CSRF.search(detail).group(1)
+    done = http.post(
+        koe.url("aggregator", f"/held/{alert_id}/{action}"), data={"csrf_token": token}, timeout=10
+    )
+    assert done.status_code == 200, done.status_code  # after the redirect to the detail
+    return done.text
+
+
+def settle() -> None:
+    """Longer than the outbox's idle recheck (5 s) and a notifier round trip: an email
+    that was going to be sent has been by now."""
+    time.sleep(8)
+
+
+def test_forged_drop_and_recovery_are_held_and_an_admin_release_emails_once(
+    koe_factory, broker, smtp_server
+):
+    # The stack lifts the per-source cap (support.stack_env): the crowd check alone.
+    koe = koe_factory()
+    koe.create_account(ADMIN, None)
+    admin = koe.signed_in(ADMIN)
+    forged, real = page("forged"), page("real")
+
+    # A page with a good month, then a week of one source's "no", injected.
+    send(koe, broker.bootstrap, forged, good_weeks(forged, "偽の低下", 7), 84)
+    forger = answers(forged, "偽の低下", range(6, -1, -1), 10, "no", sender="forger")
+    send(koe, broker.bootstrap, forged, forger, 154)
+    # The same drop on another page, from four citizens a day, ending yesterday.
+    send(koe, broker.bootstrap, real, good_weeks(real, "本当の低下", 8), 84)
+    send(koe, broker.bootstrap, real, answers(real, "本当の低下", range(7, 0, -1), 4, "no"), 112)
+
+    wait_until(lambda: len(smtp_server.messages) >= 1, timeout_s=90, what="the real drop")
+    wait_until(lambda: held_alerts(admin, koe), timeout_s=30, what="the held drop")
+    settle()
+    [mail] = smtp_server.messages
+    assert "本当の低下" in mail["Subject"] and mail["To"] == "digital-kaikaku@city-tsu.example"
+    [(held_id, reason)] = held_alerts(admin, koe).items()
+    assert reason == "few_sources"
+    detail = admin.get(koe.url("aggregator", f"/held/{held_id}"), timeout=10).text
+    assert "偽の低下" in detail
+    assert '<td data-figure="sources">1</td>' in detail
+    assert '<td data-figure="largest">100%</td>' in detail
+
+    # One source's 25 "yes" the day after the real drop: a recovery, held too.
+    send(koe, broker.bootstrap, real, answers(real, "本当の低下", [0], 25, "yes", "fan"), 137)
+    wait_until(lambda: len(held_alerts(admin, koe)) == 2, timeout_s=30, what="held recovery")
+    settle()
+    assert len(smtp_server.messages) == 1
+
+    # The admin sends the forged drop after all: exactly one email, for it.
+    confirmed = decide(admin, koe, held_id, "release")
+    assert "送信しました。数秒のうちに課へメールが送られます。" in confirmed
+    assert f"送信済み ({ADMIN}、" in confirmed
+    wait_until(lambda: len(smtp_server.messages) == 2, timeout_s=30, what="the released email")
+    decide(admin, koe, held_id, "release")  # pressed again: already decided
+    settle()
+    sent = emails_per_alert(smtp_server.messages)
+    assert len(smtp_server.messages) == 2 and sent[held_id] == 1
+    assert "偽の低下" in smtp_server.messages[1]["Subject"]
+    assert held_id in held_alerts(admin, koe, "released")
+
+
+def test_a_dismissed_forgery_emails_nobody_and_a_pre_flood_buries_nothing(
+    koe_factory, broker, smtp_server
+):
+    koe = koe_factory(KOE_COUNT_PER_SOURCE_DAY="3")  # the shipped cap
+    koe.create_account(ADMIN, None)
+    koe.create_account(CLERK, "somu-dx")
+    admin, clerk = koe.signed_in(ADMIN), koe.signed_in(CLERK)
+    injected, buried = page("injected"), page("buried")
+
+    # One source's ten "no" a day for a week: three a day count, 21 in all, one source.
+    send(koe, broker.bootstrap, injected, good_weeks(injected, "注入された低下", 7), 84)
+    forger = answers(injected, "注入された低下", range(6, -1, -1), 10, "no", sender="forger")
+    send(koe, broker.bootstrap, injected, forger, 105)
+    # 300 "yes" from one source first, then four citizens' "no" a day for a week.
+    flood = answers(buried, "埋もれない低下", [6], 300, "yes", sender="flooder")
+    send(koe, broker.bootstrap, buried, flood, 3)
+    send(koe, broker.bootstrap, buried, good_weeks(buried, "埋もれない低下", 7), 87)
+    citizens = answers(buried, "埋もれない低下", range(6, -1, -1), 4, "no")
+    send(koe, broker.bootstrap, buried, citizens, 115)
+
+    wait_until(lambda: len(smtp_server.messages) >= 1, timeout_s=90, what="the real drop")
+    wait_until(lambda: held_alerts(admin, koe), timeout_s=30, what="the held drop")
+    [(held_id, reason)] = held_alerts(admin, koe).items()
+    assert reason == "few_sources"
+    overview = admin.get(koe.url("aggregator", "/overview"), timeout=10).text
+    assert "確認待ちのアラートが1件あります。" in overview
+
+    # The division's clerk: not in their alerts, and no way to see or send it.
+    assert held_id not in clerk.get(koe.url("aggregator", "/alerts?show=all"), timeout=10).text
+    assert clerk.get(koe.url("aggregator", f"/held/{held_id}"), timeout=10).status_code == 404
+    token = CSRF.search(clerk.get(koe.url("aggregator", "/pages"), timeout=10).text).group(1)
+    release = koe.url("aggregator", f"/held/{held_id}/release")
+    assert clerk.post(release, data={"csrf_token": token}, timeout=10).status_code == 404
+
+    confirmed = decide(admin, koe, held_id, "dismiss")
+    assert "破棄しました。このアラートはメールされません。" in confirmed
+    settle()
+    [mail] = smtp_server.messages
+    assert "埋もれない低下" in mail["Subject"]
+    assert held_id not in emails_per_alert(smtp_server.messages)
+    assert held_alerts(admin, koe) == {}
+    assert held_id in held_alerts(admin, koe, "dismissed")

@@ -33,7 +33,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
-from common import REPO, pg_database, process, rss_mib, wait
+from common import REPO, code_env, pg_database, process, rss_mib, wait
 from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import ensure_topics
@@ -114,14 +114,6 @@ def processed(engine) -> int:
         return c.execute(text("SELECT count(*) FROM processed_events")).scalar_one()
 
 
-def code_env(checkout: Path | None) -> dict[str, str]:
-    """Run another checkout's koe (its sources first on the path), or this one's."""
-    if checkout is None:
-        return {}
-    parts = ["services/aggregator/src", "libs/koe_kit/src", "libs/koe_directory/src"]
-    return {"PYTHONPATH": os.pathsep.join(str(checkout / part) for part in parts)}
-
-
 def aggregator_run(
     bootstrap: str,
     url: str,
@@ -137,7 +129,7 @@ def aggregator_run(
         "KOE_CONSUMER_GROUP": group,
         **FAST,
         **EXTRA_ENV,
-        **code_env(checkout),
+        **code_env("aggregator", checkout),
     }
     subprocess.run(
         [sys.executable, "-m", "aggregator.migrate"], env={**os.environ, **env}, check=True

@@ -3,7 +3,16 @@ bare Flask endpoint, all under gunicorn with the same settings, loaded by wrk
 from a second process on loopback. Target: koe ≥ 0.6x the bare endpoint.
 
 A second baseline, the bare endpoint plus one durable PostgreSQL insert/commit
-(durable_app.py), shows how much of the gap the database commit alone explains."""
+(durable_app.py), shows how much of the gap the database commit alone explains.
+--before DIR also runs the feedback API of another checkout (e.g. `git worktree add
+/tmp/koe-before origin/main`) under the same load, for a before/after in one run.
+
+Each request is a page view of its own (a client_token, as widget.js sends) from a
+network of its own (an X-Forwarded-For koe trusts, as behind the city's proxy): many
+citizens. "koe, one network" runs the same load with the proxy not trusted, so every
+request is wrk's one address, one source: its answers spend the same budget rows
+(limits lifted), and each waits for the one before to commit. That is what one
+network's flood gets, whatever its connections."""
 
 from __future__ import annotations
 
@@ -18,7 +27,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from common import REPO, free_port, migrate, pg_database, process
+from common import REPO, code_env, free_port, migrate, pg_database, process
 
 sys.path.insert(0, str(REPO / "tests"))
 from support import LIFTED_BUDGETS  # noqa: E402
@@ -44,6 +53,12 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
         # Seeded per run: a token seen in an earlier run would be a retry, storing nothing.
         "math.randomseed(os.time())\n"
         "request = function()\n"
+        # A user agent each too: code before sources keyed its guard row on it. And a
+        # network each, as a proxy koe trusts (KOE_TRUSTED_PROXIES=1) reports it: koe
+        # then sees many sources, as from a city's citizens.
+        '  wrk.headers["User-Agent"] = "bench-citizen-" .. math.random(1, 1000000)\n'
+        '  wrk.headers["X-Forwarded-For"] = string.format("10.%d.%d.%d", math.random(0, 255),'
+        " math.random(0, 255), math.random(1, 254))\n"
         '  local token = string.format("%08x-%04x-4000-8000-%012x", math.random(0, 0x7fffffff),'
         " math.random(0, 0xffff), math.random(0, 0x7fffffff))\n"
         '  return wrk.format(nil, nil, nil, wrk.body:sub(1, -2) .. \',"client_token":"\''
@@ -91,6 +106,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--before", type=Path, help="a checkout of the code before a change")
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("bench: needs wrk (apt-get install -y wrk)")
@@ -108,27 +124,45 @@ def main() -> None:
             connection.execute(text("CREATE TABLE durable (id text PRIMARY KEY, body text)"))
         engine.dispose()
         durable = load("durable_app:app", {**bench_path, "DATABASE_URL": url})
-    with pg_database() as url:
-        migrate("feedback", url)
-        koe = load(
-            "feedback.wsgi:app",
-            {
-                "DATABASE_URL": url,
-                "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
-                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-                "KOE_CLIENT_KEY": "bench-client-key-" + "x" * 32,
-                # wrk is one address, one source: its budgets must not refuse the load.
-                **LIFTED_BUDGETS,
-            },
-        )
+
+    def feedback(checkout: Path | None, proxies: str = "1") -> dict:
+        with pg_database() as url:
+            migrate("feedback", url, checkout)
+            return load(
+                "feedback.wsgi:app",
+                {
+                    "DATABASE_URL": url,
+                    "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
+                    "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+                    "KOE_CLIENT_KEY": "bench-client-key-" + "x" * 32,
+                    # wrk is one address, one source: its budgets must not refuse the load
+                    # (nor, before sources, the one client's rate limit).
+                    **LIFTED_BUDGETS,
+                    "KOE_RATE_LIMIT_MAX": "1000000",
+                    "KOE_TRUSTED_PROXIES": proxies,
+                    **code_env("feedback", checkout),
+                },
+            )
+
+    koe = feedback(None)
+    one_network = feedback(None, proxies="0")
+    before = feedback(args.before) if args.before else None
 
     print(
         f"ingest, gunicorn --workers {args.workers}, wrk -c {args.connections} "
         f"for {args.seconds}s each, PostgreSQL"
     )
-    for name, r in (("bare Flask", bare), ("bare + 1 commit", durable), ("koe feedback", koe)):
+    runs = [
+        ("bare Flask", bare),
+        ("bare + 1 commit", durable),
+        ("koe feedback", koe),
+        ("koe, one network", one_network),
+    ]
+    if before is not None:
+        runs.append(("koe before", before))
+    for name, r in runs:
         print(
-            f"  {name:15} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
+            f"  {name:16} {r['rps']:9.0f} req/s  p50 {r['p50']:>8}  p99 {r['p99']:>8}"
             f"  non-2xx {r['errors']}"
         )
     print(
@@ -136,6 +170,8 @@ def main() -> None:
         f"bare+commit/bare: {durable['rps'] / bare['rps']:.2f}x; "
         f"koe/bare+commit: {koe['rps'] / durable['rps']:.2f}x"
     )
+    if before is not None:
+        print(f"  ratio koe/before: {koe['rps'] / before['rps']:.2f}x")
 
 
 if __name__ == "__main__":

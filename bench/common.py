@@ -61,10 +61,18 @@ def _answers(port: int) -> bool:
         return False
 
 
-def migrate(service: str, database_url: str) -> None:
+def code_env(service: str, checkout: Path | None) -> dict[str, str]:
+    """Run another checkout's koe service (its sources first on the path), or this one's."""
+    if checkout is None:
+        return {}
+    parts = [f"services/{service}/src", "libs/koe_kit/src", "libs/koe_directory/src"]
+    return {"PYTHONPATH": os.pathsep.join(str(checkout / part) for part in parts)}
+
+
+def migrate(service: str, database_url: str, checkout: Path | None = None) -> None:
     subprocess.run(
         [sys.executable, "-m", f"{service}.migrate"],
-        env={**os.environ, "DATABASE_URL": database_url},
+        env={**os.environ, "DATABASE_URL": database_url, **code_env(service, checkout)},
         check=True,
     )
 

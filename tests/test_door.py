@@ -59,12 +59,18 @@ def page_id(url: str) -> str:
 
 
 def counted(koe, url_or_id: str, n: int) -> dict:
-    """The page's all-time figures once n answers count."""
+    """The page's all-time figures once n answers count, on every question (every answer
+    here answers all three). Waiting for the questions too: the stats API reads n and the
+    questions in two statements, so a batch committed between them can show n ahead."""
     pid = url_or_id if "://" not in url_or_id else page_id(url_or_id)
-    return wait_until(
-        lambda: (f := page_stats(koe, pid)) is not None and f["n"] == n and f,
-        what=f"n = {n} for {pid}",
-    )
+
+    def complete(figures: dict | None) -> bool:
+        return figures is not None and all(
+            figures["n"] == n == q["yes"] + q["neutral"] + q["no"]
+            for q in figures["questions"].values()
+        )
+
+    return wait_until(lambda: complete(f := page_stats(koe, pid)) and f, what=f"n = {n} for {pid}")
 
 
 def excess_seen_by_admin(koe, pid: str) -> int:

@@ -264,6 +264,50 @@ def seed_city(sessions, today: date) -> City:
     return city
 
 
+# Alerts held for review (crowd.py): a drop one source made, and a burst on the XSS page.
+HELD_FORGED = "0b7c2d1e-4f5a-5b6c-8d7e-9f0a1b2c3d4e"
+HELD_BURST = "1c8d3e2f-5a6b-5c7d-9e8f-0a1b2c3d4e5f"
+
+
+def add_held(sessions, alert_id: str, page_id: str, rows, end: date) -> None:
+    """A drop alert on the page, held with the crowd rule's own verdict over `rows`
+    (crowd.SourceDay) for the week ending `end`."""
+    from aggregator.crowd import CrowdRule, judge
+
+    verdict = judge(CrowdRule(), end - timedelta(days=6), end, rows)
+    assert verdict.held is not None
+    payload = json.loads(_alert_payload(alert_id, page_id, "", "drop", end))
+    with transaction(sessions) as session:
+        session.add(
+            AlertOutbox(
+                alert_id=alert_id,
+                page_id=page_id,
+                payload=json.dumps(payload, ensure_ascii=False),
+                created_at=datetime.now(UTC),
+                held_reason=verdict.held,
+                held_evidence=json.dumps(verdict.as_json()),
+            )
+        )
+
+
+def seed_held(sessions, city: City, today: date) -> tuple[str, str]:
+    """Two held alerts on the seeded city's pages: (forged drop's id, burst's id)."""
+    from aggregator.crowd import SourceDay
+
+    one_source = [SourceDay(today - timedelta(days=i), "forger", 3) for i in range(7)]
+    add_held(sessions, HELD_FORGED, city.dx, one_source, today)
+    burst = [SourceDay(today, f"s{i}", 1) for i in range(25)]
+    burst.append(SourceDay(today - timedelta(days=3), "early", 1))
+    add_held(sessions, HELD_BURST, city.xss, burst, today)
+    return HELD_FORGED, HELD_BURST
+
+
+@pytest.fixture
+def held_seeder():
+    """seed_held(sessions, city, today) for tests of held alerts."""
+    return seed_held
+
+
 @pytest.fixture
 def dashboard_settings_for_url():
     return dashboard_settings

@@ -36,8 +36,9 @@ class _Server:
 
 
 @pytest.fixture
-def live(new_pg_database, dashboard_settings_for_url, city_seeder):
-    """(base URL, city): the dashboard served over http from a thread, on PostgreSQL."""
+def live(new_pg_database, dashboard_settings_for_url, city_seeder, held_seeder):
+    """(base URL, city): the dashboard served over http from a thread, on PostgreSQL,
+    with two alerts held for review (only admins see them)."""
     from aggregator.app import create_app
 
     url = new_pg_database()
@@ -46,6 +47,7 @@ def live(new_pg_database, dashboard_settings_for_url, city_seeder):
     engine = make_engine(url)
     today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
     city = city_seeder(session_factory(engine), today)
+    held_seeder(session_factory(engine), city, today)
     server = _Server(app)
     with running(server):
         yield server.url, city
@@ -220,3 +222,34 @@ def test_on_a_phone_in_japanese_and_english(chromium, live):
             page.goto(base + path)
             _shot(page, name)
         desktop.close()
+
+
+def test_an_admin_reviews_and_sends_a_held_alert_by_keyboard_on_a_phone(chromium, live):
+    base, city = live
+    context = chromium.new_context(**PHONE, bypass_csp=True)
+    page = context.new_page()
+    page.goto(f"{base}/sign-in")
+    _sign_in(page, city.admin, city.password)
+    page.goto(f"{base}/overview")
+    page.get_by_role("link", name="確認待ちのアラートが2件あります。").click()
+    assert page.locator("h1").inner_text() == "確認待ちのアラート"
+    assert page.locator("li.alert").count() == 2
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert axe_violations(page) == []
+    _shot(page, "held-phone")
+    page.locator('li[data-reason="few_sources"]').get_by_role("link", name="詳しく見る").click()
+    assert page.locator("table.per-day tbody tr").count() == 7
+    assert page.evaluate("document.documentElement.scrollWidth") <= 320
+    assert axe_violations(page) == []
+    _shot(page, "held-detail-phone")
+    # Keyboard only: focus 送信する and press Enter.
+    page.get_by_role("button", name="送信する").focus()
+    page.keyboard.press("Enter")
+    page.wait_for_url(re.compile(r"done=released"))
+    assert page.get_by_role("status").inner_text() == (
+        "送信しました。数秒のうちに課へメールが送られます。"
+    )
+    assert f"送信済み ({city.admin}、" in page.locator("p.status").inner_text()
+    assert page.get_by_role("button", name="送信する").count() == 0
+    assert axe_violations(page) == []
+    context.close()

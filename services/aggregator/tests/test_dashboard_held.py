@@ -5,20 +5,17 @@ in plain words; each decision once, with CSRF, confirmed, and its who and when k
 from __future__ import annotations
 
 import html
-import json
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from aggregator.crowd import CrowdRule, SourceDay, judge
 from aggregator.models import AlertOutbox
-from koe_kit.db import transaction
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery"  # noqa: S105 (the seeded accounts' password)
-FORGED = "0b7c2d1e-4f5a-5b6c-8d7e-9f0a1b2c3d4e"  # a drop one source made
-BURST = "1c8d3e2f-5a6b-5c7d-9e8f-0a1b2c3d4e5f"  # a drop on the XSS-titled page
+FORGED = "0b7c2d1e-4f5a-5b6c-8d7e-9f0a1b2c3d4e"  # conftest.seed_held: one source's drop
+BURST = "1c8d3e2f-5a6b-5c7d-9e8f-0a1b2c3d4e5f"  # and a burst on the XSS-titled page
 
 
 def signed_in(app, email: str):
@@ -33,53 +30,10 @@ def text(response) -> str:
     return response.get_data(as_text=True)
 
 
-def add_held(sessions, alert_id: str, page_id: str, rows: list[SourceDay], end: date) -> None:
-    """A drop alert on the page, held with the crowd rule's own verdict over `rows`."""
-    verdict = judge(CrowdRule(), end - timedelta(days=6), end, rows)
-    assert verdict.held is not None
-    payload = {
-        "type": "koe.alerts.v1",
-        "id": alert_id,
-        "data": {
-            "alert_id": alert_id,
-            "kind": "drop",
-            "page": {"id": page_id},
-            "recent": {"start": (end - timedelta(days=6)).isoformat(), "end": end.isoformat()},
-            "baseline": {
-                "start": (end - timedelta(days=34)).isoformat(),
-                "end": (end - timedelta(days=7)).isoformat(),
-            },
-            "questions": [
-                {
-                    "question": "clarity",
-                    "baseline": {"n": 84, "score": 100.0},
-                    "recent": {"n": 21, "score": 0.0},
-                }
-            ],
-        },
-    }
-    with transaction(sessions) as session:
-        session.add(
-            AlertOutbox(
-                alert_id=alert_id,
-                page_id=page_id,
-                payload=json.dumps(payload),
-                created_at=datetime.now(UTC),
-                held_reason=verdict.held,
-                held_evidence=json.dumps(verdict.as_json()),
-            )
-        )
-
-
-def held_city(city_app, sessions):
+def held_city(city_app, sessions, held_seeder):
     app, city = city_app
     today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
-    one_source = [SourceDay(today - timedelta(days=i), "forger", 3) for i in range(7)]
-    add_held(sessions, FORGED, city.dx, one_source, today)
-    burst = [SourceDay(today, f"s{i}", 1) for i in range(25)] + [
-        SourceDay(today - timedelta(days=3), "early", 1)
-    ]
-    add_held(sessions, BURST, city.xss, burst, today)
+    assert held_seeder(sessions, city, today) == (FORGED, BURST)
     return app, city, today
 
 
@@ -88,8 +42,10 @@ def row(sessions, alert_id: str) -> AlertOutbox:
         return session.scalars(select(AlertOutbox).where(AlertOutbox.alert_id == alert_id)).one()
 
 
-def test_admins_see_why_each_alert_was_held_with_the_windows_figures(city_app, sessions):
-    app, city, today = held_city(city_app, sessions)
+def test_admins_see_why_each_alert_was_held_with_the_windows_figures(
+    city_app, sessions, held_seeder
+):
+    app, city, today = held_city(city_app, sessions, held_seeder)
     admin = signed_in(app, city.admin)
 
     listing = text(admin.get("/held"))
@@ -116,8 +72,8 @@ def test_admins_see_why_each_alert_was_held_with_the_windows_figures(city_app, s
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in burst
 
 
-def test_the_overview_and_menu_show_admins_the_held_count(city_app, sessions):
-    app, city, _today = held_city(city_app, sessions)
+def test_the_overview_and_menu_show_admins_the_held_count(city_app, sessions, held_seeder):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
     overview = text(signed_in(app, city.admin).get("/overview"))
     assert 'data-held="2"' in overview and "確認待ちのアラートが2件あります。" in overview
     assert 'href="/held"' in overview
@@ -125,8 +81,8 @@ def test_the_overview_and_menu_show_admins_the_held_count(city_app, sessions):
     assert "data-held" not in clerk and 'href="/held"' not in clerk
 
 
-def test_a_clerk_can_neither_see_nor_decide_held_alerts(city_app, sessions):
-    app, city, _today = held_city(city_app, sessions)
+def test_a_clerk_can_neither_see_nor_decide_held_alerts(city_app, sessions, held_seeder):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
     clerk = signed_in(app, city.somu)  # the division of both held alerts' pages
     token = CSRF.search(text(clerk.get("/pages"))).group(1)
     assert clerk.get("/held").status_code == 404
@@ -143,8 +99,10 @@ def test_a_clerk_can_neither_see_nor_decide_held_alerts(city_app, sessions):
     assert (held.released_at, held.dismissed_at) == (None, None)
 
 
-def test_sending_a_held_alert_is_decided_once_confirmed_and_recorded(city_app, sessions):
-    app, city, _today = held_city(city_app, sessions)
+def test_sending_a_held_alert_is_decided_once_confirmed_and_recorded(
+    city_app, sessions, held_seeder
+):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
     admin = signed_in(app, city.admin)
     page = text(admin.get(f"/held/{FORGED}"))
     assert admin.post(f"/held/{FORGED}/release", data={}).status_code == 400  # no CSRF
@@ -175,8 +133,8 @@ def test_sending_a_held_alert_is_decided_once_confirmed_and_recorded(city_app, s
     assert FORGED in text(admin.get("/held?show=released"))
 
 
-def test_dismissing_a_held_alert_keeps_it_from_everyone_for_good(city_app, sessions):
-    app, city, _today = held_city(city_app, sessions)
+def test_dismissing_a_held_alert_keeps_it_from_everyone_for_good(city_app, sessions, held_seeder):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
     admin = signed_in(app, city.admin)
     token = CSRF.search(text(admin.get(f"/held/{BURST}"))).group(1)
     dismissed = admin.post(f"/held/{BURST}/dismiss", data={"csrf_token": token})
@@ -195,8 +153,8 @@ def test_dismissing_a_held_alert_keeps_it_from_everyone_for_good(city_app, sessi
     assert BURST not in text(admin.get("/alerts?show=all"))
 
 
-def test_unknown_or_malformed_held_alerts_are_not_found(city_app, sessions):
-    app, city, _today = held_city(city_app, sessions)
+def test_unknown_or_malformed_held_alerts_are_not_found(city_app, sessions, held_seeder):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
     admin = signed_in(app, city.admin)
     token = CSRF.search(text(admin.get("/held"))).group(1)
     # An alert that was never held is not a held alert.

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import sqlalchemy
 from sqlalchemy import select
 
 from aggregator import held_alerts
@@ -338,3 +339,39 @@ def _ids(sessions, page_id: str) -> list[str]:
         return session.scalars(
             select(AlertOutbox.alert_id).where(AlertOutbox.page_id == page_id)
         ).all()
+
+
+def test_migration_0008_goes_down_to_0007_and_up_again_keeping_the_alerts(migrated_url):
+    from alembic import command
+    from alembic.config import Config
+
+    from aggregator.migrate import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    engine = make_engine(migrated_url)
+    config.attributes["engine"] = engine
+    try:
+        with transaction(session_factory(engine)) as session:
+            session.add(
+                AlertOutbox(
+                    alert_id="held",
+                    page_id="p",
+                    payload="{}",
+                    created_at=datetime.now(UTC),
+                    held_reason=FEW_SOURCES,
+                    held_evidence="{}",
+                )
+            )
+        command.downgrade(config, "0007")
+        with engine.connect() as connection:
+            columns = {
+                c["name"] for c in sqlalchemy.inspect(connection).get_columns("alert_outbox")
+            }
+            assert "held_reason" not in columns and "released_at" not in columns
+        command.upgrade(config, "head")
+        with session_factory(engine)() as session:
+            row = session.scalars(select(AlertOutbox)).one()
+            assert (row.alert_id, row.held_reason, row.released_at) == ("held", None, None)
+    finally:
+        engine.dispose()

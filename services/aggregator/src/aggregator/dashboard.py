@@ -393,14 +393,22 @@ def held_alert(alert_id: str):
     return render_template("dashboard/held_alert.html", held=found, done=done)
 
 
-@dashboard.post("/held/<alert_id>/<action>")
+@dashboard.post("/held/<alert_id>/release")
 @login_required
-def held_decide(alert_id: str, action: str):
+def held_release(alert_id: str):
+    return _decide_held(alert_id, "release")
+
+
+@dashboard.post("/held/<alert_id>/dismiss")
+@login_required
+def held_dismiss(alert_id: str):
+    return _decide_held(alert_id, "dismiss")
+
+
+def _decide_held(alert_id: str, action: str):
     account = _admin()
     db = db_session()
-    if action not in _DECISIONS or not ALERT_ID.fullmatch(alert_id):
-        abort(404)
-    if held_alerts.get_held(db, alert_id) is None:
+    if not ALERT_ID.fullmatch(alert_id) or held_alerts.get_held(db, alert_id) is None:
         abort(404)
     decide = held_alerts.release if action == "release" else held_alerts.dismiss
     decided = decide(db, alert_id, by=account.email, now=datetime.now(UTC))

@@ -2,10 +2,10 @@
 and how many new pages it may bring to koe.
 
 A budget is a row per (source, scope): a count that runs until ends_at, then starts
-again from one. A request spends from all its scopes in one upsert, in its own
-transaction; over any of them it is refused (429 + Retry-After) and its rollback
-takes the spending back with everything else, so a refusal costs the database one
-statement and stores nothing.
+again from one. A request spends from all its scopes in one upsert (upsert(), then
+check()), in its own transaction; over any of them it is refused (429 + Retry-After)
+and its rollback takes the spending back with everything else: a refusal stores
+nothing.
 
 README, "Spam and abuse", sizes the defaults: they are far above what a whole page
 gets from everyone (so a city-hall PC pool or a carrier NAT never meets them), and
@@ -16,11 +16,12 @@ bound the work and the rows one source can make, they do not decide the numbers.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, case, delete
+from sqlalchemy import Insert, bindparam, case, delete
 from sqlalchemy.orm import Session
 
 from feedback.models import Budget
@@ -107,14 +108,12 @@ class OverBudget(Exception):
         self.retry_after_s = retry_after_s
 
 
-def spend(session: Session, source: str, scopes: list[Scope], now: datetime) -> None:
-    """Count one answer in every scope; raise OverBudget if that exceeds any.
-
-    One statement for all scopes: an upsert whose SET reads the row as it was, so a
-    budget past its end starts again at 1 and a running one counts on, atomically
-    (concurrent requests of one source wait for each other's row locks on PostgreSQL;
-    SQLite lets one writer in at a time).
-    """
+def upsert(session: Session, source: str, scopes: list[Scope], now: datetime) -> Insert:
+    """One statement for all scopes (run with {"now": now}): an upsert whose SET reads the
+    row as it was, so a budget past its end starts again at 1 and a running one counts
+    on, atomically (concurrent requests of one source wait for each other's row locks
+    on PostgreSQL; SQLite lets one writer in at a time). It returns each scope's count
+    and end, for check()."""
     rows = [
         {
             "source": source,
@@ -127,17 +126,19 @@ def spend(session: Session, source: str, scopes: list[Scope], now: datetime) -> 
     table = Budget.__table__
     insert = dialect_insert(session, table).values(rows)
     running = table.c.ends_at > bindparam("now")
-    statement = insert.on_conflict_do_update(
+    statement: Insert = insert.on_conflict_do_update(
         index_elements=["source", "scope"],
         set_={
             "count": case((running, table.c.count + 1), else_=1),
             "ends_at": case((running, table.c.ends_at), else_=insert.excluded.ends_at),
         },
     ).returning(table.c.scope, table.c.count, table.c.ends_at)
-    spent = {
-        scope: (count, ends_at)
-        for scope, count, ends_at in session.connection().execute(statement, {"now": now})
-    }
+    return statement
+
+
+def check(spent_rows: Iterable[Any], scopes: list[Scope], now: datetime) -> None:
+    """Raise OverBudget if upsert()'s rows (scope, count, ends_at) exceed a scope's limit."""
+    spent = {scope: (count, ends_at) for scope, count, ends_at in spent_rows}
     over = [(s, spent[s.key][1]) for s in scopes if spent[s.key][0] > s.limit]
     if over:
         # Retry-After: when the last of the spent budgets starts again.

@@ -43,11 +43,37 @@ class PageMoved(Exception):
     """A known page's id with another URL; nothing may be stored."""
 
 
-def fix(session: Session, page_id: str, url: str, now: datetime) -> bool:
+class KnownUrls:
+    """The URLs of pages known to be in known_pages, per process: a page's URL never
+    changes, so a page answered before needs no query (a round trip per answer saved).
+    Only what was read from the database goes in: a row this request inserts may yet be
+    rolled back. Bounded: when full, the oldest entry goes."""
+
+    def __init__(self, size: int = 20_000):
+        self.size = size
+        self._urls: dict[str, str] = {}
+
+    def get(self, page_id: str) -> str | None:
+        return self._urls.get(page_id)
+
+    def add(self, page_id: str, url: str) -> None:
+        if len(self._urls) >= self.size:
+            del self._urls[next(iter(self._urls))]
+        self._urls[page_id] = url
+
+
+def fix(session: Session, page_id: str, url: str, now: datetime, cache: KnownUrls) -> bool:
     """Check the page's URL against its first one; True when the page is new to koe (the
     caller then spends the new-page budget), after recording it."""
+    known = cache.get(page_id)
+    if known is not None:
+        if known != url:
+            raise PageMoved(f"page {page_id} is {known}; a page's URL never changes")
+        return False
     connection = session.connection()
     known = connection.execute(_URL, {"page_id": page_id}).scalar()
+    if known is not None:
+        cache.add(page_id, known)
     if known is None:
         inserted = connection.execute(
             _insert(session), {"page_id": page_id, "url": url, "created_at": now}

@@ -4,7 +4,7 @@ row and the outbox row, in the caller's transaction."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -25,10 +25,12 @@ SOURCE = "koe/feedback"
 
 @dataclass(frozen=True)
 class Rules:
-    """The door's rules: budgets per source, and how long a page view may change its mind."""
+    """The door's rules: budgets per source, and how long a page view may change its mind;
+    and this process's memory of the pages koe knows."""
 
     budgets: budgets.Budgets
     replace_window_s: int
+    known_urls: pages.KnownUrls = field(default_factory=pages.KnownUrls)
 
 
 class Recorded(NamedTuple):
@@ -95,11 +97,15 @@ def record(
     1. its client_token (tokens.py): a retry answers the earlier id and stores (and
        spends) nothing; a change of mind names the response it replaces; a token out
        of its page view raises Refused (409);
-    2. the source's budgets for answers (per page and across pages; the form's own
-       when `form`): over one raises budgets.OverBudget;
-    3. the page's identity (pages.py): another URL for a known page raises Refused
-       (422); a page new to koe spends the source's new-page budget;
-    4. the response and its outbox row.
+    2. the page's identity (pages.py): another URL for a known page raises Refused
+       (422);
+    3. the response and its outbox row;
+    4. the source's budgets, all in one statement: for answers (per page and across
+       pages; the form's own when `form`) and, for a page new to koe, for new pages.
+       Over one raises budgets.OverBudget. Last, because every answer of a source
+       locks that source's budget rows until it commits: spent just before the
+       commit, they are held for one statement, not for the whole request, and the
+       answers of one busy network (a city hall, a carrier's NAT) queue the least.
     Whatever raises, the caller's rollback keeps nothing of it; an event that breaks
     the schema raises events.InvalidEvent.
     """
@@ -121,16 +127,12 @@ def record(
         if claim.earlier is not None:
             return Recorded(claim.earlier)
         replaces = claim.replaces
-    limits = rules.budgets
-    budgets.spend(
-        session, source, budgets.answer_scopes(limits, submission.page_id, form), received_at
-    )
     try:
-        new_page = pages.fix(session, submission.page_id, submission.page_url, received_at)
+        new_page = pages.fix(
+            session, submission.page_id, submission.page_url, received_at, rules.known_urls
+        )
     except pages.PageMoved as exc:
         raise Refused("page_url", str(exc), 422) from None
-    if new_page:
-        budgets.spend(session, source, [budgets.new_page_scope(limits)], received_at)
     event = build_event(submission, response_id, received_at, replaces, source)
     answers = submission.answers
     row = {
@@ -147,9 +149,23 @@ def record(
         "received_at": received_at,
     }
     payload = events.encode(event).decode("utf-8")
+    limits = rules.budgets
+    scopes = budgets.answer_scopes(limits, submission.page_id, form)
+    if new_page:
+        scopes.append(budgets.new_page_scope(limits))
     connection = session.connection()
+    spend = budgets.upsert(session, source, scopes, received_at)
     if on_postgresql(session):
-        connection.execute(_RECORD_AT_ONCE, {**row, "topic": TOPIC, "payload": payload})
+        # The response, its outbox row and the budgets in one statement: one round trip.
+        spent = connection.execute(
+            spend.add_cte(*_RESPONSE_AND_EVENT),
+            {
+                **{f"r_{name}": value for name, value in row.items()},
+                "r_topic": TOPIC,
+                "r_payload": payload,
+                "now": received_at,
+            },
+        )
     else:
         connection.execute(_RESPONSE_INSERT, row)
         connection.execute(
@@ -162,6 +178,8 @@ def record(
                 "created_at": received_at,
             },
         )
+        spent = connection.execute(spend, {"now": received_at})
+    budgets.check(spent, scopes, received_at)
     return Recorded(response_id, replaces)
 
 
@@ -170,33 +188,41 @@ _outbox = OutboxEntry.__table__
 
 
 def _param(column: Any) -> Any:
-    # Typed, so PostgreSQL need not guess the type of a parameter in a SELECT list.
-    return bindparam(column.name, type_=column.type)
+    # Typed, so PostgreSQL need not guess the type of a parameter in a SELECT list; named
+    # apart from the columns of the budgets upsert the statement is attached to.
+    return bindparam(f"r_{column.name}", type_=column.type)
 
 
 _RESPONSE_INSERT: Insert = insert(_responses)
 _OUTBOX_INSERT: Insert = insert(_outbox)
 
 
-def _record_at_once_statement() -> Any:
-    """PostgreSQL: the response and its outbox row in one statement (a data-modifying
-    CTE), one round trip fewer on the hot path (bench/bench_ingest.py)."""
+def _response_and_event() -> tuple[Any, Any]:
+    """PostgreSQL: the response and its outbox row as data-modifying CTEs, to run with
+    the budgets upsert in one statement (bench/bench_ingest.py). The outbox row is
+    inserted FROM the response's RETURNING; both run whatever the budgets say, and
+    record() raises OverBudget for the caller's rollback to take them back."""
     response = (
         postgresql.insert(_responses)
         .values({column.name: _param(column) for column in _responses.c})
         .returning(_responses.c.id, _responses.c.page_id, _responses.c.received_at)
         .cte("response")
     )
-    return postgresql.insert(_outbox).from_select(
-        ["event_id", "topic", "key", "payload", "created_at"],
-        select(
-            response.c.id,
-            _param(_outbox.c.topic),
-            response.c.page_id,
-            _param(_outbox.c.payload),
-            response.c.received_at,
-        ),
+    event = (
+        postgresql.insert(_outbox)
+        .from_select(
+            ["event_id", "topic", "key", "payload", "created_at"],
+            select(
+                response.c.id,
+                _param(_outbox.c.topic),
+                response.c.page_id,
+                _param(_outbox.c.payload),
+                response.c.received_at,
+            ),
+        )
+        .cte("event")
     )
+    return response, event
 
 
-_RECORD_AT_ONCE = _record_at_once_statement()
+_RESPONSE_AND_EVENT = _response_and_event()

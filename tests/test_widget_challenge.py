@@ -116,9 +116,9 @@ def responses_to_demo(koe) -> list:
 
 
 def test_keys_are_handled_at_once_while_the_widget_works(koe, chromium):
-    # The most work a challenge can ask for at this max number, a bit more, so that the
-    # work surely outlasts the typing: the answer is the last number tried.
-    work = 150_000
+    # Four times the most a challenge asks at the default max number, so that the work
+    # surely outlasts the typing: the answer is the last number tried.
+    work = 400_000
     context, page = open_demo(chromium, koe, "typing")
     try:
         far = datetime.now(UTC) + timedelta(minutes=10)

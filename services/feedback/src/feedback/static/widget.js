@@ -30,7 +30,7 @@
   var FETCH = { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
   var TOUCH = ["focusin", "pointerdown", "change"];
   // Work this long, then let the page handle input: a key press waits at most this.
-  var SLICE_MS = 8, BATCH = 128;
+  var SLICE_MS = 8, BATCH = 512;
 
   function later() {
     return new Promise(function (go) { setTimeout(go, 0); });

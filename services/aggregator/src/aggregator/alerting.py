@@ -19,15 +19,18 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
-from datetime import date, datetime, timedelta
+from collections.abc import Callable, Collection, Mapping
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from aggregator.crowd import DEFAULT_RULE, CrowdRule, Verdict, judge
 from aggregator.crowd_window import window_counts
+from aggregator.detector import DetectorSettings
+from aggregator.detector_alerts import judge_pages
 from aggregator.drop_rule import (
     DropAlert,
     DropRule,
@@ -69,7 +72,53 @@ def raise_alerts(
     if alerts:
         verdicts = {alert.alert_id: crowd_verdict(session, alert, crowd) for alert in alerts}
         _record(session, drops, recoveries, now, directory, verdicts)
+        _note_rule_state(session, drops, recoveries)
     return alerts
+
+
+def raise_detector_alerts(
+    session: Session,
+    through: Mapping[str, date],
+    settings: DetectorSettings,
+    *,
+    max_age_days: int,
+    now: datetime,
+    timezone: ZoneInfo,
+    directory: Directory,
+    crowd: CrowdRule = DEFAULT_RULE,
+) -> list[Alert]:
+    """Judge each page's completed days up to through[page] with the drop detector
+    (detector_alerts.py). An alert older than max_age_days is recorded, never sent.
+
+    The event's time is the end of the judged day, not the wall clock, so a replay
+    records the very alerts a live run did."""
+    today = now.astimezone(timezone).date()
+    judged = judge_pages(
+        session,
+        through,
+        settings,
+        today=today,
+        max_age_days=max_age_days,
+        verdict=lambda alert: crowd_verdict(session, alert, crowd),
+    )
+    alerts: list[Alert] = [*judged.drops, *judged.recoveries]
+    if alerts:
+
+        def day_end(alert: Alert) -> datetime:
+            end = datetime.combine(alert.as_of + timedelta(days=1), time(), timezone)
+            return end.astimezone(UTC)
+
+        _record(
+            session,
+            judged.drops,
+            judged.recoveries,
+            now,
+            directory,
+            judged.verdicts,
+            old=judged.old,
+            moment=day_end,
+        )
+    return [a for a in alerts if a.alert_id not in judged.old]
 
 
 def judged_window(alert: Alert) -> tuple[date, date]:
@@ -230,7 +279,13 @@ def _record(
     now: datetime,
     directory: Directory,
     verdicts: Mapping[str, Verdict],
+    *,
+    old: Collection[str] = (),
+    moment: Callable[[Alert], datetime] | None = None,
 ) -> None:
+    """Write the alerts to the outbox, held ones with crowd.py's reason. `old` alerts
+    are marked sent without being sent (old news); `moment` gives an alert's event
+    time (default: now)."""
     page_ids = list({a.page_id for a in [*drops, *recoveries]})
     pages = {
         row.id: row
@@ -248,7 +303,7 @@ def _record(
             # divisions.yaml's for the URL, never a code an answer named.
             "division": directory.prefix_code(page.url),
         }
-        event = alert_event(alert, info, now)
+        event = alert_event(alert, info, moment(alert) if moment else now)
         verdict = verdicts[alert.alert_id]
         outbox_rows.append(
             {
@@ -256,7 +311,7 @@ def _record(
                 "page_id": alert.page_id,
                 "payload": events.encode(event).decode("utf-8"),
                 "created_at": now,
-                "sent_at": None,
+                "sent_at": now if alert.alert_id in old else None,
                 "held_reason": verdict.held,
                 "held_evidence": None if verdict.email else json.dumps(verdict.as_json()),
             }
@@ -268,6 +323,12 @@ def _record(
         )
     outbox = dialect_insert(session, AlertOutbox.__table__)
     session.execute(outbox.on_conflict_do_nothing(index_elements=["alert_id"]), outbox_rows)
+
+
+def _note_rule_state(
+    session: Session, drops: list[DropAlert], recoveries: list[RecoveryAlert]
+) -> None:
+    """The drop rule's cooldown and recovery state (alert_state)."""
     if drops:
         _open(session, drops)
     for recovery in recoveries:

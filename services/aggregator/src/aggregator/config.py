@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo
 
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY
 from aggregator.crowd import CrowdRule
+from aggregator.detector import DetectorSettings
 from aggregator.drop_rule import DropRule
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
@@ -37,6 +38,8 @@ class Settings:
     drop_rule: DropRule = DropRule()
     # What an alert's evidence needs to be emailed rather than held for review (crowd.py).
     crowd_rule: CrowdRule = CrowdRule()
+    # The drop detector (detector.py) when KOE_ALERT_DETECTOR is on; None: the drop rule.
+    detector: DetectorSettings | None = None
     kafka: KafkaSettings | None = None
     secret_key: str | None = None
     # Off only for plain-http tests and local runs: a Secure cookie is never sent over http.
@@ -84,6 +87,9 @@ def load_settings(
             maximum=100,
         ),
     )
+    # Read (and checked) even while off, so a wrong value is found before it is switched on.
+    detector_settings = read_detector(reader)
+    detector = detector_settings if reader.bool("KOE_ALERT_DETECTOR", False) else None
     crowd_defaults = CrowdRule()
     crowd_rule = CrowdRule(
         min_sources=reader.int("KOE_ALERT_MIN_SOURCES", crowd_defaults.min_sources, minimum=1),
@@ -116,6 +122,9 @@ def load_settings(
     count_per_source_day = reader.int("KOE_COUNT_PER_SOURCE_DAY", DEFAULT_PER_SOURCE_DAY, minimum=1)
     page_min_sources = reader.int("KOE_PAGE_MIN_SOURCES", DEFAULT_MIN_SOURCES, minimum=1)
     judged_days = rule.recent_days + rule.baseline_days
+    if detector is not None:
+        # The crowd check reads the sources of the detector's chart window.
+        judged_days = max(judged_days, detector.span_days)
     source_keep_days = reader.int(
         "KOE_SOURCE_KEEP_DAYS",
         max(DEFAULT_SOURCE_KEEP_DAYS, judged_days),
@@ -135,6 +144,7 @@ def load_settings(
         consumer_group=group,
         drop_rule=rule,
         crowd_rule=crowd_rule,
+        detector=detector,
         kafka=kafka,
         secret_key=secret_key,
         secure_cookies=secure_cookies,
@@ -145,6 +155,38 @@ def load_settings(
         page_min_sources=page_min_sources,
         source_keep_days=source_keep_days,
     )
+
+
+# KOE_DETECTOR_<FIELD>: (minimum, maximum) of each DetectorSettings field.
+DETECTOR_BOUNDS: dict[str, tuple[float, float]] = {
+    "reference_days": (28, 365),
+    "gap_days": (0, 56),
+    "half_life_days": (0.5, 28),
+    "span_days": (7, 90),
+    "limit_sigmas": (1, 6),
+    "drift_points": (0, 20),
+    "min_drop_points": (0, 100),
+    "min_weight": (1, 1000),
+    "min_reference": (1, 100_000),
+    "cooldown_days": (0, 365),
+    "recovery_days": (1, 90),
+    "recovery_tolerance_points": (0, 50),
+}
+
+
+def read_detector(reader: EnvReader) -> DetectorSettings:
+    """The detector's knobs, KOE_DETECTOR_* (docs/alerts.md says how the defaults were
+    chosen)."""
+    defaults = DetectorSettings()
+    values: dict[str, float] = {}
+    for name, (low, high) in DETECTOR_BOUNDS.items():
+        default = getattr(defaults, name)
+        env = f"KOE_DETECTOR_{name.upper()}"
+        if isinstance(default, int):
+            values[name] = reader.int(env, default, minimum=int(low), maximum=int(high))
+        else:
+            values[name] = reader.float(env, default, minimum=low, maximum=high)
+    return DetectorSettings(**values)  # type: ignore[arg-type]
 
 
 def read_divisions(settings: Settings) -> Directory:

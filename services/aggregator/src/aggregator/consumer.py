@@ -55,6 +55,7 @@ class BatchHandler:
                     per_source_day=self.settings.count_per_source_day,
                     page_min_sources=self.settings.page_min_sources,
                     crowd=self.settings.crowd_rule,
+                    detector=self.settings.detector,
                 )
         except IntegrityError as exc:
             # Another member (mid-rebalance) counted some of these events first;

@@ -354,3 +354,15 @@ def judge_page(
     if recoveries and not any(s.open for s in after.values()):
         return after, replace(page, email=RECOVERY, emailed=recoveries)
     return after, page
+
+
+def p_value(judged: Judgement, settings: DetectorSettings) -> float:
+    """One-sided normal p-value of the decided chart's drop, with the same standard
+    error as the limit (the answers' and the drift's): what an email shows as p."""
+    drop = judged.drop_points
+    if drop is None or judged.reference_answers.n == 0:
+        return 1.0
+    se = math.hypot(
+        sampling_points(judged.reference_answers, judged.decided), settings.drift_points
+    )
+    return 0.5 * math.erfc(drop / se / math.sqrt(2)) if se > 0 else 1.0

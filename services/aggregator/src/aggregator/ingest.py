@@ -16,16 +16,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from aggregator.alerting import Alert, raise_alerts
+from aggregator.alerting import Alert, raise_alerts, raise_detector_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
+from aggregator.detector import DetectorSettings
 from aggregator.drop_rule import DropRule
 from aggregator.models import (
     DailyCount,
@@ -86,6 +87,7 @@ def handle_batch(
     per_source_day: int = DEFAULT_PER_SOURCE_DAY,
     page_min_sources: int = DEFAULT_MIN_SOURCES,
     crowd: CrowdRule = DEFAULT_RULE,
+    detector: DetectorSettings | None = None,
     now: datetime | None = None,
 ) -> BatchResult:
     """Count the events of `batch` not counted before; write alerts to the outbox."""
@@ -144,12 +146,48 @@ def handle_batch(
         ledger.write(session)
         pages.write(session)
     today = now.astimezone(timezone).date()
-    judged = {page_id: day for page_id, day in latest_day.items() if rule.judges(day, today)}
-    if judged:
-        visible = shown(session, list(judged))
-        judged = {page_id: day for page_id, day in judged.items() if page_id in visible}
-    alerts = raise_alerts(session, judged, rule, now, directory, crowd) if judged else []
+    if detector is not None:
+        alerts = _detector_alerts(
+            session, latest_day, today, rule, detector, now, timezone, directory, crowd
+        )
+    else:
+        judged = {page_id: day for page_id, day in latest_day.items() if rule.judges(day, today)}
+        if judged:
+            visible = shown(session, list(judged))
+            judged = {page_id: day for page_id, day in judged.items() if page_id in visible}
+        alerts = raise_alerts(session, judged, rule, now, directory, crowd) if judged else []
     return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
+
+
+def _detector_alerts(
+    session: Session,
+    latest_day: dict[str, date],
+    today: date,
+    rule: DropRule,
+    detector: DetectorSettings,
+    now: datetime,
+    timezone: ZoneInfo,
+    directory: Directory,
+    crowd: CrowdRule,
+) -> list[Alert]:
+    """The drop detector judges each page's completed days: those before its latest
+    answer (a page's events come in order on its partition), never today."""
+    through = {page_id: min(day, today) - timedelta(days=1) for page_id, day in latest_day.items()}
+    if through:
+        visible = shown(session, list(through))
+        through = {page_id: day for page_id, day in through.items() if page_id in visible}
+    if not through:
+        return []
+    return raise_detector_alerts(
+        session,
+        through,
+        detector,
+        max_age_days=rule.max_age_days,
+        now=now,
+        timezone=timezone,
+        directory=directory,
+        crowd=crowd,
+    )
 
 
 def _first_deliveries(

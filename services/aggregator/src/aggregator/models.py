@@ -148,6 +148,31 @@ class AlertState(Base):
     recovered_day: Mapped[date | None] = mapped_column(Date)
 
 
+class DetectorState(Base):
+    """The drop detector's state per page and question (detector.State), kept between
+    the days it judges (detector_alerts.py, migration 0009)."""
+
+    __tablename__ = "detector_state"
+    __table_args__ = _UPDATED_IN_PLACE
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    question: Mapped[str] = mapped_column(String(32), primary_key=True)
+    last_day: Mapped[date] = mapped_column(Date)
+    restart: Mapped[date | None] = mapped_column(Date)
+    quiet_until: Mapped[date | None] = mapped_column(Date)
+    streak: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An open drop: its alarm day, the reference it dropped from, the chart answers that
+    # alarmed, and the drop email it belongs to (a recovery names it).
+    dropped_day: Mapped[date | None] = mapped_column(Date)
+    dropped_from_yes: Mapped[int | None] = mapped_column(Integer)
+    dropped_from_neutral: Mapped[int | None] = mapped_column(Integer)
+    dropped_from_no: Mapped[int | None] = mapped_column(Integer)
+    dropped_yes: Mapped[int | None] = mapped_column(Integer)
+    dropped_neutral: Mapped[int | None] = mapped_column(Integer)
+    dropped_no: Mapped[int | None] = mapped_column(Integer)
+    drop_alert_id: Mapped[str | None] = mapped_column(String(36))
+
+
 class AlertOutbox(Base):
     """Alerts written with the counts that caused them, published after the commit."""
 

@@ -98,6 +98,13 @@ def test_a_drop_and_its_recovery_are_judged_on_completed_days_once_each(sessions
     assert question["question"] == "clarity"
     assert question["baseline"]["n"] == 84 * 6 and question["baseline"]["score"] == 75.0
     assert question["drop_points"] >= DETECTOR.min_drop_points
+    # The chart it was judged on: its weighted score sat at least the limit below.
+    chart = question["chart"]
+    assert chart["half_life_days"] == DETECTOR.half_life_days
+    assert chart["limit_points"] >= DETECTOR.min_drop_points
+    assert chart["effective_n"] >= DETECTOR.min_weight
+    below = question["baseline"]["score"] - chart["weighted_score"]
+    assert below >= chart["limit_points"] - 0.1  # both rounded to 0.1
     # The event's time is the end of the judged day (Tokyo), not the moment of judging.
     assert events.parse_time(alerts[0]["time"]) == datetime(
         alarm_day.year, alarm_day.month, alarm_day.day, tzinfo=TOKYO

@@ -30,7 +30,10 @@ from sqlalchemy import create_engine, text
 from common import REPO, code_env, free_port, migrate, pg_database, process
 
 sys.path.insert(0, str(REPO / "tests"))
-from support import LIFTED_BUDGETS  # noqa: E402
+from support import CHALLENGE_KEY, LIFTED_BUDGETS, signed_proof  # noqa: E402
+
+# More answers a second than koe gives here: a pool of proofs never runs dry.
+MOST_PER_SECOND = 3000
 
 BODY = {
     "page_url": "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
@@ -41,17 +44,34 @@ BODY = {
 }
 
 
-def wrk(url: str, seconds: int, connections: int) -> dict:
+def proof_pool(size: int) -> Path:
+    """`size` proofs of work for BODY's page, one a line, for wrk(proofs=): signed here with
+    CHALLENGE_KEY, numbers known (bench_challenge.py measures the work itself)."""
+    path = Path(tempfile.mkdtemp()) / "proofs.txt"
+    with path.open("w", encoding="ascii") as out:
+        for n in range(size):
+            out.write(signed_proof(BODY["page_url"], number=n % 1000) + "\n")
+    return path
+
+
+def wrk(url: str, seconds: int, connections: int, proofs: Path | None = None) -> dict:
+    """Load `url` with BODY; with `proofs` (proof_pool) each request spends one of them."""
     script = Path(tempfile.mkdtemp()) / "post.lua"
     body = json.dumps(BODY, ensure_ascii=False).replace("\\", "\\\\").replace('"', '\\"')
+    proof = (
+        '  local proof = pool()\n  if proof then token = token .. \'","altcha":"\' .. proof end\n'
+        if proofs
+        else ""
+    )
     script.write_text(
         'wrk.method = "POST"\n'
         f'wrk.body = "{body}"\n'
         'wrk.headers["Content-Type"] = "application/json"\n'
+        + (f'pool = io.lines("{proofs}")\n' if proofs else "")
         # Many citizens, not one: each request a page view of its own (a client_token,
         # as widget.js sends), so koe writes a token row per answer as in real traffic.
         # Seeded per run: a token seen in an earlier run would be a retry, storing nothing.
-        "math.randomseed(os.time())\n"
+        + "math.randomseed(os.time())\n"
         "request = function()\n"
         # A user agent each too: code before sources keyed its guard row on it. And a
         # network each, as a proxy koe trusts (KOE_TRUSTED_PROXIES=1) reports it: koe
@@ -61,6 +81,7 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
         " math.random(0, 255), math.random(1, 254))\n"
         '  local token = string.format("%08x-%04x-4000-8000-%012x", math.random(0, 0x7fffffff),'
         " math.random(0, 0xffff), math.random(0, 0x7fffffff))\n"
+        f"{proof}"
         '  return wrk.format(nil, nil, nil, wrk.body:sub(1, -2) .. \',"client_token":"\''
         " .. token .. '\"}')\n"
         "end\n",
@@ -91,6 +112,11 @@ def wrk(url: str, seconds: int, connections: int) -> dict:
     return {"rps": rps, "p50": p50, "p99": p99, "errors": int(non2xx.group(1)) if non2xx else 0}
 
 
+def asks_proof(checkout: Path | None) -> bool:
+    """Whether the feedback API of `checkout` (None: this one) wants a proof of work."""
+    return ((checkout or REPO) / "services/feedback/src/feedback/challenges.py").exists()
+
+
 def gunicorn(app: str, port: int, workers: int) -> list[str]:
     return [
         sys.executable, "-m", "gunicorn", app,
@@ -111,10 +137,11 @@ def main() -> None:
     if not shutil.which("wrk"):
         raise SystemExit("bench: needs wrk (apt-get install -y wrk)")
 
-    def load(app: str, env: dict[str, str]) -> dict:
+    def load(app: str, env: dict[str, str], proofs: Path | None = None) -> dict:
         port = free_port()
         with process(gunicorn(app, port, args.workers), env, port):
-            return wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
+            url = f"http://127.0.0.1:{port}/api/v1/feedback"
+            return wrk(url, args.seconds, args.connections, proofs)
 
     bench_path = {"PYTHONPATH": str(REPO / "bench")}
     bare = load("bare_app:app", bench_path)
@@ -126,6 +153,8 @@ def main() -> None:
         durable = load("durable_app:app", {**bench_path, "DATABASE_URL": url})
 
     def feedback(checkout: Path | None, proxies: str = "1") -> dict:
+        # Each answer spends a proof of work, where the code asks for one.
+        proofs = proof_pool(MOST_PER_SECOND * args.seconds) if asks_proof(checkout) else None
         with pg_database() as url:
             migrate("feedback", url, checkout)
             return load(
@@ -134,7 +163,8 @@ def main() -> None:
                     "DATABASE_URL": url,
                     "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
                     "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-                    "KOE_CLIENT_KEY": "bench-client-key-" + "x" * 32,
+                    "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+                    "KOE_CLIENT_KEY": "bench-client-key-" + "x" * 32,  # code before it
                     # wrk is one address, one source: its budgets must not refuse the load
                     # (nor, before sources, the one client's rate limit).
                     **LIFTED_BUDGETS,
@@ -142,6 +172,7 @@ def main() -> None:
                     "KOE_TRUSTED_PROXIES": proxies,
                     **code_env("feedback", checkout),
                 },
+                proofs,
             )
 
     koe = feedback(None)

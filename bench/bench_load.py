@@ -39,7 +39,7 @@ from common import REPO, free_port, pg_database, process, wait
 sys.path.insert(0, str(REPO / "tests"))
 import load_support  # noqa: E402
 from koe_kit.local_stack import LocalStack  # noqa: E402
-from support import API_TOKEN, LIFTED_BUDGETS, SITE, Koe  # noqa: E402
+from support import API_TOKEN, CHALLENGE_KEY, LIFTED_BUDGETS, SITE, Koe  # noqa: E402
 
 MIB = 1024 * 1024
 
@@ -105,6 +105,8 @@ def start_koe(stack: contextlib.ExitStack, web: dict[str, str], var: Path) -> Ko
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(settings)},
         "KOE_API_TOKEN": API_TOKEN,
+        # load_support signs each citizen's proof of work with it.
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         "KOE_ALLOWED_ORIGINS": SITE,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_BROKER_PORT": str(free_port()),

@@ -4,22 +4,16 @@
 -- or refused as a repeat. Pages, divisions and answers vary.
 --
 -- Settings come from the environment (the same for every wrk thread):
+--   KOE_LOAD_POOL      the citizens, one a line: page URL, division (- for none) and the
+--                      solved challenge for that page (load_support.write_pool); one each
 --   KOE_LOAD_TAG       a number of this wrk process's own, so tokens never repeat across runs
 --   KOE_LOAD_DEADLINE  epoch seconds: no request is started after it; those in flight finish
 --   KOE_LOAD_PAUSE_MS  a connection's pause between its requests (0: as fast as answered)
---   KOE_LOAD_PAGES     how many pages the answers spread over
---   KOE_LOAD_SITE      the city's site (an allowed origin)
 --   KOE_LOAD_OUT       where done() writes what this process sent and was answered
 
 local tag = tonumber(os.getenv("KOE_LOAD_TAG"))
 local deadline = tonumber(os.getenv("KOE_LOAD_DEADLINE"))
 local pause_ms = tonumber(os.getenv("KOE_LOAD_PAUSE_MS"))
-local pages = tonumber(os.getenv("KOE_LOAD_PAGES"))
-local site = os.getenv("KOE_LOAD_SITE")
-
--- Two divisions' URL prefixes (divisions.yaml) and a section nobody owns (the fallback).
-local sections = { "/shisei/dx/", "/kurashi/gomi/", "/kanko/spot/" }
-local divisions = { "somu-dx", "kankyo-gomi", nil }
 local questions = { "findability", "clarity", "usefulness" }
 local answers = { "yes", "yes", "neutral", "no" }
 
@@ -36,6 +30,9 @@ sent, answered, statuses, ids = 0, 0, {}, {}
 
 function init(args)
   math.randomseed(tag * 1000 + tid)
+  -- Read as needed, not loaded: a pool for minutes of load is large. load_support runs
+  -- wrk with one thread (-t 1); a second would read the same lines.
+  pool = io.lines(os.getenv("KOE_LOAD_POOL"))
   -- wrk calls request() once on the first thread to inspect it, without sending it.
   if tid == 1 then
     sent = -1
@@ -43,8 +40,8 @@ function init(args)
 end
 
 local function body(n)
-  local page = math.random(0, pages - 1)
-  local section = (page % #sections) + 1
+  -- A pool that ran dry sends no proof: koe refuses that (403), and the load reports it.
+  local url, division, proof = (pool() or "- - -"):match("(%S+) (%S+) (%S+)")
   local parts = {}
   for _, question in ipairs(questions) do
     -- Most citizens answer every question, some only one or two.
@@ -52,16 +49,14 @@ local function body(n)
       parts[#parts + 1] = string.format('"%s":"%s"', question, answers[math.random(#answers)])
     end
   end
-  local division = divisions[section]
   return string.format(
-    '{"page_url":"%s%s%d.html","page_title":"負荷試験のページ %d",%s"answers":{%s},'
+    '{"page_url":"%s","page_title":"負荷試験のページ %s",%s"answers":{%s},"altcha":"%s",'
       .. '"locale":"ja","client_token":"%08x-%04x-4000-8000-%012x"}',
-    site,
-    sections[section],
-    page,
-    page,
-    division and string.format('"division":"%s",', division) or "",
+    url,
+    url:match("(%d*)%.html$") or "",
+    division ~= "-" and string.format('"division":"%s",', division) or "",
     table.concat(parts, ","),
+    proof,
     tag,
     tid,
     n

@@ -8,6 +8,11 @@ whole plan; every `burst_every` seconds a second wrk adds `burst_connections` fo
 at most `grace_s`, until those in flight are answered and counted (wrk's own -d would
 drop them unanswered while koe may still have accepted them).
 
+koe's JSON API wants a solved challenge per answer (feedback.challenges): before wrk
+starts, each process gets a pool of them, one a line with its citizen's page, made and
+signed here with the stack's KOE_CHALLENGE_KEY as koe would make them, with the number
+known (a load of answers, not of the work; bench/bench_challenge.py measures the work).
+
 Afterwards `Agreement` puts four counts side by side, per page: what the API accepted
 (the ids in wrk's 2xx answers), the feedback database's rows, the distinct response ids
 on the topic, and what the aggregator's stats API counts.
@@ -17,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import signal
 import subprocess
 import time
@@ -31,11 +37,16 @@ from sqlalchemy import text
 from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from support import SITE, Koe
+from support import CHALLENGE_KEY, SITE, Koe, signed_proof
 
 SCRIPT = Path(__file__).with_name("load_citizens.lua")
 TOPIC = "koe.feedback.submitted.v1"
 _TAGS = count(int(time.time()) % 100_000 * 100)  # wrk process numbers, unique per run
+# Two divisions' URL prefixes (divisions.yaml) and a section nobody owns (the fallback).
+SECTIONS = (("/shisei/dx/", "somu-dx"), ("/kurashi/gomi/", "kankyo-gomi"), ("/kanko/spot/", None))
+# More answers a second than koe gives here: a wrk's pool of proofs never runs dry (one
+# that did would send answers without a proof, refused: 403s the load reports).
+MOST_PER_SECOND = 2500
 
 
 @dataclass(frozen=True)
@@ -142,16 +153,31 @@ class Load:
         return sum(sum(run.errors.values()) for run in self.runs)
 
 
-def start_wrk(url: str, plan: Plan, connections: int, deadline: int, name: str, workdir: Path):
+def write_pool(path: Path, size: int, pages: int, key: str = CHALLENGE_KEY) -> Path:
+    """`size` citizens for load_citizens.lua, one a line: page URL, division (- for
+    none) and the `altcha` for that page, of a challenge signed with `key`."""
+    rng = random.Random(path.name)
+    with path.open("w", encoding="utf-8") as out:
+        for _ in range(size):
+            page = rng.randrange(pages)
+            section, division = SECTIONS[page % len(SECTIONS)]
+            url = f"{SITE}{section}{page}.html"
+            proof = signed_proof(url, number=rng.randrange(1000), key=key)
+            out.write(f"{url} {division or '-'} {proof}\n")
+    return path
+
+
+def start_wrk(
+    url: str, plan: Plan, connections: int, deadline: int, name: str, workdir: Path, pool: Path
+):
     tag = next(_TAGS)
     out = workdir / f"wrk-{tag}.txt"
     env = {
         **os.environ,
+        "KOE_LOAD_POOL": str(pool),
         "KOE_LOAD_TAG": str(tag),
         "KOE_LOAD_DEADLINE": str(deadline),
         "KOE_LOAD_PAUSE_MS": str(plan.pause_ms),
-        "KOE_LOAD_PAGES": str(plan.pages),
-        "KOE_LOAD_SITE": SITE,
         "KOE_LOAD_OUT": str(out),
     }
     seconds = math.ceil(deadline - time.time()) + plan.grace_s
@@ -175,10 +201,15 @@ def run(
     """Load `url` (the feedback endpoint) as `plan` says; `tick(now, deadline)` is called
     about every `tick_every` seconds until the last wrk has ended, to watch koe."""
     workdir.mkdir(parents=True, exist_ok=True)
+    # Made before the clock starts: a pool for the whole run takes seconds to write.
+    pools = [
+        write_pool(workdir / f"pool-{n}.txt", MOST_PER_SECOND * (seconds + 2), plan.pages)
+        for n, seconds in enumerate([plan.seconds] + [plan.burst_seconds] * len(plan.bursts()))
+    ]
     started = time.time()
     # Whole seconds: the Lua script only has os.time() to compare against.
     deadline = math.ceil(started) + plan.seconds
-    runs = [start_wrk(url, plan, plan.connections, deadline, "sustained", workdir)]
+    runs = [start_wrk(url, plan, plan.connections, deadline, "sustained", workdir, pools[0])]
     bursts = [started + at for at in plan.bursts()]
     next_tick = started
     while bursts or any(r.popen.poll() is None for r in runs):
@@ -186,7 +217,8 @@ def run(
         if bursts and now >= bursts[0]:
             bursts.pop(0)
             end = math.ceil(now) + plan.burst_seconds
-            runs.append(start_wrk(url, plan, plan.burst_connections, end, "burst", workdir))
+            pool = pools[len(runs)]
+            runs.append(start_wrk(url, plan, plan.burst_connections, end, "burst", workdir, pool))
         for r in runs:
             r.stop_when_answered()
         if now >= next_tick:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -18,9 +19,13 @@ from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
 
+import altcha
 import requests
+from flask import Flask
+from flask.testing import FlaskClient
 from kafka import KafkaProducer
 
+from feedback.challenges import page_digest
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.local_broker import free_port
@@ -33,6 +38,9 @@ SECRET_KEY = "test-session-secret-" + "y" * 24  # the dashboard's cookie key
 SITE = "https://www.info.city.tsu.mie.jp"
 DX_PAGE = f"{SITE}/shisei/dx/1234.html"
 CLERK_PASSWORD = "a clerk's long password"  # noqa: S105 (a test password)
+CHALLENGE_KEY = "test-challenge-key-" + "c" * 32
+# The proof of work at the JSON API's door, made small: tests post thousands of answers.
+CHALLENGE_MAX_NUMBER = "1000"
 DX_TITLE = "津市の自治体DX取組状況"
 ALERT_EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
 
@@ -51,6 +59,88 @@ def answered(**changes) -> dict:
     return {k: v for k, v in body.items() if v is not ...}
 
 
+def solve(challenge: dict) -> str:
+    """The `altcha` field for a challenge from GET /api/v1/feedback/challenge: what
+    widget.js works out in the browser, found by ALTCHA's own Python solver."""
+    found = altcha.solve_challenge_v1(
+        challenge["challenge"], challenge["salt"], challenge["algorithm"], challenge["maxnumber"]
+    )
+    assert found is not None, "a challenge koe issued has a solution"
+    fields = ("algorithm", "challenge", "salt", "signature")
+    solution = {key: challenge[key] for key in fields} | {"number": found.number}
+    return base64.b64encode(json.dumps(solution).encode()).decode("ascii")
+
+
+def signed_proof(
+    page_url: str, *, number: int = 7, expires: datetime | None = None, key: str = CHALLENGE_KEY
+) -> str:
+    """The `altcha` for a challenge made here as koe makes them (signed with `key`, bound
+    to `page_url`), its number known: for tests and loads that need many proofs fast
+    and are not about the work itself."""
+    made = altcha.create_challenge_v1(
+        algorithm="SHA-256",
+        max_number=1000,
+        salt_length=12,
+        hmac_key=key,
+        salt="",
+        number=number,
+        expires=expires or datetime.now(UTC) + timedelta(hours=2),
+        params={"page": page_digest(canonical_url(page_url))},
+    )
+    fields = ("algorithm", "challenge", "salt", "signature")
+    solution = {key: getattr(made, key) for key in fields} | {"number": number}
+    return base64.b64encode(json.dumps(solution).encode()).decode("ascii")
+
+
+class Solving(requests.Session):
+    """An HTTP client that, like widget.js, asks koe for a challenge for the page and
+    solves it before each JSON answer (unless the body brings its own `altcha`)."""
+
+    def request(self, method, url, *args, **kwargs):
+        body = kwargs.get("json")
+        if (
+            method.upper() == "POST"
+            and str(url).endswith("/api/v1/feedback")
+            and isinstance(body, dict)
+            and "altcha" not in body
+            and isinstance(body.get("page_url"), str)
+        ):
+            issued = super().request(
+                "GET", f"{url}/challenge", params={"page_url": body["page_url"]}, timeout=10
+            )
+            if issued.status_code == 200:
+                kwargs["json"] = body | {"altcha": solve(issued.json())}
+        return super().request(method, url, *args, **kwargs)
+
+
+class SolvingClient(FlaskClient):
+    """A test client that, like widget.js, fetches and solves a challenge for the page
+    before each JSON answer that brings no `altcha` of its own."""
+
+    def open(self, *args, **kwargs):
+        body = kwargs.get("json")
+        path = args[0] if args and isinstance(args[0], str) else ""
+        if (
+            kwargs.get("method") == "POST"
+            and path == "/api/v1/feedback"
+            and isinstance(body, dict)
+            and "altcha" not in body
+            and isinstance(body.get("page_url"), str)
+        ):
+            issued = self.get(
+                "/api/v1/feedback/challenge", query_string={"page_url": body["page_url"]}
+            )
+            if issued.status_code == 200:
+                kwargs["json"] = body | {"altcha": solve(issued.get_json())}
+        return super().open(*args, **kwargs)
+
+
+def solving(app: Flask) -> Flask:
+    """`app`, whose test_client() solves challenges (SolvingClient)."""
+    app.test_client_class = SolvingClient
+    return app
+
+
 def from_address(address: str) -> requests.Session:
     """An HTTP client sending from `address`, one of the loopback /8 (127.0.0.2, ...):
     another citizen, as koe's sources see people (one address, one source)."""
@@ -60,7 +150,7 @@ def from_address(address: str) -> requests.Session:
             kwargs["source_address"] = (address, 0)
             super().init_poolmanager(*args, **kwargs)
 
-    http = requests.Session()
+    http = Solving()
     http.mount("http://", Bound())
     return http
 
@@ -189,6 +279,8 @@ def stack_env(broker, smtp_server, new_pg_database, fast_kafka_env, **extra: str
         "SMTP_PORT": str(smtp_server.port),
         "KOE_API_TOKEN": API_TOKEN,
         "KOE_SECRET_KEY": SECRET_KEY,
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+        "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
         "KOE_DASHBOARD_SECURE_COOKIES": "false",
         "KOE_ALLOWED_ORIGINS": SITE,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
@@ -230,7 +322,7 @@ class Koe:
 
     def __init__(self, stack: LocalStack):
         self.stack = stack
-        self.http = requests.Session()
+        self.http = Solving()
 
     def url(self, service: str, path: str) -> str:
         return f"http://127.0.0.1:{self.stack.port(service)}{path}"

@@ -23,7 +23,16 @@ from koe_kit.db import upgrade
 from notifier.app import create_app as create_notifier
 from notifier.config import load_settings as notifier_settings
 from notifier.migrate import migrate as migrate_notifier
-from support import API_TOKEN, REPO, SECRET_KEY, SITE, answered
+from support import (
+    API_TOKEN,
+    CHALLENGE_KEY,
+    CHALLENGE_MAX_NUMBER,
+    REPO,
+    SECRET_KEY,
+    SITE,
+    answered,
+    solving,
+)
 
 METRICS_TOKEN = "walk-test-metrics-token-" + "m" * 8
 WRONG_TOKEN = "wrong-token-" + "w" * 24
@@ -37,7 +46,7 @@ PUBLIC = {
         "static": "widget.js and widget.css, loaded by every city page",
         "feedback.submit_json": "the survey itself: citizens are anonymous",
         "feedback.submit_form": "the survey without JavaScript",
-        "feedback.stamp": "the widget's render stamp",
+        "feedback.challenge": "the widget's proof-of-work challenge",
         "feedback.preflight": "CORS preflight of the two above",
         "embed.generator": "fills the public snippet in",
         "demo.index": "the demo",
@@ -80,14 +89,17 @@ def make_apps(tmp_path: Path, metrics_token: str | None, monkeypatch) -> dict[st
     migrate_notifier(urls["notifier"])
     divisions = str(REPO / "divisions.yaml")
     return {
-        "feedback": create_feedback(
-            feedback_settings(
-                {
-                    "DATABASE_URL": urls["feedback"],
-                    "KOE_DIVISIONS_FILE": divisions,
-                    "KOE_ALLOWED_ORIGINS": SITE,
-                    "KOE_CLIENT_KEY": "walk-test-client-key-" + "k" * 32,
-                }
+        "feedback": solving(
+            create_feedback(
+                feedback_settings(
+                    {
+                        "DATABASE_URL": urls["feedback"],
+                        "KOE_DIVISIONS_FILE": divisions,
+                        "KOE_ALLOWED_ORIGINS": SITE,
+                        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+                        "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
+                    }
+                )
             )
         ),
         "aggregator": create_aggregator(
@@ -257,9 +269,13 @@ def test_metrics_are_not_served_at_all_without_a_token(tmp_path, monkeypatch):
 
 BROWSER_CALLS = [
     ("POST", "/api/v1/feedback", {"json": answered()}),
-    ("GET", "/api/v1/feedback/stamp", {}),
+    ("GET", "/api/v1/feedback/challenge", {"query_string": {"page_url": answered()["page_url"]}}),
     ("OPTIONS", "/api/v1/feedback", {"headers": {"Access-Control-Request-Method": "POST"}}),
-    ("OPTIONS", "/api/v1/feedback/stamp", {"headers": {"Access-Control-Request-Method": "GET"}}),
+    (
+        "OPTIONS",
+        "/api/v1/feedback/challenge",
+        {"headers": {"Access-Control-Request-Method": "GET"}},
+    ),
     ("POST", "/feedback", {"data": {"page_url": answered()["page_url"], "clarity": "yes"}}),
 ]
 FOREIGN = [

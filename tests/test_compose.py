@@ -43,7 +43,7 @@ from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
 from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
 from koe_kit.testing import wait_until
-from support import DX_PAGE, REPO, submitted
+from support import DX_PAGE, REPO, Solving, submitted
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
@@ -185,7 +185,12 @@ def test_the_image_runs_as_a_user_without_build_tools():
     assert "\nUSER koe" in final_stage
     assert "pip" not in final_stage and "apt-get" not in final_stage
     assert "COPY --from=builder /opt/koe /opt/koe" in final_stage
-    for secret in ("KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CLIENT_KEY", "PASSWORD"):
+    for secret in (
+        "KOE_API_TOKEN",
+        "KOE_SECRET_KEY",
+        "KOE_CHALLENGE_KEY",
+        "PASSWORD",
+    ):
         assert secret not in text, f"{secret} must come from the environment, not the image"
 
 
@@ -237,7 +242,8 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
 
 def test_secrets_come_from_the_env_file():
     text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
-    for secret in ("POSTGRES_PASSWORD", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CLIENT_KEY"):
+    secrets = ("KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY")
+    for secret in ("POSTGRES_PASSWORD", *secrets):
         assert re.search(rf"{secret}: \$\{{{secret}:\?", text), f"{secret} is not from .env"
         assert secret in DOTENV
     assert ".env" in (REPO / ".dockerignore").read_text().split()
@@ -543,7 +549,8 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
 
     # 3. The citizen whose answer tips the page, with the request id their proxy gave.
     request_id = f"tsu-{uuid.uuid4().hex[:16]}"
-    response = requests.post(
+    # Like widget.js, it first solves a challenge for the page (the compose default's work).
+    response = Solving().post(
         run.url("feedback-api", "/api/v1/feedback"),
         json={"page_url": DX_PAGE, "answers": {"clarity": "no", "usefulness": "no"}},
         headers={"X-Request-Id": request_id},

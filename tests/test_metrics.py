@@ -22,7 +22,7 @@ from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer
 from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.metrics import MetricsSettings, init_metrics
 from koe_kit.testing import running, wait_until
-from support import REPO
+from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, REPO, solving
 
 TOKEN = "metrics-token-" + "m" * 20
 FEEDBACK_EXAMPLE = REPO / "schemas/examples/koe.feedback.submitted.v1/tsu-dx-page.json"
@@ -279,9 +279,10 @@ def test_the_relay_shows_its_backlog_while_kafka_is_away(new_pg_database):
         "DATABASE_URL": database,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": "https://www.info.city.tsu.mie.jp",
-        "KOE_CLIENT_KEY": "client-key-" + "k" * 32,
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+        "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
     }
-    app = create_app(load_settings(settings))
+    app = solving(create_app(load_settings(settings)))
     client = app.test_client()
     for n in range(3):
         answer = client.post(

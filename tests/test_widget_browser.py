@@ -17,7 +17,7 @@ import signal
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import pytest
 from werkzeug.exceptions import NotFound
@@ -420,7 +420,7 @@ def test_on_another_site_with_hostile_css_the_widget_stays_usable(
         thanked(page)
         assert page.errors == []
         assert [call for call in to_koe() if "/api/" in call[1]] == [
-            ("GET", f"{koe_under_prefix}/api/v1/feedback/stamp"),
+            ("GET", f"{koe_under_prefix}/api/v1/feedback/challenge?page_url={quote(url, safe='')}"),
             ("POST", f"{koe_under_prefix}/api/v1/feedback"),
         ]
     finally:

@@ -11,7 +11,7 @@ import requests
 
 from koe_directory import canonical_url
 from koe_kit.testing import wait_until
-from support import SITE, Koe
+from support import SITE, Koe, Solving
 
 # Enough pages (the topic's key) that every partition of the feedback topic, and so
 # every member of a consumer group, gets some.
@@ -36,7 +36,8 @@ class Citizens:
         self.answers: list[requests.Response] = []  # every non-202, to look into
         self.hangs = 0  # requests that got no answer within REQUEST_TIMEOUT_S
         self.broken = 0  # requests whose connection broke before an answer
-        self.http = requests.Session()  # its own: Session is not shared across threads
+        # Its own (a Session is not shared across threads); solves a challenge per answer.
+        self.http = Solving()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._lock = threading.Lock()

@@ -11,6 +11,7 @@ HTTP client library would refuse to send or would fix up."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import html
 import io
@@ -36,7 +37,17 @@ from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
-from support import API_TOKEN, DX_PAGE, SITE, Koe, RawAnswer, publish, raw_http, submitted
+from support import (
+    API_TOKEN,
+    DX_PAGE,
+    SITE,
+    Koe,
+    RawAnswer,
+    publish,
+    raw_http,
+    signed_proof,
+    submitted,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +75,7 @@ FIELDS = {
     "division": "kankyo-gomi",
     "locale": "ja",
     "client_token": TOKEN,
-    "koe_stamp": "1700000000000.abc",
+    "altcha": "eyJhbGdvcml0aG0iOiAiU0hBLTI1NiJ9",
     "homepage": "x",
 }
 TRAVERSALS = (
@@ -139,7 +150,13 @@ class InputClass:
 
 
 def good(page: str) -> dict:
-    return {"page_url": page, "answers": {"clarity": "no"}, "locale": "ja"}
+    """A good answer to `page`, with a proof of work of its own (support.signed_proof)."""
+    return {
+        "page_url": page,
+        "answers": {"clarity": "no"},
+        "locale": "ja",
+        "altcha": signed_proof(page),
+    }
 
 
 def good_form(page: str) -> dict[str, str]:
@@ -251,7 +268,9 @@ def crlf_and_markup(page: str) -> list[Hostile]:
         }
         for name, value in json_fields.items():
             field = {name: value} if name != "answers" else {"answers": value}
-            requests.append(refused_json(json_post({**good(page), **field}), 422))
+            # A bad proof is a 403 (views.py); a bad field of the body a 422.
+            status = 403 if name == "altcha" else 422
+            requests.append(refused_json(json_post({**good(page), **field}), status))
         title = json_post({**good(page), "page_title": "ごみ" + bad})
         requests.append(Hostile(title, frozenset({202}), accepted=True))
         form_fields = {
@@ -293,9 +312,7 @@ def foreign_origins(page: str) -> list[Hostile]:
         header = f"Origin: {origin}"
         requests += [
             refused_json(json_post(good(page), header), 403),
-            refused_json(
-                http("GET", "/api/v1/feedback/stamp", b"", header, content_type=None), 403
-            ),
+            refused_json(http("GET", challenge_path(page), b"", header, content_type=None), 403),
             refused_json(
                 http(
                     "OPTIONS",
@@ -313,24 +330,35 @@ def foreign_origins(page: str) -> list[Hostile]:
     return requests
 
 
-def bad_stamps(page: str, koe: Koe) -> list[Hostile]:
-    real = koe.http.get(koe.url("feedback", "/api/v1/feedback/stamp"), timeout=10).json()["stamp"]
-    issued, _, signature = real.partition(".")
-    stamps = [
-        real,  # koe's own, sent back at once: faster than a person answers
+def challenge_path(page: str) -> str:
+    return f"/api/v1/feedback/challenge?{urlencode({'page_url': page})}"
+
+
+def bad_proofs(page: str) -> list[Hostile]:
+    """No proof, garbage, forged, expired, another page's, and one spent twice."""
+    good_one = json.loads(base64.b64decode(signed_proof(page)))
+    forged = good_one | {"signature": "0" * 64}
+    proofs = [
+        None,
+        "",
         "garbage",
-        "1.x",
-        f"{int(issued) - 60_000}.{signature}",  # a real signature, moved back a minute
-        f"{issued}.{signature[:-2]}AA",  # forged
-        f"{'9' * 16}.{signature}",
-        f"²{issued[1:]}.{signature}",  # a digit int() refuses
-        f"{issued}.{signature}\u2028",
-        f"{issued}.ｓｉｇｎａｔｕｒｅ",  # non-ASCII: no string compare may choke on it
+        base64.b64encode(b"[1, 2, 3]").decode(),
+        base64.b64encode(json.dumps(forged).encode()).decode(),
+        base64.b64encode(json.dumps(good_one | {"number": "7"}).encode()).decode(),
+        signed_proof(page, expires=datetime.now(UTC) - timedelta(minutes=1)),
+        signed_proof(f"{page}.other.html"),
+        signed_proof(page, key="not koe's key, " + "n" * 32),
+        signed_proof(page) + "\u2028",
+        "ｓｉｇｎａｔｕｒｅ",  # non-ASCII: no decoding may choke on it
     ]
-    requests = []
-    for stamp in stamps:
-        requests.append(refused_json(json_post({**good(page), "koe_stamp": stamp}), 422))
-        requests.append(refused_form({**good_form(page), "koe_stamp": stamp}))
+    requests = [refused_json(json_post({**good(page), "altcha": proof}), 403) for proof in proofs]
+    # Spent once, by a citizen whose answer counts, then copied into another answer.
+    spent = good(page)
+    requests.append(Hostile(json_post(spent), frozenset({202}), accepted=True))
+    copied = {**spent, "client_token": TOKEN, "answers": {"clarity": "yes"}}
+    requests.append(refused_json(json_post(copied), 403))
+    # The plain form cannot do the work: a proof there is a field it does not know.
+    requests.append(refused_form({**good_form(page), "altcha": signed_proof(page)}))
     return requests
 
 
@@ -357,7 +385,7 @@ def input_classes(koe: Koe) -> list[InputClass]:
         ("CRLF and markup in every text field", "crlf", crlf_and_markup),
         ("path traversal in page ids", "traversal", path_traversal),
         ("foreign Origin (CORS)", "cors", foreign_origins),
-        ("garbage, forged or too fresh render stamp", "stamp", lambda p: bad_stamps(p, koe)),
+        ("missing, forged, expired, misplaced or spent proofs of work", "proof", bad_proofs),
         ("honeypot filled", "honeypot", honeypot),
     ]
     return [InputClass(name, page(slug), build) for name, slug, build in builders]
@@ -481,7 +509,9 @@ def test_hostile_input_is_refused_and_never_disturbs_the_honest_stream(
     # and no page but the honest ones and the neutralised ones'.
     result = tally(koe, citizens, stored=db.per_page())
     assert result.wrong == [], result.wrong
-    assert set(all_time(koe)) == set(PAGES) | {crlf_page}
+    # The proofs' page holds the one answer that spent its proof before it was copied.
+    proof_page = next(c.page for c in classes if "proofs of work" in c.name)
+    assert set(all_time(koe)) == set(PAGES) | {crlf_page, proof_page}
     stored_per_page = db.per_page()[0]
     for input_class in classes:
         n = all_time(koe).get(input_class.page, {"n": 0})["n"]

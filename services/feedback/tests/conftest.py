@@ -12,11 +12,11 @@ from feedback.config import load_settings
 from feedback.migrate import MIGRATIONS
 from feedback.models import OutboxEntry, Response
 from koe_kit.db import make_engine, upgrade
+from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, solving
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
-CLIENT_KEY = "test-client-key-" + "k" * 32
 CMS_KEY = "test-cms-key-" + "c" * 32
 
 
@@ -26,7 +26,8 @@ def env(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost:8000",
-        "KOE_CLIENT_KEY": CLIENT_KEY,
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+        "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
         "KOE_CMS_KEY": CMS_KEY,
     }
 
@@ -41,7 +42,7 @@ def engine(database_url: str):
 
 @pytest.fixture
 def app(env: dict[str, str], engine):
-    app = create_app(load_settings(env))
+    app = solving(create_app(load_settings(env)))
     yield app
     app.extensions["koe.engine"].dispose()
 

@@ -16,18 +16,19 @@ from koe_kit.config import ConfigError
 KEY = "k" * 32
 
 
-def test_api_needs_origins_and_a_client_key_but_not_kafka():
+def test_api_needs_origins_and_a_challenge_key_but_not_kafka():
     settings = load_settings(
         {
             "KOE_ALLOWED_ORIGINS": "HTTPS://Example.JP:443,http://localhost:8000",
-            "KOE_CLIENT_KEY": KEY,
+            "KOE_CHALLENGE_KEY": KEY,
         }
     )
     assert settings.allowed_origins == {"https://example.jp", "http://localhost:8000"}
     assert settings.database_url == "sqlite:///var/feedback.db"
     assert settings.max_body_bytes == 16 * 1024
-    assert settings.client_key == KEY.encode()
-    assert (settings.trusted_proxies, settings.min_submit_seconds) == (0, 2.0)
+    assert settings.trusted_proxies == 0
+    assert settings.challenges.key == KEY.encode()
+    assert (settings.challenges.max_number, settings.challenges.ttl_s) == (100_000, 1200)
     assert settings.budgets == Budgets(
         one_page=60, all_pages=600, form_one_page=10, form_all_pages=60, new_pages=10
     )
@@ -39,12 +40,27 @@ def test_api_needs_origins_and_a_client_key_but_not_kafka():
     with pytest.raises(ConfigError) as missing:
         load_settings({})
     assert "KOE_ALLOWED_ORIGINS" in str(missing.value)
-    assert "KOE_CLIENT_KEY is required" in str(missing.value)
+    assert "KOE_CHALLENGE_KEY is required" in str(missing.value)
 
 
-def test_a_short_client_key_is_refused():
-    with pytest.raises(ConfigError, match="KOE_CLIENT_KEY is too short"):
-        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CLIENT_KEY": "short"})
+def test_a_short_challenge_key_is_refused():
+    with pytest.raises(ConfigError, match="KOE_CHALLENGE_KEY is too short"):
+        load_settings({"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CHALLENGE_KEY": "short"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "reason"),
+    [
+        ("KOE_CHALLENGE_MAX_NUMBER", "0", "must be at least 1"),
+        ("KOE_CHALLENGE_MAX_NUMBER", "20000000", "must be at most 10000000"),
+        ("KOE_CHALLENGE_TTL_S", "0", "must be at least 1"),
+        ("KOE_CHALLENGE_TTL_S", "100000", "must be at most 86400"),
+    ],
+)
+def test_the_challenge_settings_have_bounds(name, value, reason):
+    env = {"KOE_ALLOWED_ORIGINS": "https://example.jp", "KOE_CHALLENGE_KEY": KEY, name: value}
+    with pytest.raises(ConfigError, match=f"{name}={value!r} is invalid: {reason}"):
+        load_settings(env)
 
 
 def test_the_door_settings_say_what_is_wrong():
@@ -52,7 +68,7 @@ def test_the_door_settings_say_what_is_wrong():
         load_settings(
             {
                 "KOE_ALLOWED_ORIGINS": "https://example.jp",
-                "KOE_CLIENT_KEY": KEY,
+                "KOE_CHALLENGE_KEY": KEY,
                 "KOE_CMS_KEY": "short",
                 "KOE_BUDGET_ONE_PAGE": "0",
                 "KOE_BUDGET_NEW_PAGES": str(10**10),
@@ -74,7 +90,7 @@ def test_the_door_settings_say_what_is_wrong():
 @pytest.mark.parametrize("origin", ["ftp://example.jp", "https://example.jp/path", "example.jp"])
 def test_an_origin_must_be_scheme_and_host_only(origin):
     with pytest.raises(ConfigError, match="KOE_ALLOWED_ORIGINS"):
-        load_settings({"KOE_ALLOWED_ORIGINS": origin, "KOE_CLIENT_KEY": KEY})
+        load_settings({"KOE_ALLOWED_ORIGINS": origin, "KOE_CHALLENGE_KEY": KEY})
 
 
 def test_relay_needs_kafka_but_not_origins():
@@ -104,7 +120,7 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
         {
             "DATABASE_URL": f"sqlite:///{tmp_path}/f.db",
             "KOE_ALLOWED_ORIGINS": "http://localhost:8000",
-            "KOE_CLIENT_KEY": KEY,
+            "KOE_CHALLENGE_KEY": KEY,
             "KOE_DIVISIONS_FILE": str(tmp_path / "nope.yaml"),
         },
     )

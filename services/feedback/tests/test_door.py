@@ -26,13 +26,14 @@ from feedback.models import (
     OutboxEntry,
     Response,
     SourceKey,
+    UsedChallenge,
 )
 from feedback.pages import page_sig
 from feedback.retention import Retention
 from feedback.sources import Sources, network
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.db import make_engine, session_factory
-from support import answered
+from support import answered, solving
 
 SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
@@ -45,7 +46,7 @@ def make_client(env, engine):
     apps = []
 
     def make(address: str = "203.0.113.7", **settings: str):
-        app = create_app(load_settings({**env, **settings}))
+        app = solving(create_app(load_settings({**env, **settings})))
         apps.append(app)
         client = app.test_client()
         client.environ_base["REMOTE_ADDR"] = address
@@ -300,6 +301,10 @@ def test_retention_forgets_old_rows_and_never_an_unsent_event(engine):
             {"source": "s", "scope": scope, "ends_at": now + timedelta(minutes=m), "count": 1}
             for scope, m in (("pages", -1), ("new-pages", 1))
         ],
+        UsedChallenge: [
+            {"signature": f"{n:064x}", "expires_at": now + timedelta(seconds=s)}
+            for n, s in enumerate((-1, 1))
+        ],
     }
     with engine.begin() as connection:
         for model, values in rows.items():
@@ -308,7 +313,13 @@ def test_retention_forgets_old_rows_and_never_an_unsent_event(engine):
 
     pruned = retention.prune(session_factory(engine), Sources(session_factory(engine), TOKYO), now)
 
-    assert pruned == {"responses": 3, "source_keys": 1, "answer_tokens": 1, "budgets": 1}
+    assert pruned == {
+        "responses": 3,
+        "source_keys": 1,
+        "answer_tokens": 1,
+        "budgets": 1,
+        "used_challenges": 1,
+    }
     with engine.connect() as connection:
 
         def count(model) -> int:
@@ -317,7 +328,7 @@ def test_retention_forgets_old_rows_and_never_an_unsent_event(engine):
         assert connection.execute(select(Response.received_at)).scalar_one().date() == recent.date()
         assert count(OutboxEntry) == 1  # the relay's to prune, once sent
         assert count(SourceKey) == 3  # today, yesterday, the day before
-        assert (count(AnswerToken), count(Budget)) == (1, 1)
+        assert (count(AnswerToken), count(Budget), count(UsedChallenge)) == (1, 1, 1)
 
 
 # -- migration 0004 ---------------------------------------------------------------------

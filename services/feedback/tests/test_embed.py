@@ -29,7 +29,7 @@ def client(tmp_path_factory):
                 "DATABASE_URL": url,
                 "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
                 "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost",
-                "KOE_CLIENT_KEY": "k" * 32,
+                "KOE_CHALLENGE_KEY": "c" * 32,
             }
         )
     )

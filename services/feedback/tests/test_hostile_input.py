@@ -13,7 +13,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 from sqlalchemy import select
@@ -23,7 +23,7 @@ from feedback.models import OutboxEntry, Response
 from koe_kit import events
 from koe_kit.db import make_engine, upgrade
 from koe_kit.local_broker import free_port, wait_for_port
-from support import LIFTED_BUDGETS, answered, raw_http
+from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, LIFTED_BUDGETS, answered, raw_http, solve
 
 REPO = Path(__file__).resolve().parents[3]
 SITE = "https://www.info.city.tsu.mie.jp"
@@ -56,7 +56,7 @@ HOSTILE_FIELDS = {
     "division": lambda bad: f"somu-dx{bad}",
     "locale": lambda bad: f"ja{bad}",
     "client_token": lambda bad: f"{TOKEN}{bad}",
-    "koe_stamp": lambda bad: f"1700000000000.abc{bad}",
+    "altcha": lambda bad: f"eyJhIjogMX0={bad}",
     "homepage": lambda bad: f"x{bad}",
     "answers.clarity": lambda bad: f"yes{bad}",
 }
@@ -72,7 +72,9 @@ def test_a_hostile_text_field_is_refused_by_name_and_nothing_is_stored(client, c
         else:
             body = answered(**{field: value})
 
-        refused(client.post("/api/v1/feedback", json=body), 422, field)
+        # The proof of work is a 403 (views.py); every field of the body a 422.
+        status = 403 if field == "altcha" else 422
+        refused(client.post("/api/v1/feedback", json=body), status, field)
     assert counts() == (0, 0)
 
 
@@ -120,8 +122,8 @@ def test_a_title_with_line_breaks_and_markup_is_one_line_of_text_when_stored_and
     assert stored == published == expected
 
 
-def test_a_refused_stamp_or_honeypot_stores_nothing_on_the_form_path_either(client, counts):
-    for field, value in (("koe_stamp", f"1.x{CRLF}"), ("homepage", MARKUP), ("page_id", "../x")):
+def test_a_refused_field_or_honeypot_stores_nothing_on_the_form_path_either(client, counts):
+    for field, value in (("altcha", f"1.x{CRLF}"), ("homepage", MARKUP), ("page_id", "../x")):
         answer = client.post("/feedback", data={"page_url": PAGE, "clarity": "yes", field: value})
         assert answer.status_code == 303, field
         assert urlsplit(answer.headers["Location"]).fragment == "koe-error", field
@@ -256,7 +258,8 @@ def gunicorn_feedback(tmp_path_factory) -> Iterator[tuple[int, object]]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": SITE,
-        "KOE_CLIENT_KEY": "gunicorn-test-key-" + "g" * 32,
+        "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
+        "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
         # One test client sends many good answers to one page: no budgets here.
         **LIFTED_BUDGETS,
     }
@@ -286,6 +289,15 @@ def stored_rows(engine) -> tuple[int, int]:
         responses = len(connection.execute(select(Response.id)).all())
         outbox = len(connection.execute(select(OutboxEntry.id)).all())
     return responses, outbox
+
+
+def solved(port: int, body: bytes) -> bytes:
+    """`body` (a JSON answer) with a solution of a fresh challenge for its page."""
+    answer = json.loads(body)
+    query = urlencode({"page_url": answer["page_url"]})
+    request = f"GET /api/v1/feedback/challenge?{query} HTTP/1.1\r\nHost: x\r\nConnection: close"
+    issued = raw_http(port, f"{request}\r\n\r\n".encode())
+    return json.dumps(answer | {"altcha": solve(json.loads(issued.body))}).encode()
 
 
 def post(path: str, body: bytes, *headers: str, content_type: str = "application/json") -> bytes:
@@ -369,5 +381,5 @@ def test_gunicorn_refuses_hostile_requests_with_a_4xx_and_keeps_serving(
     # No crash: the same worker answers the next request.
     healthy = raw_http(port, b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert healthy.status == 200
-    accepted = raw_http(port, post("/api/v1/feedback", GOOD))
+    accepted = raw_http(port, post("/api/v1/feedback", solved(port, GOOD)))
     assert accepted.status == 202, accepted.body[:300]

@@ -81,10 +81,11 @@ CONFIG = {
     "checks": {
         "positive_data_acceptance": {
             # Redirects are answers too (the form's 303, /demo/tsu-dx/ja's 308). Valid by
-            # the description and still refused, rightly: 422 for a render stamp
-            # that is well-formed but not koe's, 429 once a client answered one page too
-            # often. The description cannot express a signature or a rate.
-            "expected-statuses": ["2XX", "3XX", "422", "429"],
+            # the description and still refused, rightly: 403 for an `altcha` that is
+            # well-formed but no solution of a challenge koe issued, 429 once a client
+            # answered one page too often. The description cannot express a proof of
+            # work or a rate.
+            "expected-statuses": ["2XX", "3XX", "403", "422", "429"],
         },
         # Off: in-process (WSGI) it re-sends with socket options werkzeug's test client
         # does not take (schemathesis 4.32.5: "EnvironBuilder got an unexpected keyword

@@ -95,9 +95,9 @@ class LocalStack:
         if not self.env.get("KOE_API_TOKEN"):
             self.env["KOE_API_TOKEN"] = self._local_secret("api-token")
             self.token_generated = True
-        if not self.env.get("KOE_CLIENT_KEY"):
-            # The feedback API's key for render stamps.
-            self.env["KOE_CLIENT_KEY"] = self._local_secret("client-key")
+        if not self.env.get("KOE_CHALLENGE_KEY"):
+            # The feedback API's key that signs proof-of-work challenges.
+            self.env["KOE_CHALLENGE_KEY"] = self._local_secret("challenge-key")
         if not self.env.get("KOE_SECRET_KEY"):
             # The dashboard's session-cookie key; kept, so sign-ins survive a restart.
             self.env["KOE_SECRET_KEY"] = self._local_secret("secret-key")

@@ -41,8 +41,7 @@ def create_app(settings: Settings | None = None) -> Flask:
             origins=settings.allowed_origins, directory=directory, cms_key=settings.cms_key
         ),
         origins=settings.allowed_origins,
-        client_key=settings.client_key,
-        min_submit_seconds=settings.min_submit_seconds,
+        challenges=settings.challenges,
         rules=Rules(budgets=settings.budgets, replace_window_s=settings.replace_window_s),
         sources=Sources(app.extensions["koe.sessions"], settings.timezone),
         retention=Retention(

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo
 
 from feedback.budgets import Budgets
+from feedback.challenges import ChallengeSettings
 from koe_directory.pages import origin_of
 from koe_kit.config import EnvReader
 from koe_kit.db import default_database_url
@@ -29,12 +30,12 @@ class Settings:
     # the widget may sit on; page_url and return_to must be on one of them.
     allowed_origins: frozenset[str]
     max_body_bytes: int
-    # Spam and abuse (README, "Spam and abuse"): the secret render stamps are keyed
-    # with, never a default (a known key would let anyone write themselves a stamp).
-    client_key: bytes
     # How many proxies in front of koe append to X-Forwarded-For; 0 trusts none.
     trusted_proxies: int
-    min_submit_seconds: float
+    # Spam and abuse (README, "Spam and abuse"): the proof of work the JSON API asks for
+    # (challenges.py). Its key is a secret with no default: a known key would let anyone
+    # sign themselves challenges without work.
+    challenges: ChallengeSettings
     # The city's day, for the daily source key (sources.py).
     timezone: ZoneInfo
     budgets: Budgets
@@ -62,9 +63,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         divisions_file=reader.str("KOE_DIVISIONS_FILE", "divisions.yaml"),
         allowed_origins=_origins(reader),
         max_body_bytes=reader.int("KOE_MAX_BODY_BYTES", 16 * 1024, minimum=256),
-        client_key=_client_key(reader),
         trusted_proxies=reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0),
-        min_submit_seconds=reader.float("KOE_MIN_SUBMIT_SECONDS", 2.0, minimum=0, maximum=60),
+        challenges=ChallengeSettings(
+            key=_challenge_key(reader),
+            max_number=reader.int(
+                "KOE_CHALLENGE_MAX_NUMBER", 100_000, minimum=1, maximum=10_000_000
+            ),
+            ttl_s=reader.int("KOE_CHALLENGE_TTL_S", 1200, minimum=1, maximum=24 * 3600),
+        ),
         timezone=reader.zone("KOE_TIMEZONE", "Asia/Tokyo"),
         # README, "Spam and abuse", says why these numbers.
         budgets=Budgets(
@@ -85,28 +91,25 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-MIN_CLIENT_KEY_LENGTH = 32
+MIN_KEY_LENGTH = 32
 # A budget beyond a billion an hour is no budget; tests and benches lift them to a million.
 MAX_BUDGET = 10**9
 
 
-def _client_key(reader: EnvReader) -> bytes:
-    hint = (
-        f"a random secret of at least {MIN_CLIENT_KEY_LENGTH} characters,"
-        " e.g. `openssl rand -hex 32`"
-    )
-    key = reader.str("KOE_CLIENT_KEY", hint=hint) or ""
-    if key and len(key) < MIN_CLIENT_KEY_LENGTH:
-        reader.problems.append(f"KOE_CLIENT_KEY is too short ({hint})")
+def _challenge_key(reader: EnvReader) -> bytes:
+    hint = f"a random secret of at least {MIN_KEY_LENGTH} characters, e.g. `openssl rand -hex 32`"
+    key = reader.str("KOE_CHALLENGE_KEY", hint=hint) or ""
+    if key and len(key) < MIN_KEY_LENGTH:
+        reader.problems.append(f"KOE_CHALLENGE_KEY is too short ({hint})")
     return key.encode("utf-8")
 
 
 def _cms_key(reader: EnvReader) -> bytes | None:
     """Optional: without it no page_id a POST names is believed (pages.py)."""
     key = reader.str("KOE_CMS_KEY", "") or ""
-    if key and len(key) < MIN_CLIENT_KEY_LENGTH:
+    if key and len(key) < MIN_KEY_LENGTH:
         reader.problems.append(
-            f"KOE_CMS_KEY is too short (a random secret of at least {MIN_CLIENT_KEY_LENGTH}"
+            f"KOE_CMS_KEY is too short (a random secret of at least {MIN_KEY_LENGTH}"
             " characters, shared with the city's CMS, e.g. `openssl rand -hex 32`)"
         )
     return key.encode("utf-8") or None

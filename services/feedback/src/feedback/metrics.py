@@ -10,11 +10,12 @@ REJECTIONS = Counter(
     "Submissions refused and never counted, by reason",
     ["reason"],
 )
-# budget: over a source's budget (429); token: a client_token outside its page view (409);
-# page_identity: a signed page id with another URL than its first (422).
+# challenge: no valid proof of work (403); budget: over a source's budget (429);
+# token: a client_token outside its page view (409); page_identity: a signed page id
+# with another URL than its first (422).
 REJECTION_REASONS = (
     "honeypot",
-    "too_fast",
+    "challenge",
     "budget",
     "token",
     "page_identity",

@@ -1,5 +1,6 @@
 """The feedback service's own tables: survey responses, the transactional outbox, and what
-guards the door: daily source keys, page views' tokens, budgets and known pages."""
+guards the door: daily source keys, page views' tokens, budgets, known pages and spent
+proofs of work."""
 
 from __future__ import annotations
 
@@ -87,6 +88,19 @@ class KnownPage(Base):
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     url: Mapped[str] = mapped_column(String(2048))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class UsedChallenge(Base):
+    """Proof-of-work solutions already spent (challenges.py): each buys one response.
+
+    Kept until the challenge expires; after that check() refuses it on its own.
+    """
+
+    __tablename__ = "used_challenges"
+
+    # koe's HMAC over the challenge: one per challenge issued.
+    signature: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
 
 
 class OutboxEntry(Base):

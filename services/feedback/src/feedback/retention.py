@@ -7,7 +7,8 @@
 - source keys after KOE_SOURCE_KEY_KEEP_DAYS (2): from then on no source of those days
   can be traced back to an address, by anyone;
 - page views' tokens a day after their window: they decide nothing any more;
-- budgets once they have ended: a new answer starts them from one anyway.
+- budgets once they have ended: a new answer starts them from one anyway;
+- spent proofs of work once expired: challenges.check refuses them on its own.
 Outbox rows are the relay's to prune (relay.py), never an unpublished one.
 
 Each worker prunes now and then after answering a request (views.py), a chunk of
@@ -26,7 +27,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from feedback import budgets, tokens
+from feedback import budgets, challenges, tokens
 from feedback.models import Response, SourceKey
 from feedback.sources import Sources
 
@@ -56,7 +57,13 @@ class Retention:
             log.info("pruned the feedback database", extra=pruned)
 
     def prune(self, sessions: sessionmaker[Session], sources: Sources, now: datetime) -> dict:
-        pruned = {"responses": 0, "source_keys": 0, "answer_tokens": 0, "budgets": 0}
+        pruned = {
+            "responses": 0,
+            "source_keys": 0,
+            "answer_tokens": 0,
+            "budgets": 0,
+            "used_challenges": 0,
+        }
         cutoff = now - timedelta(days=self.response_keep_days)
         for _ in range(CHUNKS_PER_CALL):
             with sessions() as session, session.begin():
@@ -74,6 +81,7 @@ class Retention:
                 session, now - timedelta(seconds=self.replace_window_s, days=1)
             )
             pruned["budgets"] = budgets.prune(session, now)
+            pruned["used_challenges"] = challenges.prune(session, now)
         return pruned
 
 

@@ -154,16 +154,16 @@ def record(
     if new_page:
         scopes.append(budgets.new_page_scope(limits))
     connection = session.connection()
-    spend = budgets.upsert(session, source, scopes, received_at)
+    spend = budgets.params(source, scopes, received_at)
     if on_postgresql(session):
         # The response, its outbox row and the budgets in one statement: one round trip.
         spent = connection.execute(
-            spend.add_cte(*_RESPONSE_AND_EVENT),
+            _record_and_spend(session, len(scopes)),
             {
                 **{f"r_{name}": value for name, value in row.items()},
                 "r_topic": TOPIC,
                 "r_payload": payload,
-                "now": received_at,
+                **spend,
             },
         )
     else:
@@ -178,7 +178,7 @@ def record(
                 "created_at": received_at,
             },
         )
-        spent = connection.execute(spend, {"now": received_at})
+        spent = connection.execute(budgets.upsert(session, len(scopes)), spend)
     budgets.check(spent, scopes, received_at)
     return Recorded(response_id, replaces)
 
@@ -226,3 +226,12 @@ def _response_and_event() -> tuple[Any, Any]:
 
 
 _RESPONSE_AND_EVENT = _response_and_event()
+_RECORD_AND_SPEND: dict[int, Any] = {}
+
+
+def _record_and_spend(session: Session, scopes: int) -> Any:
+    statement = _RECORD_AND_SPEND.get(scopes)
+    if statement is None:
+        statement = budgets.upsert(session, scopes).add_cte(*_RESPONSE_AND_EVENT)
+        _RECORD_AND_SPEND[scopes] = statement
+    return statement

@@ -96,6 +96,15 @@ def claim(
     return Claim(replaces=row.response_id)
 
 
+def retried(session: Session, token: str, page_id: str, answers: Mapping[str, str]) -> str | None:
+    """The response a retry of these answers from this page view would get (the same
+    token, page and answers as stored), or None: what a resent proof of work may buy."""
+    row = session.connection().execute(_READ, {"client_token": token}).first()
+    if row is None or row.page_id != page_id or row.answers != canonical_answers(answers):
+        return None
+    return row.response_id
+
+
 def prune(session: Session, before: datetime) -> int:
     """Forget tokens first used before `before`: past the window they decide nothing but a
     late retry, which is then stored as a new answer within the budgets."""

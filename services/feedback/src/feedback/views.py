@@ -1,18 +1,18 @@
 """The survey endpoints: JSON for the widget's script, a plain form for pages without it.
 
-Both take the same path: a mapping → spam checks (honeypot, render stamp) →
-FeedbackSchema → services.record in one transaction (the page view's token, the
-source's budgets, the page's identity). They differ only in how the body is read,
-which budgets they spend (the form's are tighter) and how they answer: JSON errors
-for the script, a redirect back to the page for a person. Every refusal is counted
-in metrics.REJECTIONS by reason.
+Both take the same path: a mapping → the honeypot → FeedbackSchema → services.record
+in one transaction (the page view's token, the source's budgets, the page's identity).
+The JSON API also wants a solved proof-of-work challenge for the page (challenges.py),
+spent in that transaction; the plain form cannot work one out and has tighter budgets
+instead. They differ otherwise only in how the body is read and how they answer: JSON
+errors for the script, a redirect back to the page for a person. Every refusal is
+counted in metrics.REJECTIONS by reason.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -20,9 +20,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from flask import Blueprint, current_app, jsonify, redirect, request
 from marshmallow import ValidationError
+from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
 
-from feedback import metrics, services, stamps
+from feedback import challenges, metrics, services, tokens
 from feedback.budgets import OverBudget
 from feedback.embed import WIDGET_NAME, snippet_ids
 from feedback.retention import Retention
@@ -44,7 +45,7 @@ blueprint = Blueprint("feedback", __name__)
 FORM_TYPES = ("application/x-www-form-urlencoded", "multipart/form-data")
 # Fields the widget sends for spam checks; they never reach the schema.
 HONEYPOT = "homepage"
-STAMP = "koe_stamp"
+ALTCHA = "altcha"  # the solved challenge, as ALTCHA's widget protocol names it
 # The plain form's way back, never stored either: the page to return to and the
 # name of the snippet on it (embed.WIDGET_NAME; absent for the page's first).
 RETURN_TO = "return_to"
@@ -69,8 +70,7 @@ class Intake:
 
     schema: FeedbackSchema
     origins: frozenset[str]
-    client_key: bytes
-    min_submit_seconds: float
+    challenges: challenges.ChallengeSettings
     rules: services.Rules
     sources: Sources
     retention: Retention
@@ -97,33 +97,41 @@ def _validate(payload: dict[str, Any]) -> tuple[Submission | None, dict[str, lis
 
 
 def _screen(payload: dict[str, Any]) -> None:
-    """The spam checks that need no database: the honeypot and the render stamp.
-
-    Removes their fields from `payload`; raises Refused.
-    """
+    """The honeypot: removes its field from `payload`; raises Refused."""
     honeypot = payload.pop(HONEYPOT, None)
     if honeypot is not None and not (isinstance(honeypot, str) and not honeypot.strip()):
         # Hidden from people (widget.css); only a form-filling bot writes here (and
         # only a bot sends anything but text: {} or 0 counted as empty once).
         raise _refuse("honeypot", 422, {HONEYPOT: ["must be left empty"]})
-    stamp = payload.pop(STAMP, None)
-    if stamp in (None, ""):
-        return
-    intake = _intake()
+
+
+def _solved(proof: Any, submission: Submission, now: datetime) -> challenges.Solution:
+    """The JSON API's proof of work for this page; raises Refused (403 naming altcha)."""
     try:
-        age = stamps.age_s(intake.client_key, str(stamp), time.time())
-    except stamps.BadStamp as exc:
-        raise _refuse("invalid", 422, {STAMP: [str(exc)]}) from None
-    if age < intake.min_submit_seconds:
-        raise _refuse(
-            "too_fast",
-            422,
-            {STAMP: [f"sent {age:.1f} s after answering began; wait a moment and send again"]},
-        )
+        return challenges.check(_intake().challenges, proof, submission.page_url, now)
+    except challenges.BadSolution as exc:
+        raise _refuse("challenge", 403, {ALTCHA: [str(exc)]}) from None
 
 
-def _accept(payload: dict[str, Any], form: bool = False) -> str:
-    """Screen, validate and store one submission; its response id, or raises Refused."""
+def _spend(session: Session, solution: challenges.Solution, submission: Submission) -> str | None:
+    """Spend the proof in the answer's transaction; None, or the id to answer with when
+    this is a retry of an answer that spent it (a 202 lost on the way: the same page
+    view's same answers). Any other second use raises Refused."""
+    if challenges.spend(session, solution):
+        return None
+    token = submission.client_token
+    earlier = token and tokens.retried(session, token, submission.page_id, submission.answers)
+    if not earlier:
+        raise _refuse("challenge", 403, {ALTCHA: ["has been used; fetch a new challenge"]})
+    return earlier
+
+
+def _accept(payload: dict[str, Any], proof: Any = None, *, form: bool) -> str:
+    """Screen, validate and store one submission; its response id, or raises Refused.
+
+    `proof` is the JSON API's `altcha`; the plain form (`form`) has none. Checked after
+    the body is valid: a solution is bound to the page the body names.
+    """
     _screen(payload)
     submission, errors = _validate(payload)
     if submission is None:
@@ -131,10 +139,14 @@ def _accept(payload: dict[str, Any], form: bool = False) -> str:
     intake = _intake()
     session = db_session()
     now = datetime.now(UTC)
+    solution = None if form else _solved(proof, submission, now)
     # request.remote_addr honours KOE_TRUSTED_PROXIES (create_app): never a header itself.
     source = intake.sources.source(request.remote_addr or "", now)
     try:
         with session.begin():
+            earlier = solution and _spend(session, solution, submission)
+            if earlier:
+                return earlier
             recorded = services.record(session, submission, now, source, intake.rules, form)
     except OverBudget as exc:
         refused = _refuse(
@@ -203,7 +215,7 @@ def _cors_headers(response):
 
 
 @blueprint.route("/api/v1/feedback", methods=["OPTIONS"])
-@blueprint.route("/api/v1/feedback/stamp", methods=["OPTIONS"])
+@blueprint.route("/api/v1/feedback/challenge", methods=["OPTIONS"])
 def preflight():
     return "", 204
 
@@ -211,16 +223,30 @@ def preflight():
 # -- the endpoints ----------------------------------------------------------------
 
 
-@blueprint.get("/api/v1/feedback/stamp")
-def stamp():
-    """A render stamp for widget.js; stateless (no database), never cached."""
-    intake = _intake()
-    response = jsonify(
-        stamp=stamps.issue(intake.client_key, time.time()),
-        min_seconds=intake.min_submit_seconds,
-    )
+@blueprint.get("/api/v1/feedback/challenge")
+def challenge():
+    """A proof-of-work challenge for one page, for widget.js; stateless (no database),
+    never cached (each is single-use)."""
+    raw = request.args.get("page_url")
+    problems = ["is required"] if raw is None else _page_url_problems(raw)
+    if problems:
+        metrics.REJECTIONS.labels(reason="invalid").inc()
+        return _errors(422, {"page_url": problems})
+    made = challenges.issue(_intake().challenges, canonical_url(raw), datetime.now(UTC))
+    response = jsonify(made)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+def _page_url_problems(url: str) -> list[str]:
+    """What the schema would say of `url` as a submission's page_url."""
+    try:
+        _intake().schema.fields["page_url"].deserialize(url)
+    except ValidationError as exc:
+        return flatten_errors(exc.messages)["body"]
+    if not on_allowed_origin(url, _intake().origins):
+        return ["not a page of a site koe serves"]
+    return []
 
 
 @blueprint.post("/api/v1/feedback")
@@ -246,8 +272,9 @@ def submit_json():
     if unstorable is not None:
         metrics.REJECTIONS.labels(reason="invalid").inc()
         return _errors(400, {"body": [unstorable]})
+    proof = payload.pop(ALTCHA, None)
     try:
-        response_id = _accept(payload)
+        response_id = _accept(payload, proof, form=False)
     except Refused as refused:
         response, status = _errors(refused.status, refused.errors)
         if refused.retry_after_s is not None:
@@ -289,7 +316,6 @@ def submit_form():
         # No way back: say everything that is wrong in one answer.
         metrics.REJECTIONS.labels(reason="invalid").inc()
         payload.pop(HONEYPOT, None)
-        payload.pop(STAMP, None)
         _, errors = _validate(payload)
         return _errors(422, errors | wrong)
     try:

@@ -5,7 +5,12 @@
    page: every entry point catches everything, and any failure leaves either
    the plain form or a polite message. No cookies, no storage, no requests
    except to koe, and none at all until the citizen touches the form: koe
-   must not learn of every page view. */
+   must not learn of every page view.
+   koe's JSON API wants a proof of work for the page (ALTCHA's protocol,
+   README "Spam and abuse"): on first touch the script fetches a challenge and
+   finds its number with crypto.subtle, in slices of a few milliseconds, so
+   the page answers every key press while it works. Without crypto.subtle
+   (a page on plain http) the plain form is left as it is. */
 (function () {
   "use strict";
   var TEXT = {
@@ -24,6 +29,42 @@
   };
   var FETCH = { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
   var TOUCH = ["focusin", "pointerdown", "change"];
+  // Work this long, then let the page handle input: a key press waits at most this.
+  var SLICE_MS = 8, BATCH = 128;
+
+  function later() {
+    return new Promise(function (go) { setTimeout(go, 0); });
+  }
+
+  function solve(c) {
+    // The number n (0..maxnumber) whose SHA-256 of salt + n is the challenge;
+    // the answer as ALTCHA's widget sends it: base64 of the solution's JSON.
+    var target = [], n = 0, encoder = new TextEncoder(), i;
+    for (i = 0; i < 64; i += 2) target.push(parseInt(c.challenge.slice(i, i + 2), 16));
+    function hit(digest) {
+      var b = new Uint8Array(digest);
+      for (var j = 0; j < 32; j++) if (b[j] !== target[j]) return false;
+      return true;
+    }
+    function batch(began) {
+      var first = n, jobs = [];
+      for (; jobs.length < BATCH && n <= c.maxnumber; n++) {
+        jobs.push(crypto.subtle.digest("SHA-256", encoder.encode(c.salt + n)));
+      }
+      if (!jobs.length) throw new Error("no solution");
+      return Promise.all(jobs).then(function (digests) {
+        for (var k = 0; k < digests.length; k++) if (hit(digests[k])) return first + k;
+        if (performance.now() - began < SLICE_MS) return batch(began);
+        return later().then(function () { return batch(performance.now()); });
+      });
+    }
+    return batch(performance.now()).then(function (number) {
+      return btoa(JSON.stringify({
+        algorithm: c.algorithm, challenge: c.challenge, number: number,
+        salt: c.salt, signature: c.signature
+      }));
+    });
+  }
 
   function uuid() {
     // crypto.randomUUID needs a secure context; city pages may still be plain http.
@@ -71,29 +112,28 @@
     var thanks = root.querySelector(".koe-done");
     var text = TEXT[locale(root)];
     var token = uuid();
-    var stamp = null, stampAt = 0, minMs = 0, sending = false, frame = 0;
+    var proof = null, sending = false, frame = 0;
 
-    function fetchStamp() {
-      var pending = (stamp = fetch(api + "/stamp", FETCH)
+    function work() {
+      // The solved challenge for this page, as a promise; a failure (koe down) is
+      // asked for again at the next submit.
+      var query = "/challenge?page_url=" + encodeURIComponent(pageUrl(form));
+      var pending = (proof = fetch(api + query, FETCH)
         .then(function (r) {
-          if (!r.ok) throw new Error("stamp " + r.status);
+          if (!r.ok) throw new Error("challenge " + r.status);
           return r.json();
         })
-        .then(function (body) {
-          stampAt = Date.now();
-          minMs = body.min_seconds * 1000;
-          form.elements.koe_stamp.value = body.stamp;
-        }));
-      // A failed stamp is asked for again at the next submit.
+        .then(solve));
       pending.catch(function () {
-        if (stamp === pending) stamp = null;
+        if (proof === pending) proof = null;
       });
+      return pending;
     }
 
-    function stamped() {
+    function working() {
       // False when the host page broke fetch: the plain form then posts instead.
       try {
-        if (!stamp) fetchStamp();
+        if (!proof) work();
         return true;
       } catch (e) {
         form.removeEventListener("submit", submit);
@@ -103,9 +143,9 @@
     }
 
     function touched() {
-      // The stamp then measures the time since the citizen began to answer.
+      // The work starts while the citizen reads the questions, not when they send.
       TOUCH.forEach(function (type) { form.removeEventListener(type, touched); });
-      stamped();
+      working();
     }
 
     function say(words) {
@@ -127,18 +167,13 @@
         division: root.getAttribute("data-koe-division") || value(form, "division"),
         locale: locale(root),
         answers: answers,
-        client_token: token,
-        koe_stamp: value(form, "koe_stamp")
+        client_token: token
       };
       // A CMS id counts only with the CMS's signature (README, "Embedding the survey").
       body.page_id = root.getAttribute("data-koe-page-id") || value(form, "page_id");
       body.page_sig = root.getAttribute("data-koe-page-sig") || value(form, "page_sig");
       if (value(form, "homepage")) body.homepage = value(form, "homepage");
       return body;
-    }
-
-    function wait(ms) {
-      return new Promise(function (done) { setTimeout(done, Math.max(0, ms)); });
     }
 
     function send() {
@@ -150,20 +185,22 @@
       }
       sending = true;
       say("");
-      return stamp
-        .then(function () {
-          // Never faster than koe's minimum: only bots answer three questions in a blink.
-          return wait(stampAt + minMs + 100 - Date.now());
-        })
-        .then(function () {
-          body.koe_stamp = value(form, "koe_stamp");
-          return fetch(api, {
-            method: "POST",
-            headers: { "Content-Type": "application/json" },
-            body: JSON.stringify(body),
-            credentials: FETCH.credentials,
-            referrerPolicy: FETCH.referrerPolicy
-          });
+      function post(solution) {
+        // The same proof again after a lost answer is a retry: koe gives the first id.
+        body.altcha = solution;
+        return fetch(api, {
+          method: "POST",
+          headers: { "Content-Type": "application/json" },
+          body: JSON.stringify(body),
+          credentials: FETCH.credentials,
+          referrerPolicy: FETCH.referrerPolicy
+        });
+      }
+      return (proof || work())
+        .then(post)
+        .then(function (r) {
+          // 403: the proof expired or was spent; one more, once.
+          return r.status === 403 ? work().then(post) : r;
         })
         .then(function (r) {
           if (r.status === 202) {
@@ -172,13 +209,12 @@
             thanks.focus();
             return;
           }
-          if (r.status === 422) fetchStamp();
           say(r.status === 429 ? text.busy : r.status >= 500 ? text.down : text.bad);
         });
     }
 
     function submit(event) {
-      if (!stamped()) return;
+      if (!working()) return;
       try {
         event.preventDefault();
         if (sending) return;
@@ -208,7 +244,7 @@
   }
 
   try {
-    if (window.fetch && window.URL && window.Promise && window.crypto) {
+    if (window.fetch && window.URL && window.Promise && window.crypto && crypto.subtle) {
       if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
       else start();
     }

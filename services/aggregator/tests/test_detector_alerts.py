@@ -152,3 +152,29 @@ def test_the_detector_is_off_unless_switched_on_and_its_knobs_are_checked():
     # Checked while off too: a wrong value is found before anyone switches it on.
     with pytest.raises(ConfigError):
         load_settings({"KOE_DETECTOR_SPAN_DAYS": "3"})
+
+
+@pytest.mark.parametrize(("down_days", "emailed"), [(5, True), (8, False)])
+def test_after_downtime_the_missed_days_are_judged_in_order_and_only_fresh_news_is_sent(
+    sessions, make_feedback, down_days, emailed
+):
+    days = daily_events(make_feedback)
+    ordered = sorted(days)
+    back = DROP_DAY + timedelta(days=down_days)
+    down = [d for d in ordered if DROP_DAY <= d < back]
+    evening = [(days[d], datetime(d.year, d.month, d.day, 12, tzinfo=UTC)) for d in ordered]
+    before = [b for b, d in zip(evening, ordered, strict=True) if d < DROP_DAY]
+    # The consumer was down from the first bad day; it reads the missed days' answers
+    # and the day it is back's together, on that evening.
+    caught_up = ([e for d in [*down, back] for e in days[d]], evening[ordered.index(back)][1])
+    run(sessions, [*before, caught_up])
+    [row] = recorded(sessions)
+    drop = events.decode(row.payload.encode())["data"]
+    alarm_day = date.fromisoformat(drop["recent"]["end"])
+    assert alarm_day == DROP_DAY + timedelta(days=3)  # as on the live run: same judgement
+    # Within KOE_ALERT_MAX_AGE_DAYS (3) of the day it is judged on it is news and is
+    # emailed; older, it is recorded as sent and never published.
+    assert (row.sent_at is None) is emailed
+    with sessions() as session:
+        last_days = {s.last_day for s in session.scalars(select(DetectorState))}
+    assert last_days == {back - timedelta(days=1)}  # every missed day judged, not today

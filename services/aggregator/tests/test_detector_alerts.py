@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.config import load_settings
+from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
@@ -56,7 +57,7 @@ def daily_events(make_feedback) -> dict[date, list[dict]]:
     return days
 
 
-def run(sessions, batches: list[tuple[list[dict], datetime]]) -> None:
+def run(sessions, batches: list[tuple[list[dict], datetime]], crowd=DEFAULT_RULE) -> None:
     for batch, now in batches:
         with transaction(sessions) as session:
             handle_batch(
@@ -66,6 +67,7 @@ def run(sessions, batches: list[tuple[list[dict], datetime]]) -> None:
                 rule=RULE,
                 directory=DIRECTORY,
                 detector=DETECTOR,
+                crowd=crowd,
                 now=now,
             )
 
@@ -178,3 +180,18 @@ def test_after_downtime_the_missed_days_are_judged_in_order_and_only_fresh_news_
     with sessions() as session:
         last_days = {s.last_day for s in session.scalars(select(DetectorState))}
     assert last_days == {back - timedelta(days=1)}  # every missed day judged, not today
+
+
+def test_a_drop_held_for_review_gets_no_recovery(sessions, make_feedback):
+    days = daily_events(make_feedback)
+    # A crowd no page has: every alert's evidence is held (crowd.py).
+    nobody = CrowdRule(min_sources=1_000_000)
+    evening = [(days[d], datetime(d.year, d.month, d.day, 12, tzinfo=UTC)) for d in sorted(days)]
+    run(sessions, evening, crowd=nobody)
+    [row] = recorded(sessions)
+    assert events.decode(row.payload.encode())["type"] == "koe.alerts.v1"
+    assert row.held_reason == "few_sources" and row.sent_at is None
+    # The page did come back (as in the first test), but its division never heard of
+    # the drop: no recovery is recorded, and the question is not left open.
+    with sessions() as session:
+        assert all(s.dropped_day is None for s in session.scalars(select(DetectorState)))

@@ -2,7 +2,8 @@
 
 Long runs are opt-in: `python bench/bench_aggregator.py --memory-events 1000000`, and
 the load at the issue's full length, `python bench/bench_load.py` (120 s; here 60 s, so
-`make bench` stays within a few minutes).
+`make bench` stays within a few minutes), and the drop detector's tables as docs/alerts.md
+quotes them, `python bench/bench_detector.py --pages 60` (about 5 minutes).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ BENCHES = [
     ["bench_aggregator.py"],
     ["bench_latency.py"],
     ["bench_load.py", "--duration", "60"],
+    # The drop detector's operating characteristic, at a fifth of docs/alerts.md's size.
+    ["bench_detector.py", "--pages", "12", "--city-pages", "100"],
 ]
 
 if __name__ == "__main__":

@@ -76,6 +76,7 @@ def test_a_history_on_the_topic_is_judged_daily_and_emails_its_drop_once(
         (alarm - timedelta(days=days)).isoformat() for days in (97, 14, 27, 0)
     ]
     assert alert_id in view
+    assert "直近の日ほど重い加重スコア" in view  # and the chart's own figures
 
 
 WINDOWS = re.compile(r'<p class="windows">比較: (\S+?)〜(\S+?) と (\S+?)〜(\S+?)</p>')

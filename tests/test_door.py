@@ -1,6 +1,8 @@
 """The door on a running koe (gunicorn with two workers, PostgreSQL, the broker, the
 aggregator): what one address can and cannot do to a page's numbers, sending from many
-loopback addresses (127.0.0.0/8 is all this machine) as many citizens would.
+loopback addresses (127.0.0.0/8 is all this machine) as many citizens would. The two
+web workers must agree on a source and its budgets: the stuffing test gets exactly one
+budget from them together.
 
 One stack for the module, with the city's defaults except a small page budget (so the
 test need not send 60 answers) and a few new pages a day; the aggregator counts at most

@@ -120,3 +120,25 @@ def test_too_many_invalid_in_a_row_stops_the_consumer(broker):
     loop = ConsumerLoop(s, group_id="g", topic=TOPIC, handler=print)
     with pytest.raises(SystemExit, match="3 invalid messages in a row"):
         loop.run()
+
+
+def test_on_idle_runs_while_no_message_comes_and_again_after_a_batch(broker):
+    """Work that does not come from the topic (an alert an admin released) is not left
+    until the next message."""
+    ensure_topics([broker.bootstrap])
+    calls: list[str] = []
+    loop = ConsumerLoop(
+        settings(broker),
+        group_id="idle",
+        topic=TOPIC,
+        handler=lambda batch: calls.extend("batch" for _ in batch),
+        on_idle=lambda: calls.append("idle"),
+    )
+    with running(loop):
+        wait_until(lambda: calls.count("idle") >= 3, 30)
+        producer = make_producer(settings(broker))
+        producer.send(TOPIC, key="p1", value=events.encode(good_event(1)))
+        producer.flush()
+        wait_until(lambda: "batch" in calls, 30)
+        at_batch = calls.index("batch")
+        wait_until(lambda: "idle" in calls[at_batch:], 30)

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.config import load_settings
+from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
@@ -56,7 +57,7 @@ def daily_events(make_feedback) -> dict[date, list[dict]]:
     return days
 
 
-def run(sessions, batches: list[tuple[list[dict], datetime]]) -> None:
+def run(sessions, batches: list[tuple[list[dict], datetime]], crowd=DEFAULT_RULE) -> None:
     for batch, now in batches:
         with transaction(sessions) as session:
             handle_batch(
@@ -66,6 +67,7 @@ def run(sessions, batches: list[tuple[list[dict], datetime]]) -> None:
                 rule=RULE,
                 directory=DIRECTORY,
                 detector=DETECTOR,
+                crowd=crowd,
                 now=now,
             )
 
@@ -98,6 +100,13 @@ def test_a_drop_and_its_recovery_are_judged_on_completed_days_once_each(sessions
     assert question["question"] == "clarity"
     assert question["baseline"]["n"] == 84 * 6 and question["baseline"]["score"] == 75.0
     assert question["drop_points"] >= DETECTOR.min_drop_points
+    # The chart it was judged on: its weighted score sat at least the limit below.
+    chart = question["chart"]
+    assert chart["half_life_days"] == DETECTOR.half_life_days
+    assert chart["limit_points"] >= DETECTOR.min_drop_points
+    assert chart["effective_n"] >= DETECTOR.min_weight
+    below = question["baseline"]["score"] - chart["weighted_score"]
+    assert below >= chart["limit_points"] - 0.1  # both rounded to 0.1
     # The event's time is the end of the judged day (Tokyo), not the moment of judging.
     assert events.parse_time(alerts[0]["time"]) == datetime(
         alarm_day.year, alarm_day.month, alarm_day.day, tzinfo=TOKYO
@@ -145,3 +154,44 @@ def test_the_detector_is_off_unless_switched_on_and_its_knobs_are_checked():
     # Checked while off too: a wrong value is found before anyone switches it on.
     with pytest.raises(ConfigError):
         load_settings({"KOE_DETECTOR_SPAN_DAYS": "3"})
+
+
+@pytest.mark.parametrize(("down_days", "emailed"), [(5, True), (8, False)])
+def test_after_downtime_the_missed_days_are_judged_in_order_and_only_fresh_news_is_sent(
+    sessions, make_feedback, down_days, emailed
+):
+    days = daily_events(make_feedback)
+    ordered = sorted(days)
+    back = DROP_DAY + timedelta(days=down_days)
+    down = [d for d in ordered if DROP_DAY <= d < back]
+    evening = [(days[d], datetime(d.year, d.month, d.day, 12, tzinfo=UTC)) for d in ordered]
+    before = [b for b, d in zip(evening, ordered, strict=True) if d < DROP_DAY]
+    # The consumer was down from the first bad day; it reads the missed days' answers
+    # and the day it is back's together, on that evening.
+    caught_up = ([e for d in [*down, back] for e in days[d]], evening[ordered.index(back)][1])
+    run(sessions, [*before, caught_up])
+    [row] = recorded(sessions)
+    drop = events.decode(row.payload.encode())["data"]
+    alarm_day = date.fromisoformat(drop["recent"]["end"])
+    assert alarm_day == DROP_DAY + timedelta(days=3)  # as on the live run: same judgement
+    # Within KOE_ALERT_MAX_AGE_DAYS (3) of the day it is judged on it is news and is
+    # emailed; older, it is recorded as sent and never published.
+    assert (row.sent_at is None) is emailed
+    with sessions() as session:
+        last_days = {s.last_day for s in session.scalars(select(DetectorState))}
+    assert last_days == {back - timedelta(days=1)}  # every missed day judged, not today
+
+
+def test_a_drop_held_for_review_gets_no_recovery(sessions, make_feedback):
+    days = daily_events(make_feedback)
+    # A crowd no page has: every alert's evidence is held (crowd.py).
+    nobody = CrowdRule(min_sources=1_000_000)
+    evening = [(days[d], datetime(d.year, d.month, d.day, 12, tzinfo=UTC)) for d in sorted(days)]
+    run(sessions, evening, crowd=nobody)
+    [row] = recorded(sessions)
+    assert events.decode(row.payload.encode())["type"] == "koe.alerts.v1"
+    assert row.held_reason == "few_sources" and row.sent_at is None
+    # The page did come back (as in the first test), but its division never heard of
+    # the drop: no recovery is recorded, and the question is not left open.
+    with sessions() as session:
+        assert all(s.dropped_day is None for s in session.scalars(select(DetectorState)))

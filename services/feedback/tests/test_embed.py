@@ -84,6 +84,10 @@ def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client)
     )
     assert "style=" not in snippet and "<script>" not in snippet
     assert 'id="koe-thanks"' in snippet and "koe_widget" not in snippet
+    # An empty page-view token (each plain-form answer a person of its own; a CMS that
+    # renders per request may fill one in), and no page id: /embed signs nothing.
+    assert '<input type="hidden" name="client_token" value="">' in snippet
+    assert "page_id" not in snippet and "page_sig" not in snippet
 
 
 def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):

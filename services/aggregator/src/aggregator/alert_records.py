@@ -37,6 +37,11 @@ class QuestionChange:
     n_before: int | None
     after: float | None
     n_after: int | None
+    # The drop detector's chart: the weighted score it compared, with its effective n,
+    # and how far below the reference counted as a drop (absent for the drop rule's).
+    weighted: float | None = None
+    effective_n: float | None = None
+    limit_points: float | None = None
 
 
 @dataclass(frozen=True)
@@ -177,10 +182,14 @@ def _window(raw: Any) -> tuple[date, date] | None:
 def _change(raw: dict[str, Any]) -> QuestionChange:
     before = raw.get("baseline") if isinstance(raw.get("baseline"), dict) else {}
     after = raw.get("recent") if isinstance(raw.get("recent"), dict) else {}
+    chart = raw.get("chart") if isinstance(raw.get("chart"), dict) else {}
     return QuestionChange(
         question=str(raw.get("question", "")),
         before=before.get("score"),
         n_before=before.get("n"),
         after=after.get("score"),
         n_after=after.get("n"),
+        weighted=chart.get("weighted_score"),
+        effective_n=chart.get("effective_n"),
+        limit_points=chart.get("limit_points"),
     )

@@ -444,6 +444,7 @@ def _drop_data(alert: DropAlert, page: dict[str, Any]) -> dict[str, Any]:
                 "baseline": tally_json(q.baseline),
                 "drop_points": round(q.drop_points, 1),
                 "p_value": q.p_value,
+                **({"chart": dict(q.chart)} if q.chart else {}),
             }
             for q in alert.questions
         ],

@@ -172,6 +172,12 @@ def _alerts(
                     baseline=j.reference_answers,
                     drop_points=max(0.0, min(100.0, j.drop_points or 0.0)),
                     p_value=detector.p_value(j, settings),
+                    chart={
+                        "weighted_score": round(j.decided_score or 0.0, 1),
+                        "effective_n": round(j.decided.effective_n, 1),
+                        "limit_points": round(j.limit_points or 0.0, 1),
+                        "half_life_days": settings.half_life_days,
+                    },
                 )
                 for q, j in zip(page.emailed, emailed, strict=True)
             ],

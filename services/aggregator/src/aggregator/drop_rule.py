@@ -100,6 +100,9 @@ class QuestionDrop:
     baseline: Tally
     drop_points: float
     p_value: float
+    # The drop detector's chart behind it (detector_alerts.py): weighted_score,
+    # effective_n, limit_points, half_life_days. None for the drop rule's drops.
+    chart: Mapping[str, float] | None = None
 
 
 @dataclass(frozen=True)

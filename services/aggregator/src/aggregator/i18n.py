@@ -139,6 +139,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{question}: {before} (n={n_before}) → {after} (n={n_after})",
         "{question}: {before} (n={n_before}) → {after} (n={n_after})",
     ),
+    "alerts.chart": (
+        "(判定: 直近の日ほど重い加重スコア {weighted}、実効 {effective_n} 件。"
+        "基準から {limit} ポイント以上の低下で通知)",
+        "(judged on: the recent days' weighted score {weighted}, effective n {effective_n}; "
+        "a drop of {limit} points or more below the reference alerts)",
+    ),
     "alerts.windows": (
         "比較: {baseline_start}〜{baseline_end} と {recent_start}〜{recent_end}",
         "Compared: {baseline_start}–{baseline_end} with {recent_start}–{recent_end}",

@@ -43,6 +43,7 @@ from support import (
     SITE,
     Koe,
     RawAnswer,
+    from_address,
     publish,
     raw_http,
     signed_proof,
@@ -552,6 +553,17 @@ def baseline(page_url: str) -> list[dict]:
     ]
 
 
+def bad_days(page_url: str) -> list[dict]:
+    """Three citizens a day found the page bad on each of the six days before today: 18,
+    under the drop rule's 20, and spread so that today's answers are not a burst."""
+    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    return [
+        submitted(page_url, BAD, today - timedelta(days=d, minutes=i), source=f"bad {d} {i}")
+        for d in range(1, 7)
+        for i in range(3)
+    ]
+
+
 # The headers notifier.compose writes; anything else in an alert came from its input.
 MAIL_HEADERS = {
     *("subject", "from", "to", "date", "message-id", "auto-submitted"),
@@ -595,14 +607,20 @@ def test_a_hostile_title_reaches_the_email_and_the_dashboard_only_as_text(
     koe = koe_factory()
     wait_until_ready(koe)
     dx_id = page_id_for_url(canonical_url(DX_PAGE))
-    history = baseline(DX_PAGE)
+    # Four good weeks, then a few citizens a day found it bad this week: too few to judge.
+    history = baseline(DX_PAGE) + bad_days(DX_PAGE)
     publish(broker.bootstrap, FEEDBACK_TOPIC, history)
-    wait_until(lambda: koe.page_n(dx_id) == len(history), what="the good weeks counted")
-    assert smtp_server.messages == [], "good weeks alone must not drop"
+    wait_until(lambda: koe.page_n(dx_id) == len(history), what="the history counted")
+    assert smtp_server.messages == [], "good weeks and a few bad answers must not drop"
 
-    # Today citizens find the page bad; its CMS sent a hostile title with their answers.
-    for _ in range(LIVE):
-        answer = koe.submit(page_url=DX_PAGE, page_title=HOSTILE_TITLE, answers=BAD)
+    # Today citizens, each on an address of their own (an alert needs a crowd, and a
+    # title needs five sources), find the page bad; its CMS sent a hostile title.
+    for i in range(LIVE):
+        answer = from_address(f"127.0.6.{i + 1}").post(
+            koe.url("feedback", "/api/v1/feedback"),
+            json={"page_url": DX_PAGE, "page_title": HOSTILE_TITLE, "answers": BAD},
+            timeout=10,
+        )
         assert answer.status_code == 202, answer.text
     wait_until(lambda: smtp_server.messages, timeout_s=60, what="the alert email")
     wait_until(lambda: koe.page_n(dx_id) == len(history) + LIVE, what="every answer counted")

@@ -9,7 +9,7 @@ weeks, and a 500-page city mixing sizes and fates.
 
 Each page is judged once a day, per question, by aggregator.detector.judge (the
 function the service calls) and, side by side, by today's rule
-(aggregator.drop_rule.evaluate_windows, daily, with its cooldown). Questions of a page
+(bench/baseline_drop_rule.py, evaluate_windows daily with its cooldown). Questions of a page
 that fire on the same day make one email, as in the service.
 
 Usage: python bench/bench_detector.py [--pages 60] [--seed 1] [--half-life 4] ...
@@ -27,8 +27,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
 from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
-from aggregator.drop_rule import DropRule, evaluate_windows
 from aggregator.scoring import Tally
+from baseline_drop_rule import DropRule, evaluate_windows
 
 QUESTIONS = ("findability", "clarity", "usefulness")
 SIZES = (2, 5, 10, 20, 50, 200)

@@ -17,14 +17,14 @@ import argparse
 import random
 from datetime import date, timedelta
 
-from aggregator.drop_rule import (
+from aggregator.scoring import Tally
+from baseline_drop_rule import (
     DropRule,
     OpenDrop,
     evaluate_recovery,
     evaluate_windows,
     one_sided_p_value,
 )
-from aggregator.scoring import Tally
 
 RULE = DropRule()
 DAY0 = date(2026, 1, 1)

@@ -201,13 +201,19 @@ def alert(n: int) -> dict:
     return event
 
 
-def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
-    """Feedback events for one page: good weeks, then a bad week ending today (a drop)."""
+def history(
+    page_url: str, days_good: int = 100, days_bad: int = 4, *, answer_today: bool = True
+) -> list[dict]:
+    """Feedback events for one page: `days_good` good days (the drop detector's
+    reference needs 98 days of history behind the judged day), then `days_bad` bad ones
+    ending yesterday, and, with `answer_today`, one good answer today: it completes
+    yesterday for the page, so the detector judges the bad days at once and emails the
+    drop (never news older than KOE_ALERT_MAX_AGE_DAYS: keep days_bad at 4 or less)."""
     rng = random.Random(7)
     today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     produced = []
-    for back in range(days_good + days_bad - 1, -1, -1):
-        bad = back < days_bad
+    for back in range(days_good + days_bad, 0, -1):
+        bad = back <= days_bad
         for i in range(5):
             answer = (
                 ("no" if rng.random() < 0.8 else "neutral")
@@ -216,6 +222,8 @@ def history(page_url: str, days_good: int, days_bad: int) -> list[dict]:
             )
             answers = {"findability": "yes", "clarity": answer, "usefulness": answer}
             produced.append(submitted(page_url, answers, today - timedelta(days=back, minutes=i)))
+    if answer_today:
+        produced.append(submitted(page_url, {"findability": "yes"}, today))
     return produced
 
 

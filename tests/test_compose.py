@@ -464,19 +464,6 @@ def compose_run(broker, smtp_server, new_pg_database, fast_kafka_env, tmp_path) 
         print(f"--- {log.name} ---\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def history(page_url: str, bad_recent: int) -> list[dict]:
-    """Four good weeks of one page, then `bad_recent` poor answers this week."""
-    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
-    moments = [today - timedelta(days=7 + d, minutes=i) for d in range(28) for i in range(5)]
-    answers = ["yes"] * len(moments)
-    moments += [today - timedelta(days=d % 6, minutes=30) for d in range(bad_recent)]
-    answers += ["no"] * bad_recent
-    return [
-        submitted(page_url, {"clarity": answer, "usefulness": answer}, moment)
-        for moment, answer in zip(moments, answers, strict=True)
-    ]
-
-
 def metrics_text(url: str, token: str | None = None) -> str:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     response = requests.get(url, headers=headers, timeout=10)
@@ -531,12 +518,9 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
     # stopped at once, naming it.
     assert run.stack.dead() == []
 
-    # 2. A page's history straight onto the topic, one poor answer short of an alert.
-    # The drop rule's own minimum, as the aggregator reads it from compose's settings.
-    from aggregator.config import load_settings
-
-    rule = load_settings(run.env["aggregator-consumer"], need_kafka=True).drop_rule
-    past = history(DX_PAGE, bad_recent=rule.min_n_recent - 1)
+    # 2. A page's history straight onto the topic, a drop in its last days, but nothing
+    # yet today: yesterday is not a completed day for the page, so no alert.
+    past = history(DX_PAGE, answer_today=False)
     producer = KafkaProducer(bootstrap_servers=[broker.bootstrap], acks="all")
     for event in past:
         producer.send(
@@ -547,7 +531,8 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
     wait_until(lambda: page_n() == len(past), timeout_s=90, what="the history counted")
     assert not smtp_server.messages
 
-    # 3. The citizen whose answer tips the page, with the request id their proxy gave.
+    # 3. The citizen whose answer completes yesterday for the page (the detector judges
+    # it, and the drop alarms), with the request id their proxy gave.
     request_id = f"tsu-{uuid.uuid4().hex[:16]}"
     # Like widget.js, it first solves a challenge for the page (the compose default's work).
     response = Solving().post(

@@ -12,7 +12,6 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.migrate import migrate
 from aggregator.models import DailyCount, DailyResponse
@@ -62,9 +61,7 @@ def response(answers: dict[str, str], at: datetime, replaces: str | None = None)
 
 def run(sessions, *batch: dict) -> None:
     with transaction(sessions) as session:
-        handle_batch(
-            session, list(batch), timezone=TOKYO, rule=DropRule(), directory=DIRECTORY, now=T0
-        )
+        handle_batch(session, list(batch), timezone=TOKYO, directory=DIRECTORY, now=T0)
 
 
 def stats(sessions) -> tuple[int, dict[str, tuple[int, int, int]]]:

@@ -154,7 +154,7 @@ def test_kill_9_of_the_notifier_mid_send(koe_factory, broker, smtp_server, figur
     # Many pages drop at once while the notifier is down, so it starts on a whole run.
     wait_for_partitions(koe, "notifier-consumer")
     koe.stack.kill("notifier-consumer", signal.SIGTERM)
-    publish(broker.bootstrap, FEEDBACK, [e for url in DROPPING for e in history(url, 28, 7)])
+    publish(broker.bootstrap, FEEDBACK, [e for url in DROPPING for e in history(url)])
     wait_until(
         lambda: len(alert_ids(broker.bootstrap)) >= len(DROPPING),
         timeout_s=60,

@@ -15,9 +15,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
+from aggregator.drop_rule import DropRule
 from sqlalchemy import select
 
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox
 from koe_directory import load_directory

@@ -10,7 +10,6 @@ import pytest
 
 from aggregator.app import create_app
 from aggregator.config import load_settings
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import DailyCount, DailyResponse, Page
 from koe_directory import load_directory
@@ -219,9 +218,7 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
         feedback("2026-11-10T03:00:00Z", {"findability": "no", "usefulness": "yes"}),
     ]
     with transaction(sessions) as session:
-        handle_batch(
-            session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), directory=DIRECTORY
-        )
+        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY)
     client = create_app(
         load_settings(
             {"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}
@@ -252,8 +249,6 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
 
     # A redelivered batch counts no response twice.
     with transaction(sessions) as session:
-        handle_batch(
-            session, batch, timezone=ZoneInfo("Asia/Tokyo"), rule=DropRule(), directory=DIRECTORY
-        )
+        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY)
     [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
     assert page["windows"]["all"]["n"] == 4

@@ -11,7 +11,6 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import (
     DailyCount,
@@ -32,9 +31,7 @@ CAP = 3  # the shipped KOE_COUNT_PER_SOURCE_DAY
 
 def run(sessions, batch, **options):
     with transaction(sessions) as session:
-        return handle_batch(
-            session, batch, timezone=TOKYO, rule=DropRule(), directory=DIRECTORY, **options
-        )
+        return handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, **options)
 
 
 def at(day: date, minute: int) -> datetime:

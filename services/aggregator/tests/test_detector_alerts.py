@@ -1,4 +1,4 @@
-"""The drop detector in the batch handler (KOE_ALERT_DETECTOR), on SQLite and PostgreSQL:
+"""The drop detector in the batch handler, on SQLite and PostgreSQL:
 a page's history day by day raises one drop and one recovery, judged on completed days;
 a replay of the same events into a new database later records the same alerts and
 sends none."""
@@ -15,7 +15,6 @@ from sqlalchemy import select
 from aggregator.config import load_settings
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.migrate import migrate
 from aggregator.models import AlertOutbox, DetectorState
@@ -26,7 +25,6 @@ from koe_kit.db import make_engine, session_factory, transaction
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
-RULE = DropRule(max_age_days=3)
 DETECTOR = DetectorSettings()
 START = date(2026, 3, 2)
 GOOD = ["yes", "yes", "yes", "yes", "neutral", "no"]  # 75
@@ -64,7 +62,7 @@ def run(sessions, batches: list[tuple[list[dict], datetime]], crowd=DEFAULT_RULE
                 session,
                 batch,
                 timezone=TOKYO,
-                rule=RULE,
+                max_age_days=3,
                 directory=DIRECTORY,
                 detector=DETECTOR,
                 crowd=crowd,
@@ -144,14 +142,15 @@ def test_a_replay_into_a_new_database_records_the_same_alerts_and_sends_none(
     assert all(r.sent_at is not None for r in rows)  # old news: recorded, never published
 
 
-def test_the_detector_is_off_unless_switched_on_and_its_knobs_are_checked():
-    assert load_settings({}).detector is None
-    on = load_settings({"KOE_ALERT_DETECTOR": "1", "KOE_DETECTOR_HALF_LIFE_DAYS": "6"})
-    assert on.detector == DetectorSettings(half_life_days=6.0)
+def test_the_detector_is_the_rule_and_its_knobs_are_checked():
+    assert load_settings({}).detector == DetectorSettings()
+    assert load_settings({}).alert_max_age_days == 3
+    tuned = load_settings({"KOE_DETECTOR_HALF_LIFE_DAYS": "6", "KOE_ALERT_MAX_AGE_DAYS": "5"})
+    assert tuned.detector == DetectorSettings(half_life_days=6.0)
+    assert tuned.alert_max_age_days == 5
     with pytest.raises(ConfigError) as raised:
-        load_settings({"KOE_ALERT_DETECTOR": "1", "KOE_DETECTOR_LIMIT_SIGMAS": "0.5"})
+        load_settings({"KOE_DETECTOR_LIMIT_SIGMAS": "0.5"})
     assert "KOE_DETECTOR_LIMIT_SIGMAS" in str(raised.value)
-    # Checked while off too: a wrong value is found before anyone switches it on.
     with pytest.raises(ConfigError):
         load_settings({"KOE_DETECTOR_SPAN_DAYS": "3"})
 

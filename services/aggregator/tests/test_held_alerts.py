@@ -3,14 +3,14 @@ drops and recoveries are held (recorded, not published), real ones are not, a pr
 buries nothing, a held drop gets no recovery until released, replays hold the same; the
 outbox publisher sends a held alert only after its release, once.
 
-Each day's answers are one batch judged that day, as the live consumer would, under the
-shipped drop rule and per-source cap.
+Each day's answers are one batch judged that day, as the live consumer would, and the
+daily sweep judges each day once it is over, under the shipped detector and per-source
+cap.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -21,9 +21,10 @@ from sqlalchemy import select
 from aggregator import held_alerts
 from aggregator import outbox as outbox_module
 from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE
-from aggregator.drop_rule import DropRule
+from aggregator.daily_sweep import sweep
+from aggregator.detector import DetectorSettings
 from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, AlertState
+from aggregator.models import AlertOutbox, DetectorState
 from aggregator.outbox import OutboxPublisher
 from koe_directory import load_directory
 from koe_kit.db import make_engine, session_factory, transaction
@@ -32,9 +33,8 @@ from koe_kit.topics import ensure_topics
 
 DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
 TOKYO = ZoneInfo("Asia/Tokyo")
-RULE = replace(DropRule(), max_age_days=3)  # the shipped rule and the service's max age
-START = date(2026, 10, 1)  # four weeks of baseline, then the recent week
-DROP_DAY = START + timedelta(days=34)  # the recent window's last day
+START = date(2026, 7, 1)  # 100 good days (the detector's reference needs 98), then a week
+DROP_DAY = START + timedelta(days=106)  # the bad week's last day
 
 
 class City:
@@ -64,9 +64,9 @@ class City:
         for i in range(count):
             self.add(day, f"{day} citizen {i}", answer)
 
-    def good_weeks(self) -> None:
-        for offset in range(28):
-            self.citizens(START + timedelta(days=offset), "yes", 3)
+    def good_weeks(self, per_day: int = 3) -> None:
+        for offset in range(100):
+            self.citizens(START + timedelta(days=offset), "yes", per_day)
 
     def judge(self, sessions, days: list[date] | None = None) -> None:
         """Each day's answers as one batch, judged at noon that day."""
@@ -79,22 +79,32 @@ class City:
         self._batch(sessions, [e for day in days for e in self.days.get(day, [])], days[-1])
 
     def _batch(self, sessions, batch: list[dict], day: date) -> None:
+        """The batch at noon, then that night's daily sweep (01:00 the next day)."""
         noon = datetime(day.year, day.month, day.day, 12, tzinfo=TOKYO)
         with transaction(sessions) as session:
             handle_batch(
                 session,
                 batch,
                 timezone=TOKYO,
-                rule=RULE,
                 directory=DIRECTORY,
                 per_source_day=self.per_source_day,
                 page_min_sources=1,
                 now=noon,
             )
+        with transaction(sessions) as session:
+            sweep(
+                session,
+                DetectorSettings(),
+                through=day,
+                max_age_days=3,
+                now=noon + timedelta(hours=13),
+                timezone=TOKYO,
+                directory=DIRECTORY,
+            )
 
-    def good_then(self, sessions) -> None:
-        """Four good weeks from many citizens, each day judged."""
-        self.good_weeks()
+    def good_then(self, sessions, per_day: int = 3) -> None:
+        """100 good days from many citizens, each day judged."""
+        self.good_weeks(per_day)
         self.judge(sessions)
 
 
@@ -119,31 +129,36 @@ def recent_days() -> list[date]:
 def test_a_drop_from_one_source_over_a_week_is_held_with_its_evidence(
     sessions, make_feedback, make_source
 ):
-    """Injected events: one source string on seven days, three "no" a day (the cap)."""
+    """Injected events: one source string on seven days, three "no" a day (the cap),
+    among one citizen's "yes" a day."""
     city = City(make_feedback, make_source)
     city.good_then(sessions)
     for day in recent_days():
         city.add(day, "forger", "no", times=10)
-    city.inject(sessions, recent_days())
+        city.citizens(day, "yes", 1)
+    city.judge(sessions, recent_days())
 
     [(kind, reason, evidence)] = outbox(sessions)
-    assert (kind, reason) == ("koe.alerts.v1", FEW_SOURCES)
-    assert evidence["n"] == 21 and evidence["sources"] == 1
-    assert evidence["largest_source_share"] == 1.0
-    assert evidence["window"] == {
-        "start": recent_days()[0].isoformat(),
-        "end": DROP_DAY.isoformat(),
-    }
-    assert [d["n"] for d in evidence["days"]] == [3] * 7
+    assert (kind, reason) == ("koe.alerts.v1", ONE_SOURCE)
+    # The evidence is the chart's last four days (one half-life), where the forger's
+    # three a day outweigh the citizens.
+    end = date.fromisoformat(evidence["window"]["end"])
+    assert evidence["window"]["start"] == (end - timedelta(days=3)).isoformat()
+    assert evidence["largest_source_share"] > 0.34
+    days = {d["day"]: d["n"] for d in evidence["days"]}
+    assert all(n in (3, 4) for n in days.values())  # a good day's three, or 3 + 1
     assert make_source("forger") not in json.dumps(evidence)
-    # Alert state as for a sent alert: the cooldown holds the next days quiet.
+    # Judged as for a sent alert: the cooldown holds the next days quiet.
     more = City(make_feedback, make_source)
     for back in (1, 2):
         more.add(DROP_DAY + timedelta(days=back), "forger", "no", times=3)
     more.judge(sessions)
     assert len(outbox(sessions)) == 1
     with sessions() as session:
-        assert session.scalars(select(AlertState.question)).all() == ["clarity"]
+        dropped = session.scalars(
+            select(DetectorState.question).where(DetectorState.dropped_day.is_not(None))
+        ).all()
+        assert dropped == ["clarity"]
 
 
 def test_the_same_drop_from_many_sources_is_not_held(sessions, make_feedback, make_source):
@@ -164,24 +179,27 @@ def test_a_burst_on_one_day_is_held(sessions, make_feedback, make_source):
     city.judge(sessions)
     [(_kind, reason, evidence)] = outbox(sessions)
     assert reason == BURST
+    # All of the chart's last four days' answers came on one day.
     assert evidence["busiest_day"] == DROP_DAY.isoformat()
-    assert evidence["busiest_day_share"] == round(25 / 27, 4)
+    assert evidence["busiest_day_share"] == 1.0
 
 
 def test_one_source_holding_most_of_a_drop_is_held_when_the_cap_is_lifted(
     sessions, make_feedback, make_source
 ):
     """A city that raises KOE_COUNT_PER_SOURCE_DAY (everyone behind one proxy) still has
-    the share test: one address's 30 "no" among six citizens' answers."""
+    the share test: one address's 30 "no" over two days among eight citizens' answers
+    (no single day alarms: the detector judges without its most decisive day)."""
     city = City(make_feedback, make_source, per_source_day=1000)
     city.good_weeks()
-    for day in recent_days()[:6]:
-        city.citizens(day, "no", 1)
-    city.add(DROP_DAY, "forger", "no", times=30)
+    for day in recent_days():
+        city.citizens(day, "yes", 2)
+    for day in recent_days()[-2:]:
+        city.add(day, "forger", "no", times=15)
     city.judge(sessions)
     [(_kind, reason, evidence)] = outbox(sessions)
     assert reason == ONE_SOURCE
-    assert (evidence["sources"], evidence["n"]) == (7, 36)
+    assert (evidence["sources"], evidence["n"]) == (9, 38)
 
 
 def test_a_pre_flood_cannot_bury_a_real_drop(sessions, make_feedback, make_source):
@@ -199,62 +217,62 @@ def test_a_pre_flood_cannot_bury_a_real_drop(sessions, make_feedback, make_sourc
 
 
 def real_drop(city: City, sessions) -> None:
-    """Four good weeks, then a bad week from many citizens, judged on its last day."""
+    """100 good days, then a bad week from many citizens, each day judged."""
     city.good_then(sessions)
     for day in recent_days():
         city.citizens(day, "no", 4)
-    city.inject(sessions, recent_days())
+    city.judge(sessions, recent_days())
+
+
+# Four weeks after: the chart must be back for seven days in a row.
+AFTER = [DROP_DAY + timedelta(days=back) for back in range(1, 29)]
 
 
 def test_a_recovery_from_one_source_is_held(sessions, make_feedback, make_source):
     city = City(make_feedback, make_source, per_source_day=1000)
     real_drop(city, sessions)
-    city.add(DROP_DAY + timedelta(days=1), "forger", "yes", times=25)
-    city.judge(sessions, [DROP_DAY + timedelta(days=1)])
+    for day in AFTER:
+        city.add(day, "forger", "yes", times=25)
+    city.judge(sessions, AFTER)
     [drop, recovery] = outbox(sessions)
     assert drop[:2] == ("koe.alerts.v1", None)
     assert recovery[:2] == ("koe.alerts.recovered.v1", FEW_SOURCES)
-    assert recovery[2]["window"]["start"] == recovery[2]["window"]["end"]  # the day after
+    assert recovery[2]["sources"] == 1
 
 
 def test_a_real_recovery_is_not_held(sessions, make_feedback, make_source):
     city = City(make_feedback, make_source)
     real_drop(city, sessions)
-    after = [DROP_DAY + timedelta(days=back) for back in (1, 2, 3)]
-    for day in after:
+    for day in AFTER:
         city.citizens(day, "yes", 8)
-    city.judge(sessions, after)
+    city.judge(sessions, AFTER)
     assert [row[:2] for row in outbox(sessions)] == [
         ("koe.alerts.v1", None),
         ("koe.alerts.recovered.v1", None),
     ]
 
 
-def test_a_held_drop_gets_no_recovery_until_it_is_released(sessions, make_feedback, make_source):
-    city = City(make_feedback, make_source)
+def test_a_released_drop_gets_its_recovery(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source, per_source_day=1000)
     city.good_then(sessions)
     for day in recent_days():
-        city.add(day, "forger", "no", times=3)
-    city.inject(sessions, recent_days())
-    after = [DROP_DAY + timedelta(days=back) for back in (1, 2, 3)]
-    for day in after:
-        city.citizens(day, "yes", 8)
-    city.judge(sessions, after)
+        city.add(day, "forger", "no", times=10)
+    city.judge(sessions, recent_days())
     [(kind, reason, _)] = outbox(sessions)
-    assert (kind, reason) == ("koe.alerts.v1", FEW_SOURCES)
+    assert kind == "koe.alerts.v1" and reason in (FEW_SOURCES, ONE_SOURCE)
 
     with transaction(sessions) as session:
         [held] = held_alerts.list_held(session)
-        now = datetime(2026, 11, 8, tzinfo=UTC)
+        now = datetime(2026, 10, 16, tzinfo=UTC)
         assert held_alerts.release(session, held.alert.alert_id, by="admin@city", now=now)
         # Decided once: neither a second release nor a dismissal changes it.
         assert not held_alerts.release(session, held.alert.alert_id, by="other", now=now)
         assert not held_alerts.dismiss(session, held.alert.alert_id, by="other", now=now)
-    later = City(make_feedback, make_source)
-    later.citizens(DROP_DAY + timedelta(days=4), "yes", 8)
-    later.judge(sessions)
+    for day in AFTER:
+        city.citizens(day, "yes", 8)
+    city.judge(sessions, AFTER)
     assert [row[:2] for row in outbox(sessions)] == [
-        ("koe.alerts.v1", FEW_SOURCES),
+        ("koe.alerts.v1", reason),
         ("koe.alerts.recovered.v1", None),
     ]
     with sessions() as session:
@@ -272,7 +290,7 @@ def test_a_replay_holds_the_same_alerts_and_a_late_one_raises_none(
         city.add(day, "forger", "no", times=10)
         city.citizens(day, "yes", 1)
     for into in (sessions, replay_sessions):
-        city.judge(into, sorted(city.days)[:28])
+        city.judge(into, sorted(city.days)[:100])
         city.inject(into, recent_days())
     first, again = outbox(sessions), outbox(replay_sessions)
     assert first == again and [r[1] for r in first] == [ONE_SOURCE]
@@ -289,7 +307,6 @@ def test_a_replay_holds_the_same_alerts_and_a_late_one_raises_none(
             session,
             late,
             timezone=TOKYO,
-            rule=RULE,
             directory=DIRECTORY,
             now=datetime(2026, 12, 20, tzinfo=UTC),
         )
@@ -314,7 +331,7 @@ def test_the_publisher_sends_a_held_alert_only_once_released(
         forged.good_then(sessions)
         for day in recent_days():
             forged.add(day, "forger", "no", times=3)
-        forged.inject(sessions, recent_days())
+        forged.judge(sessions, recent_days())
         real = City(lambda *a, **k: make_feedback(*a, **k, page_id="u-real"), make_source)
         real_drop(real, sessions)
         assert publisher() == 1

@@ -13,7 +13,6 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from aggregator.config import FEEDBACK_TOPIC, load_settings
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import (
     DailyCount,
@@ -43,7 +42,6 @@ def count(sessions, events, processed_at: datetime):
             session,
             events,
             timezone=ZoneInfo("Asia/Tokyo"),
-            rule=DropRule(),
             directory=DIRECTORY,
             now=processed_at,
         )
@@ -171,11 +169,11 @@ def test_sources_past_their_keep_days_are_forgotten_and_the_counts_stay(
 
 def test_the_source_keep_days_cover_the_alert_windows_and_start_up_refuses_less():
     assert SOURCE_KEEP_DAYS == 100
-    assert load_settings({"KOE_SOURCE_KEEP_DAYS": "35"}).source_keep_days == 35
-    with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS='34' is invalid"):
-        load_settings({"KOE_SOURCE_KEEP_DAYS": "34"})
-    # Longer alert windows need longer memory.
-    longer = {"KOE_ALERT_BASELINE_DAYS": "100", "KOE_SOURCE_KEEP_DAYS": "100"}
+    # The detector's chart reads 28 days (KOE_DETECTOR_SPAN_DAYS).
+    assert load_settings({"KOE_SOURCE_KEEP_DAYS": "28"}).source_keep_days == 28
+    with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS='27' is invalid"):
+        load_settings({"KOE_SOURCE_KEEP_DAYS": "27"})
+    # A longer chart needs longer memory.
+    longer = {"KOE_DETECTOR_SPAN_DAYS": "60", "KOE_SOURCE_KEEP_DAYS": "59"}
     with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS"):
         load_settings(longer)
-    assert load_settings({"KOE_ALERT_BASELINE_DAYS": "100"}).source_keep_days == 107

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from zoneinfo import ZoneInfo
 
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY
 from aggregator.crowd import CrowdRule
 from aggregator.detector import DetectorSettings
-from aggregator.drop_rule import DropRule
+from aggregator.ingest import DEFAULT_MAX_AGE_DAYS
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
 from koe_directory import Directory, DirectoryError, load_directory
@@ -35,11 +36,15 @@ class Settings:
     api_token: str | None = None
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
     consumer_group: str = "aggregator"
-    drop_rule: DropRule = DropRule()
+    # Days after which an alert is old news: recorded, not emailed (ingest.py).
+    alert_max_age_days: int = DEFAULT_MAX_AGE_DAYS
     # What an alert's evidence needs to be emailed rather than held for review (crowd.py).
     crowd_rule: CrowdRule = CrowdRule()
-    # The drop detector (detector.py) when KOE_ALERT_DETECTOR is on; None: the drop rule.
-    detector: DetectorSettings | None = None
+    # The drop detector's knobs (detector.py).
+    detector: DetectorSettings = DetectorSettings()
+    # How long after a city day's midnight the daily sweep judges it (daily_sweep.py):
+    # answers from its last minutes may still be on their way through the relay.
+    sweep_grace: timedelta = timedelta(minutes=60)
     kafka: KafkaSettings | None = None
     secret_key: str | None = None
     # Off only for plain-http tests and local runs: a Secure cookie is never sent over http.
@@ -68,28 +73,11 @@ def load_settings(
     token = reader.str("KOE_API_TOKEN", None)
     timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
     group = reader.str("KOE_CONSUMER_GROUP", "aggregator")
-    defaults = DropRule()
-    rule = DropRule(
-        recent_days=reader.int("KOE_ALERT_RECENT_DAYS", defaults.recent_days, minimum=1),
-        baseline_days=reader.int("KOE_ALERT_BASELINE_DAYS", defaults.baseline_days, minimum=1),
-        min_n_recent=reader.int("KOE_ALERT_MIN_N_RECENT", defaults.min_n_recent, minimum=1),
-        min_n_baseline=reader.int("KOE_ALERT_MIN_N_BASELINE", defaults.min_n_baseline, minimum=1),
-        min_drop_points=reader.float(
-            "KOE_ALERT_MIN_DROP_POINTS", defaults.min_drop_points, minimum=0, maximum=100
-        ),
-        alpha=reader.float("KOE_ALERT_ALPHA", defaults.alpha, minimum=1e-9, maximum=1),
-        cooldown_days=reader.int("KOE_ALERT_COOLDOWN_DAYS", defaults.cooldown_days, minimum=0),
-        max_age_days=reader.int("KOE_ALERT_MAX_AGE_DAYS", 3, minimum=0),
-        recovery_tolerance_points=reader.float(
-            "KOE_ALERT_RECOVERY_TOLERANCE_POINTS",
-            defaults.recovery_tolerance_points,
-            minimum=0,
-            maximum=100,
-        ),
+    max_age_days = reader.int("KOE_ALERT_MAX_AGE_DAYS", DEFAULT_MAX_AGE_DAYS, minimum=0)
+    detector = read_detector(reader)
+    sweep_grace = timedelta(
+        minutes=reader.int("KOE_ALERT_SWEEP_GRACE_MINUTES", 60, minimum=0, maximum=24 * 60 - 1)
     )
-    # Read (and checked) even while off, so a wrong value is found before it is switched on.
-    detector_settings = read_detector(reader)
-    detector = detector_settings if reader.bool("KOE_ALERT_DETECTOR", False) else None
     crowd_defaults = CrowdRule()
     crowd_rule = CrowdRule(
         min_sources=reader.int("KOE_ALERT_MIN_SOURCES", crowd_defaults.min_sources, minimum=1),
@@ -121,16 +109,13 @@ def load_settings(
     )
     count_per_source_day = reader.int("KOE_COUNT_PER_SOURCE_DAY", DEFAULT_PER_SOURCE_DAY, minimum=1)
     page_min_sources = reader.int("KOE_PAGE_MIN_SOURCES", DEFAULT_MIN_SOURCES, minimum=1)
-    judged_days = rule.recent_days + rule.baseline_days
-    if detector is not None:
-        # The crowd check reads the sources of the detector's chart window.
-        judged_days = max(judged_days, detector.span_days)
+    # The crowd check reads the sources of the detector's chart window.
+    judged_days = detector.span_days
     source_keep_days = reader.int(
         "KOE_SOURCE_KEEP_DAYS",
         max(DEFAULT_SOURCE_KEEP_DAYS, judged_days),
         minimum=judged_days,
-        hint="days; alerts read the sources of the days they judge "
-        "(KOE_ALERT_RECENT_DAYS + KOE_ALERT_BASELINE_DAYS)",
+        hint="days; alerts read the sources of the days they judge (KOE_DETECTOR_SPAN_DAYS)",
     )
     if need_token:
         for problem in (token_problem(token), secret_key_problem(secret_key)):
@@ -142,7 +127,8 @@ def load_settings(
         api_token=token,
         timezone=timezone,
         consumer_group=group,
-        drop_rule=rule,
+        alert_max_age_days=max_age_days,
+        sweep_grace=sweep_grace,
         crowd_rule=crowd_rule,
         detector=detector,
         kafka=kafka,
@@ -171,6 +157,7 @@ DETECTOR_BOUNDS: dict[str, tuple[float, float]] = {
     "cooldown_days": (0, 365),
     "recovery_days": (1, 90),
     "recovery_tolerance_points": (0, 50),
+    "evidence_days": (1, 90),
 }
 
 

@@ -2,9 +2,10 @@
 
 Consumer group `aggregator` (KOE_CONSUMER_GROUP) on koe.feedback.submitted.v1;
 poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
-loop commits offsets only after it, then the outbox publisher sends new alerts and,
-now and then, the pruners forget events Kafka can no longer deliver again and
-sources no alert reads any more.
+loop commits offsets only after it, then the outbox publisher sends new alerts; once a
+city day the daily sweep judges the completed days of pages that got no answers since
+(daily_sweep.py), and now and then the pruners forget events Kafka can no longer deliver
+again and sources no alert reads any more.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings, read_divisions
+from aggregator.daily_sweep import DailySweep
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
 from aggregator.pruning import ProcessedPruner, SourcePruner
@@ -50,12 +52,12 @@ class BatchHandler:
                     session,
                     [m.event for m in messages],
                     timezone=self.settings.timezone,
-                    rule=self.settings.drop_rule,
                     directory=self.directory,
                     per_source_day=self.settings.count_per_source_day,
                     page_min_sources=self.settings.page_min_sources,
                     crowd=self.settings.crowd_rule,
                     detector=self.settings.detector,
+                    max_age_days=self.settings.alert_max_age_days,
                 )
         except IntegrityError as exc:
             # Another member (mid-rebalance) counted some of these events first;
@@ -91,11 +93,30 @@ def build_loop(
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
     ]
 
+    daily_sweep = DailySweep(
+        sessions,
+        settings.detector,
+        max_age_days=settings.alert_max_age_days,
+        timezone=settings.timezone,
+        directory=directory,
+        crowd=settings.crowd_rule,
+        grace=settings.sweep_grace,
+    )
+
+    def sweep() -> None:
+        if daily_sweep():
+            publisher.note_pending()
+
     def after_commit() -> None:
         # Outside the batch's transaction: neither holds the batch's locks any longer.
+        sweep()
         publisher()
         for prune in pruners:
             prune()
+
+    def on_idle() -> None:
+        sweep()
+        publisher.recheck()
 
     loop = ConsumerLoop(
         settings.kafka,
@@ -103,7 +124,7 @@ def build_loop(
         topic=TOPIC,
         handler=BatchHandler(sessions, settings, directory, publisher),
         after_commit=after_commit,
-        on_idle=publisher.recheck,
+        on_idle=on_idle,
     )
     return loop, publisher
 

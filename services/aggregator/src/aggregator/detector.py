@@ -67,6 +67,10 @@ class DetectorSettings:
     cooldown_days: int = 14
     recovery_days: int = 7
     recovery_tolerance_points: float = 5.0
+    # The last days of an alert's chart whose answers must come from a crowd
+    # (alerting.judged_window): one half-life, the days that moved the chart most. A
+    # week let a source's three capped answers a day hide among a crowd of good days.
+    evidence_days: int = 4
 
     def reference_window(self, day: date) -> Window:
         end = day - timedelta(days=self.gap_days)

@@ -8,8 +8,8 @@ detector_state. So a consumer that was down, or a replay from offset 0, catches 
 by day with exactly the judgements a live run made, and the alert ids (uuid5 over the
 page, questions and judged window) come out the same.
 
-Emails: a page's drop or recovery becomes the same DropAlert / RecoveryAlert as the
-drop rule's, so alerting.py records it, asks crowd.py and publishes it alike. An alert
+Emails: a page's drop or recovery becomes a DropAlert / RecoveryAlert (alert_types.py),
+which alerting.py records, asks crowd.py about and publishes. An alert
 whose day is more than max_age_days before today is old news: recorded (the same
 record a live run made) but never published.
 """
@@ -24,9 +24,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aggregator import detector
-from aggregator.crowd import Verdict
-from aggregator.detector import DetectorSettings, PageJudgement, State
-from aggregator.drop_rule import (
+from aggregator.alert_types import (
     DropAlert,
     OpenDrop,
     QuestionDrop,
@@ -35,6 +33,8 @@ from aggregator.drop_rule import (
     alert_id_for,
     recovery_id_for,
 )
+from aggregator.crowd import Verdict
+from aggregator.detector import DetectorSettings, PageJudgement, State
 from aggregator.models import AlertOutbox, DailyCount, DetectorState, publishable
 from aggregator.scoring import Tally
 from koe_directory import QUESTION_KEYS

@@ -1,7 +1,7 @@
-"""The batch handler: count each feedback event once, then evaluate the drop rule.
+"""The batch handler: count each feedback event once, then judge completed days for drops.
 
 Everything a batch changes (processed ids, counts, responses, excess, sources, pages,
-alert state, alert outbox) is written in the caller's one transaction, so a crash
+detector state, alert outbox) is written in the caller's one transaction, so a crash
 leaves either all of it or none; the offsets are committed only afterwards, and
 redelivered events are recognised by id. Work per batch is a fixed number of
 statements, never one per event, and nothing is kept in memory between batches.
@@ -23,11 +23,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from aggregator.alerting import Alert, raise_alerts, raise_detector_alerts
+from aggregator.alerting import Alert, raise_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
-from aggregator.drop_rule import DropRule
 from aggregator.models import (
     DailyCount,
     DailyExcess,
@@ -76,18 +75,23 @@ class _Totals:
 
 _ANSWER_INDEX = {"yes": 0, "neutral": 1, "no": 2}
 
+# Alerts about days more than this many days before today are recorded but not emailed
+# (KOE_ALERT_MAX_AGE_DAYS): a replay or a long outage's catch-up is not news any more.
+DEFAULT_MAX_AGE_DAYS = 3
+DEFAULT_DETECTOR = DetectorSettings()
+
 
 def handle_batch(
     session: Session,
     batch: Sequence[dict[str, Any]],
     *,
     timezone: ZoneInfo,
-    rule: DropRule,
     directory: Directory,
     per_source_day: int = DEFAULT_PER_SOURCE_DAY,
     page_min_sources: int = DEFAULT_MIN_SOURCES,
     crowd: CrowdRule = DEFAULT_RULE,
-    detector: DetectorSettings | None = None,
+    detector: DetectorSettings = DEFAULT_DETECTOR,
+    max_age_days: int = DEFAULT_MAX_AGE_DAYS,
     now: datetime | None = None,
 ) -> BatchResult:
     """Count the events of `batch` not counted before; write alerts to the outbox."""
@@ -146,16 +150,9 @@ def handle_batch(
         ledger.write(session)
         pages.write(session)
     today = now.astimezone(timezone).date()
-    if detector is not None:
-        alerts = _detector_alerts(
-            session, latest_day, today, rule, detector, now, timezone, directory, crowd
-        )
-    else:
-        judged = {page_id: day for page_id, day in latest_day.items() if rule.judges(day, today)}
-        if judged:
-            visible = shown(session, list(judged))
-            judged = {page_id: day for page_id, day in judged.items() if page_id in visible}
-        alerts = raise_alerts(session, judged, rule, now, directory, crowd) if judged else []
+    alerts = _detector_alerts(
+        session, latest_day, today, detector, max_age_days, now, timezone, directory, crowd
+    )
     return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
 
 
@@ -163,8 +160,8 @@ def _detector_alerts(
     session: Session,
     latest_day: dict[str, date],
     today: date,
-    rule: DropRule,
     detector: DetectorSettings,
+    max_age_days: int,
     now: datetime,
     timezone: ZoneInfo,
     directory: Directory,
@@ -178,11 +175,11 @@ def _detector_alerts(
         through = {page_id: day for page_id, day in through.items() if page_id in visible}
     if not through:
         return []
-    return raise_detector_alerts(
+    return raise_alerts(
         session,
         through,
         detector,
-        max_age_days=rule.max_age_days,
+        max_age_days=max_age_days,
         now=now,
         timezone=timezone,
         directory=directory,

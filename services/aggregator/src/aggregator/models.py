@@ -124,30 +124,6 @@ class PageTitle(Base):
     sources: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
-class AlertState(Base):
-    """The last drop alert per page and question: the cooldown, and the recovery.
-
-    A drop is open while baseline_* is set and recovery_alert_id is not (rows
-    from before migration 0004 have no baseline and never recover).
-    """
-
-    __tablename__ = "alert_state"
-
-    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    question: Mapped[str] = mapped_column(String(32), primary_key=True)
-    last_alert_day: Mapped[date] = mapped_column(Date)
-    last_alert_id: Mapped[str] = mapped_column(String(36))
-    # The baseline window the page dropped from, and the recent window that alerted.
-    baseline_yes: Mapped[int | None] = mapped_column(Integer)
-    baseline_neutral: Mapped[int | None] = mapped_column(Integer)
-    baseline_no: Mapped[int | None] = mapped_column(Integer)
-    dropped_yes: Mapped[int | None] = mapped_column(Integer)
-    dropped_neutral: Mapped[int | None] = mapped_column(Integer)
-    dropped_no: Mapped[int | None] = mapped_column(Integer)
-    recovery_alert_id: Mapped[str | None] = mapped_column(String(36))
-    recovered_day: Mapped[date | None] = mapped_column(Date)
-
-
 class DetectorState(Base):
     """The drop detector's state per page and question (detector.State), kept between
     the days it judges (detector_alerts.py, migration 0009)."""

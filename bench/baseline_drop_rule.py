@@ -1,4 +1,8 @@
-"""Drop rule v1: did a page's satisfaction drop, per question? Pure, no I/O.
+"""The baseline for the benches: drop rule v1, which the aggregator ran before the drop
+detector (issue 12). The service no longer uses it; bench_detector.py and
+bench_drop_rule.py print its numbers side by side with the detector's.
+
+Drop rule v1: did a page's satisfaction drop, per question? Pure, no I/O.
 
 For a page, as_of is the latest event day the batch brought for it. The recent
 window is the `recent_days` days ending at as_of; the baseline window is the
@@ -35,15 +39,21 @@ docs/alerts.md gives the numbers behind every default.
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, timedelta
 
+from aggregator.alert_types import (
+    DropAlert,
+    OpenDrop,
+    QuestionDrop,
+    QuestionRecovery,
+    RecoveryAlert,
+    alert_id_for,
+    recovery_id_for,
+)
 from aggregator.scoring import Tally, Window, question_score, total
 from koe_directory import QUESTION_KEYS
-
-ALERT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:koe:alerts")
 
 
 @dataclass(frozen=True)
@@ -93,28 +103,6 @@ class DropRule:
         return Window(start, as_of)
 
 
-@dataclass(frozen=True)
-class QuestionDrop:
-    question: str
-    recent: Tally
-    baseline: Tally
-    drop_points: float
-    p_value: float
-    # The drop detector's chart behind it (detector_alerts.py): weighted_score,
-    # effective_n, limit_points, half_life_days. None for the drop rule's drops.
-    chart: Mapping[str, float] | None = None
-
-
-@dataclass(frozen=True)
-class DropAlert:
-    alert_id: str
-    page_id: str
-    as_of: date
-    recent: Window
-    baseline: Window
-    questions: list[QuestionDrop] = field(default_factory=list)
-
-
 def one_sided_p_value(recent: Tally, baseline: Tally) -> float:
     """P(recent ≤ observed | no drop): pooled two-proportion z test, upper tail."""
     n_r, n_b = recent.n, baseline.n
@@ -126,11 +114,6 @@ def one_sided_p_value(recent: Tally, baseline: Tally) -> float:
         return 1.0  # everyone equally (un)satisfied in both windows: no evidence of a drop
     z = (baseline.satisfied / n_b - recent.satisfied / n_r) / math.sqrt(variance)
     return 0.5 * math.erfc(z / math.sqrt(2))
-
-
-def alert_id_for(page_id: str, questions: Iterable[str], recent: Window) -> str:
-    key = "|".join([page_id, ",".join(sorted(questions)), str(recent.start), str(recent.end)])
-    return str(uuid.uuid5(ALERT_NAMESPACE, key))
 
 
 def evaluate(
@@ -198,37 +181,6 @@ def evaluate_windows(
         baseline=baseline_window,
         questions=fired,
     )
-
-
-@dataclass(frozen=True)
-class OpenDrop:
-    """A question's last drop alert, not followed by a recovery yet."""
-
-    question: str
-    alert_id: str
-    alert_day: date  # the as_of of the alert: the last day of the evidence for the drop
-    baseline: Tally  # the level the page dropped from
-    dropped: Tally  # the recent window that alerted
-
-
-@dataclass(frozen=True)
-class QuestionRecovery:
-    drop: OpenDrop
-    window: Window
-    recent: Tally
-
-
-@dataclass(frozen=True)
-class RecoveryAlert:
-    alert_id: str
-    page_id: str
-    as_of: date
-    questions: list[QuestionRecovery] = field(default_factory=list)
-
-
-def recovery_id_for(page_id: str, drops: Iterable[OpenDrop]) -> str:
-    parts = sorted(f"{d.question}:{d.alert_id}" for d in drops)
-    return str(uuid.uuid5(ALERT_NAMESPACE, "|".join(["recovered", page_id, *parts])))
 
 
 def evaluate_recovery(

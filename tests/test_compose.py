@@ -24,7 +24,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,7 +42,7 @@ from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
 from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
 from koe_kit.testing import wait_until
-from support import DX_PAGE, REPO, Solving, submitted
+from support import DX_PAGE, REPO, Solving, history
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]

@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from aggregator.config import load_settings
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
+from aggregator.daily_sweep import DailySweep
 from aggregator.detector import DetectorSettings
 from aggregator.ingest import handle_batch
 from aggregator.migrate import migrate
@@ -194,3 +195,41 @@ def test_a_drop_held_for_review_gets_no_recovery(sessions, make_feedback):
     # the drop: no recovery is recorded, and the question is not left open.
     with sessions() as session:
         assert all(s.dropped_day is None for s in session.scalars(select(DetectorState)))
+
+
+def test_the_daily_sweep_judges_a_page_that_went_quiet_after_its_drop(sessions, make_feedback):
+    """The page's answers stop after its fourth bad day: no later answer completes those
+    days, so only the sweep after midnight judges them, once, and emails the drop."""
+    days = daily_events(make_feedback)
+    quiet_from = DROP_DAY + timedelta(days=4)
+    evening = [
+        (days[d], datetime(d.year, d.month, d.day, 12, tzinfo=UTC))
+        for d in sorted(days)
+        if d < quiet_from
+    ]
+    run(sessions, evening)
+    assert recorded(sessions) == []  # the last bad days are not complete for any batch
+
+    daily = DailySweep(
+        sessions,
+        DETECTOR,
+        max_age_days=3,
+        timezone=TOKYO,
+        directory=DIRECTORY,
+        crowd=DEFAULT_RULE,
+        grace=timedelta(hours=1),
+    )
+    midnight = datetime.combine(quiet_from, datetime.min.time(), TOKYO)
+    assert daily(midnight + timedelta(minutes=30)) == []  # within the grace: not yet
+    [drop] = daily(midnight + timedelta(hours=2))
+    assert drop.page_id == PAGE and DROP_DAY < drop.as_of < quiet_from
+    assert daily(midnight + timedelta(hours=3)) == []  # once a day
+    [row] = recorded(sessions)
+    assert row.alert_id == drop.alert_id and row.sent_at is None  # to be emailed
+    with sessions() as session:
+        assert {s.last_day for s in session.scalars(select(DetectorState))} == {
+            quiet_from - timedelta(days=1)
+        }
+    # Days later, still quiet: each night's sweep judges the new day, and nothing more.
+    assert daily(midnight + timedelta(days=1, hours=2)) == []
+    assert len(recorded(sessions)) == 1

@@ -1,7 +1,8 @@
 """The drop detector: a control chart per page and question, judged once a day. Pure, no I/O.
 
-A page is looked at every day for years, so a test made for one look (drop_rule.py)
-adds its false alarms up day after day. This is a monitoring chart instead:
+A page is looked at every day for years, so a test made for one look (the old drop
+rule, bench/baseline_drop_rule.py) adds its false alarms up day after day. This is a
+monitoring chart instead:
 
 - **Reference**: the page's own answers over `reference_days` (84) ending `gap_days`
   (14) before the judged day. The gap keeps the recent past out, so a drop or a slow

@@ -104,15 +104,17 @@ def test_a_forged_drop_is_held_and_an_admin_release_emails_once(koe_factory, bro
     admin = koe.signed_in(ADMIN)
     forged, real = page("forged"), page("real")
 
-    # A page with good months, then a week of one source's "no", injected, up to today.
-    send(koe, broker.bootstrap, forged, good_weeks(forged, "偽の低下", 7), 300)
-    forger = answers(forged, "偽の低下", range(6, -1, -1), 10, "no", sender="forger")
-    send(koe, broker.bootstrap, forged, forger, 370)
+    # A page with good months, then three days of one source's "no", injected, up to
+    # today (so the two days before are complete). Injected days arrive at once: the
+    # alarm must be within KOE_ALERT_MAX_AGE_DAYS (3) of today to be news.
+    send(koe, broker.bootstrap, forged, good_weeks(forged, "偽の低下", 3), 300)
+    forger = answers(forged, "偽の低下", range(2, -1, -1), 10, "no", sender="forger")
+    send(koe, broker.bootstrap, forged, forger, 330)
     # The same drop on another page, from four citizens a day, ending yesterday; one
     # answer today completes yesterday.
-    send(koe, broker.bootstrap, real, good_weeks(real, "本当の低下", 8), 300)
-    bad_week = answers(real, "本当の低下", range(7, 0, -1), 4, "no")
-    send(koe, broker.bootstrap, real, bad_week + answers(real, "本当の低下", [0], 1, "yes"), 329)
+    send(koe, broker.bootstrap, real, good_weeks(real, "本当の低下", 4), 300)
+    bad_days = answers(real, "本当の低下", range(3, 0, -1), 4, "no")
+    send(koe, broker.bootstrap, real, bad_days + answers(real, "本当の低下", [0], 1, "yes"), 313)
 
     wait_until(lambda: len(smtp_server.messages) >= 1, timeout_s=90, what="the real drop")
     wait_until(lambda: len(held_alerts(admin, koe)) == 1, timeout_s=30, what="the held drop")
@@ -146,16 +148,17 @@ def test_a_dismissed_forgery_emails_nobody_and_a_pre_flood_buries_nothing(
     admin, clerk = koe.signed_in(ADMIN), koe.signed_in(CLERK)
     injected, buried = page("injected"), page("buried")
 
-    # One source's ten "no" a day for a week: three a day count, 21 in all, one source.
-    send(koe, broker.bootstrap, injected, good_weeks(injected, "注入された低下", 7), 300)
-    forger = answers(injected, "注入された低下", range(6, -1, -1), 10, "no", sender="forger")
-    send(koe, broker.bootstrap, injected, forger, 321)
-    # 300 "yes" from one source first, then four citizens' "no" a day for a week.
-    flood = answers(buried, "埋もれない低下", [6], 300, "yes", sender="flooder")
+    # One source's ten "no" a day for three days up to today: three a day count, one
+    # source.
+    send(koe, broker.bootstrap, injected, good_weeks(injected, "注入された低下", 3), 300)
+    forger = answers(injected, "注入された低下", range(2, -1, -1), 10, "no", sender="forger")
+    send(koe, broker.bootstrap, injected, forger, 309)
+    # 300 "yes" from one source first, then four citizens' "no" a day up to today.
+    flood = answers(buried, "埋もれない低下", [4], 300, "yes", sender="flooder")
     send(koe, broker.bootstrap, buried, flood, 3)
-    send(koe, broker.bootstrap, buried, good_weeks(buried, "埋もれない低下", 7), 303)
-    citizens = answers(buried, "埋もれない低下", range(6, -1, -1), 4, "no")
-    send(koe, broker.bootstrap, buried, citizens, 331)
+    send(koe, broker.bootstrap, buried, good_weeks(buried, "埋もれない低下", 4), 303)
+    citizens = answers(buried, "埋もれない低下", range(3, -1, -1), 4, "no")
+    send(koe, broker.bootstrap, buried, citizens, 319)
 
     wait_until(lambda: len(smtp_server.messages) >= 1, timeout_s=90, what="the real drop")
     wait_until(lambda: held_alerts(admin, koe), timeout_s=30, what="the held drop")

@@ -1,4 +1,4 @@
-"""The drop detector (KOE_ALERT_DETECTOR=1) on the whole stack: a page's four months as
+"""The drop detector on the whole stack: a page's four months as
 events on the feedback topic, the daily judgement of its completed days, one email to its
 division, and the dashboard's page view showing the windows the alert was judged on.
 
@@ -45,7 +45,7 @@ def day_answers(back: int, values: list[str]) -> list[dict]:
 def test_a_history_on_the_topic_is_judged_daily_and_emails_its_drop_once(
     koe_factory, broker, smtp_server
 ):
-    koe = koe_factory(KOE_ALERT_DETECTOR="1")
+    koe = koe_factory()
     koe.create_account(CLERK, "somu-dx")
     good, bad = ["yes", "yes", "yes", "neutral"], ["no", "no", "no", "neutral"]
     # 120 good days, four bad ones ending yesterday, and one answer today (so yesterday

@@ -252,3 +252,26 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
         handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY)
     [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
     assert page["windows"]["all"]["n"] == 4
+
+
+def test_a_batch_committed_mid_request_never_splits_n_from_its_questions(
+    client, sessions, monkeypatch
+):
+    """The consumer commits a response (answering clarity) between the API's statement
+    for the questions' counts and the one for responses: the page's figures still come
+    from one snapshot, so n is the questions' answers (each response here answered one)."""
+    from aggregator import stats
+
+    window_responses = stats._window_responses
+
+    def after_a_commit(*args, **kwargs):
+        with transaction(sessions) as other:
+            other.add(DailyCount(page_id=A, day=date(2026, 11, 27), question="usefulness", yes=1))
+            row = other.get(DailyResponse, (A, date(2026, 11, 27)))
+            row.responses += 1
+        return window_responses(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "_window_responses", after_a_commit)
+    page = client.get(f"/api/v1/pages/{A}?as_of=2026-11-27", headers=AUTH).get_json()
+    for window in page["windows"].values():
+        assert window["n"] == sum(q["n"] for q in window["questions"].values()), window

@@ -7,6 +7,8 @@ import re
 from datetime import date, datetime
 
 from flask import Blueprint, current_app, jsonify, request
+from sqlalchemy import text
+from sqlalchemy.orm import Session
 
 from aggregator import stats
 from aggregator.query_args import whole_number
@@ -38,6 +40,25 @@ def _directory() -> Directory:
     return current_app.extensions["aggregator.directory"]
 
 
+def _snapshot() -> Session:
+    """The request's session, all of whose reads see one snapshot of the database.
+
+    A page's figures come from several statements (answers per question, responses,
+    the daily series); read one by one under READ COMMITTED, a batch the consumer
+    commits between them would give an n that disagrees with its questions' counts.
+    PostgreSQL: a REPEATABLE READ transaction. SQLite: one explicit read transaction
+    (the driver starts none for SELECTs, so each statement would read on its own).
+    """
+    session = db_session()
+    if session.in_transaction():
+        session.rollback()  # reads before the view (a signed-in check): start afresh
+    if session.get_bind().dialect.name == "postgresql":
+        session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
+    else:
+        session.execute(text("BEGIN"))
+    return session
+
+
 def _bad_request(field: str, reason: str):
     return jsonify(errors={field: [reason]}), 400
 
@@ -62,7 +83,7 @@ def list_pages():
     division = request.args.get("division") or None
     if division is not None and not DIVISION_CODE.match(division):
         return _bad_request("division", "must be a division code (letters, digits, - and _)")
-    pages = stats.list_pages(db_session(), as_of=as_of, directory=_directory(), division=division)
+    pages = stats.list_pages(_snapshot(), as_of=as_of, directory=_directory(), division=division)
     return jsonify(as_of=as_of.isoformat(), pages=pages)
 
 
@@ -76,7 +97,7 @@ def page_detail(page_id: str):
     days = whole_number(request.args.get("days", str(DEFAULT_DAYS)), 1, MAX_DAYS)
     if days is None:
         return _bad_request("days", f"must be a whole number from 1 to {MAX_DAYS}")
-    page = stats.page_detail(db_session(), page_id, as_of=as_of, days=days, directory=_directory())
+    page = stats.page_detail(_snapshot(), page_id, as_of=as_of, days=days, directory=_directory())
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
     return jsonify(page)

@@ -29,6 +29,7 @@ from datetime import date, timedelta
 from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
 from aggregator.scoring import Tally
 from baseline_drop_rule import DropRule, evaluate_windows
+from bench_drop_rule import day_tally
 
 QUESTIONS = ("findability", "clarity", "usefulness")
 SIZES = (2, 5, 10, 20, 50, 200)
@@ -78,14 +79,7 @@ def history(
             if q in fate.hit:
                 shift += fate.shift(day) + (-50 if day == fate.bad_day else 0)
             p_yes = min(max(p_yes + shift / 100, 0.0), 1 - p_neutral)
-            yes = neutral = 0
-            for _ in range(n):
-                r = rng.random()
-                if r < p_yes:
-                    yes += 1
-                elif r < p_yes + p_neutral:
-                    neutral += 1
-            series[q].append(Tally(yes, neutral, n - yes - neutral))
+            series[q].append(day_tally(rng, n, p_yes, p_neutral))
     return series
 
 

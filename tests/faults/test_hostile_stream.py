@@ -17,6 +17,7 @@ import html
 import io
 import json
 import re
+import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -26,6 +27,7 @@ from email.parser import BytesParser
 from email.policy import default as email_policy
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -48,11 +50,13 @@ from support import (
     raw_http,
     signed_proof,
     submitted,
+    wait_for_partitions,
 )
 
 pytestmark = pytest.mark.e2e
 
 FEEDBACK_TOPIC = "koe.feedback.submitted.v1"
+TOKYO = ZoneInfo("Asia/Tokyo")
 # What an attacker writes into a text field: header breaks (CR LF, a lone LF, the Unicode
 # line separator), an RFC 2047 encoded word that a mail parser would decode into a
 # header break, markup, a NUL (PostgreSQL text cannot hold one) and a DEL.
@@ -540,27 +544,35 @@ ONE_LINE_TITLE = (
 )
 DX_DIVISION_MAIL = "digital-kaikaku@city-tsu.example"
 GOOD, BAD = {"clarity": "yes", "usefulness": "yes"}, {"clarity": "no", "usefulness": "no"}
-LIVE = 24  # bad answers today, over the drop rule's minimum of 20 for the recent week
+LIVE = 24  # citizens today, each on an address of their own (a title needs five)
+
+
+def city_noon() -> datetime:
+    """Noon today in Tokyo: the days below are the city's, as the detector judges them."""
+    return datetime.now(TOKYO).replace(hour=12, minute=0, second=0, microsecond=0)
 
 
 def baseline(page_url: str) -> list[dict]:
-    """Four good weeks before the recent one, five answers a day, as the relay publishes."""
-    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    """100 good days up to three days ago (the drop detector's reference needs 98 days
+    behind the judged day), five answers a day, as the relay publishes."""
+    today = city_noon()
     return [
         submitted(page_url, GOOD, today - timedelta(days=d, minutes=i))
-        for d in range(8, 36)
+        for d in range(3, 103)
         for i in range(5)
     ]
 
 
 def bad_days(page_url: str) -> list[dict]:
-    """Three citizens a day found the page bad on each of the six days before today: 18,
-    under the drop rule's 20, and spread so that today's answers are not a burst."""
-    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
+    """Eight citizens a day found the page bad the day before yesterday and yesterday.
+    Yesterday is completed by the first answer today; until then only the day before is
+    judged, and one bad day alone never alarms (the detector judges without its most
+    decisive day)."""
+    today = city_noon()
     return [
         submitted(page_url, BAD, today - timedelta(days=d, minutes=i), source=f"bad {d} {i}")
-        for d in range(1, 7)
-        for i in range(3)
+        for d in (2, 1)
+        for i in range(8)
     ]
 
 
@@ -604,17 +616,24 @@ class _Seen(HTMLParser):
 def test_a_hostile_title_reaches_the_email_and_the_dashboard_only_as_text(
     koe_factory, broker, smtp_server, tmp_path, figures
 ):
-    koe = koe_factory()
+    # The daily sweep judges a day only a whole day after it ends: yesterday stays for
+    # the batch of today's answers to complete.
+    koe = koe_factory(KOE_ALERT_SWEEP_GRACE_MINUTES="1439")
     wait_until_ready(koe)
     dx_id = page_id_for_url(canonical_url(DX_PAGE))
-    # Four good weeks, then a few citizens a day found it bad this week: too few to judge.
+    # Good months, then two bad days: only the first of them is complete, so no drop yet.
     history = baseline(DX_PAGE) + bad_days(DX_PAGE)
     publish(broker.bootstrap, FEEDBACK_TOPIC, history)
     wait_until(lambda: koe.page_n(dx_id) == len(history), what="the history counted")
-    assert smtp_server.messages == [], "good weeks and a few bad answers must not drop"
+    time.sleep(3)  # an email, if the detector judged a day too early, would be here by now
+    assert smtp_server.messages == [], "one bad day must not drop"
 
-    # Today citizens, each on an address of their own (an alert needs a crowd, and a
-    # title needs five sources), find the page bad; its CMS sent a hostile title.
+    # Today citizens, each on an address of their own, find the page bad; its CMS sent a
+    # hostile title. The aggregator reads them in one batch once all are on the topic
+    # (it is stopped meanwhile): the batch that completes yesterday, and so sends the
+    # drop, is the one whose five and more sources set the title.
+    wait_for_partitions(koe, "aggregator-consumer")
+    koe.stack.kill("aggregator-consumer", signal.SIGTERM)
     for i in range(LIVE):
         answer = from_address(f"127.0.6.{i + 1}").post(
             koe.url("feedback", "/api/v1/feedback"),
@@ -622,9 +641,14 @@ def test_a_hostile_title_reaches_the_email_and_the_dashboard_only_as_text(
             timeout=10,
         )
         assert answer.status_code == 202, answer.text
+    wait_until(
+        lambda: len(read_topic([broker.bootstrap], FEEDBACK_TOPIC)) == len(history) + LIVE,
+        what="today's answers on the topic",
+    )
+    koe.stack.start("aggregator-consumer")
     wait_until(lambda: smtp_server.messages, timeout_s=60, what="the alert email")
     wait_until(lambda: koe.page_n(dx_id) == len(history) + LIVE, what="every answer counted")
-    time.sleep(3)  # a second email, if the rule fired twice, would be here by now
+    time.sleep(3)  # a second email, if the detector fired twice, would be here by now
     assert koe.stats(f"/api/v1/pages/{dx_id}").json()["title"] == ONE_LINE_TITLE
 
     # The email: no injected header, one recipient, a one-line subject, markup as text.

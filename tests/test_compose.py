@@ -404,13 +404,15 @@ def local_env(
 ) -> dict[str, str]:
     """compose's environment for `service`, its host names and paths mapped to this test's."""
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    # The container's own /tmp (its tmpfs), where gunicorn keeps its metrics folder.
+    (scratch / service).mkdir(exist_ok=True)
+    env["TMPDIR"] = str(scratch / service)
     for name, value in {**image_env(), **environment(service)}.items():
         if name == "PATH":
             continue
         if value.startswith(IMAGE_WORKDIR + "/"):
             value = str(REPO / value.removeprefix(IMAGE_WORKDIR + "/"))
         elif value.startswith(CONTAINER_TMP):
-            (scratch / service).mkdir(exist_ok=True)  # the container's own /tmp
             value = str(scratch / service / value.removeprefix(CONTAINER_TMP))
         env[name] = value
     if env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092":

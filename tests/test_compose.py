@@ -282,7 +282,7 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
 
 def test_a_placeholder_secret_of_the_example_stops_each_service_naming_it():
     placeholders = {name for name, value in EXAMPLE_ENV.items() if value.startswith(PLACEHOLDER)}
-    assert {"POSTGRES_PASSWORD", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"} <= placeholders
+    assert {"KOE_FEEDBACK_DB_PASSWORD", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"} <= placeholders
     refused = set()
     for name in KOE:
         env = {
@@ -302,10 +302,11 @@ def test_a_placeholder_secret_of_the_example_stops_each_service_naming_it():
             # gunicorn's master outlives a worker that refuses to boot, and boots another.
             stderr = running.stderr.decode() if running.stderr else ""
         named = {p for p in placeholders if f"{p} still holds the placeholder" in stderr}
-        named |= {"POSTGRES_PASSWORD"} if "DATABASE_URL still holds" in stderr else set()
+        # A database password reaches the process inside its DATABASE_URL.
+        named |= {"DATABASE_URL"} if "DATABASE_URL still holds" in stderr else set()
         assert named, f"{name}: {stderr[-500:]}"
         refused |= named
-    assert refused >= {"POSTGRES_PASSWORD", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"}
+    assert refused >= {"DATABASE_URL", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"}
 
 
 def test_secrets_come_from_the_env_file():
@@ -348,15 +349,72 @@ def test_every_variable_given_is_one_the_service_reads(monkeypatch: pytest.Monke
         assert not unknown, f"{name} is given variables nothing reads: {sorted(unknown)}"
 
 
-def test_the_postgres_init_script_creates_every_database_the_services_use():
-    script = (REPO / "deploy/postgres/init-databases.sql").read_text(encoding="utf-8")
-    created = set(re.findall(r"CREATE DATABASE (\w+);", script))
-    used = {
-        urlsplit(environment(name)["DATABASE_URL"]).path.lstrip("/")
-        for name in KOE
-        if "DATABASE_URL" in environment(name)
-    }
-    assert used == created == {"koe_feedback", "koe_aggregator", "koe_notifier"}
+def test_the_postgres_init_script_creates_every_database_and_role_the_services_use():
+    init = "./deploy/postgres/init-koe.sh:/docker-entrypoint-initdb.d/20-koe.sh:ro"
+    assert init in SERVICES["postgres"]["volumes"]
+    script = (REPO / "deploy/postgres/init-koe.sh").read_text(encoding="utf-8")
+    for name in KOE:
+        if "DATABASE_URL" not in environment(name):
+            continue  # the topics job
+        url = urlsplit(environment(name)["DATABASE_URL"])
+        if name.endswith("-migrate"):
+            assert url.username == "koe_owner", name  # the owner makes the tables
+        else:
+            service = url.path.lstrip("/").removeprefix("koe_")
+            assert url.username == f"koe_{service}_app", name
+        assert f"ALTER ROLE {url.username} PASSWORD" in script
+
+
+def psql(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    parts = urlsplit(url)
+    argv = ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
+    argv += ["-U", parts.username or "postgres", "-d", parts.path.lstrip("/")]
+    argv += ["-v", "ON_ERROR_STOP=1", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.e2e
+def test_each_service_role_reaches_only_its_own_tables_and_changes_no_schema(pg_server_url):
+    prefix = f"koe_t{uuid.uuid4().hex[:8]}"
+    server = pg_server_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    admin = f"{server}/postgres"
+    psql(admin, "-v", f"prefix={prefix}", "-f", "deploy/postgres/roles.sql")
+
+    def url(role: str, service: str) -> str:
+        parts = urlsplit(server)
+        return (
+            f"postgresql://{prefix}_{role}@{parts.hostname}:{parts.port or 5432}/{prefix}_{service}"
+        )
+
+    try:
+        for service in ("feedback", "aggregator", "notifier"):
+            migrated = subprocess.run(
+                [sys.executable, "-m", f"{service}.migrate"],
+                env={**os.environ, "DATABASE_URL": url("owner", service)},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert migrated.returncode == 0, migrated.stderr
+        feedback = url("feedback_app", "feedback")
+        # Its own rows: read, written, deleted.
+        psql(feedback, "-c", "SELECT count(*) FROM responses")
+        psql(feedback, "-c", "DELETE FROM outbox WHERE false")
+        # No schema changes, and not another service's database.
+        for sql in ("DROP TABLE responses", "CREATE TABLE probe (n int)", "TRUNCATE outbox"):
+            refused = psql(feedback, "-c", sql, check=False)
+            assert refused.returncode != 0, sql
+            assert re.search(r"permission denied|must be owner", refused.stderr), refused.stderr
+        other = psql(url("feedback_app", "aggregator"), "-c", "SELECT 1", check=False)
+        assert other.returncode != 0 and "permission denied" in other.stderr
+        # Running the script again (after a database was made anew) changes nothing.
+        psql(admin, "-v", f"prefix={prefix}", "-f", "deploy/postgres/roles.sql")
+        psql(url("aggregator_app", "aggregator"), "-c", "SELECT count(*) FROM accounts")
+    finally:
+        for service in ("feedback", "aggregator", "notifier"):
+            psql(admin, "-c", f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+        for role in ("owner", "feedback_app", "aggregator_app", "notifier_app"):
+            psql(admin, "-c", f'DROP ROLE IF EXISTS "{prefix}_{role}"')
 
 
 def test_koe_containers_are_read_only_and_write_only_into_their_tmpfs():

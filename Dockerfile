@@ -6,21 +6,27 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
+# Dependencies first, exactly the versions the tests ran with (constraints.txt lists
+# every one, transitively): a change to koe's code leaves this layer cached, so a
+# rebuild downloads nothing. Every dependency ships a binary wheel: no compiler here.
 COPY constraints.txt ./
+RUN python -m venv /opt/koe \
+ && /opt/koe/bin/pip install --no-deps --only-binary=:all: -r constraints.txt
+# The build backend pinned too (not whatever setuptools PyPI has that day); koe's own
+# packages build against it and go into the venv without touching the dependencies,
+# and `pip check` proves the pinned set complete.
+RUN python -m pip install setuptools==80.9.0
 COPY libs/ libs/
 COPY services/ services/
-# Wheels of koe's own packages (and of their dependencies, at the versions the tests
-# ran: constraints.txt) first, then a venv from them only: every dependency ships a
-# binary wheel, so no compiler is needed here either, and the final stage gets the
-# venv and nothing of the build.
-RUN python -m pip wheel --wheel-dir /wheels --constraint constraints.txt \
+RUN python -m pip wheel --no-build-isolation --no-deps --wheel-dir /wheels \
         ./libs/koe_kit ./libs/koe_directory \
         ./services/feedback ./services/aggregator ./services/notifier \
- && python -m venv /opt/koe \
- && /opt/koe/bin/pip install --no-index --find-links /wheels \
-        koe-kit koe-directory koe-feedback koe-aggregator koe-notifier
+ && /opt/koe/bin/pip install --no-deps --no-index /wheels/*.whl \
+ && /opt/koe/bin/pip check
 
 FROM ${PYTHON_IMAGE}
+# A numeric USER: Kubernetes' runAsNonRoot and hosts without this passwd entry can tell
+# it is not root.
 RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home \
         --shell /usr/sbin/nologin koe
 COPY --from=builder /opt/koe /opt/koe
@@ -32,6 +38,6 @@ ENV PATH=/opt/koe/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     KOE_SCHEMAS_DIR=/app/schemas
-USER koe
+USER 10001:10001
 # No default process: the compose file names one per service.
 CMD ["python", "-c", "print('koe: choose a process, see docs/operations.md'); raise SystemExit(2)"]

@@ -31,7 +31,11 @@ $(AXE): package.json package-lock.json
 /usr/bin/chromium:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-cjk
 
-test: $(STAMP) $(AXE) /usr/bin/chromium ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
+# The reverse proxy's tests run compose's nginx config with Debian's nginx.
+/usr/sbin/nginx:
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
+
+test: $(STAMP) $(AXE) /usr/bin/chromium /usr/sbin/nginx ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
 	$(BIN)/python -m pytest --numprocesses=auto --ignore=tests/faults
 
 # The load in the fault suite and the benchmarks comes from wrk (Debian's).

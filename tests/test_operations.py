@@ -100,7 +100,7 @@ def test_the_runbook_check_refuses_what_koe_does_not_run(tmp_path: Path):
     entry_points = known_entry_points(tmp_path)
     for wrong in (
         "docker compose run --rm topics python -m koe_kit.no_such_tool",
-        "docker compose up -d --scale feedback-api=3",  # it has a host port
+        "docker compose up -d --scale proxy=2",  # it has host ports
         "docker compose exec -T postgres pg_dumpall -U koe",
         "docker compose up -d no-such-service",
         "kafka-topics.sh --alter --partitions 12",

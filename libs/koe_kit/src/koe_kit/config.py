@@ -19,6 +19,10 @@ T = TypeVar("T")
 _REQUIRED = object()
 
 
+# What every secret of .env.example starts with (and a DATABASE_URL built from one holds).
+PLACEHOLDER = "change-me"
+
+
 class ConfigError(Exception):
     """One or more settings are missing or invalid."""
 
@@ -56,6 +60,13 @@ class EnvReader:
                 self.problems.append(f"{name} is required ({hint})")
                 return None  # type: ignore[return-value]
             return default  # type: ignore[return-value]
+        if PLACEHOLDER in raw:
+            # .env.example's secrets are public: a deployment that kept one must not start.
+            self.problems.append(
+                f"{name} still holds the placeholder of .env.example: replace it with a "
+                "secret of its own (e.g. `openssl rand -hex 32`)"
+            )
+            return default if default is not _REQUIRED else None  # type: ignore[return-value]
         try:
             return parse(raw)
         except ValueError as exc:

@@ -11,10 +11,22 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
-from koe_kit.metrics import MULTIPROC_ENV
+# Multiprocess metrics are gunicorn's business alone, so the folder is chosen here, in
+# the master, before any worker imports the apps (workers inherit the environment).
+# Were it in the container's environment, every one-off command in that container
+# (`docker compose run --rm aggregator-web python -m aggregator.accounts ...`) would
+# find it set on a fresh, empty /tmp, and prometheus_client would fail to write its
+# first file. Set before anything imports prometheus_client (koe_kit.metrics does),
+# which picks its multiprocess mode when first imported.
+# A folder of its own per gunicorn (make run names one per app instead).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="koe-metrics-")
+
+from koe_kit.metrics import MULTIPROC_ENV  # noqa: E402
 
 # gunicorn 27's control socket defaults to one path under $HOME: several apps on a
 # machine (make run) would fight over it, and the image's home is read-only. koe

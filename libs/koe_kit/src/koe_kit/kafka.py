@@ -33,6 +33,7 @@ from sqlalchemy.exc import OperationalError
 from koe_kit import correlation, events, metrics
 from koe_kit.config import EnvReader
 from koe_kit.heartbeat import Heartbeat
+from koe_kit.kafka_security import KafkaSecurity, load_kafka_security
 from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ class KafkaSettings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     heartbeat_file: str | None = None
+    security: KafkaSecurity = KafkaSecurity()
 
     @classmethod
     def from_env(
@@ -86,6 +88,7 @@ class KafkaSettings:
             metrics_port=env.int("KOE_METRICS_PORT", None, minimum=1, hint="a TCP port"),
             metrics_host=env.str("KOE_METRICS_HOST", "127.0.0.1", hint="0.0.0.0 in a container"),
             heartbeat_file=env.str("KOE_HEARTBEAT_FILE", None, hint="a file path"),
+            security=load_kafka_security(env),
         )
 
 
@@ -106,6 +109,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "max_in_flight_requests_per_connection": 1,
         "linger_ms": 5,
         "key_serializer": _Utf8Key(),
+        **settings.security.client_options(),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -137,6 +141,7 @@ def ensure_topics(
     bootstrap_servers: Sequence[str],
     names: Sequence[str] | None = None,
     replication_factor: int = 1,
+    security: KafkaSecurity = KafkaSecurity(),
 ) -> None:
     """Create the topics of schemas/topics.yaml that do not exist yet, and give existing
     ones the partitions topics.yaml added (Kafka cannot take partitions away).
@@ -145,7 +150,11 @@ def ensure_topics(
     acks=all an accepted event then survives the loss of a broker."""
     wanted = events.topics()
     configs = {} if replication_factor < 2 else {"min.insync.replicas": str(replication_factor - 1)}
-    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), client_id="koe-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=list(bootstrap_servers),
+        client_id="koe-topics",
+        **security.client_options(),
+    )
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -178,12 +187,19 @@ def ensure_topics(
 
 
 def read_topic(
-    bootstrap_servers: Sequence[str], topic: str, timeout_s: float = 30.0
+    bootstrap_servers: Sequence[str],
+    topic: str,
+    timeout_s: float = 30.0,
+    security: KafkaSecurity = KafkaSecurity(),
 ) -> list[ConsumerRecord]:
     """Every record on a topic, from the beginning to the end offsets read at the
     start, in partition then offset order. For tests and for operators inspecting a
     dead-letter topic; it joins no group and commits nothing."""
-    consumer = KafkaConsumer(bootstrap_servers=list(bootstrap_servers), enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(bootstrap_servers),
+        enable_auto_commit=False,
+        **security.client_options(),
+    )
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
@@ -286,6 +302,7 @@ class ConsumerLoop(GracefulStop):
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_records=s.batch_max_messages,
+            **s.security.client_options(),
         )
         self.dlq = make_producer(s)
         self.consumer.subscribe([self.topic], listener=_FlushOnRevoke(self))

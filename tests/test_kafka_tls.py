@@ -14,9 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from faults.tcp_proxy import TcpProxy
 from kafka.errors import KafkaError
 
+from faults.tcp_proxy import TcpProxy
 from koe_kit import events
 from koe_kit.config import EnvReader
 from koe_kit.kafka import ConsumerLoop, KafkaSettings, ensure_topics, make_producer, read_topic
@@ -171,5 +171,5 @@ def test_sasl_settings_are_passed_to_every_client_and_incomplete_ones_named():
     ]
     wrong = EnvReader({"KAFKA_SECURITY_PROTOCOL": "TLS", "KAFKA_SSL_CAFILE": "/nonexistent.pem"})
     load_kafka_security(wrong)
-    assert any(p.startswith("KAFKA_SECURITY_PROTOCOL='TLS' is invalid") for p in wrong.problems)
-    assert any(p.startswith("KAFKA_SSL_CAFILE='/nonexistent.pem' is invalid") for p in wrong.problems)
+    named = [problem.split(" is ", 1)[0] for problem in wrong.problems]
+    assert named == ["KAFKA_SECURITY_PROTOCOL='TLS'", "KAFKA_SSL_CAFILE='/nonexistent.pem'"]

@@ -23,7 +23,7 @@ from kafka.structs import OffsetAndMetadata
 from koe_kit import events
 from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
 from koe_kit.kafka import KafkaSettings, close_producer, make_producer, read_topic
-from koe_kit.kafka_security import KafkaSecurity
+from koe_kit.kafka_security import PLAINTEXT, KafkaSecurity
 
 REDRIVE_GROUP = "koe-dlq-redrive"
 
@@ -33,7 +33,7 @@ def _header(record, name: str) -> str:
 
 
 def show(
-    bootstrap_servers: Sequence[str], topic: str, security: KafkaSecurity = KafkaSecurity()
+    bootstrap_servers: Sequence[str], topic: str, security: KafkaSecurity = PLAINTEXT
 ) -> list[str]:
     """One line per dead letter (partition, offset, origin, reason) and a count per reason."""
     records = read_topic(bootstrap_servers, topic, security=security)

@@ -33,7 +33,7 @@ from sqlalchemy.exc import OperationalError
 from koe_kit import correlation, events, metrics
 from koe_kit.config import EnvReader
 from koe_kit.heartbeat import Heartbeat
-from koe_kit.kafka_security import KafkaSecurity, load_kafka_security
+from koe_kit.kafka_security import PLAINTEXT, KafkaSecurity, load_kafka_security
 from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class KafkaSettings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     heartbeat_file: str | None = None
-    security: KafkaSecurity = KafkaSecurity()
+    security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(
@@ -141,7 +141,7 @@ def ensure_topics(
     bootstrap_servers: Sequence[str],
     names: Sequence[str] | None = None,
     replication_factor: int = 1,
-    security: KafkaSecurity = KafkaSecurity(),
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Create the topics of schemas/topics.yaml that do not exist yet, and give existing
     ones the partitions topics.yaml added (Kafka cannot take partitions away).
@@ -190,7 +190,7 @@ def read_topic(
     bootstrap_servers: Sequence[str],
     topic: str,
     timeout_s: float = 30.0,
-    security: KafkaSecurity = KafkaSecurity(),
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[ConsumerRecord]:
     """Every record on a topic, from the beginning to the end offsets read at the
     start, in partition then offset order. For tests and for operators inspecting a

@@ -63,6 +63,10 @@ class KafkaSecurity:
         )
 
 
+# The default: a broker on a private network (make run, the compose file's Kafka).
+PLAINTEXT = KafkaSecurity()
+
+
 def load_kafka_security(reader: EnvReader) -> KafkaSecurity:
     """KAFKA_SECURITY_PROTOCOL and the TLS/SASL settings it needs; every gap is a problem
     named on the reader (a SASL protocol without a user would fail later, less clearly)."""
@@ -70,7 +74,9 @@ def load_kafka_security(reader: EnvReader) -> KafkaSecurity:
     security = KafkaSecurity(
         protocol=protocol,
         ssl_cafile=reader.readable_file("KAFKA_SSL_CAFILE", None, "a PEM file of CAs"),
-        ssl_certfile=reader.readable_file("KAFKA_SSL_CERTFILE", None, "the client certificate, PEM"),
+        ssl_certfile=reader.readable_file(
+            "KAFKA_SSL_CERTFILE", None, "the client certificate, PEM"
+        ),
         ssl_keyfile=reader.readable_file("KAFKA_SSL_KEYFILE", None, "its key, PEM"),
         ssl_check_hostname=reader.bool("KAFKA_SSL_CHECK_HOSTNAME", True),
         sasl_mechanism=reader.choice("KAFKA_SASL_MECHANISM", SASL_MECHANISMS, None),
@@ -84,7 +90,9 @@ def load_kafka_security(reader: EnvReader) -> KafkaSecurity:
             ("KAFKA_SASL_PASSWORD", security.sasl_password),
         ):
             if not value:
-                reader.problems.append(f"{name} is required with KAFKA_SECURITY_PROTOCOL={protocol}")
+                reader.problems.append(
+                    f"{name} is required with KAFKA_SECURITY_PROTOCOL={protocol}"
+                )
     elif security.sasl_username or security.sasl_mechanism:
         reader.problems.append(
             "KAFKA_SASL_* is set but KAFKA_SECURITY_PROTOCOL is "

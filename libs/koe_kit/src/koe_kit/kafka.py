@@ -356,6 +356,10 @@ class ConsumerLoop(GracefulStop):
         self.dlq: KafkaProducer | None = None
         self.heartbeat = Heartbeat(settings.heartbeat_file, settings.stall_exit_s)
         self._labels = (group_id, topic)
+        # Every counter exists at 0 from the start: Prometheus' increase() needs a value
+        # before the first dead letter to see it (deploy/prometheus/koe-rules.yml).
+        for counter in (metrics.DEAD_LETTERED, metrics.BATCH_RETRIES, metrics.EVENTS_HANDLED):
+            counter.labels(*self._labels)
 
     def run(self) -> None:
         s = self.settings

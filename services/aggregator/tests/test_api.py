@@ -257,3 +257,13 @@ def test_page_n_is_responses_and_question_n_is_answers(migrated_url, sessions, m
         )
     [page] = client.get("/api/v1/pages?as_of=2026-11-20", headers=AUTH).get_json()["pages"]
     assert page["windows"]["all"]["n"] == 4
+
+
+def test_as_of_at_the_ends_of_the_calendar_is_refused_not_a_crash(client):
+    # Windows reach back 28 days and the daily series forward a day: at year 1 or
+    # 9999 date arithmetic overflowed into a 500.
+    for bad in ("0001-01-01", "1999-12-31", "9999-12-31"):
+        for path in ("/api/v1/pages", f"/api/v1/pages/{A}"):
+            response = client.get(f"{path}?as_of={bad}", headers=AUTH)
+            assert response.status_code == 400, (path, bad)
+            assert "2000-01-01" in response.get_json()["errors"]["as_of"][0]

@@ -35,7 +35,17 @@ $(AXE): package.json package-lock.json
 /usr/sbin/nginx:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx
 
-test: $(STAMP) $(AXE) /usr/bin/chromium /usr/sbin/nginx ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
+# promtool (tests/test_prometheus.py) from Debian's prometheus package, unpacked, no server.
+PROMTOOL := .tools/prometheus/usr/bin/promtool
+$(PROMTOOL):
+	mkdir -p .tools/download
+	cd .tools/download && (apt-get download prometheus || (apt-get update -qq && apt-get download prometheus))
+	dpkg -x .tools/download/prometheus_*.deb .tools/prometheus
+	rm -rf .tools/download
+
+promtool: $(PROMTOOL) ## unpack promtool for the alert-rule tests
+
+test: $(STAMP) $(AXE) /usr/bin/chromium /usr/sbin/nginx $(PROMTOOL) ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
 	$(BIN)/python -m pytest --numprocesses=auto --ignore=tests/faults
 
 # The load in the fault suite and the benchmarks comes from wrk (Debian's).
@@ -61,4 +71,4 @@ fmt: $(STAMP) ## format the code
 clean: ## remove the virtualenv and local data under var/
 	rm -rf $(VENV) var
 
-.PHONY: help venv run test test-faults bench lint fmt clean
+.PHONY: help venv promtool run test test-faults bench lint fmt clean

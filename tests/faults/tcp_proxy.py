@@ -17,6 +17,10 @@ records) but the client cannot know, so it times out and sends again: at-least-o
 delivery made to happen, not left to the luck of a cut landing mid-request. `heal()`
 resets every connection open then (each lost bytes mid-stream).
 
+Given a server-side `tls` context it also terminates TLS, as a TLS listener (or a
+load balancer) in front of Kafka does: clients speak TLS to the proxy, the proxy
+plain TCP to the target (tests/test_kafka_tls.py).
+
 asyncio in a thread of its own: one task per direction of each connection, nothing
 polls.
 """
@@ -26,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import struct
 import threading
 
@@ -33,9 +38,16 @@ CHUNK = 64 * 1024
 
 
 class TcpProxy:
-    def __init__(self, target_host: str, target_port: int, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        host: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+    ):
         self.target = (target_host, target_port)
         self.host = host
+        self.tls = tls
         self.port = 0  # known once started
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
@@ -77,7 +89,7 @@ class TcpProxy:
 
     async def _start(self) -> None:
         self._healed.set()
-        self._server = await asyncio.start_server(self._accept, self.host, 0)
+        self._server = await asyncio.start_server(self._accept, self.host, 0, ssl=self.tls)
         self.port = self._server.sockets[0].getsockname()[1]
 
     async def _stop(self) -> None:

@@ -275,3 +275,13 @@ def test_a_batch_committed_mid_request_never_splits_n_from_its_questions(
     page = client.get(f"/api/v1/pages/{A}?as_of=2026-11-27", headers=AUTH).get_json()
     for window in page["windows"].values():
         assert window["n"] == sum(q["n"] for q in window["questions"].values()), window
+
+
+def test_as_of_at_the_ends_of_the_calendar_is_refused_not_a_crash(client):
+    # Windows reach back 28 days and the daily series forward a day: at year 1 or
+    # 9999 date arithmetic overflowed into a 500.
+    for bad in ("0001-01-01", "1999-12-31", "9999-12-31"):
+        for path in ("/api/v1/pages", f"/api/v1/pages/{A}"):
+            response = client.get(f"{path}?as_of={bad}", headers=AUTH)
+            assert response.status_code == 400, (path, bad)
+            assert "2000-01-01" in response.get_json()["errors"]["as_of"][0]

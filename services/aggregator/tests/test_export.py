@@ -157,3 +157,15 @@ def test_cells_that_look_like_formulas_are_neutralised():
         assert neutralise(dangerous) == "'" + dangerous
     for harmless in ("津市", "1.5", "", None, 12):
         assert neutralise(harmless) == ("" if harmless is None else str(harmless))
+
+
+def test_full_width_formula_starts_and_bidi_controls_are_neutralised_too():
+    # Excel (Japanese) reads ＝＋－＠ as = + - @ when it opens a CSV; a bidi control
+    # in front hides a formula start from a check of the first character, and inside
+    # a title it makes the cell read differently from what it holds.
+    for dangerous in ("＝1+2", "＋1", "－1", "＠SUM(A1)"):
+        assert neutralise(dangerous) == "'" + dangerous
+    assert neutralise("\u202e=1+2") == "'=1+2"
+    assert neutralise("\u2066@SUM(A1)\u2069") == "'@SUM(A1)"
+    assert neutralise("ごみ\u202eの出し方") == "ごみの出し方"
+    assert neutralise("ＤＸ推進課") == "ＤＸ推進課"  # other full-width text stays as written

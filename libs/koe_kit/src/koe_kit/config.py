@@ -135,6 +135,29 @@ class EnvReader:
             name, default, lambda s: [p.strip() for p in s.split(",") if p.strip()], hint
         )
 
+    def choice(
+        self, name: builtins.str, allowed: tuple[builtins.str, ...], default: object = _REQUIRED
+    ) -> builtins.str:
+        """One of a few names, compared without regard to case (given back as listed)."""
+
+        def parse(raw: builtins.str) -> builtins.str:
+            for option in allowed:
+                if raw.strip().upper() == option.upper():
+                    return option
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+
+        return self._get(name, default, parse, " / ".join(allowed))
+
+    def readable_file(
+        self, name: builtins.str, default: object = _REQUIRED, hint: builtins.str = "a file path"
+    ) -> builtins.str:
+        def parse(raw: builtins.str) -> builtins.str:
+            if not os.access(raw, os.R_OK):
+                raise ValueError("no readable file there")
+            return raw
+
+        return self._get(name, default, parse, hint)
+
     def zone(self, name: builtins.str, default: builtins.str) -> ZoneInfo:
         """An IANA time zone such as Asia/Tokyo."""
 

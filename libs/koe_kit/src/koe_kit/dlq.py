@@ -23,6 +23,7 @@ from kafka.structs import OffsetAndMetadata
 from koe_kit import events
 from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
 from koe_kit.kafka import KafkaSettings, close_producer, make_producer, read_topic
+from koe_kit.kafka_security import PLAINTEXT, KafkaSecurity
 
 REDRIVE_GROUP = "koe-dlq-redrive"
 
@@ -31,9 +32,11 @@ def _header(record, name: str) -> str:
     return dict(record.headers or []).get(name, b"").decode("utf-8", "replace")
 
 
-def show(bootstrap_servers: Sequence[str], topic: str) -> list[str]:
+def show(
+    bootstrap_servers: Sequence[str], topic: str, security: KafkaSecurity = PLAINTEXT
+) -> list[str]:
     """One line per dead letter (partition, offset, origin, reason) and a count per reason."""
-    records = read_topic(bootstrap_servers, topic)
+    records = read_topic(bootstrap_servers, topic, security=security)
     lines = [
         f"{r.partition}:{r.offset} from {_header(r, 'koe-dlq-topic')}"
         f"@{_header(r, 'koe-dlq-offset')} ({_header(r, 'koe-dlq-group')}): "
@@ -55,6 +58,7 @@ def redrive(settings: KafkaSettings, topic: str, timeout_s: float = 300.0) -> in
         group_id=REDRIVE_GROUP,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
+        **settings.security.client_options(),
     )
     producer = make_producer(settings)
     sent = 0
@@ -97,7 +101,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ConfigError as exc:
         exit_on_config_error(exc)
     if args.action == "show":
-        print("\n".join(show(settings.bootstrap_servers, args.topic)))
+        print("\n".join(show(settings.bootstrap_servers, args.topic, settings.security)))
     else:
         count = redrive(settings, args.topic)
         print(f"koe: redrove {count} dead letters from {args.topic}", file=sys.stderr)

@@ -25,7 +25,12 @@ from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 from kafka.consumer.fetcher import ConsumerRecord
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import CommitFailedError, KafkaTimeoutError, TopicAlreadyExistsError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAlreadyExistsError,
+)
 from kafka.serializer import Serializer
 from kafka.structs import OffsetAndMetadata
 from sqlalchemy.exc import OperationalError
@@ -33,6 +38,7 @@ from sqlalchemy.exc import OperationalError
 from koe_kit import correlation, events, metrics
 from koe_kit.config import EnvReader
 from koe_kit.heartbeat import Heartbeat
+from koe_kit.kafka_security import PLAINTEXT, KafkaSecurity, load_kafka_security
 from koe_kit.shutdown import GracefulStop
 
 log = logging.getLogger(__name__)
@@ -62,6 +68,11 @@ class KafkaSettings:
     metrics_port: int | None = None
     metrics_host: str = "127.0.0.1"
     heartbeat_file: str | None = None
+    # How long a loop waits for the broker at start (it may start after us), and how
+    # long it may stop turning before it ends itself (koe_kit.heartbeat); None: never.
+    start_wait_s: float = 300.0
+    stall_exit_s: float | None = None
+    security: KafkaSecurity = PLAINTEXT
 
     @classmethod
     def from_env(
@@ -86,6 +97,10 @@ class KafkaSettings:
             metrics_port=env.int("KOE_METRICS_PORT", None, minimum=1, hint="a TCP port"),
             metrics_host=env.str("KOE_METRICS_HOST", "127.0.0.1", hint="0.0.0.0 in a container"),
             heartbeat_file=env.str("KOE_HEARTBEAT_FILE", None, hint="a file path"),
+            start_wait_s=env.float("KOE_KAFKA_WAIT_S", 300.0, minimum=0, hint="seconds"),
+            # Twice the group's default limit: a rebalance may hold one poll that long.
+            stall_exit_s=env.float("KOE_STALL_EXIT_S", 600.0, minimum=10, hint="seconds"),
+            security=load_kafka_security(env),
         )
 
 
@@ -106,6 +121,7 @@ def make_producer(settings: KafkaSettings, **overrides: Any) -> KafkaProducer:
         "max_in_flight_requests_per_connection": 1,
         "linger_ms": 5,
         "key_serializer": _Utf8Key(),
+        **settings.security.client_options(),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -133,10 +149,67 @@ def close_producer(producer: KafkaProducer, timeout_s: float) -> None:
         log.warning("producer sender did not stop within 1 s; abandoning it")
 
 
+def wait_for_kafka(
+    settings: KafkaSettings,
+    stop: GracefulStop | None = None,
+    heartbeat: Heartbeat | None = None,
+) -> None:
+    """Return once the broker answers; back off between tries (1 s doubling to 15 s),
+    and give up after settings.start_wait_s with a message saying what to check.
+
+    Without this a client's constructor waits 30 s for a broker still starting and
+    dies with a traceback; compose starts Kafka and koe together."""
+    started = time.monotonic()
+    backoff = 1.0
+    attempt = 0
+    while stop is None or not stop.stopping:
+        attempt += 1
+        waited = time.monotonic() - started
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=settings.bootstrap_servers,
+                client_id=settings.client_id,
+                bootstrap_timeout_ms=int(min(5.0, max(1.0, settings.start_wait_s - waited)) * 1000),
+                **settings.security.client_options(),
+            )
+        except KafkaError as exc:
+            waited = time.monotonic() - started
+            if waited + backoff > settings.start_wait_s:
+                raise SystemExit(
+                    f"koe: cannot start, Kafka at {','.join(settings.bootstrap_servers)} did not "
+                    f"answer in {waited:.0f} s ({type(exc).__name__}). Check that the broker "
+                    "runs and KAFKA_BOOTSTRAP_SERVERS / KAFKA_SECURITY_PROTOCOL; "
+                    "KOE_KAFKA_WAIT_S sets how long to wait."
+                ) from None
+            log.warning(
+                "waiting for Kafka",
+                extra={
+                    "bootstrap_servers": settings.bootstrap_servers,
+                    "attempt": attempt,
+                    "waited_s": round(waited, 1),
+                    "next_try_s": backoff,
+                    "error": type(exc).__name__,
+                },
+            )
+            if heartbeat is not None:
+                heartbeat.beat()  # waiting is the loop turning, not hanging
+            if stop is None:
+                time.sleep(backoff)
+            else:
+                stop.pause(backoff)
+            backoff = min(backoff * 2, 15.0)
+            continue
+        admin.close()
+        if attempt > 1:
+            log.info("Kafka answered", extra={"waited_s": round(time.monotonic() - started, 1)})
+        return
+
+
 def ensure_topics(
     bootstrap_servers: Sequence[str],
     names: Sequence[str] | None = None,
     replication_factor: int = 1,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> None:
     """Create the topics of schemas/topics.yaml that do not exist yet, and give existing
     ones the partitions topics.yaml added (Kafka cannot take partitions away).
@@ -145,7 +218,11 @@ def ensure_topics(
     acks=all an accepted event then survives the loss of a broker."""
     wanted = events.topics()
     configs = {} if replication_factor < 2 else {"min.insync.replicas": str(replication_factor - 1)}
-    admin = KafkaAdminClient(bootstrap_servers=list(bootstrap_servers), client_id="koe-topics")
+    admin = KafkaAdminClient(
+        bootstrap_servers=list(bootstrap_servers),
+        client_id="koe-topics",
+        **security.client_options(),
+    )
     try:
         existing = set(admin.list_topics())
         missing = [
@@ -178,12 +255,19 @@ def ensure_topics(
 
 
 def read_topic(
-    bootstrap_servers: Sequence[str], topic: str, timeout_s: float = 30.0
+    bootstrap_servers: Sequence[str],
+    topic: str,
+    timeout_s: float = 30.0,
+    security: KafkaSecurity = PLAINTEXT,
 ) -> list[ConsumerRecord]:
     """Every record on a topic, from the beginning to the end offsets read at the
     start, in partition then offset order. For tests and for operators inspecting a
     dead-letter topic; it joins no group and commits nothing."""
-    consumer = KafkaConsumer(bootstrap_servers=list(bootstrap_servers), enable_auto_commit=False)
+    consumer = KafkaConsumer(
+        bootstrap_servers=list(bootstrap_servers),
+        enable_auto_commit=False,
+        **security.client_options(),
+    )
     try:
         partitions = [
             TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())
@@ -270,12 +354,21 @@ class ConsumerLoop(GracefulStop):
         self._retrying = False
         self.consumer: KafkaConsumer | None = None
         self.dlq: KafkaProducer | None = None
-        self.heartbeat = Heartbeat(settings.heartbeat_file)
+        self.heartbeat = Heartbeat(settings.heartbeat_file, settings.stall_exit_s)
         self._labels = (group_id, topic)
+        # Every counter exists at 0 from the start: Prometheus' increase() needs a value
+        # before the first dead letter to see it (deploy/prometheus/koe-rules.yml).
+        for counter in (metrics.DEAD_LETTERED, metrics.BATCH_RETRIES, metrics.EVENTS_HANDLED):
+            counter.labels(*self._labels)
 
     def run(self) -> None:
         s = self.settings
         metrics.serve(s.metrics_port, s.metrics_host)
+        self.heartbeat.watch()
+        wait_for_kafka(s, self, self.heartbeat)
+        if self.stopping:
+            self.heartbeat.stop_watching()
+            return
         self.consumer = KafkaConsumer(
             bootstrap_servers=s.bootstrap_servers,
             client_id=s.client_id,
@@ -286,6 +379,7 @@ class ConsumerLoop(GracefulStop):
             session_timeout_ms=s.session_timeout_ms,
             heartbeat_interval_ms=s.heartbeat_interval_ms,
             max_poll_records=s.batch_max_messages,
+            **s.security.client_options(),
         )
         self.dlq = make_producer(s)
         self.consumer.subscribe([self.topic], listener=_FlushOnRevoke(self))
@@ -300,6 +394,7 @@ class ConsumerLoop(GracefulStop):
                 self._process_batch()
             self._process_batch()
         finally:
+            self.heartbeat.stop_watching()
             self.consumer.close(autocommit=False)
             close_producer(self.dlq, timeout_s=10)
             log.info("consumer stopped", extra={"group": self.group_id})

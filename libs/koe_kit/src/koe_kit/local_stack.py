@@ -267,10 +267,22 @@ def _wait_for_an_answer(port: int, timeout_s: float = 120.0) -> None:
         time.sleep(0.1)
 
 
+def _interrupt(*_: object) -> None:
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM both stop the stack, tidily. SIGINT is set explicitly: a shell
+    script that starts us in the background (`make run &`) leaves SIGINT ignored, and
+    Python then keeps it ignored instead of raising KeyboardInterrupt."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGINT, _interrupt)
+
+
 def main() -> None:
     var_dir = Path(os.environ.get("KOE_VAR_DIR", "var")).resolve()
     stack = LocalStack.from_env(os.environ, var_dir)
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    stop_on_signals()
     try:
         stack.start_infrastructure()
         stack.start_all()

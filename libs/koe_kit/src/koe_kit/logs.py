@@ -11,6 +11,12 @@ from koe_kit import correlation
 
 _STANDARD = set(vars(logging.makeLogRecord({})).keys()) | {"message", "asctime"}
 
+# json.dumps(ensure_ascii=False) escapes control characters below U+0020 but keeps
+# these raw, and str.splitlines(), JavaScript and many log viewers break lines at
+# them: client text holding one could forge a second log line. Escaped, they stay
+# in the one JSON string they belong to (Japanese stays readable, unlike ensure_ascii).
+_LINE_BREAKERS = str.maketrans({"\u0085": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
 
 class JsonFormatter(logging.Formatter):
     def __init__(self, service: str):
@@ -33,7 +39,7 @@ class JsonFormatter(logging.Formatter):
             entry.setdefault("request_id", request_id)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, ensure_ascii=False, default=str)
+        return json.dumps(entry, ensure_ascii=False, default=str).translate(_LINE_BREAKERS)
 
 
 def setup_logging(service: str, level: str = "INFO") -> None:

@@ -10,6 +10,7 @@ from kafka.errors import KafkaError
 
 from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
 from koe_kit.kafka import ensure_topics
+from koe_kit.kafka_security import load_kafka_security
 
 
 def main() -> None:
@@ -18,6 +19,7 @@ def main() -> None:
     wait_s = env.float("KOE_TOPICS_WAIT_S", 60.0, minimum=0)
     # One broker (make run, the compose file) holds one copy; a cluster wants 3.
     replicas = env.int("KOE_TOPIC_REPLICATION_FACTOR", 1, minimum=1)
+    security = load_kafka_security(env)
     try:
         env.check()
     except ConfigError as exc:
@@ -25,7 +27,7 @@ def main() -> None:
     deadline = time.monotonic() + wait_s
     while True:
         try:
-            ensure_topics(servers, replication_factor=replicas)
+            ensure_topics(servers, replication_factor=replicas, security=security)
             print("koe: topics ready")
             return
         except KafkaError as exc:

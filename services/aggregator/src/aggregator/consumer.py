@@ -24,7 +24,7 @@ from aggregator.pruning import ProcessedPruner, SourcePruner
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
-from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer
+from koe_kit.kafka import ConsumerLoop, Message, Retryable, make_producer, wait_for_kafka
 from koe_kit.logs import setup_logging
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,10 @@ def main() -> None:
     except ConfigError as exc:
         exit_on_config_error(exc)
     setup_logging("aggregator")
+    assert settings.kafka is not None
+    # Before build_loop: its alert producer would otherwise wait 30 s for a broker
+    # still starting, then die with a traceback.
+    wait_for_kafka(settings.kafka)
     try:
         loop, publisher = build_loop(settings)
     except ConfigError as exc:

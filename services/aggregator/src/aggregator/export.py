@@ -61,10 +61,20 @@ _QUESTION_FIELDS = {
 }
 
 
+# Bidirectional controls: they reorder how a cell reads without being seen (and in
+# front of "=" hide it from a look at the first character); a title never needs them.
+_BIDI_CONTROLS = dict.fromkeys(
+    map(ord, "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+)
+# Excel (Japanese) takes full-width ＝＋－＠ for their ASCII forms when it opens a CSV.
+_FULL_WIDTH_FORMULA_STARTS = ("\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
 def neutralise(value: object) -> str:
-    """The cell's text, with a formula-looking start made harmless."""
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(_FORMULA_STARTS) else text
+    """The cell's text without bidi controls, with a formula-looking start made harmless."""
+    text = "" if value is None else str(value).translate(_BIDI_CONTROLS)
+    looks_like_formula = text.startswith(_FORMULA_STARTS + _FULL_WIDTH_FORMULA_STARTS)
+    return "'" + text if looks_like_formula else text
 
 
 def _question_headers(language: str, *, interval: bool) -> list[str]:

@@ -63,6 +63,12 @@ def _bad_request(field: str, reason: str):
     return jsonify(errors={field: [reason]}), 400
 
 
+# Windows reach back weeks from as_of and series forward a day: at the calendar's ends
+# that arithmetic overflows (a 500). No answer predates koe, nor lies centuries ahead.
+FIRST_AS_OF, LAST_AS_OF = date(2000, 1, 1), date(2999, 12, 31)
+AS_OF_FORMAT = f"must be a date as YYYY-MM-DD, from {FIRST_AS_OF} to {LAST_AS_OF}"
+
+
 def _as_of() -> date | None:
     raw = request.args.get("as_of")
     if raw is None or raw == "":
@@ -70,16 +76,17 @@ def _as_of() -> date | None:
     if not ISO_DAY.match(raw):
         return None
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         return None
+    return day if FIRST_AS_OF <= day <= LAST_AS_OF else None
 
 
 @api.get("/pages")
 def list_pages():
     as_of = _as_of()
     if as_of is None:
-        return _bad_request("as_of", "must be a date as YYYY-MM-DD")
+        return _bad_request("as_of", AS_OF_FORMAT)
     division = request.args.get("division") or None
     if division is not None and not DIVISION_CODE.match(division):
         return _bad_request("division", "must be a division code (letters, digits, - and _)")
@@ -93,7 +100,7 @@ def page_detail(page_id: str):
         return jsonify(error="Not Found", message="no such page"), 404
     as_of = _as_of()
     if as_of is None:
-        return _bad_request("as_of", "must be a date as YYYY-MM-DD")
+        return _bad_request("as_of", AS_OF_FORMAT)
     days = whole_number(request.args.get("days", str(DEFAULT_DAYS)), 1, MAX_DAYS)
     if days is None:
         return _bad_request("days", f"must be a whole number from 1 to {MAX_DAYS}")

@@ -52,13 +52,14 @@ class Relay(GracefulStop):
         super().__init__()
         self._next_prune = 0.0
         self._next_measure = 0.0
-        self.heartbeat = Heartbeat(settings.kafka.heartbeat_file)
+        self.heartbeat = Heartbeat(settings.kafka.heartbeat_file, settings.kafka.stall_exit_s)
 
     def run(self) -> None:
         """Relay until stopped; a broker outage is waited out, never fatal."""
         initial = self.settings.kafka.retry_backoff_initial_s
         backoff = initial
         metrics.serve(self.settings.kafka.metrics_port, self.settings.kafka.metrics_host)
+        self.heartbeat.watch()
         try:
             while not self.stopping:
                 self.heartbeat.beat()
@@ -79,6 +80,7 @@ class Relay(GracefulStop):
                 if sent < self.settings.batch_size:
                     self.pause(self.settings.idle_ms / 1000)
         finally:
+            self.heartbeat.stop_watching()
             self.close()
 
     def relay_batch(self) -> int:

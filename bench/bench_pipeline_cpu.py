@@ -100,6 +100,7 @@ def bare_run(args) -> tuple[int, dict[str, float]]:
         window.start()
         result = wrk(f"http://127.0.0.1:{port}/api/v1/feedback", args.seconds, args.connections)
         window.stop()
+    print(f"  bare Flask: {result['rps']:.0f} req/s, non-2xx {result['errors']}")
     return round(result["rps"] * args.seconds), window.spent
 
 
@@ -170,7 +171,11 @@ def koe_run(args, checkout: Path | None, workdir: Path) -> tuple[int, dict[str, 
                     }
                 )
                 window.start()
-                wrk(url, args.seconds, args.connections, proofs)
+                result = wrk(url, args.seconds, args.connections, proofs)
+                print(
+                    f"  koe {'before' if checkout else 'after'}: {result['rps']:.0f} req/s, "
+                    f"non-2xx {result['errors']}"
+                )
                 total = count(feedback_url, "responses")
                 wait(
                     lambda: count(aggregator_url, "processed_events") >= total,

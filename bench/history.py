@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, text
 
+from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS
 from koe_directory import page_id_for_url
 
 URL = "https://www.info.city.tsu.mie.jp/bench/{n}.html"
@@ -64,11 +65,14 @@ def fill(engine: Engine, pages: int, days: int) -> dict[str, int]:
                 " unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q"
             )
         )
+        # Only the days retention keeps (pruning.py): a DB that ran for years holds no more.
         c.execute(
             text(
                 "INSERT INTO source_counts (page_id, day, source, counted, excess)"
                 " SELECT page_id, day, md5(page_id || day)::varchar(32), n, 0 FROM history"
-            )
+                " WHERE day >= CAST(:today AS date) - :keep"
+            ),
+            {"today": now.date(), "keep": DEFAULT_SOURCE_KEEP_DAYS},
         )
         tables = ("pages", "daily_responses", "daily_counts", "source_counts")
         return {

@@ -14,6 +14,9 @@
    saw before that day, so the per-source cap (counting.py) is at work.
    --before DIR also runs the aggregator of another checkout (e.g. `git worktree add
    /tmp/koe-before origin/main`) on the same events, for a before/after in one run.
+   --history-pages N first fills the aggregator's DB with N pages × --history-days
+   days of daily rows (history.py; issue 13: 10,000 × 730), the events' pages among
+   them: the drop-rule work per batch must stay bounded however long the history.
 2. Memory (--memory-events, e.g. 1000000): the aggregator's RSS after 10k events
    and after all of them. Target: flat within 10%.
 """
@@ -33,6 +36,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, KafkaProducer
 from sqlalchemy import create_engine, text
 
+import history
 from common import REPO, code_env, pg_database, process, rss_mib, wait
 from koe_directory import page_id_for_url
 from koe_kit import events
@@ -121,6 +125,7 @@ def aggregator_run(
     memory_marks: tuple[int, ...] = (),
     checkout: Path | None = None,
     group: str = "aggregator",
+    history_size: tuple[int, int] = (0, 0),
 ):
     env = {
         "DATABASE_URL": url,
@@ -135,6 +140,11 @@ def aggregator_run(
         [sys.executable, "-m", "aggregator.migrate"], env={**os.environ, **env}, check=True
     )
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
+    if history_size[0]:
+        t = time.monotonic()
+        filled = history.fill(engine, *history_size)
+        rows = ", ".join(f"{table} {n:,}" for table, n in filled.items())
+        print(f"  history filled in {time.monotonic() - t:.0f}s: {rows}")
     memory = {}
     with process([sys.executable, "-m", "aggregator.consumer"], env) as proc:
         wait(lambda: processed(engine) > 0, 120, "the aggregator's first batch")
@@ -160,6 +170,13 @@ def main() -> None:
         help="also measure memory from 10k to this many events (e.g. 1000000)",
     )
     parser.add_argument(
+        "--history-pages",
+        type=int,
+        default=0,
+        help="first fill the DB with this many pages of history (history.py), e.g. 10000",
+    )
+    parser.add_argument("--history-days", type=int, default=730)
+    parser.add_argument(
         "--before",
         type=Path,
         help="a checkout of the code before a change, run on the same events",
@@ -176,13 +193,24 @@ def main() -> None:
             f"(produced in {time.monotonic() - t:.1f}s)"
         )
         raw = raw_rate(broker.bootstrap, args.events)
+        size = (args.history_pages, args.history_days)
+        if args.history_pages:
+            print(
+                f"  on a DB already holding {args.history_pages:,} pages × "
+                f"{args.history_days} days of history (bench/history.py)"
+            )
         if args.before:
             with pg_database() as url:
                 before, _ = aggregator_run(
-                    broker.bootstrap, url, args.events, checkout=args.before, group="before"
+                    broker.bootstrap,
+                    url,
+                    args.events,
+                    checkout=args.before,
+                    group="before",
+                    history_size=size,
                 )
         with pg_database() as url:
-            agg, _ = aggregator_run(broker.bootstrap, url, args.events)
+            agg, _ = aggregator_run(broker.bootstrap, url, args.events, history_size=size)
         print(f"  raw kafka-python consumer  {raw:10,.0f} events/s")
         if args.before:
             print(f"  aggregator before ({args.before}) {before:10,.0f} events/s")

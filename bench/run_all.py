@@ -15,6 +15,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     ["bench_ingest.py"],
+    ["bench_pipeline_cpu.py", "--seconds", "10"],
     ["bench_challenge.py"],
     ["bench_aggregator.py"],
     ["bench_latency.py"],

@@ -27,7 +27,8 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import altcha
-from sqlalchemy import delete
+from sqlalchemy import CTE, bindparam, delete
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from feedback.models import UsedChallenge
@@ -154,6 +155,26 @@ def spend(session: Session, solution: Solution) -> bool:
         .returning(UsedChallenge.signature)
     ).first()
     return inserted is not None
+
+
+def spend_params(solution: Solution) -> dict[str, Any]:
+    return {"c_signature": solution.signature, "c_expires_at": solution.expires_at}
+
+
+def spend_cte() -> CTE:
+    """spend() as a CTE for a PostgreSQL statement that does more (services.record_at_once),
+    run with spend_params(): a row when the solution was unspent, none when it was spent."""
+    table = UsedChallenge.__table__
+    return (
+        postgresql.insert(table)
+        .values(
+            signature=bindparam("c_signature", type_=table.c.signature.type),
+            expires_at=bindparam("c_expires_at", type_=table.c.expires_at.type),
+        )
+        .on_conflict_do_nothing(index_elements=["signature"])
+        .returning(table.c.signature)
+        .cte("spent_proof")
+    )
 
 
 def prune(session: Session, now: datetime) -> int:

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Insert, bindparam, insert, select
+from sqlalchemy import Insert, bindparam, func, insert, literal, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from feedback import budgets, pages, tokens
+from feedback import budgets, challenges, pages, tokens
 from feedback.models import OutboxEntry, Response
 from feedback.schemas import Submission
 from koe_directory import QUESTION_KEYS
@@ -133,22 +133,7 @@ def record(
         )
     except pages.PageMoved as exc:
         raise Refused("page_url", str(exc), 422) from None
-    event = build_event(submission, response_id, received_at, replaces, source)
-    answers = submission.answers
-    row = {
-        "id": response_id,
-        "page_id": submission.page_id,
-        "page_url": submission.page_url,
-        "page_title": submission.page_title,
-        "division": submission.division,
-        "locale": submission.locale,
-        **{question: answers.get(question) for question in QUESTION_KEYS},
-        "client_token": submission.client_token,
-        "replaces": replaces,
-        "source": source,
-        "received_at": received_at,
-    }
-    payload = events.encode(event).decode("utf-8")
+    row, payload = _response_row(submission, response_id, received_at, replaces, source)
     limits = rules.budgets
     scopes = budgets.answer_scopes(limits, submission.page_id, form)
     if new_page:
@@ -158,13 +143,7 @@ def record(
     if on_postgresql(session):
         # The response, its outbox row and the budgets in one statement: one round trip.
         spent = connection.execute(
-            _record_and_spend(session, len(scopes)),
-            {
-                **{f"r_{name}": value for name, value in row.items()},
-                "r_topic": TOPIC,
-                "r_payload": payload,
-                **spend,
-            },
+            _record_and_spend(session, len(scopes)), {**_response_params(row, payload), **spend}
         )
     else:
         connection.execute(_RESPONSE_INSERT, row)
@@ -181,6 +160,92 @@ def record(
         spent = connection.execute(budgets.upsert(session, len(scopes)), spend)
     budgets.check(spent, scopes, received_at)
     return Recorded(response_id, replaces)
+
+
+def record_at_once(
+    session: Session,
+    submission: Submission,
+    received_at: datetime,
+    source: str,
+    rules: Rules,
+    proof: challenges.Solution | None,
+    form: bool = False,
+) -> Recorded:
+    """record() and the spending of `proof` (the JSON API's proof of work) in one statement,
+    on PostgreSQL, for the common answer: the first of its page view (a new client_token,
+    or none), with an unspent proof, to a page this process knows. One round trip
+    instead of one for each step: the proof, the token, the response with its outbox
+    row, and the budgets are all written, and what came back says whether the proof
+    and the token were new.
+
+    When they were not (a retry, a change of mind, a proof sent twice), or the page is
+    new to this process, or the database is SQLite, it raises NotAtOnce: the caller
+    rolls back whatever ran and goes step by step (challenges.spend, record()), which
+    tells those cases apart. The rules are the same either way: a response over a
+    budget raises budgets.OverBudget, for the caller's rollback.
+    """
+    # A page not known here may be new (its budget) or moved (refused): record() tells.
+    known = rules.known_urls.get(submission.page_id) == submission.page_url
+    if not (known and on_postgresql(session)):
+        raise NotAtOnce()
+    response_id = str(uuid.uuid4())
+    row, payload = _response_row(submission, response_id, received_at, None, source)
+    scopes = budgets.answer_scopes(rules.budgets, submission.page_id, form)
+    params = {**_response_params(row, payload), **budgets.params(source, scopes, received_at)}
+    token = submission.client_token
+    if token is not None:
+        params |= tokens.first_use_params(
+            token, submission.page_id, response_id, submission.answers, received_at
+        )
+    if proof is not None:
+        params |= challenges.spend_params(proof)
+    statement = _at_once(session, len(scopes), token is not None, proof is not None)
+    spent = session.connection().execute(statement, params).all()
+    # Every row carries how many of the token and the proof were new (0 or 1 each).
+    claims = (token is not None) + (proof is not None)
+    if any(r.new_claims != claims for r in spent):
+        raise NotAtOnce()
+    budgets.check(((r.scope, r.count, r.ends_at) for r in spent), scopes, received_at)
+    return Recorded(response_id)
+
+
+class NotAtOnce(Exception):
+    """record_at_once() cannot tell this answer's fate: roll back, record it step by step."""
+
+
+def _response_row(
+    submission: Submission,
+    response_id: str,
+    received_at: datetime,
+    replaces: str | None,
+    source: str,
+) -> tuple[dict[str, Any], str]:
+    """The response's row and its event's payload; raises events.InvalidEvent."""
+    event = build_event(submission, response_id, received_at, replaces, source)
+    answers = submission.answers
+    row = {
+        "id": response_id,
+        "page_id": submission.page_id,
+        "page_url": submission.page_url,
+        "page_title": submission.page_title,
+        "division": submission.division,
+        "locale": submission.locale,
+        **{question: answers.get(question) for question in QUESTION_KEYS},
+        "client_token": submission.client_token,
+        "replaces": replaces,
+        "source": source,
+        "received_at": received_at,
+    }
+    return row, events.encode(event).decode("utf-8")
+
+
+def _response_params(row: dict[str, Any], payload: str) -> dict[str, Any]:
+    """The response CTEs' parameters (_response_and_event)."""
+    return {
+        **{f"r_{name}": value for name, value in row.items()},
+        "r_topic": TOPIC,
+        "r_payload": payload,
+    }
 
 
 _responses = Response.__table__
@@ -227,6 +292,33 @@ def _response_and_event() -> tuple[Any, Any]:
 
 _RESPONSE_AND_EVENT = _response_and_event()
 _RECORD_AND_SPEND: dict[int, Any] = {}
+
+
+_AT_ONCE: dict[tuple[int, bool, bool], Any] = {}
+
+
+def _at_once(session: Session, scopes: int, token: bool, proof: bool) -> Any:
+    """record_at_once()'s statement: _record_and_spend's, with the token's first use and
+    the proof's spending as CTEs, and each budget row returned with `new_claims`, how
+    many rows those two inserted. Built once per shape, all values bound."""
+    key = (scopes, token, proof)
+    statement = _AT_ONCE.get(key)
+    if statement is None:
+        claims = [cte for cte, wanted in ((_FIRST_USE, token), (_SPENT_PROOF, proof)) if wanted]
+        new_claims: Any = literal(0)
+        for cte in claims:
+            new_claims = new_claims + select(func.count()).select_from(cte).scalar_subquery()
+        statement = (
+            budgets.upsert(session, scopes)
+            .add_cte(*_RESPONSE_AND_EVENT, *claims)
+            .returning(new_claims.label("new_claims"))
+        )
+        _AT_ONCE[key] = statement
+    return statement
+
+
+_FIRST_USE = tokens.first_use_cte()
+_SPENT_PROOF = challenges.spend_cte()
 
 
 def _record_and_spend(session: Session, scopes: int) -> Any:

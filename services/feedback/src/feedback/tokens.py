@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, delete, select, update
+from sqlalchemy import CTE, bindparam, delete, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from feedback.models import AnswerToken
@@ -94,6 +95,31 @@ def claim(
         _REPLACE, {"token": token, "new_response_id": response_id, "new_answers": canonical}
     )
     return Claim(replaces=row.response_id)
+
+
+def first_use_params(
+    token: str, page_id: str, response_id: str, answers: Mapping[str, str], now: datetime
+) -> dict[str, object]:
+    return {
+        "t_client_token": token,
+        "t_page_id": page_id,
+        "t_response_id": response_id,
+        "t_answers": canonical_answers(answers),
+        "t_first_at": now,
+    }
+
+
+def first_use_cte() -> CTE:
+    """claim()'s first use as a CTE for a PostgreSQL statement that does more
+    (services.record_at_once), run with first_use_params(): a row when the token was new,
+    none when it was seen before (a retry or a change of mind: claim() tells which)."""
+    return (
+        postgresql.insert(_tokens)
+        .values({c.name: bindparam(f"t_{c.name}", type_=c.type) for c in _tokens.c})
+        .on_conflict_do_nothing(index_elements=["client_token"])
+        .returning(_tokens.c.client_token)
+        .cte("new_token")
+    )
 
 
 def retried(session: Session, token: str, page_id: str, answers: Mapping[str, str]) -> str | None:

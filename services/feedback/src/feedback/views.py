@@ -126,6 +126,29 @@ def _spend(session: Session, solution: challenges.Solution, submission: Submissi
     return earlier
 
 
+def _record(
+    session: Session,
+    submission: Submission,
+    solution: challenges.Solution | None,
+    now: datetime,
+    source: str,
+    form: bool,
+) -> services.Recorded:
+    """Spend the proof and record the answer: in one statement when it is a page view's
+    first (services.record_at_once), else step by step in a transaction of its own."""
+    rules = _intake().rules
+    try:
+        with session.begin():
+            return services.record_at_once(session, submission, now, source, rules, solution, form)
+    except services.NotAtOnce:
+        pass  # rolled back: nothing of it stays
+    with session.begin():
+        earlier = solution and _spend(session, solution, submission)
+        if earlier:
+            return services.Recorded(earlier)
+        return services.record(session, submission, now, source, rules, form)
+
+
 def _accept(payload: dict[str, Any], proof: Any = None, *, form: bool) -> str:
     """Screen, validate and store one submission; its response id, or raises Refused.
 
@@ -143,11 +166,7 @@ def _accept(payload: dict[str, Any], proof: Any = None, *, form: bool) -> str:
     # request.remote_addr honours KOE_TRUSTED_PROXIES (create_app): never a header itself.
     source = intake.sources.source(request.remote_addr or "", now)
     try:
-        with session.begin():
-            earlier = solution and _spend(session, solution, submission)
-            if earlier:
-                return earlier
-            recorded = services.record(session, submission, now, source, intake.rules, form)
+        recorded = _record(session, submission, solution, now, source, form)
     except OverBudget as exc:
         refused = _refuse(
             "budget", 429, {"budget": [f"{exc.scope.name}: {exc.scope.what}; try again later"]}

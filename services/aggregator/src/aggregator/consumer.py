@@ -10,10 +10,12 @@ sources no alert reads any more.
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregator import rollups
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.ingest import handle_batch
@@ -91,6 +93,22 @@ def build_loop(
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
     ]
 
+    rolled_up: list[date] = []  # the day the rollups were last advanced to, once known
+
+    def on_idle() -> None:
+        publisher.recheck()
+        # After midnight with no answers coming the 7d and 28d windows still move
+        # (rollups.py); readers sum the daily rows until they have.
+        today = datetime.now(settings.timezone).date()
+        if rolled_up[-1:] != [today]:
+            try:
+                with transaction(sessions) as session:
+                    rollups.advance(session, today)
+            except OperationalError as exc:
+                log.warning("rollups not advanced, will retry", extra={"error": str(exc)[:300]})
+                return
+            rolled_up[:] = [today]
+
     def after_commit() -> None:
         # Outside the batch's transaction: neither holds the batch's locks any longer.
         publisher()
@@ -103,7 +121,7 @@ def build_loop(
         topic=TOPIC,
         handler=BatchHandler(sessions, settings, directory, publisher),
         after_commit=after_commit,
-        on_idle=publisher.recheck,
+        on_idle=on_idle,
     )
     return loop, publisher
 

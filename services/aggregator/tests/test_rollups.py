@@ -4,13 +4,14 @@ as batches come (excess and replacements too) and as the days pass."""
 from __future__ import annotations
 
 import random
+import re
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from aggregator import rollups, stats
+from aggregator import page_list, rollups, stats
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.scoring import WINDOWS, Tally
@@ -118,3 +119,42 @@ def test_rebuild_from_daily_rows_alone(sessions, make_feedback, make_source):
     with transaction(sessions) as session:
         rollups.rebuild(session, today)
     assert_rollups_match(sessions, today)
+
+
+def signed_in(app, email: str, password: str):
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form).group(1)
+    data = {"email": email, "password": password, "csrf_token": token}
+    assert client.post("/sign-in", data=data).status_code == 303
+    return client
+
+
+def _table_of(client, query: str) -> str:
+    """The pages list's table and result-page count, as a clerk or admin reads it."""
+    body = client.get(f"/pages?{query}").get_data(as_text=True)
+    table = re.search(r'<table class="pages">.*?</table>', body, re.S)
+    count = re.search(r'<p class="meta">.*?</p>', body, re.S)
+    return (table.group(0) if table else "") + count.group(0)
+
+
+def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
+    app, city = city_app
+    queries = [
+        f"sort={sort}&order={order}&window={window}"
+        for sort in ("score", "n", "title")
+        for order in ("asc", "desc")
+        for window in WINDOWS
+    ] + ["division=somu-dx", "department=環境部", "q=DX", "q=gomi&sort=n", "p=2", "p=99"]
+    clients = [signed_in(app, email, city.password) for email in (city.admin, city.somu)]
+    today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
+    with sessions() as session:
+        assert rollups.current_day(session) is None  # seeded straight into the daily rows
+    summed = {(i, q): _table_of(c, q) for i, c in enumerate(clients) for q in queries}
+    with transaction(sessions) as session:
+        rollups.rebuild(session, today)
+    with sessions() as session:
+        assert page_list.current(session, today)  # the list now reads the rollups
+    rolled = {(i, q): _table_of(c, q) for i, c in enumerate(clients) for q in queries}
+    assert rolled == summed
+    assert "data-page-id" in summed[0, queries[0]]

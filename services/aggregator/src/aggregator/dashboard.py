@@ -9,13 +9,23 @@ same as a page that does not exist.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from aggregator import alert_records, auth, charts, csrf, funnel, held_alerts, stats, trends
+from aggregator import (
+    alert_records,
+    auth,
+    charts,
+    csrf,
+    funnel,
+    held_alerts,
+    page_list,
+    stats,
+    trends,
+)
 from aggregator.access import (
     SESSION_KEY,
     _,
@@ -138,7 +148,6 @@ def _trend_label(values: list[float | None]) -> str:
 @login_required
 def pages():
     db, account = db_session(), signed_in_account()
-    visible = visible_pages(db, directory(), account)
     choices = divisions_for(directory(), account)
     department = request.args.get("department") or None
     division = request.args.get("division") or None
@@ -146,36 +155,40 @@ def pages():
     sort = request.args.get("sort") if request.args.get("sort") in SORTS else "score"
     order = "desc" if request.args.get("order") == "desc" else "asc"
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
-    wanted = [
-        page_id
-        for page_id, owner in visible.items()
-        if (department is None or owner.department == department)
-        and (division is None or owner.code == division)
-    ]
+    codes = {
+        d.code
+        for d in choices
+        if (department is None or d.department == department)
+        and (division is None or d.code == division)
+    }
+    query = page_list.Query(codes=codes, text=text, sort=sort, order=order, window=window)
     as_of = today()
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
-    if text:
-        needle = text.casefold()
-        rows = [
-            r
-            for r in rows
-            if needle in (r["title"] or "").casefold() or needle in r["url"].casefold()
-        ]
-    # None scores go last whichever the order: a page nobody answered is no news.
-    known = [r for r in rows if _sort_key(sort, window)(r)[0] == 0]
-    unknown = [r for r in rows if _sort_key(sort, window)(r)[0] == 1]
-    known.sort(key=_sort_key(sort, window), reverse=order == "desc")
-    rows = known + unknown
-    pages_total = max(1, -(-len(rows) // PAGE_SIZE))
-    number = min(whole_number(request.args.get("p"), 1, 10**9) or 1, pages_total)
-    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
+    if page_list.current(db, as_of):
+        total = page_list.count(db, query, directory())
+        pages_total = max(1, -(-total // PAGE_SIZE))
+        number = min(wanted, pages_total)
+        shown = page_list.screen(
+            db,
+            query,
+            as_of=as_of,
+            directory=directory(),
+            offset=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+    else:
+        rows = _from_daily_rows(query, as_of)
+        total = len(rows)
+        pages_total = max(1, -(-total // PAGE_SIZE))
+        number = min(wanted, pages_total)
+        shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = [r["id"] for r in shown]
     scores = trends.weekly_page_scores(db, shown_ids, as_of)
     return render_template(
         "dashboard/pages.html",
         rows=shown,
-        total=len(rows),
-        owners=visible,
+        total=total,
+        owners={row["id"]: directory().owner(row["url"]) for row in shown},
         sparklines={
             page_id: (_trend_label(values), charts.sparkline(values))
             for page_id, values in scores.items()
@@ -195,6 +208,28 @@ def pages():
         waiting=waiting_pages(db) if account.is_admin else None,
         min_sources=settings().page_min_sources,
     )
+
+
+def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
+    """The whole list, summed from the daily rows and sorted here: the slow way, for the
+    minutes after midnight before the consumer has moved the rollups (rollups.py)."""
+    db, account = db_session(), signed_in_account()
+    visible = visible_pages(db, directory(), account)
+    wanted = [page_id for page_id, owner in visible.items() if owner.code in query.codes]
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
+    if query.text:
+        needle = query.text.casefold()
+        rows = [
+            r
+            for r in rows
+            if needle in (r["title"] or "").casefold() or needle in r["url"].casefold()
+        ]
+    # None scores go last whichever the order: a page nobody answered is no news.
+    key = _sort_key(query.sort, query.window)
+    known = [r for r in rows if key(r)[0] == 0]
+    unknown = [r for r in rows if key(r)[0] == 1]
+    known.sort(key=key, reverse=query.order == "desc")
+    return known + unknown
 
 
 @dashboard.get("/pages/<page_id>")

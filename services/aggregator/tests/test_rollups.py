@@ -138,6 +138,16 @@ def _table_of(client, query: str) -> str:
     return (table.group(0) if table else "") + count.group(0)
 
 
+def _other_screens(client) -> tuple[str, ...]:
+    """The overview's plots and tables, and the CSV of all pages in both encodings."""
+    overview = client.get("/overview?window=7d").get_data(as_text=True)
+    return (
+        re.search(r"<main.*</main>", overview, re.S).group(0),
+        client.get("/export/pages.csv").get_data(as_text=True),
+        client.get("/export/pages.csv?encoding=shift_jis").get_data().decode("cp932"),
+    )
+
+
 def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
     app, city = city_app
     queries = [
@@ -151,10 +161,13 @@ def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
     with sessions() as session:
         assert rollups.current_day(session) is None  # seeded straight into the daily rows
     summed = {(i, q): _table_of(c, q) for i, c in enumerate(clients) for q in queries}
+    summed |= {(i, "other"): _other_screens(c) for i, c in enumerate(clients)}
     with transaction(sessions) as session:
         rollups.rebuild(session, today)
     with sessions() as session:
         assert page_list.current(session, today)  # the list now reads the rollups
     rolled = {(i, q): _table_of(c, q) for i, c in enumerate(clients) for q in queries}
+    rolled |= {(i, "other"): _other_screens(c) for i, c in enumerate(clients)}
     assert rolled == summed
     assert "data-page-id" in summed[0, queries[0]]
+    assert city.dx in summed[0, "other"][1]

@@ -274,8 +274,7 @@ def overview():
     db, account = db_session(), signed_in_account()
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
     as_of = today()
-    visible = visible_pages(db, directory(), account)
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=list(visible))
+    rows = list(page_list.visible_figures(db, directory(), account, as_of))
     plots = {}
     for question in QUESTION_KEYS:
         figures = [(row, row["windows"][window]["questions"][question]) for row in rows]

@@ -8,7 +8,7 @@ tallies; only usable while the rollups end at the day asked for (`current`).
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date
 
@@ -16,10 +16,13 @@ from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from aggregator import rollups, stats
-from aggregator.models import Page
+from aggregator.models import Account, Page
 from aggregator.scoring import WINDOWS
-from aggregator.visibility import owner_code
+from aggregator.visibility import divisions_for, owner_code, visible_pages
 from koe_directory import Directory
+
+# Pages summed at a time from the daily rows (the slow way): bounds the IN list.
+CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -38,7 +41,8 @@ def current(session: Session, as_of: date) -> bool:
 
 def count(session: Session, query: Query, directory: Directory) -> int:
     """How many pages the list has in all."""
-    found = select(func.count()).select_from(rollups.joined()).where(*_wanted(query, directory))
+    wanted = _wanted(directory, query.codes, query.text)
+    found = select(func.count()).select_from(rollups.joined()).where(*wanted)
     return session.scalar(found) or 0
 
 
@@ -53,27 +57,64 @@ def screen(
 ) -> list[dict]:
     """One result page of the list, as stats.page_json rows."""
     rows = session.execute(
-        select(Page, *(rollups.page_rollups.c[name] for name in rollups.COLUMNS))
-        .select_from(rollups.joined())
-        .where(*_wanted(query, directory))
+        _select(_wanted(directory, query.codes, query.text))
         .order_by(*_order(query), Page.id)
         .offset(offset)
         .limit(limit)
     )
-    shown = []
+    return [_page_json(row, directory, as_of) for row in rows]
+
+
+def every(
+    session: Session, codes: Collection[str], *, as_of: date, directory: Directory
+) -> Iterator[dict]:
+    """Every visible page of the divisions `codes`, in page id order, read through a
+    server-side cursor: for the CSV and the overview, in constant memory."""
+    rows = session.execute(
+        _select(_wanted(directory, codes)).order_by(Page.id).execution_options(yield_per=500)
+    )
     for row in rows:
-        cells = rollups.zero_if_missing(row._mapping)
-        tallies, responses = {}, {}
-        for window in WINDOWS:
-            tallies[window], responses[window] = rollups.tallies(cells, window)
-        shown.append(stats.page_json(row.Page, directory, tallies, responses, as_of))
-    return shown
+        yield _page_json(row, directory, as_of)
 
 
-def _wanted(query: Query, directory: Directory) -> list[ColumnElement[bool]]:
-    wanted = [Page.visible, owner_code(directory).in_(list(query.codes))]
-    if query.text:
-        needle = query.text.casefold()
+def visible_figures(
+    session: Session, directory: Directory, account: Account, as_of: date
+) -> Iterator[dict]:
+    """Every page the account may see, with its figures, in page id order: from the
+    rollups through one cursor, or (before the consumer moved them to today) summed
+    from the daily rows CHUNK pages at a time."""
+    if current(session, as_of):
+        codes = {d.code for d in divisions_for(directory, account)}
+        yield from every(session, codes, as_of=as_of, directory=directory)
+        return
+    page_ids = sorted(visible_pages(session, directory, account))
+    for start in range(0, len(page_ids), CHUNK):
+        chunk = page_ids[start : start + CHUNK]
+        yield from stats.list_pages(session, as_of=as_of, directory=directory, page_ids=chunk)
+
+
+def _select(wanted: list[ColumnElement[bool]]):
+    return (
+        select(Page, *(rollups.page_rollups.c[name] for name in rollups.COLUMNS))
+        .select_from(rollups.joined())
+        .where(*wanted)
+    )
+
+
+def _page_json(row, directory: Directory, as_of: date) -> dict:
+    cells = rollups.zero_if_missing(row._mapping)
+    tallies, responses = {}, {}
+    for window in WINDOWS:
+        tallies[window], responses[window] = rollups.tallies(cells, window)
+    return stats.page_json(row.Page, directory, tallies, responses, as_of)
+
+
+def _wanted(
+    directory: Directory, codes: Collection[str], text: str = ""
+) -> list[ColumnElement[bool]]:
+    wanted = [Page.visible, owner_code(directory).in_(list(codes))]
+    if text:
+        needle = text.casefold()
         wanted.append(
             func.lower(func.coalesce(Page.title, "")).contains(needle, autoescape=True)
             | func.lower(Page.url).contains(needle, autoescape=True)

@@ -12,8 +12,10 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from aggregator import page_list, rollups, stats
+from aggregator.dashboard import MAX_OUTLIERS
 from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
+from aggregator.models import DailyCount, DailyResponse, Page
 from aggregator.scoring import WINDOWS, Tally
 from koe_directory import QUESTION_KEYS, load_directory
 from koe_kit.db import transaction
@@ -171,3 +173,43 @@ def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
     assert rolled == summed
     assert "data-page-id" in summed[0, queries[0]]
     assert city.dx in summed[0, "other"][1]
+
+
+def test_a_big_citys_overview_draws_outliers_and_a_density(city_app, sessions):
+    app, city = city_app
+    today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
+    seen = datetime(2026, 1, 1, tzinfo=UTC)
+    many = 400
+    with transaction(sessions) as session:
+        for index in range(many):
+            page_id = f"u-b{index:015x}"
+            url = f"https://www.info.city.tsu.mie.jp/kurashi/gomi/big{index}.html"
+            session.add(Page(id=page_id, url=url, visible=True, first_seen=seen, last_seen=seen))
+            # Mostly around 60 %, every 25th page far below: the outliers.
+            n = 10 + index % 30
+            yes = n // 10 if index % 25 == 0 else round(0.6 * n)
+            for question in QUESTION_KEYS:
+                session.add(
+                    DailyCount(
+                        page_id=page_id,
+                        day=today,
+                        question=question,
+                        yes=yes,
+                        neutral=0,
+                        no=n - yes,
+                    )
+                )
+            session.add(DailyResponse(page_id=page_id, day=today, responses=n))
+        rollups.rebuild(session, today)
+    client = signed_in(app, city.admin, city.password)
+    overview = client.get("/overview?window=7d").get_data(as_text=True)
+    dots = re.findall(r'<circle [^>]*data-page-id="([^"]+)"', overview)
+    assert 3 * (many // 25) <= len(dots) <= 3 * MAX_OUTLIERS
+    assert {f"u-b{i:015x}" for i in range(0, many, 25)} <= set(dots)
+    assert 'class="density"' in overview
+    assert "全ページの表" in overview and "table=all" in overview
+    assert len(overview.encode()) < 300_000
+    # The full table lists every answered page once per question.
+    full = client.get("/overview?window=7d&table=all").get_data(as_text=True)
+    listed = re.findall(r'<tr data-page-id="([^"]+)" data-status', full)
+    assert len([p for p in listed if p.startswith("u-b")]) == 3 * many

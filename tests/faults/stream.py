@@ -106,10 +106,16 @@ def wait_until_ready(koe: Koe) -> None:
 
 
 def all_time(koe: Koe) -> dict[str, dict]:
-    """Each page's all-time figures in the stats API, by page url, in one request."""
-    response = koe.stats("/api/v1/pages")
-    response.raise_for_status()
-    return {page["url"]: page["windows"]["all"] for page in response.json()["pages"]}
+    """Each page's all-time figures in the stats API, by page url, following its cursor."""
+    figures: dict[str, dict] = {}
+    path: str | None = "/api/v1/pages?limit=1000"
+    while path is not None:
+        response = koe.stats(path)
+        response.raise_for_status()
+        body = response.json()
+        figures |= {page["url"]: page["windows"]["all"] for page in body["pages"]}
+        path = f"/api/v1/pages?limit=1000&cursor={body['next']}" if body["next"] else None
+    return figures
 
 
 def counted(koe: Koe) -> int:

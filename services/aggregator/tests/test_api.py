@@ -285,3 +285,88 @@ def test_as_of_at_the_ends_of_the_calendar_is_refused_not_a_crash(client):
             response = client.get(f"{path}?as_of={bad}", headers=AUTH)
             assert response.status_code == 400, (path, bad)
             assert "2000-01-01" in response.get_json()["errors"]["as_of"][0]
+
+
+def _add_pages(sessions, ids):
+    seen = datetime(2026, 11, 1, tzinfo=UTC)
+    with transaction(sessions) as session:
+        for page_id in ids:
+            url = f"https://www.info.city.tsu.mie.jp/kurashi/gomi/{page_id}.html"
+            session.add(Page(id=page_id, url=url, visible=True, first_seen=seen, last_seen=seen))
+            session.add(
+                DailyCount(page_id=page_id, day=date(2026, 11, 26), question="clarity", yes=1, no=0)
+            )
+            session.add(DailyResponse(page_id=page_id, day=date(2026, 11, 26), responses=1))
+
+
+def test_paged_listing_returns_every_page_once_while_pages_are_added(client, sessions):
+    _add_pages(sessions, [f"p{i:03d}" for i in range(0, 60, 2)])
+    before = {A, B} | {f"p{i:03d}" for i in range(0, 60, 2)}
+    seen: list[str] = []
+    query = "/api/v1/pages?as_of=2026-11-27&limit=7"
+    cursor, requests = None, 0
+    while True:
+        body = client.get(query + (f"&cursor={cursor}" if cursor else ""), headers=AUTH).get_json()
+        assert len(body["pages"]) <= 7
+        seen += [page["id"] for page in body["pages"]]
+        if requests == 0:
+            first = body["pages"][0]
+            assert first["id"] == "p000"
+        requests += 1
+        # New pages land before and after the cursor, between every two requests.
+        _add_pages(sessions, [f"p{requests * 2 - 1:03d}", f"q{requests:03d}"])
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert len(seen) == len(set(seen))
+    assert before <= set(seen)
+    assert seen == sorted(seen)
+    # Pages added after the cursor passed their place are not owed; those ahead of it come.
+    assert "q001" in seen
+    assert first["windows"]["7d"]["questions"]["clarity"] | {"wilson_low": 0, "wilson_high": 0} == {
+        "yes": 1,
+        "neutral": 0,
+        "no": 0,
+        "n": 1,
+        "score": 100.0,
+        "wilson_low": 0,
+        "wilson_high": 0,
+    }
+
+
+def test_paged_listing_default_limit_and_division(client, sessions):
+    _add_pages(sessions, [f"p{i:03d}" for i in range(150)])
+    body = client.get("/api/v1/pages?as_of=2026-11-27", headers=AUTH).get_json()
+    assert len(body["pages"]) == 100
+    rest = client.get(f"/api/v1/pages?as_of=2026-11-27&cursor={body['next']}", headers=AUTH)
+    rest_body = rest.get_json()
+    assert rest_body["next"] is None
+    assert len(body["pages"]) + len(rest_body["pages"]) == 152
+    # A division's pages only (all of p* are the gomi division's, A is not), in pages of 60.
+    ids: list[str] = []
+    cursor = None
+    while True:
+        query = "/api/v1/pages?as_of=2026-11-27&division=kankyo-gomi&limit=60"
+        body = client.get(query + (f"&cursor={cursor}" if cursor else ""), headers=AUTH).get_json()
+        ids += [page["id"] for page in body["pages"]]
+        assert {page["division"] for page in body["pages"]} == {"kankyo-gomi"}
+        cursor = body["next"]
+        if cursor is None:
+            break
+    assert sorted(ids) == sorted([B] + [f"p{i:03d}" for i in range(150)])
+
+
+@pytest.mark.parametrize(
+    ("query", "field"),
+    [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("limit=ten", "limit"),
+        ("cursor=%%%", "cursor"),
+        ("cursor=LWJhZA", "cursor"),  # "-bad": not a page id
+    ],
+)
+def test_paged_listing_rejects_a_bad_limit_or_cursor(client, query, field):
+    response = client.get(f"/api/v1/pages?{query}", headers=AUTH)
+    assert response.status_code == 400
+    assert field in response.get_json()["errors"]

@@ -129,17 +129,23 @@ class FunnelChart:
     limits95: list[str]  # two polylines (upper, lower)
     limits998: list[str]
     dots: list[FunnelDot]
+    # Pages not drawn as dots, counted per cell of a grid: (x, y, width, height, count,
+    # shade 0–1). Empty unless the caller hands in `dense` points.
+    cells: list[tuple[float, float, float, float, int, float]] = field(default_factory=list)
 
 
 def funnel_chart(
     ref: Reference,
     dots: Sequence[tuple[int, float, object]],
+    dense: Sequence[tuple[int, float]] = (),
     width: int = 640,
     height: int = 320,
 ) -> FunnelChart:
-    """dots: (n, score 0–100, item). x is log10(n), so small and large pages both show."""
+    """dots: (n, score 0–100, item), drawn one by one; dense: (n, score) drawn as a
+    density (a big city's thousands of unremarkable pages). x is log10(n), so small and
+    large pages both show."""
     left, right, top, bottom = 40, width - 12, 10, height - 36
-    max_n = max([n for n, _, _ in dots] + [10])
+    max_n = max([n for n, _, _ in dots] + [n for n, _ in dense] + [10])
     span = math.log10(max_n * 1.2)
 
     def x_of(n: float) -> float:
@@ -157,6 +163,10 @@ def funnel_chart(
         return [" ".join(upper), " ".join(lower)]
 
     ticks = [(10**k, x_of(10**k)) for k in range(0, int(span) + 1) if 10**k <= max_n * 1.2]
+    cells = _density(
+        [(x_of(n), _y(score, top, bottom)) for n, score in dense if n],
+        (left, right, top, bottom),
+    )
     return FunnelChart(
         width=width,
         height=height,
@@ -170,4 +180,34 @@ def funnel_chart(
         limits95=curves(Z95),
         limits998=curves(Z998),
         dots=[FunnelDot(x_of(n), _y(score, top, bottom), item) for n, score, item in dots if n],
+        cells=cells,
     )
+
+
+DENSITY_COLUMNS, DENSITY_ROWS = 32, 20
+
+
+def _density(
+    points: list[tuple[float, float]], box: tuple[float, float, float, float]
+) -> list[tuple[float, float, float, float, int, float]]:
+    """The points counted per cell of a DENSITY_COLUMNS x DENSITY_ROWS grid over the plot:
+    a few hundred rectangles however many pages, shaded by the log of their count."""
+    left, right, top, bottom = box
+    width, height = (right - left) / DENSITY_COLUMNS, (bottom - top) / DENSITY_ROWS
+    counts: dict[tuple[int, int], int] = {}
+    for x, y in points:
+        column = min(DENSITY_COLUMNS - 1, max(0, int((x - left) / width)))
+        row = min(DENSITY_ROWS - 1, max(0, int((y - top) / height)))
+        counts[column, row] = counts.get((column, row), 0) + 1
+    most = max(counts.values(), default=1)
+    return [
+        (
+            round(left + column * width, 1),
+            round(top + row * height, 1),
+            round(width, 1),
+            round(height, 1),
+            count,
+            round(0.15 + 0.85 * math.log1p(count) / math.log1p(most), 2),
+        )
+        for (column, row), count in sorted(counts.items())
+    ]

@@ -11,10 +11,12 @@ again and sources no alert reads any more.
 from __future__ import annotations
 
 import logging
+from datetime import date, datetime
 
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregator import rollups
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.daily_sweep import DailySweep
@@ -107,6 +109,21 @@ def build_loop(
         if daily_sweep():
             publisher.note_pending()
 
+    rolled_up: list[date] = []  # the day the rollups were last advanced to, once known
+
+    def advance_rollups() -> None:
+        # After midnight with no answers coming the 7d and 28d windows still move
+        # (rollups.py); readers sum the daily rows until they have.
+        today = datetime.now(settings.timezone).date()
+        if rolled_up[-1:] != [today]:
+            try:
+                with transaction(sessions) as session:
+                    rollups.advance(session, today)
+            except OperationalError as exc:
+                log.warning("rollups not advanced, will retry", extra={"error": str(exc)[:300]})
+                return
+            rolled_up[:] = [today]
+
     def after_commit() -> None:
         # Outside the batch's transaction: neither holds the batch's locks any longer.
         sweep()
@@ -117,6 +134,7 @@ def build_loop(
     def on_idle() -> None:
         sweep()
         publisher.recheck()
+        advance_rollups()
 
     loop = ConsumerLoop(
         settings.kafka,

@@ -9,13 +9,23 @@ same as a page that does not exist.
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from aggregator import alert_records, auth, charts, csrf, funnel, held_alerts, stats, trends
+from aggregator import (
+    alert_records,
+    auth,
+    charts,
+    csrf,
+    funnel,
+    held_alerts,
+    page_list,
+    stats,
+    trends,
+)
 from aggregator.access import (
     SESSION_KEY,
     _,
@@ -138,7 +148,6 @@ def _trend_label(values: list[float | None]) -> str:
 @login_required
 def pages():
     db, account = db_session(), signed_in_account()
-    visible = visible_pages(db, directory(), account)
     choices = divisions_for(directory(), account)
     department = request.args.get("department") or None
     division = request.args.get("division") or None
@@ -146,36 +155,40 @@ def pages():
     sort = request.args.get("sort") if request.args.get("sort") in SORTS else "score"
     order = "desc" if request.args.get("order") == "desc" else "asc"
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
-    wanted = [
-        page_id
-        for page_id, owner in visible.items()
-        if (department is None or owner.department == department)
-        and (division is None or owner.code == division)
-    ]
+    codes = {
+        d.code
+        for d in choices
+        if (department is None or d.department == department)
+        and (division is None or d.code == division)
+    }
+    query = page_list.Query(codes=codes, text=text, sort=sort, order=order, window=window)
     as_of = today()
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
-    if text:
-        needle = text.casefold()
-        rows = [
-            r
-            for r in rows
-            if needle in (r["title"] or "").casefold() or needle in r["url"].casefold()
-        ]
-    # None scores go last whichever the order: a page nobody answered is no news.
-    known = [r for r in rows if _sort_key(sort, window)(r)[0] == 0]
-    unknown = [r for r in rows if _sort_key(sort, window)(r)[0] == 1]
-    known.sort(key=_sort_key(sort, window), reverse=order == "desc")
-    rows = known + unknown
-    pages_total = max(1, -(-len(rows) // PAGE_SIZE))
-    number = min(whole_number(request.args.get("p"), 1, 10**9) or 1, pages_total)
-    shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
+    wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
+    if page_list.current(db, as_of):
+        total = page_list.count(db, query, directory())
+        pages_total = max(1, -(-total // PAGE_SIZE))
+        number = min(wanted, pages_total)
+        shown = page_list.screen(
+            db,
+            query,
+            as_of=as_of,
+            directory=directory(),
+            offset=(number - 1) * PAGE_SIZE,
+            limit=PAGE_SIZE,
+        )
+    else:
+        rows = _from_daily_rows(query, as_of)
+        total = len(rows)
+        pages_total = max(1, -(-total // PAGE_SIZE))
+        number = min(wanted, pages_total)
+        shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = [r["id"] for r in shown]
     scores = trends.weekly_page_scores(db, shown_ids, as_of)
     return render_template(
         "dashboard/pages.html",
         rows=shown,
-        total=len(rows),
-        owners=visible,
+        total=total,
+        owners={row["id"]: directory().owner(row["url"]) for row in shown},
         sparklines={
             page_id: (_trend_label(values), charts.sparkline(values))
             for page_id, values in scores.items()
@@ -195,6 +208,28 @@ def pages():
         waiting=waiting_pages(db) if account.is_admin else None,
         min_sources=settings().page_min_sources,
     )
+
+
+def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
+    """The whole list, summed from the daily rows and sorted here: the slow way, for the
+    minutes after midnight before the consumer has moved the rollups (rollups.py)."""
+    db, account = db_session(), signed_in_account()
+    visible = visible_pages(db, directory(), account)
+    wanted = [page_id for page_id, owner in visible.items() if owner.code in query.codes]
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
+    if query.text:
+        needle = query.text.casefold()
+        rows = [
+            r
+            for r in rows
+            if needle in (r["title"] or "").casefold() or needle in r["url"].casefold()
+        ]
+    # None scores go last whichever the order: a page nobody answered is no news.
+    key = _sort_key(query.sort, query.window)
+    known = [r for r in rows if key(r)[0] == 0]
+    unknown = [r for r in rows if key(r)[0] == 1]
+    known.sort(key=key, reverse=query.order == "desc")
+    return known + unknown
 
 
 @dashboard.get("/pages/<page_id>")
@@ -238,9 +273,9 @@ def page(page_id: str):
 def overview():
     db, account = db_session(), signed_in_account()
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
+    full_table = request.args.get("table") == "all"
     as_of = today()
-    visible = visible_pages(db, directory(), account)
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=list(visible))
+    rows = list(page_list.visible_figures(db, directory(), account, as_of))
     plots = {}
     for question in QUESTION_KEYS:
         figures = [(row, row["windows"][window]["questions"][question]) for row in rows]
@@ -257,10 +292,14 @@ def overview():
             ),
             key=lambda e: (e["score"], e["n"]),
         )
+        drawn, dense = _funnel_split(entries)
         plots[question] = {
             "ref": ref,
-            "chart": charts.funnel_chart(ref, [(e["n"], e["score"], e) for e in entries]),
-            "entries": entries,
+            "chart": charts.funnel_chart(
+                ref, [(e["n"], e["score"], e) for e in drawn], [(e["n"], e["score"]) for e in dense]
+            ),
+            "entries": entries if full_table else drawn,
+            "dense": len(dense),
         }
     return render_template(
         "dashboard/overview.html",
@@ -270,7 +309,30 @@ def overview():
         windows=list(WINDOWS),
         questions=QUESTION_KEYS,
         as_of=as_of,
+        full_table=full_table,
     )
+
+
+# Beyond this many answered pages a funnel draws only the outliers as dots, the rest as
+# a density, and lists the outliers: a dot and a row per page of a 10,000-page city made
+# a 1 MB page nobody could read. The full table is one link away (?table=all).
+MAX_DOTS = 300
+MAX_OUTLIERS = 150
+_SEVERITY = {"low3": 0, "high3": 1, "low2": 2, "high2": 3}
+
+
+def _funnel_split(entries: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(drawn as dots and listed, drawn as density): all drawn for a small city; else
+    the outliers, the furthest out and the largest first, up to MAX_OUTLIERS."""
+    if len(entries) <= MAX_DOTS:
+        return entries, []
+    outliers = sorted(
+        (e for e in entries if e["status"] in _SEVERITY),
+        key=lambda e: (_SEVERITY[e["status"]], -e["n"]),
+    )[:MAX_OUTLIERS]
+    shown = {id(e) for e in outliers}
+    drawn = [e for e in entries if id(e) in shown]  # in the table's order
+    return drawn, [e for e in entries if id(e) not in shown]
 
 
 # -- alerts ----------------------------------------------------------------------------------

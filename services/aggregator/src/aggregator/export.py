@@ -5,9 +5,9 @@
   it cannot hold (e.g. an emoji in a page title) becomes "?", never an error
   half-way through a download.
 - Japanese column headers; English with `?lang=en` (or the session's language).
-- Streamed: rows are written while the database is read (pages in chunks of
-  CHUNK, the daily series through a server-side cursor), so a large export
-  neither waits for nor holds the whole file.
+- Streamed: rows are written while the database is read (the pages' rollups and
+  the daily series through server-side cursors, page_list.visible_figures), so a
+  large export neither waits for nor holds the whole file.
 - A cell starting with = + - @ (or a tab or carriage return) gets a leading
   apostrophe, so Excel shows a title like "=HYPERLINK(...)" as text instead of
   running it (CSV formula injection).
@@ -25,7 +25,7 @@ from flask import Blueprint, Response, abort, request, stream_with_context
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aggregator import stats
+from aggregator import page_list, stats
 from aggregator.access import (
     _,
     directory,
@@ -38,15 +38,14 @@ from aggregator.access import (
 from aggregator.models import DailyCount, DailyResponse
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS, Tally
-from aggregator.visibility import visible_page, visible_pages
-from koe_directory import QUESTION_KEYS, Division
+from aggregator.visibility import visible_page
+from koe_directory import QUESTION_KEYS
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
 export = Blueprint("export", __name__, url_prefix="/export")
 protect(export)
 
-CHUNK = 500
 MAX_DAYS = 3660
 ENCODINGS = {"utf-8": ("utf-8", "utf-8"), "shift_jis": ("cp932", "Shift_JIS")}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -104,30 +103,24 @@ def pages_header(language: str) -> list[str]:
     return head + _question_headers(language, interval=True)
 
 
-def pages_rows(
-    session: Session, owners: dict[str, Division], as_of: date
-) -> Iterator[list[object]]:
-    page_ids = sorted(owners)
-    for start in range(0, len(page_ids), CHUNK):
-        for page in stats.list_pages(
-            session, as_of=as_of, directory=directory(), page_ids=page_ids[start : start + CHUNK]
-        ):
-            owner = owners[page["id"]]
-            for name in WINDOWS:
-                figures = page["windows"][name]
-                yield [
-                    page["id"],
-                    page["title"],
-                    page["url"],
-                    owner.department,
-                    owner.name,
-                    _("window." + name),
-                    figures["start"],
-                    figures["end"],
-                    figures["n"],
-                    figures["score"],
-                    *_question_cells(figures, interval=True),
-                ]
+def pages_rows(figures: Iterable[dict]) -> Iterator[list[object]]:
+    for page in figures:
+        owner = directory().owner(page["url"])
+        for name in WINDOWS:
+            figures_of = page["windows"][name]
+            yield [
+                page["id"],
+                page["title"],
+                page["url"],
+                owner.department,
+                owner.name,
+                _("window." + name),
+                figures_of["start"],
+                figures_of["end"],
+                figures_of["n"],
+                figures_of["score"],
+                *_question_cells(figures_of, interval=True),
+            ]
 
 
 def daily_header(language: str) -> list[str]:
@@ -231,11 +224,9 @@ def csv_response(header: list[str], rows: Iterable[list[object]], filename: str)
 @login_required
 def pages_csv():
     db, account = db_session(), signed_in_account()
-    owners = visible_pages(db, directory(), account)
     as_of = today()
-    return csv_response(
-        pages_header(lang()), pages_rows(db, owners, as_of), f"koe-pages-{as_of}.csv"
-    )
+    rows = pages_rows(page_list.visible_figures(db, directory(), account, as_of))
+    return csv_response(pages_header(lang()), rows, f"koe-pages-{as_of}.csv")
 
 
 @export.get("/pages/<page_id>/daily.csv")

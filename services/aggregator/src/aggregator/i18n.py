@@ -168,6 +168,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "status.within": ("ばらつきの範囲", "Within chance variation"),
     "status.high2": ("高め (95%の線より上)", "High (above 95% limit)"),
     "status.high3": ("明らかに高い (99.8%の線より上)", "Clearly high (above 99.8% limit)"),
+    "overview.dense": (
+        "外れたページ {shown} 件を点で、ほかの {dense} 件を濃淡で示しています。",
+        "{shown} pages outside the limits are drawn as dots, the other {dense} as shading.",
+    ),
+    "overview.cell": ("このあたりに {count} ページ", "{count} pages here"),
+    "overview.full_table": ("全ページの表", "Table of every page"),
     "overview.nodata": ("この期間の回答はありません。", "No answers in this window."),
     "nav.held": ("確認待ちのアラート", "Alerts held for review"),
     "held.title": ("確認待ちのアラート", "Alerts held for review"),

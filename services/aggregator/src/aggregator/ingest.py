@@ -23,6 +23,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
+from aggregator import rollups
 from aggregator.alerting import Alert, raise_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
@@ -143,6 +144,9 @@ def handle_batch(
         latest_day[page_id] = max(latest_day.get(page_id, day), day)
 
     if processed:
+        # The same deltas to the listing's window rollups, in the same transaction; first,
+        # as moving their day to today sums the daily rows without this batch's.
+        rollups.add(session, now.astimezone(timezone).date(), totals.counts, totals.responses)
         bulk_insert(session, ProcessedEvent.__table__, processed)
         _add_counts(session, totals.counts)
         _add_per_day(session, DailyResponse.__table__, totals.responses)

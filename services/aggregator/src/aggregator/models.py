@@ -67,7 +67,8 @@ class DailyCount(Base):
     """Answers per page, city-local day (of the event's time) and question."""
 
     __tablename__ = "daily_counts"
-    __table_args__ = _UPDATED_IN_PLACE
+    # Rollups read a range of days of every page by it (rollups.py, migration 0010).
+    __table_args__ = (Index("ix_daily_counts_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -81,7 +82,7 @@ class DailyResponse(Base):
     """Responses per page and city-local day: a page's n, which answers per question overstate."""
 
     __tablename__ = "daily_responses"
-    __table_args__ = _UPDATED_IN_PLACE
+    __table_args__ = (Index("ix_daily_responses_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)

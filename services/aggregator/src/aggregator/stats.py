@@ -45,24 +45,65 @@ def list_pages(
     *,
     as_of: date,
     directory: Directory,
-    division: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> list[dict]:
-    """Every visible page (of `division`, or among `page_ids`: the dashboard's visible pages)."""
+    """Every visible page (or those among `page_ids`: the dashboard's visible pages)."""
     query = select(Page).where(Page.visible).order_by(Page.id)
     if page_ids is not None:
         query = query.where(among(session, Page.id, list(page_ids)))
     pages = list(session.scalars(query))
-    if division is not None:
-        # divisions.yaml decides, from the URL (never a code an answer named).
-        pages = [page for page in pages if directory.prefix_code(page.url) == division]
-        page_ids = [page.id for page in pages]
     tallies = _window_tallies(session, as_of, page_ids=page_ids)
     responses = _window_responses(session, as_of, page_ids=page_ids)
     return [
         page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in pages
     ]
+
+
+def list_pages_after(
+    session: Session,
+    *,
+    as_of: date,
+    directory: Directory,
+    after: str | None,
+    limit: int,
+    division: str | None = None,
+) -> tuple[list[dict], str | None]:
+    """One result page of the visible pages in id order, from the first id after `after`,
+    and the id to continue after (None on the last one).
+
+    Keyset paging: each request reads at most `limit` pages' rows (plus, with a division,
+    the pages of other divisions it skips), so its cost does not grow with the city's
+    size, and a page added between two requests neither shifts nor repeats the others.
+    """
+    chosen: list[Page] = []
+    cursor, more = after, True
+    # divisions.yaml decides a page's division from its URL (longest prefix), which SQL
+    # cannot ask: read ids in batches and keep the division's until the page is full.
+    batch = limit + 1 if division is None else max(limit + 1, 500)
+    while more and len(chosen) <= limit:
+        query = select(Page).where(Page.visible).order_by(Page.id).limit(batch)
+        if cursor is not None:
+            query = query.where(Page.id > cursor)
+        read = list(session.scalars(query))
+        more = len(read) == batch
+        for page in read:
+            if division is None or directory.prefix_code(page.url) == division:
+                chosen.append(page)
+                if len(chosen) > limit:
+                    break
+        if read:
+            cursor = read[-1].id
+    has_next = len(chosen) > limit
+    chosen = chosen[:limit]
+    page_ids = [page.id for page in chosen]
+    tallies = _window_tallies(session, as_of, page_ids=page_ids)
+    responses = _window_responses(session, as_of, page_ids=page_ids)
+    listed = [
+        page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
+        for page in chosen
+    ]
+    return listed, (page_ids[-1] if has_next else None)
 
 
 def page_detail(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import hmac
 import re
 from datetime import date, datetime
@@ -19,6 +20,7 @@ from koe_kit.web import db_session
 
 ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 DEFAULT_DAYS, MAX_DAYS = 28, 366
+DEFAULT_LIMIT, MAX_LIMIT = 100, 1000
 
 api = Blueprint("api", __name__, url_prefix="/api/v1")
 
@@ -84,14 +86,44 @@ def _as_of() -> date | None:
 
 @api.get("/pages")
 def list_pages():
+    """Visible pages in id order, `limit` at a time (default 100); the answer's `next`,
+    passed back as `cursor`, continues after its last page, and is null on the last one."""
     as_of = _as_of()
     if as_of is None:
         return _bad_request("as_of", AS_OF_FORMAT)
     division = request.args.get("division") or None
     if division is not None and not DIVISION_CODE.match(division):
         return _bad_request("division", "must be a division code (letters, digits, - and _)")
-    pages = stats.list_pages(_snapshot(), as_of=as_of, directory=_directory(), division=division)
-    return jsonify(as_of=as_of.isoformat(), pages=pages)
+    limit = whole_number(request.args.get("limit", str(DEFAULT_LIMIT)), 1, MAX_LIMIT)
+    if limit is None:
+        return _bad_request("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    after = None
+    if request.args.get("cursor"):
+        after = _page_after(request.args["cursor"])
+        if after is None:
+            return _bad_request("cursor", "must be the `next` of an earlier answer")
+    pages, last = stats.list_pages_after(
+        _snapshot(),
+        as_of=as_of,
+        directory=_directory(),
+        after=after,
+        limit=limit,
+        division=division,
+    )
+    return jsonify(as_of=as_of.isoformat(), pages=pages, next=_cursor(last) if last else None)
+
+
+def _cursor(page_id: str) -> str:
+    """Opaque to clients (so none builds one by hand): the last listed id, base64url."""
+    return base64.urlsafe_b64encode(page_id.encode("utf-8")).decode("ascii").rstrip("=")
+
+
+def _page_after(cursor: str) -> str | None:
+    try:
+        page_id = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return page_id if PAGE_ID.match(page_id) else None
 
 
 @api.get("/pages/<page_id>")

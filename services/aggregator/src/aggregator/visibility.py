@@ -11,7 +11,7 @@ it, pages/registry.py): admins see how many are waiting.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, case, func, literal, select
 from sqlalchemy.orm import Session
 
 from aggregator.models import Account, Page
@@ -54,3 +54,23 @@ def divisions_for(directory: Directory, account: Account) -> list[Division]:
     """The divisions the account may filter by (its own, or all and the fallback)."""
     every = [*directory.divisions.values(), directory.fallback]
     return [d for d in every if may_see(account, d)]
+
+
+def owner_code(directory: Directory) -> ColumnElement[str]:
+    """`directory.owner(pages.url).code` in SQL: the longest matching prefix's division,
+    else the fallback's, so a list filters by division without reading every page."""
+    prefixes = sorted(
+        (
+            (prefix, division.code)
+            for division in directory.divisions.values()
+            for prefix in division.url_prefixes
+        ),
+        key=lambda pair: len(pair[0]),
+        reverse=True,
+    )
+    if not prefixes:
+        return literal(directory.fallback.code)
+    return case(
+        *((Page.url.startswith(prefix, autoescape=True), code) for prefix, code in prefixes),
+        else_=literal(directory.fallback.code),
+    )

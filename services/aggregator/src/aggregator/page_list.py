@@ -1,0 +1,135 @@
+"""The dashboard's pages list, filtered, sorted and cut into result pages in SQL.
+
+It reads pages joined with their window rollups (rollups.py), so one screen costs a
+sort over one narrow row per page and the figures of the pages shown, instead of
+summing every page's daily rows. The figures are stats.page_json's, from the same
+tallies; only usable while the rollups end at the day asked for (`current`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass
+from datetime import date
+
+from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy.orm import Session
+
+from aggregator import rollups, stats
+from aggregator.models import Account, Page
+from aggregator.scoring import WINDOWS
+from aggregator.visibility import divisions_for, owner_code, visible_pages
+from koe_directory import Directory
+
+# Pages summed at a time from the daily rows (the slow way): bounds the IN list.
+CHUNK = 500
+
+
+@dataclass(frozen=True)
+class Query:
+    codes: Collection[str]  # the owning divisions' codes the list keeps
+    text: str  # in the title or the URL, any case; "" for any page
+    sort: str  # score, n or title
+    order: str  # asc or desc
+    window: str
+
+
+def current(session: Session, as_of: date) -> bool:
+    """Whether the rollups end at `as_of` (else the caller sums the daily rows)."""
+    return rollups.current_day(session) == as_of
+
+
+def count(session: Session, query: Query, directory: Directory) -> int:
+    """How many pages the list has in all."""
+    wanted = _wanted(directory, query.codes, query.text)
+    found = select(func.count()).select_from(rollups.joined()).where(*wanted)
+    return session.scalar(found) or 0
+
+
+def screen(
+    session: Session,
+    query: Query,
+    *,
+    as_of: date,
+    directory: Directory,
+    offset: int,
+    limit: int,
+) -> list[dict]:
+    """One result page of the list, as stats.page_json rows."""
+    rows = session.execute(
+        _select(_wanted(directory, query.codes, query.text))
+        .order_by(*_order(query), Page.id)
+        .offset(offset)
+        .limit(limit)
+    )
+    return [_page_json(row, directory, as_of) for row in rows]
+
+
+def every(
+    session: Session, codes: Collection[str], *, as_of: date, directory: Directory
+) -> Iterator[dict]:
+    """Every visible page of the divisions `codes`, in page id order, read through a
+    server-side cursor: for the CSV and the overview, in constant memory."""
+    rows = session.execute(
+        _select(_wanted(directory, codes)).order_by(Page.id).execution_options(yield_per=500)
+    )
+    for row in rows:
+        yield _page_json(row, directory, as_of)
+
+
+def visible_figures(
+    session: Session, directory: Directory, account: Account, as_of: date
+) -> Iterator[dict]:
+    """Every page the account may see, with its figures, in page id order: from the
+    rollups through one cursor, or (before the consumer moved them to today) summed
+    from the daily rows CHUNK pages at a time."""
+    if current(session, as_of):
+        codes = {d.code for d in divisions_for(directory, account)}
+        yield from every(session, codes, as_of=as_of, directory=directory)
+        return
+    page_ids = sorted(visible_pages(session, directory, account))
+    for start in range(0, len(page_ids), CHUNK):
+        chunk = page_ids[start : start + CHUNK]
+        yield from stats.list_pages(session, as_of=as_of, directory=directory, page_ids=chunk)
+
+
+def _select(wanted: list[ColumnElement[bool]]):
+    return (
+        select(Page, *(rollups.page_rollups.c[name] for name in rollups.COLUMNS))
+        .select_from(rollups.joined())
+        .where(*wanted)
+    )
+
+
+def _page_json(row, directory: Directory, as_of: date) -> dict:
+    cells = rollups.zero_if_missing(row._mapping)
+    tallies, responses = {}, {}
+    for window in WINDOWS:
+        tallies[window], responses[window] = rollups.tallies(cells, window)
+    return stats.page_json(row.Page, directory, tallies, responses, as_of)
+
+
+def _wanted(
+    directory: Directory, codes: Collection[str], text: str = ""
+) -> list[ColumnElement[bool]]:
+    wanted = [Page.visible, owner_code(directory).in_(list(codes))]
+    if text:
+        needle = text.casefold()
+        wanted.append(
+            func.lower(func.coalesce(Page.title, "")).contains(needle, autoescape=True)
+            | func.lower(Page.url).contains(needle, autoescape=True)
+        )
+    return wanted
+
+
+def _order(query: Query) -> list[ColumnElement]:
+    """As the list always sorted: a page nobody answered (no score) last whichever the
+    order; equal values in page id order."""
+    if query.sort == "title":
+        key: ColumnElement = func.lower(func.coalesce(func.nullif(Page.title, ""), Page.url))
+    elif query.sort == "n":
+        key = func.coalesce(rollups.responses(query.window), 0)
+    else:
+        key = rollups.score(query.window)
+    unknown = case((key.is_(None), 1), else_=0)
+    return [unknown, key.desc() if query.order == "desc" else key.asc()]

@@ -1,0 +1,253 @@
+"""Per-page window figures kept beside the daily rows, so lists sort and page in SQL.
+
+A listing used to sum every visible page's daily rows on each request: its cost grew
+with pages × days. page_rollups holds, per page, what stats.py would sum for the
+windows 7d, 28d and all ending at one day, `rollup_state.as_of`:
+responses (the page's n) and yes / neutral / no per question.
+
+Kept right by two moves, both in the consumer's batch transaction:
+- `add`: a batch's deltas (the same ones it adds to daily_counts and daily_responses,
+  replacements and excess included) go to every window their day falls in;
+- `advance`: when the city-local day changes, the 7d and 28d windows are summed again
+  from the daily rows of their last 28 days (bounded per page, found by the day
+  indexes), and `all` gains the days between the old and the new as_of (a day
+  after as_of is in no window yet, as in stats.py, which reads only day <= as_of).
+
+A batch holds rollup_state's row shared and `advance` holds it exclusively, so two
+consumers never advance twice nor add a delta relative to a day that just moved.
+Readers use the rollups only when as_of is the day they ask for; any other day (the
+stats API's `?as_of=`, or the minutes after midnight before the consumer's first
+batch or idle tick) is summed from the daily rows as before: slower, never different.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date
+
+from sqlalchemy import (
+    Column,
+    ColumnElement,
+    Date,
+    Integer,
+    String,
+    Table,
+    case,
+    delete,
+    func,
+    literal,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session
+
+from aggregator.models import Base, DailyCount, DailyResponse, Page
+from aggregator.scoring import WINDOWS, Tally, window_ending
+from koe_directory import ANSWERS, QUESTION_KEYS
+from koe_kit.db import bulk_add, bulk_insert
+
+# Column name prefixes of the windows (a column name cannot start with a digit).
+PREFIX = {"7d": "d7", "28d": "d28", "all": "all"}
+_MOVING = ("7d", "28d")
+_IN_CHUNK = 500
+
+
+def _columns(window: str) -> list[str]:
+    p = PREFIX[window]
+    return [f"{p}_n"] + [f"{p}_{q}_{a}" for q in QUESTION_KEYS for a in ANSWERS]
+
+
+COLUMNS = [name for window in WINDOWS for name in _columns(window)]
+
+page_rollups = Table(
+    "page_rollups",
+    Base.metadata,
+    Column("page_id", String(128), primary_key=True),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in COLUMNS),
+    postgresql_with={"fillfactor": 70},  # updated in place by every batch
+)
+
+rollup_state = Table(
+    "rollup_state",
+    Base.metadata,
+    Column("id", Integer, primary_key=True),  # one row, id 1
+    Column("as_of", Date, nullable=True),  # None: nothing rolled up yet
+)
+
+
+def current_day(session: Session) -> date | None:
+    """The day the rollups' windows end at (read without a lock: for readers)."""
+    return session.scalar(select(rollup_state.c.as_of).where(rollup_state.c.id == 1))
+
+
+def _locked_day(session: Session, *, exclusive: bool) -> date | None:
+    query = select(rollup_state.c.as_of).where(rollup_state.c.id == 1)
+    row = session.execute(query.with_for_update(read=not exclusive)).first()
+    if row is None:
+        bulk_insert(session, rollup_state, [{"id": 1, "as_of": None}])
+        return None
+    return row.as_of
+
+
+def add(
+    session: Session,
+    today: date,
+    counts: Mapping[tuple[str, date, str], list[int]],
+    responses: Mapping[tuple[str, date], int],
+) -> None:
+    """Add a batch's deltas to the windows ending at `today` (advancing to it first)."""
+    as_of = _locked_day(session, exclusive=False)
+    if as_of is None or as_of < today:
+        advance(session, today)
+        as_of = today
+    rows: dict[str, dict[str, int]] = {}
+    windows = {name: window_ending(as_of, length) for name, length in WINDOWS.items()}
+
+    def cells(day: date) -> list[str]:
+        """The prefixes of the windows `day` is in."""
+        if day > as_of:
+            return []
+        return [PREFIX[n] for n, w in windows.items() if w.start is None or day >= w.start]
+
+    for (page_id, day, question), (yes, neutral, no) in counts.items():
+        row = rows.setdefault(page_id, dict.fromkeys(COLUMNS, 0))
+        for p in cells(day):
+            row[f"{p}_{question}_yes"] += yes
+            row[f"{p}_{question}_neutral"] += neutral
+            row[f"{p}_{question}_no"] += no
+    for (page_id, day), n in responses.items():
+        row = rows.setdefault(page_id, dict.fromkeys(COLUMNS, 0))
+        for p in cells(day):
+            row[f"{p}_n"] += n
+    bulk_add(
+        session,
+        page_rollups,
+        [{"page_id": page_id, **row} for page_id, row in rows.items()],
+        ["page_id"],
+        COLUMNS,
+    )
+
+
+def advance(session: Session, today: date) -> None:
+    """Move the windows' end to `today` (never back): see the module's docstring."""
+    as_of = _locked_day(session, exclusive=True)
+    if as_of is not None and as_of >= today:
+        return
+    # `all` gains the days after the old as_of, up to today.
+    after = as_of or date.min
+    _add_sums(session, ["all"], DailyCount.day > after, DailyResponse.day > after, today)
+    # 7d and 28d: summed again from their days. Only a page with daily rows in the last
+    # 28 days of the old or the new end can have a non-zero moving window.
+    moving = [name for window in _MOVING for name in _columns(window)]
+    # (A page's answers and responses move together, so d28_n = 0 means all of it is.)
+    session.execute(
+        update(page_rollups).where(page_rollups.c.d28_n != 0).values(dict.fromkeys(moving, 0))
+    )
+    start = window_ending(today, WINDOWS["28d"]).start
+    _add_sums(session, list(_MOVING), DailyCount.day >= start, DailyResponse.day >= start, today)
+    session.execute(update(rollup_state).where(rollup_state.c.id == 1).values(as_of=today))
+
+
+def rebuild(session: Session, today: date) -> None:
+    """Every page's rollup from its daily rows alone (after filling those by hand)."""
+    _locked_day(session, exclusive=True)
+    session.execute(delete(page_rollups))
+    session.execute(update(rollup_state).where(rollup_state.c.id == 1).values(as_of=None))
+    advance(session, today)
+
+
+def _add_sums(
+    session: Session,
+    windows: list[str],
+    count_days: ColumnElement[bool],
+    response_days: ColumnElement[bool],
+    today: date,
+) -> None:
+    """Add to `windows` the sums of the daily rows within each window and the given days."""
+    starts = {name: window_ending(today, WINDOWS[name]).start for name in windows}
+
+    def within(day: ColumnElement[date], name: str, value: ColumnElement[int]):
+        start = starts[name]
+        return func.coalesce(
+            func.sum(value if start is None else case((day >= start, value), else_=0)), 0
+        )
+
+    sums: dict[str, dict[str, int]] = {}
+    count_columns = [
+        within(DailyCount.day, name, getattr(DailyCount, a)).label(f"{PREFIX[name]}_{a}")
+        for name in windows
+        for a in ANSWERS
+    ]
+    counted = session.execute(
+        select(DailyCount.page_id, DailyCount.question, *count_columns)
+        .where(count_days, DailyCount.day <= today)
+        .group_by(DailyCount.page_id, DailyCount.question)
+    )
+    for row in counted:
+        if row.question not in QUESTION_KEYS:
+            continue
+        cells = sums.setdefault(row.page_id, dict.fromkeys(COLUMNS, 0))
+        for name in windows:
+            for a in ANSWERS:
+                cells[f"{PREFIX[name]}_{row.question}_{a}"] += int(
+                    getattr(row, f"{PREFIX[name]}_{a}")
+                )
+    response_columns = [
+        within(DailyResponse.day, name, DailyResponse.responses).label(PREFIX[name])
+        for name in windows
+    ]
+    answered = session.execute(
+        select(DailyResponse.page_id, *response_columns)
+        .where(response_days, DailyResponse.day <= today)
+        .group_by(DailyResponse.page_id)
+    )
+    for row in answered:
+        cells = sums.setdefault(row.page_id, dict.fromkeys(COLUMNS, 0))
+        for name in windows:
+            cells[f"{PREFIX[name]}_n"] += int(getattr(row, PREFIX[name]))
+    rows = [{"page_id": page_id, **cells} for page_id, cells in sums.items()]
+    for start in range(0, len(rows), _IN_CHUNK):
+        bulk_add(session, page_rollups, rows[start : start + _IN_CHUNK], ["page_id"], COLUMNS)
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+def tallies(row: Mapping[str, int], window: str) -> tuple[dict[str, Tally], int]:
+    """A rollup row's tallies per question and responses for one window."""
+    p = PREFIX[window]
+    return (
+        {
+            q: Tally(row[f"{p}_{q}_yes"], row[f"{p}_{q}_neutral"], row[f"{p}_{q}_no"])
+            for q in QUESTION_KEYS
+        },
+        row[f"{p}_n"],
+    )
+
+
+def score(window: str) -> ColumnElement[float]:
+    """The page score (scoring.page_score) in SQL: the mean of the question scores that
+    have answers, NULL when none has."""
+    p = PREFIX[window]
+    c = page_rollups.c
+    scores, answered = [], []
+    for q in QUESTION_KEYS:
+        yes, neutral, no = (c[f"{p}_{q}_{a}"] for a in ANSWERS)
+        n = yes + neutral + no
+        scores.append(case((n > 0, (yes + neutral * 0.5) * 100.0 / n), else_=0.0))
+        answered.append(case((n > 0, 1), else_=0))
+    count = answered[0] + answered[1] + answered[2]
+    return case((count > 0, (scores[0] + scores[1] + scores[2]) / count), else_=literal(None))
+
+
+def responses(window: str) -> ColumnElement[int]:
+    return page_rollups.c[f"{PREFIX[window]}_n"]
+
+
+def joined():
+    """pages LEFT JOIN page_rollups (a page with no answer yet has no rollup row)."""
+    return Page.__table__.outerjoin(page_rollups, page_rollups.c.page_id == Page.id)
+
+
+def zero_if_missing(row: Mapping[str, int | None]) -> dict[str, int]:
+    return {name: int(row.get(name) or 0) for name in COLUMNS}

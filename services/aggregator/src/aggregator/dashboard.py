@@ -15,7 +15,17 @@ from urllib.parse import parse_qsl, urlsplit
 from flask import Blueprint, abort, redirect, render_template, request, session, url_for
 from werkzeug.datastructures import MultiDict
 
-from aggregator import alert_records, auth, charts, csrf, funnel, held_alerts, stats, trends
+from aggregator import (
+    alert_records,
+    auth,
+    charts,
+    csrf,
+    funnel,
+    held_alerts,
+    locale_split,
+    stats,
+    trends,
+)
 from aggregator.access import (
     SESSION_KEY,
     _,
@@ -34,6 +44,7 @@ from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
 from koe_directory import QUESTION_KEYS
+from koe_directory.catalogue import NAMES
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -227,6 +238,8 @@ def page(page_id: str):
         # Clerks see the scores only; what was left out of them is for admins.
         excess=stats.excess_by_window(db, page_id, as_of) if account.is_admin else None,
         cap=settings().count_per_source_day,
+        locales=locale_split.page_locales(db, page_id, as_of),
+        locale_names=NAMES,
     )
 
 

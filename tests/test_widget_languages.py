@@ -71,9 +71,7 @@ def test_the_widget_speaks_each_language_with_and_without_javascript(
         choose(page, locale, WITH_SCRIPT)
         page.get_by_role("button", name=send).click()
         page.locator("#koe-thanks").wait_for(state="visible")
-        assert page.locator("#koe-thanks").inner_text() == translate(
-            locale, WIDGET_TEXTS["thanks"]
-        )
+        assert page.locator("#koe-thanks").inner_text() == translate(locale, WIDGET_TEXTS["thanks"])
         assert axe_violations(page, include="#koe-feedback") == []
         assert page.errors == []
     finally:
@@ -114,3 +112,47 @@ def test_a_snippet_that_follows_the_page_speaks_and_records_the_pages_language(
     finally:
         context.close()
     arrived(koe, page_id_of(url), WITH_SCRIPT, locale="pt")
+
+
+def test_rough_edges_without_widget_css_on_a_slow_network(
+    koe,  # noqa: F811
+    chromium,
+    host_site,  # noqa: F811
+):
+    """Issue 15: a host CSP that blocks widget.css hid the thank-you; a slow answer said
+    nothing; 'please answer' stayed after an answer was chosen."""
+    url = f"{HOST}/nocss.html"
+    snippet = embed_snippet(koe, url)
+    assert "widget.css" in snippet
+    without_css = "\n".join(line for line in snippet.splitlines() if "widget.css" not in line)
+    host_site["/nocss.html"] = (host_page(without_css), {})
+    context, page = open_page(chromium, url, "no-css-slow")
+    try:
+        page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+        page.get_by_role("button", name="送信").click()
+        message = page.locator(".koe-msg")
+        message.wait_for(state="attached")
+        page.wait_for_function("document.querySelector('.koe-msg').textContent !== ''")
+        assert message.inner_text() == translate("ja", WIDGET_TEXTS["empty"])
+        choose(page, "ja", {"clarity": "yes"})
+        page.wait_for_function("document.querySelector('.koe-msg').textContent === ''")
+
+        # Hold the answer on the wire: the button and a polite status say 送信中….
+        held = []
+        page.route("**/api/v1/feedback", lambda route: held.append(route))
+        page.get_by_role("button", name="送信").click()
+        page.wait_for_function("() => document.querySelector('.koe-st').textContent !== ''")
+        assert page.get_by_role("status").inner_text() == "送信中…"
+        assert page.locator(".koe-b").get_attribute("aria-disabled") == "true"
+        for _ in range(100):  # the proof of work first, then the post
+            if held:
+                break
+            page.wait_for_timeout(100)
+        assert len(held) == 1
+        assert page.get_by_role("status").inner_text() == "送信中…"
+        held[0].continue_()
+        page.locator("#koe-thanks").wait_for(state="visible")  # no stylesheet needed
+        assert page.locator(".koe-st").inner_text() == ""
+    finally:
+        context.close()
+    arrived(koe, page_id_of(url), {"clarity": "yes"})

@@ -83,3 +83,13 @@ def test_undecodable_messages_say_why(raw, reason):
     with pytest.raises(events.InvalidEvent) as caught:
         events.decode(raw)
     assert caught.value.reason.startswith(reason)
+
+
+def test_the_event_carries_every_locale_the_widget_speaks():
+    """A language added to the catalogue but not to the schema would make every answer
+    in it an invalid event, refused after the citizen pressed 送信."""
+    from koe_directory.catalogue import LOCALES
+
+    schema = json.loads((SCHEMAS / "koe.feedback.submitted.v1.json").read_text(encoding="utf-8"))
+    data = schema["properties"]["data"]
+    assert data["properties"]["locale"]["enum"] == list(LOCALES)

@@ -72,6 +72,7 @@ def feedback(
     source: str | None = None,
     url: str = PAGE_URL,
     replaces: str | None = None,
+    locale: str = "ja",
 ) -> dict:
     """A schema-valid koe.feedback.submitted.v1 event, built the way the relay builds it.
     Without `source` it is an event from before the feedback service stamped sources."""
@@ -83,7 +84,7 @@ def feedback(
         "page_url": url,
         "page_title": title,
         "division": division,
-        "locale": "ja",
+        "locale": locale,
         "answers": answers,
     }
     if source is not None:

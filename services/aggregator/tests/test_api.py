@@ -370,3 +370,50 @@ def test_paged_listing_rejects_a_bad_limit_or_cursor(client, query, field):
     response = client.get(f"/api/v1/pages?{query}", headers=AUTH)
     assert response.status_code == 400
     assert field in response.get_json()["errors"]
+
+
+def test_page_detail_splits_the_scores_by_the_language_answered_in(
+    migrated_url, sessions, make_feedback
+):
+    feedback = make_feedback
+    first_pt = feedback("2026-11-20T03:00:00Z", {"clarity": "yes"}, locale="pt")
+    batch = [
+        feedback("2026-11-20T02:00:00Z", {"clarity": "yes", "usefulness": "yes"}, locale="ja"),
+        first_pt,
+        feedback("2026-11-20T04:00:00Z", {"clarity": "no"}, locale="pt"),
+        feedback("2026-11-01T04:00:00Z", {"clarity": "neutral"}, locale="ja-x-easy"),
+    ]
+    # The first Portuguese reader changes their mind: counted once, in Portuguese.
+    change = feedback(
+        "2026-11-20T03:05:00Z", {"clarity": "no"}, locale="pt", replaces=first_pt["id"]
+    )
+    with transaction(sessions) as session:
+        handle_batch(
+            session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY
+        )
+    with transaction(sessions) as session:
+        handle_batch(
+            session,
+            [change],
+            timezone=ZoneInfo("Asia/Tokyo"),
+            directory=DIRECTORY,
+        )
+    client = create_app(
+        load_settings(
+            {"DATABASE_URL": migrated_url, "KOE_API_TOKEN": TOKEN, "KOE_SECRET_KEY": SECRET_KEY}
+        )
+    ).test_client()
+
+    detail = client.get(f"/api/v1/pages/{A}?as_of=2026-11-20", headers=AUTH).get_json()
+
+    locales = detail["locales"]
+    assert list(locales) == ["ja", "ja-x-easy", "pt"]  # the catalogue's order
+    pt_week = locales["pt"]["7d"]
+    assert pt_week["n"] == 2
+    assert (pt_week["questions"]["clarity"]["yes"], pt_week["questions"]["clarity"]["no"]) == (0, 2)
+    assert pt_week["score"] == 0
+    assert locales["ja"]["7d"]["score"] == 100
+    assert locales["ja-x-easy"]["7d"]["n"] == 0
+    assert locales["ja-x-easy"]["all"]["questions"]["clarity"]["neutral"] == 1
+    # The split adds up to the page's own figures.
+    assert sum(figures["all"]["n"] for figures in locales.values()) == detail["windows"]["all"]["n"]

@@ -13,7 +13,6 @@ from sqlalchemy import select
 
 from aggregator import page_list, rollups, stats
 from aggregator.dashboard import MAX_OUTLIERS
-from aggregator.drop_rule import DropRule
 from aggregator.ingest import handle_batch
 from aggregator.models import DailyCount, DailyResponse, Page
 from aggregator.scoring import WINDOWS, Tally
@@ -28,7 +27,7 @@ PAGES = [f"u-{index:016x}" for index in range(6)]
 
 def run(sessions, batch, now: datetime):
     with transaction(sessions) as session:
-        handle_batch(session, batch, timezone=TOKYO, rule=DropRule(), directory=DIRECTORY, now=now)
+        handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, now=now)
 
 
 def from_daily_rows(session, as_of: date) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:

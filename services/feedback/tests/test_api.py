@@ -12,6 +12,7 @@ from sqlalchemy import select
 from feedback.models import OutboxEntry, Response
 from feedback.pages import page_sig
 from koe_directory import canonical_url, page_id_for_url
+from koe_directory.catalogue import LOCALES
 from koe_kit import events
 from support import answered
 
@@ -304,3 +305,29 @@ def test_form_needs_a_form_content_type(client, counts):
 def test_health(client):
     assert client.get("/healthz").get_json() == {"status": "ok"}
     assert client.get("/readyz").status_code == 200
+
+
+def test_a_form_sent_without_an_answer_is_asked_to_answer_not_to_wait(client, counts):
+    # The plain form's person sees the snippet's #koe-empty ("少なくとも1つの質問に…"),
+    # not #koe-error's "時間をおいて…": waiting would not help them.
+    empty = client.post("/feedback", data=form(findability=..., clarity=..., return_to=...))
+
+    assert empty.headers["Location"] == f"{PAGE}?koe=empty#koe-empty"
+    assert counts() == (0, 0)
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_an_answer_records_the_language_it_was_given_in(client, engine, locale):
+    assert client.post("/feedback", data=form(locale=locale)).status_code == 303
+
+    with engine.connect() as connection:
+        payload = connection.execute(select(OutboxEntry.payload)).scalar_one()
+    assert events.decode(payload.encode("utf-8"))["data"]["locale"] == locale
+
+
+def test_a_language_koe_has_no_catalogue_for_is_refused_by_name(client, counts):
+    answer = client.post("/api/v1/feedback", json=answered(locale="fr"))
+
+    assert answer.status_code == 422
+    assert list(answer.get_json()["errors"]) == ["locale"]
+    assert counts() == (0, 0)

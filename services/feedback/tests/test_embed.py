@@ -12,6 +12,8 @@ from feedback.app import create_app
 from feedback.config import load_settings
 from feedback.embed import CSP
 from feedback.migrate import migrate
+from koe_directory import QUESTIONS, QUESTIONS_BY_KEY
+from koe_directory.catalogue import LOCALES
 
 REPO = Path(__file__).resolve().parents[3]
 STATIC = REPO / "services" / "feedback" / "src" / "feedback" / "static"
@@ -95,7 +97,7 @@ def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):
 
     body = html.unescape(page.get_data(as_text=True))
     assert '<section class="koe-w" id="koe-feedback-side2" lang="ja"' in body
-    assert 'aria-labelledby="koe-title-side2">' in body
+    assert 'aria-labelledby="koe-title-side2"' in body
     for element_id in ("koe-title-side2", "koe-thanks-side2", "koe-error-side2"):
         assert f'id="{element_id}"' in body
     assert '<input type="hidden" name="koe_widget" value="side2">' in body
@@ -128,19 +130,19 @@ def test_embed_escapes_what_it_is_given(client):
 # DESIGN.md, "The survey", to the letter: the city's own questions and answers.
 DESIGN_SURVEY = {
     "findability": (
-        "このページは見つけやすかったですか?",
+        "このページは見つけやすかったですか？",
         "見つけやすかった",
         "ふつう",
         "見つけにくかった",
     ),
     "clarity": (
-        "このページの内容はわかりやすかったですか?",
+        "このページの内容はわかりやすかったですか？",
         "わかりやすかった",
         "ふつう",
         "わかりにくかった",
     ),
     "usefulness": (
-        "このページの内容は参考になりましたか?",
+        "このページの内容は参考になりましたか？",
         "参考になった",
         "ふつう",
         "参考にならなかった",
@@ -162,7 +164,10 @@ def test_the_demo_is_the_seed_page_with_the_real_snippet(client):
     assert 'href="/demo/tsu-dx"' in index and 'href="/demo/tsu-dx/en"' in index
 
     for path, words in (
-        ("/demo/tsu-dx", ["津市の自治体DX取組状況", "このページは見つけやすかったですか?", "送信"]),
+        (
+            "/demo/tsu-dx",
+            ["津市の自治体DX取組状況", "このページは見つけやすかったですか？", "送信"],
+        ),
         ("/demo/tsu-dx/en", ["Was this page easy to find?", "Send"]),
     ):
         page = client.get(path)
@@ -175,3 +180,37 @@ def test_the_demo_is_the_seed_page_with_the_real_snippet(client):
         assert body.index('class="koe-w"') < body.index("059-229-3118")  # survey, then contact
         assert "style=" not in body and "<script>" not in body
     assert client.get("/demo/tsu-dx/fr").status_code == 404
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_snippet_asks_in_every_language_of_the_catalogue(client, locale):
+    page = client.get("/embed", query_string={"origin": SITE, "lang": locale})
+    body = html.unescape(page.get_data(as_text=True))
+
+    assert page.status_code == 200
+    assert f'lang="{locale}" dir="ltr"' in body
+    for question in QUESTIONS:
+        assert f'<legend class="koe-l">{question.text(locale)}</legend>' in body
+    # The words widget.js fetches for a snippet that follows the page are the same.
+    words = client.get(f"/i18n/{locale}.json")
+    assert words.status_code == 200
+    assert words.headers["Access-Control-Allow-Origin"] == "*"
+    assert words.get_json()["questions"]["clarity"][0] == QUESTIONS_BY_KEY["clarity"].text(locale)
+
+
+def test_the_translations_differ_from_the_japanese_except_easy_japanese_s_ふつう(client):
+    ja = client.get("/i18n/ja.json").get_json()
+    for locale in LOCALES[2:]:
+        words = client.get(f"/i18n/{locale}.json").get_json()
+        assert not set(words["questions"]["findability"]) & set(ja["questions"]["findability"])
+        assert words["thanks"] != ja["thanks"]
+
+
+def test_a_snippet_for_a_multilingual_cms_follows_the_page(client):
+    page = client.get("/embed", query_string={"origin": SITE, "lang": "page"})
+    body = html.unescape(page.get_data(as_text=True))
+
+    assert page.status_code == 200
+    assert 'data-koe-lang="page"' in body
+    assert '<input type="hidden" name="locale" value="ja">' in body  # without JavaScript
+    assert client.get("/i18n/fr.json").status_code == 404

@@ -135,7 +135,7 @@ def test_drop_email_says_what_dropped_with_n_interval_link_and_contact(make_aler
         assert "評価が下がりました" in body
         assert "津市の自治体DX取組状況" in body
         assert "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html" in body
-        assert "このページの内容はわかりやすかったですか?" in body
+        assert "このページの内容はわかりやすかったですか？" in body
         assert "2026年11月21日〜2026年11月27日" in body
         assert "2026年10月24日〜2026年11月20日" in body
         assert "回答80件" in body and "回答20件" in body
@@ -170,7 +170,7 @@ def test_japanese_number_conventions(make_alert, directory):
     question["baseline"].update(yes=9000, neutral=1000, no=2345, n=12345, score=77.0)
     question["baseline"]["interval"] = {"low": 76.3, "high": 77.7}
     text, seen, _, _ = parts(on_the_wire(compose(event, directory)))
-    assert "見つけやすさ「このページは見つけやすかったですか?」" in text
+    assert "見つけやすさ「このページは見つけやすかったですか？」" in text
     assert "77.0点 (回答12,345件)" in text
     assert "回答12,345件" in seen
 

@@ -1,9 +1,11 @@
 """The survey that ends every city page: three questions, each answered yes, neutral or no.
 
-Its words live here and nowhere else (DESIGN.md, "The survey": the seed page's and
-SHIRASAGI's default), in Japanese and English. The widget asks with `text` and
-`options`; the dashboard, the CSV and the emails name a question by its `short`
-label. Alembic migrations keep frozen copies of their own on purpose.
+Its Japanese words live here (DESIGN.md, "The survey": the seed page's and
+SHIRASAGI's default, with the full-width ？ Japanese text ends a question with);
+their translations into every language the widget speaks are in the catalogue
+(catalogue.py). The widget asks with `text` and `options`; the dashboard, the CSV
+and the emails, in Japanese or English, name a question by its `short` label.
+Alembic migrations keep frozen copies of their own on purpose.
 """
 
 from __future__ import annotations
@@ -12,8 +14,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TypeVar
 
+from koe_directory.catalogue import translate
+
 # Answer values on the wire, in the order the survey offers them.
 ANSWERS = ("yes", "neutral", "no")
+# The languages of the short labels (the dashboard's and the emails').
 LANGUAGES = ("ja", "en")
 
 _T = TypeVar("_T")
@@ -23,21 +28,20 @@ _T = TypeVar("_T")
 class Question:
     key: str
     text_ja: str
-    text_en: str
     # Labels of the answers yes, neutral, no.
     answers_ja: tuple[str, str, str]
-    answers_en: tuple[str, str, str]
     # What a column, heading or email calls the question.
     short_ja: str
     short_en: str
 
-    def text(self, lang: str) -> str:
-        """The question as the survey asks it."""
-        return _in(lang, self.text_ja, self.text_en)
+    def text(self, locale: str) -> str:
+        """The question as the survey asks it in `locale` (catalogue.LOCALES)."""
+        return translate(locale, self.text_ja)
 
-    def options(self, lang: str) -> tuple[tuple[str, str], ...]:
-        """(answer value, label) for yes, neutral and no."""
-        return tuple(zip(ANSWERS, _in(lang, self.answers_ja, self.answers_en), strict=True))
+    def options(self, locale: str) -> tuple[tuple[str, str], ...]:
+        """(answer value, label) for yes, neutral and no, in `locale`."""
+        labels = (translate(locale, label) for label in self.answers_ja)
+        return tuple(zip(ANSWERS, labels, strict=True))
 
     def short(self, lang: str) -> str:
         return _in(lang, self.short_ja, self.short_en)
@@ -52,28 +56,22 @@ def _in(lang: str, ja: _T, en: _T) -> _T:
 QUESTIONS = (
     Question(
         key="findability",
-        text_ja="このページは見つけやすかったですか?",
-        text_en="Was this page easy to find?",
+        text_ja="このページは見つけやすかったですか？",
         answers_ja=("見つけやすかった", "ふつう", "見つけにくかった"),
-        answers_en=("Easy to find", "Neither", "Hard to find"),
         short_ja="見つけやすさ",
         short_en="Findability",
     ),
     Question(
         key="clarity",
-        text_ja="このページの内容はわかりやすかったですか?",
-        text_en="Was the content of this page easy to understand?",
+        text_ja="このページの内容はわかりやすかったですか？",
         answers_ja=("わかりやすかった", "ふつう", "わかりにくかった"),
-        answers_en=("Easy to understand", "Neither", "Hard to understand"),
         short_ja="わかりやすさ",
         short_en="Clarity",
     ),
     Question(
         key="usefulness",
-        text_ja="このページの内容は参考になりましたか?",
-        text_en="Was the content of this page helpful?",
+        text_ja="このページの内容は参考になりましたか？",
         answers_ja=("参考になった", "ふつう", "参考にならなかった"),
-        answers_en=("Helpful", "Neither", "Not helpful"),
         short_ja="参考になったか",
         short_en="Usefulness",
     ),

@@ -22,6 +22,7 @@ from aggregator import (
     csrf,
     funnel,
     held_alerts,
+    locale_split,
     page_list,
     stats,
     trends,
@@ -44,6 +45,7 @@ from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
 from koe_directory import QUESTION_KEYS
+from koe_directory.catalogue import NAMES
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -262,6 +264,8 @@ def page(page_id: str):
         # Clerks see the scores only; what was left out of them is for admins.
         excess=stats.excess_by_window(db, page_id, as_of) if account.is_admin else None,
         cap=settings().count_per_source_day,
+        locales=locale_split.page_locales(db, page_id, as_of),
+        locale_names=NAMES,
     )
 
 

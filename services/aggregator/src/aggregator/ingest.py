@@ -31,6 +31,8 @@ from aggregator.detector import DetectorSettings
 from aggregator.models import (
     DailyCount,
     DailyExcess,
+    DailyLocaleCount,
+    DailyLocaleResponse,
     DailyResponse,
     ProcessedEvent,
 )
@@ -60,6 +62,9 @@ class _Totals:
     counts: dict[tuple[str, date, str], list[int]] = field(default_factory=dict)
     responses: dict[tuple[str, date], int] = field(default_factory=dict)
     excess: dict[tuple[str, date], int] = field(default_factory=dict)
+    # The same split by language (a response counted before migration 0010 has none).
+    locale_counts: dict[tuple[str, date, str, str], list[int]] = field(default_factory=dict)
+    locale_responses: dict[tuple[str, date, str], int] = field(default_factory=dict)
 
     def add(self, response: Counted, sign: int) -> None:
         """Add (sign +1) or take away (-1) one response: its answers and itself, or, for
@@ -72,6 +77,13 @@ class _Totals:
             row = self.counts.setdefault((*key, question), [0, 0, 0])
             row[_ANSWER_INDEX[answer]] += sign
         self.responses[key] = self.responses.get(key, 0) + sign
+        if response.locale is None:
+            return
+        in_locale = (*key, response.locale)
+        for question, answer in response.answers.items():
+            row = self.locale_counts.setdefault((*in_locale, question), [0, 0, 0])
+            row[_ANSWER_INDEX[answer]] += sign
+        self.locale_responses[in_locale] = self.locale_responses.get(in_locale, 0) + sign
 
 
 _ANSWER_INDEX = {"yes": 0, "neutral": 1, "no": 2}
@@ -130,7 +142,7 @@ def handle_batch(
         else:
             excess = False
             pages.without_source(page_id, title)
-        counted_now = Counted(page_id, day, data["answers"], excess)
+        counted_now = Counted(page_id, day, data["answers"], excess, data.get("locale"))
         replacements.note(event_id, counted_now)
         totals.add(counted_now, +1)
         processed.append(
@@ -151,6 +163,7 @@ def handle_batch(
         _add_counts(session, totals.counts)
         _add_per_day(session, DailyResponse.__table__, totals.responses)
         _add_per_day(session, DailyExcess.__table__, totals.excess)
+        _add_locale_counts(session, totals)
         ledger.write(session)
         pages.write(session)
     today = now.astimezone(timezone).date()
@@ -226,6 +239,24 @@ def _add_counts(session: Session, counts: dict[tuple[str, date, str], list[int]]
     ]
     keys, added = ["page_id", "day", "question"], ["yes", "neutral", "no"]
     bulk_add(session, DailyCount.__table__, rows, keys, added)
+
+
+def _add_locale_counts(session: Session, totals: _Totals) -> None:
+    answers = ["yes", "neutral", "no"]
+    rows = [
+        {"page_id": p, "day": d, "locale": lc, "question": q, **dict(zip(answers, c, strict=True))}
+        for (p, d, lc, q), c in totals.locale_counts.items()
+    ]
+    bulk_add(
+        session, DailyLocaleCount.__table__, rows, ["page_id", "day", "locale", "question"], answers
+    )
+    rows = [
+        {"page_id": p, "day": d, "locale": lc, "responses": n}
+        for (p, d, lc), n in totals.locale_responses.items()
+    ]
+    bulk_add(
+        session, DailyLocaleResponse.__table__, rows, ["page_id", "day", "locale"], ["responses"]
+    )
 
 
 def _add_per_day(session: Session, table: Table, totals: dict[tuple[str, date], int]) -> None:

@@ -35,6 +35,8 @@ class ProcessedEvent(Base):
     # Beyond its source's cap for the page and day (migration 0006): kept out of the
     # scores, so a response that replaces it replaces excess, not a counted answer.
     excess: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The language the widget asked in (migration 0010); None for events counted before.
+    locale: Mapped[str | None] = mapped_column(String(16))
 
 
 class SourceCount(Base):
@@ -76,6 +78,33 @@ class DailyCount(Base):
     yes: Mapped[int] = mapped_column(Integer, default=0)
     neutral: Mapped[int] = mapped_column(Integer, default=0)
     no: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DailyLocaleCount(Base):
+    """daily_counts split by the language the widget asked in (data.locale)."""
+
+    __tablename__ = "daily_locale_counts"
+    __table_args__ = _UPDATED_IN_PLACE
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    locale: Mapped[str] = mapped_column(String(16), primary_key=True)
+    question: Mapped[str] = mapped_column(String(32), primary_key=True)
+    yes: Mapped[int] = mapped_column(Integer, default=0)
+    neutral: Mapped[int] = mapped_column(Integer, default=0)
+    no: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class DailyLocaleResponse(Base):
+    """daily_responses split by the language the widget asked in."""
+
+    __tablename__ = "daily_locale_responses"
+    __table_args__ = _UPDATED_IN_PLACE
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    locale: Mapped[str] = mapped_column(String(16), primary_key=True)
+    responses: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class DailyResponse(Base):

@@ -42,6 +42,8 @@ class Counted:
     day: date
     answers: dict[str, str]
     excess: bool = False
+    # The language it was given in; None for one counted before migration 0010.
+    locale: str | None = None
 
 
 def remembered(counted: Counted) -> dict[str, Any]:
@@ -51,6 +53,7 @@ def remembered(counted: Counted) -> dict[str, Any]:
         "day": counted.day,
         **{question: answers.get(question) for question in QUESTION_KEYS},
         "excess": counted.excess,
+        "locale": counted.locale,
     }
 
 
@@ -72,14 +75,15 @@ class Replacements:
                     ProcessedEvent.page_id,
                     ProcessedEvent.day,
                     ProcessedEvent.excess,
+                    ProcessedEvent.locale,
                     *(getattr(ProcessedEvent, question) for question in QUESTION_KEYS),
                 ).where(among(session, ProcessedEvent.event_id, wanted[start : start + _IN_CHUNK]))
             )
-            for event_id, page_id, day, excess, *answers in rows:
+            for event_id, page_id, day, excess, locale, *answers in rows:
                 if day is None:  # counted before migration 0002: nothing to un-count with
                     continue
                 given = {q: a for q, a in zip(QUESTION_KEYS, answers, strict=True) if a is not None}
-                self._counted[event_id] = Counted(page_id, day, given, excess)
+                self._counted[event_id] = Counted(page_id, day, given, excess, locale)
 
     def note(self, event_id: str, counted: Counted) -> None:
         """A response this batch counted (a later event of the batch may replace it)."""

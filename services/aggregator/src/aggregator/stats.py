@@ -123,7 +123,7 @@ def page_detail(
 def excess_by_window(session: Session, page_id: str, as_of: date) -> dict[str, int]:
     """Responses beyond their sources' caps (counting.py) per window: for admins only."""
     columns = [
-        _window_sum(DailyExcess.day, DailyExcess.responses, as_of, length).label(name)
+        window_sum(DailyExcess.day, DailyExcess.responses, as_of, length).label(name)
         for name, length in WINDOWS.items()
     ]
     row = session.execute(
@@ -140,7 +140,7 @@ def _window_tallies(
     page_ids: Collection[str] | None = None,
 ) -> WindowTallies:
     columns = [
-        _window_sum(DailyCount.day, getattr(DailyCount, answer), as_of, length).label(
+        window_sum(DailyCount.day, getattr(DailyCount, answer), as_of, length).label(
             f"{name}_{answer}"
         )
         for name, length in WINDOWS.items()
@@ -172,7 +172,7 @@ def _window_responses(
     page_ids: Collection[str] | None = None,
 ) -> WindowResponses:
     columns = [
-        _window_sum(DailyResponse.day, DailyResponse.responses, as_of, length).label(name)
+        window_sum(DailyResponse.day, DailyResponse.responses, as_of, length).label(name)
         for name, length in WINDOWS.items()
     ]
     query = (
@@ -187,7 +187,7 @@ def _window_responses(
     }
 
 
-def _window_sum(
+def window_sum(
     day: ColumnElement[date], value: ColumnElement[int], as_of: date, length: int | None
 ) -> ColumnElement[int]:
     """SUM of `value` over the window ending at `as_of` (the caller bounds day <= as_of)."""

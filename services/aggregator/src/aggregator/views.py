@@ -11,7 +11,7 @@ from flask import Blueprint, current_app, jsonify, request
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from aggregator import stats
+from aggregator import locale_split, stats
 from aggregator.query_args import whole_number
 from koe_directory import Directory
 from koe_directory.divisions import CODE as DIVISION_CODE
@@ -139,4 +139,5 @@ def page_detail(page_id: str):
     page = stats.page_detail(_snapshot(), page_id, as_of=as_of, days=days, directory=_directory())
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
+    page["locales"] = locale_split.page_locales(db_session(), page_id, as_of)
     return jsonify(page)

@@ -1,5 +1,7 @@
 """/demo: a Tsu city page (the seed page, copied into templates/demo/) with the survey at
-its foot, embedded with the real snippet, in Japanese and English.
+its foot, embedded with the real snippet: the page in Japanese and English, and the
+Japanese page with the survey in each language of the catalogue, as Tsu's pages are
+read by residents who answer in theirs.
 
 Served by the feedback app itself, so `make run` shows the widget on a realistic
 page under a strict Content-Security-Policy; the page's origin must be one of
@@ -11,6 +13,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, render_template, request
 
 from feedback.embed import snippet, with_csp
+from koe_directory.catalogue import LOCALES
 
 blueprint = Blueprint("demo", __name__)
 
@@ -27,8 +30,9 @@ def index():
 @blueprint.get("/demo/tsu-dx", defaults={"lang": "ja"})
 @blueprint.get("/demo/tsu-dx/<lang>")
 def tsu_dx(lang: str):
-    if lang not in PAGES:
+    if lang not in LOCALES:
         abort(404)
     page_url = request.base_url
     survey = snippet(request.url_root, lang, page_url, DIVISION)
-    return with_csp(render_template(PAGES[lang], page_url=page_url, survey=survey))
+    page = PAGES.get(lang, PAGES["ja"])
+    return with_csp(render_template(page, page_url=page_url, survey=survey))

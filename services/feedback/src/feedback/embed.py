@@ -8,15 +8,23 @@ survey", documents it.
 
 from __future__ import annotations
 
+import json
 import re
 
-from flask import Blueprint, Flask, current_app, render_template, request
+from flask import Blueprint, Flask, abort, current_app, jsonify, render_template, request
 from markupsafe import Markup
 
 from feedback.schemas import on_allowed_origin
 from koe_directory import QUESTIONS, Directory
+from koe_directory.catalogue import (
+    LOCALES,
+    NAMES,
+    SOURCE_LOCALE,
+    WIDGET_TEXTS,
+    direction,
+    translate,
+)
 from koe_directory.pages import origin_of
-from koe_directory.survey import LANGUAGES
 
 blueprint = Blueprint("embed", __name__)
 
@@ -31,34 +39,43 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 PAGE_URL_PLACEHOLDER = "PAGE_URL"
+# /embed's language for a CMS that serves one template in many languages: the snippet
+# is Japanese without JavaScript and takes the page's <html lang> with it.
+PAGE_LANGUAGE = "page"
 # A second snippet on one page needs ids of its own: without JavaScript the
 # thank-you is shown by its id (:target), and the first element with the id wins.
 # /embed's `widget` names it; the ids and the plain form's way back carry the name.
 WIDGET_NAME = re.compile(r"[a-z0-9]{1,16}")
 
 
-TEXTS = {
-    "ja": {
-        "heading": "このページに対するアンケートにお答えください",
-        "submit": "送信",
-        "thanks": "ご回答ありがとうございました。今後のページ作成の参考にさせていただきます。",
-        "error": "送信できませんでした。回答を選んで、時間をおいてもう一度お試しください。",
-        "honeypot": "この欄は空のままにしてください",
-    },
-    "en": {
-        "heading": "Please answer a short survey about this page",
-        "submit": "Send",
-        "thanks": "Thank you for your answers. They help us improve our pages.",
-        "error": "Your answers could not be sent. Please choose an answer and try again later.",
-        "honeypot": "Leave this field empty",
-    },
-}
-
-
 def snippet_ids(widget: str = "") -> dict[str, str]:
     """The snippet's element ids: today's for the first snippet, suffixed for a named one."""
     suffix = f"-{widget}" if widget else ""
-    return {part: f"koe-{part}{suffix}" for part in ("feedback", "title", "thanks", "error")}
+    parts = ("feedback", "title", "thanks", "error", "empty")
+    return {part: f"koe-{part}{suffix}" for part in parts}
+
+
+def widget_texts(locale: str) -> dict[str, str]:
+    """The widget's own words in `locale`, by name (catalogue.WIDGET_TEXTS)."""
+    return {name: translate(locale, message) for name, message in WIDGET_TEXTS.items()}
+
+
+# What widget.js says after the page loaded (the rest is in the snippet's markup).
+SCRIPT_TEXTS = ("submit", "sending", "empty", "down", "busy", "bad")
+
+
+def script_texts(locale: str) -> dict[str, object]:
+    """What widget.js needs to speak `locale`: its messages, and the questions to relabel
+    a snippet made for another language (/i18n/<locale>.json)."""
+    texts = widget_texts(locale)
+    return {
+        "locale": locale,
+        "dir": direction(locale),
+        **texts,
+        "questions": {
+            q.key: [q.text(locale), *(label for _, label in q.options(locale))] for q in QUESTIONS
+        },
+    }
 
 
 def snippet(
@@ -66,8 +83,13 @@ def snippet(
 ) -> Markup:
     """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe).
 
+    lang: a catalogue locale, or PAGE_LANGUAGE.
     widget: the name of a further snippet on the same page (WIDGET_NAME), or "".
     """
+    follow_page = lang == PAGE_LANGUAGE
+    if follow_page:
+        lang = SOURCE_LOCALE
+    texts = widget_texts(lang)
     # Safe markup: the template is ours and Jinja escaped every value put into it.
     return Markup(  # noqa: S704
         render_template(
@@ -79,7 +101,12 @@ def snippet(
             widget=widget,
             ids=snippet_ids(widget),
             questions=QUESTIONS,
-            t=TEXTS[lang],
+            follow_page=follow_page,
+            t=texts,
+            dir=direction(lang),
+            script_texts=json.dumps(
+                {name: texts[name] for name in SCRIPT_TEXTS}, ensure_ascii=False
+            ),
         ).strip()
     )
 
@@ -98,6 +125,20 @@ def init_widget(app: Flask) -> None:
             response.headers["Access-Control-Allow-Origin"] = "*"
             response.headers["Cross-Origin-Resource-Policy"] = "cross-origin"
         return response
+
+
+@blueprint.get("/i18n/<locale>.json")
+def strings(locale: str):
+    """widget.js's words in one language, fetched only by a snippet that must relabel
+    itself (made for the page's language, `data-koe-lang="page"`). Public and the
+    same for every page, like the static files: it names no page and sets no cookie."""
+    if locale not in LOCALES:
+        abort(404)
+    response = jsonify(script_texts(locale))
+    response.cache_control.public = True
+    response.cache_control.max_age = STATIC_MAX_AGE_S
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
 
 
 def _directory() -> Directory:
@@ -129,8 +170,8 @@ def generator():
                 )
         if division is not None and not directory.knows(division):
             errors["division"] = "unknown division / divisions.yaml にない課です"
-        if lang not in LANGUAGES:
-            errors["lang"] = "ja or en"
+        if lang not in (*LOCALES, PAGE_LANGUAGE):
+            errors["lang"] = f"one of {', '.join(LOCALES)} / 対応している言語ではありません"
         if page_url != PAGE_URL_PLACEHOLDER and not (
             page_url.startswith(("http://", "https://"))
             and on_allowed_origin(page_url, frozenset([site]))
@@ -149,6 +190,8 @@ def generator():
         site=site,
         division=division or "",
         lang=lang,
+        locales=LOCALES,
+        languages=NAMES | {PAGE_LANGUAGE: "ページの言語に合わせる / the page's language"},
         page_url=page_url if page_url != PAGE_URL_PLACEHOLDER else "",
         widget=widget,
         placeholder=PAGE_URL_PLACEHOLDER,

@@ -22,7 +22,7 @@ class Response(Base):
     page_url: Mapped[str] = mapped_column(String(2048))
     page_title: Mapped[str | None] = mapped_column(String(200))
     division: Mapped[str | None] = mapped_column(String(64))
-    locale: Mapped[str] = mapped_column(String(8))
+    locale: Mapped[str] = mapped_column(String(16))  # a BCP 47 tag: ja-x-easy, zh-Hans
     findability: Mapped[str | None] = mapped_column(String(8))
     clarity: Mapped[str | None] = mapped_column(String(8))
     usefulness: Mapped[str | None] = mapped_column(String(8))

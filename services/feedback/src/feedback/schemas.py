@@ -21,8 +21,8 @@ from marshmallow import (
 
 from feedback import pages
 from koe_directory import ANSWERS, QUESTION_KEYS, Directory, canonical_url, page_id_for_url
+from koe_directory.catalogue import LOCALES
 from koe_directory.pages import PAGE_ID, origin_of
-from koe_directory.survey import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ class FeedbackSchema(Schema):
     page_title = PlainLine(allow_none=True, validate=validate.Length(max=MAX_TITLE))
     division = fields.String(allow_none=True)
     answers = fields.Nested(AnswersSchema, required=True)
-    locale = fields.String(load_default="ja", validate=validate.OneOf(LANGUAGES))
+    locale = fields.String(load_default="ja", validate=validate.OneOf(LOCALES))
     # pages.py: a page_id counts only when the city's CMS signed it.
     page_sig = fields.String(
         allow_none=True,

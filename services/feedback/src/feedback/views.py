@@ -339,9 +339,11 @@ def submit_form():
         return _errors(422, errors | wrong)
     try:
         _accept(payload, form=True)
-    except Refused:
-        # A person without JavaScript is sent back to the page, which says so politely.
-        return redirect(back_to(return_to, "error", widget), 303)
+    except Refused as refused:
+        # A person without JavaScript is sent back to the page, which says so politely:
+        # a form sent without an answer is told to answer, not to wait and retry.
+        outcome = "empty" if set(refused.errors) == {"answers"} else "error"
+        return redirect(back_to(return_to, outcome, widget), 303)
     return redirect(back_to(return_to, "thanks", widget), 303)
 
 

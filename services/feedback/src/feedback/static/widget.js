@@ -10,23 +10,17 @@
    README "Spam and abuse"): on first touch the script fetches a challenge and
    finds its number with crypto.subtle, in slices of a few milliseconds, so
    the page answers every key press while it works. Without crypto.subtle
-   (a page on plain http) the plain form is left as it is. */
+   (a page on plain http) the plain form is left as it is.
+   The snippet is made in one language and carries that language's messages
+   (data-koe-texts). One made with data-koe-lang="page" follows the page's
+   <html lang>: only then, and only for a language other than the snippet's,
+   the script fetches that language's words (/i18n/<locale>.json, the same
+   file for every page) and relabels the form. */
 (function () {
   "use strict";
-  var TEXT = {
-    ja: {
-      empty: "少なくとも1つの質問にお答えください。",
-      down: "ただいま送信できません。時間をおいて、もう一度お試しください。",
-      busy: "短い間に何度も送信されました。しばらくしてから、もう一度お試しください。",
-      bad: "送信できませんでした。ページを再読み込みして、もう一度お試しください。"
-    },
-    en: {
-      empty: "Please answer at least one question.",
-      down: "Sorry, your answers cannot be sent right now. Please try again later.",
-      busy: "Too many answers were sent in a short time. Please try again later.",
-      bad: "Your answers could not be sent. Please reload the page and try again."
-    }
-  };
+  // The catalogue's locales (koe_directory.catalogue.LOCALES), easy Japanese before
+  // Japanese so that its longer tag is matched first.
+  var LOCALES = ["ja-x-easy", "ja", "en", "pt", "es", "zh-Hans", "ko", "vi", "fil"];
   var FETCH = { credentials: "omit", cache: "no-store", referrerPolicy: "no-referrer" };
   var TOUCH = ["focusin", "pointerdown", "change"];
   // Work this long, then let the page handle input: a key press waits at most this.
@@ -76,9 +70,45 @@
     return [h.slice(0, 8), h.slice(8, 12), h.slice(12, 16), h.slice(16, 20), h.slice(20)].join("-");
   }
 
-  function locale(root) {
-    var lang = root.getAttribute("data-koe-lang") || root.lang || document.documentElement.lang || "ja";
-    return lang.toLowerCase().indexOf("en") === 0 ? "en" : "ja";
+  function supported(tag) {
+    // A BCP 47 tag to the catalogue's locale for it, or null: zh-TW and zh-CN both
+    // read simplified Chinese here, tl is Filipino's older code.
+    tag = (tag || "").toLowerCase();
+    if (/^ja-.*easy/.test(tag)) return "ja-x-easy";
+    if (/^zh(-|$)/.test(tag)) return "zh-Hans";
+    if (/^tl(-|$)/.test(tag)) return "fil";
+    for (var i = 0; i < LOCALES.length; i++) {
+      var code = LOCALES[i].toLowerCase();
+      if (tag === code || tag.indexOf(code + "-") === 0) return LOCALES[i];
+    }
+    return null;
+  }
+
+  function wanted(root) {
+    var asked = root.getAttribute("data-koe-lang");
+    if (asked === "page") return supported(document.documentElement.lang) || "ja";
+    return supported(asked || root.lang) || "ja";
+  }
+
+  function relabel(root, form, t) {
+    // The snippet's words replaced by `t`'s (/i18n/<locale>.json): text only, so the
+    // form, its names and values stay the snippet's.
+    var i, sets = form.querySelectorAll("fieldset"), parts = {
+      ".koe-h": t.heading, ".koe-done": t.thanks, ".koe-b": t.submit
+    };
+    root.lang = t.locale;
+    root.dir = t.dir;
+    Object.keys(parts).forEach(function (selector) {
+      var node = root.querySelector(selector);
+      if (node) node.textContent = parts[selector];
+    });
+    for (i = 0; i < sets.length; i++) {
+      var radios = sets[i].querySelectorAll("input[type=radio]"), words = radios.length && t.questions[radios[0].name];
+      if (!words) continue;
+      sets[i].querySelector("legend").textContent = words[0];
+      for (var j = 0; j < radios.length && j < 3; j++) radios[j].parentNode.lastChild.nodeValue = " " + words[j + 1];
+    }
+    if (form.elements.locale) form.elements.locale.value = t.locale;
   }
 
   function value(form, name) {
@@ -110,7 +140,21 @@
     var api = new URL("api/v1/feedback", form.action).href;
     var message = root.querySelector(".koe-msg");
     var thanks = root.querySelector(".koe-done");
-    var text = TEXT[locale(root)];
+    var button = root.querySelector(".koe-b");
+    var shown = supported(root.lang) || "ja", want = wanted(root);
+    var given = root.getAttribute("data-koe-texts"), text = given ? JSON.parse(given) : {};
+    // 送信中… is said politely, apart from the errors' alert, and made before it is
+    // needed: a live region added with its text is not announced.
+    var status = document.createElement("p");
+    status.className = "koe-st";
+    status.setAttribute("role", "status");
+    button.parentNode.insertBefore(status, button);
+    if (want !== shown || !given) {
+      fetch(new URL("i18n/" + want + ".json", form.action).href, { credentials: "omit", referrerPolicy: "no-referrer" })
+        .then(function (r) { if (!r.ok) throw new Error("i18n " + r.status); return r.json(); })
+        .then(function (t) { relabel(root, form, t); text = t; shown = t.locale; })
+        .catch(function () { /* the snippet's own words stay */ });
+    }
     var token = uuid();
     var proof = null, sending = false, frame = 0;
 
@@ -156,6 +200,16 @@
       if (words) frame = requestAnimationFrame(function () { message.textContent = words; });
     }
 
+    function busy(on) {
+      // While the answer travels (a slow network can take seconds): the button says so
+      // and ignores presses; it keeps its focus, which disabling it would drop.
+      if (!text.sending) return;  // an old snippet whose words have not come yet
+      status.textContent = on ? text.sending : "";
+      button.textContent = on ? text.sending : text.submit;
+      if (on) button.setAttribute("aria-disabled", "true");
+      else button.removeAttribute("aria-disabled");
+    }
+
     function payload() {
       // The form's radio groups are the survey's questions (the snippet is made from
       // koe_directory.survey), so the script needs no list of its own.
@@ -165,7 +219,7 @@
         page_url: pageUrl(form),
         page_title: title(root),
         division: root.getAttribute("data-koe-division") || value(form, "division"),
-        locale: locale(root),
+        locale: shown,
         answers: answers,
         client_token: token
       };
@@ -185,6 +239,7 @@
       }
       sending = true;
       say("");
+      busy(true);
       function post(solution) {
         // The same proof again after a lost answer is a retry: koe gives the first id.
         body.altcha = solution;
@@ -205,6 +260,8 @@
         .then(function (r) {
           if (r.status === 202) {
             form.hidden = true;
+            // The attribute too: without widget.css (a host's CSP) the class shows nothing.
+            thanks.hidden = false;
             thanks.classList.add("koe-on");
             thanks.focus();
             return;
@@ -220,15 +277,22 @@
         if (sending) return;
         send()
           .catch(function () { say(text.down); })
-          .then(function () { sending = false; });
+          .then(function () { sending = false; busy(false); });
       } catch (e) {
         sending = false;
+        busy(false);
         say(text.down);
       }
     }
 
+    function answered() {
+      // "Please answer" is wrong once an answer is chosen: it goes, other errors stay.
+      if (message.textContent === text.empty) say("");
+    }
+
     TOUCH.forEach(function (type) { form.addEventListener(type, touched); });
     form.addEventListener("submit", submit);
+    form.addEventListener("change", answered);
     root.setAttribute("data-koe-ready", "");
   }
 

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregator import rollups  # noqa: E402
 from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
-from aggregator.config import load_settings  # noqa: E402
+from aggregator.config import Settings, load_settings  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
 from common import REPO, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402
@@ -128,18 +128,23 @@ def timed(client, path: str, repeat: int, headers=None) -> tuple[float, float, i
     return statistics.median(firsts), statistics.median(totals), size
 
 
+def bench_settings(url: str) -> Settings:
+    """The aggregator's settings on the bench's database (plain-HTTP cookies: no TLS here)."""
+    return load_settings(
+        {
+            "DATABASE_URL": url,
+            "KOE_API_TOKEN": TOKEN,
+            "KOE_SECRET_KEY": SECRET,
+            "KOE_DASHBOARD_SECURE_COOKIES": "false",
+            "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+        }
+    )
+
+
 def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int]]:
     with pg_database() as url:
         migrate(url)
-        settings = load_settings(
-            {
-                "DATABASE_URL": url,
-                "KOE_API_TOKEN": TOKEN,
-                "KOE_SECRET_KEY": SECRET,
-                "KOE_DASHBOARD_SECURE_COOKIES": "false",
-                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-            }
-        )
+        settings = bench_settings(url)
         today = datetime.now(settings.timezone).date()
         filled = fill(url, pages, days, today)
         print(

@@ -19,9 +19,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
-from aggregator.config import load_settings  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
-from bench_read_side import ADMIN, PASSWORD, SECRET, TOKEN, fill  # noqa: E402
+from bench_read_side import ADMIN, PASSWORD, bench_settings, fill  # noqa: E402
 from common import REPO, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402
 from koe_kit.db import session_factory, transaction  # noqa: E402
@@ -37,15 +36,7 @@ def main() -> None:
     args = parser.parse_args()
     with pg_database() as url:
         migrate(url)
-        settings = load_settings(
-            {
-                "DATABASE_URL": url,
-                "KOE_API_TOKEN": TOKEN,
-                "KOE_SECRET_KEY": SECRET,
-                "KOE_DASHBOARD_SECURE_COOKIES": "false",
-                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-            }
-        )
+        settings = bench_settings(url)
         fill(url, args.pages, args.days, datetime.now(settings.timezone).date())
         app = create_app(settings)
         with transaction(session_factory(app.extensions["koe.engine"])) as session:

@@ -22,7 +22,7 @@ from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.daily_sweep import DailySweep
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
-from aggregator.pruning import ProcessedPruner, SourcePruner
+from aggregator.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -93,6 +93,7 @@ def build_loop(
     pruners = [
         ProcessedPruner(sessions, settings.processed_keep_days),
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
+        SignInFailurePruner(sessions),
     ]
 
     daily_sweep = DailySweep(

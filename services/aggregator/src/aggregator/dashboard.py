@@ -12,7 +12,16 @@ import re
 from datetime import UTC, date, datetime
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 
 from aggregator import (
@@ -82,7 +91,7 @@ def sign_in():
     db = db_session()
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
-    client = request.remote_addr or "unknown"
+    client = auth.client_id(current_app.config["SECRET_KEY"], request.remote_addr or "unknown")
     now = datetime.now(UTC)
     wait = auth.retry_after(db, email, client, now)
     if wait is not None:

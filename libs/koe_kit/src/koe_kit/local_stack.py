@@ -109,6 +109,8 @@ class LocalStack:
                 self.port("feedback")
             ),
         )
+        # /embed and /demo name where widget.js comes from: here, this machine's app.
+        self.env.setdefault("KOE_PUBLIC_URL", f"http://127.0.0.1:{self.port('feedback')}")
         for argv, env in self.setup_commands():
             self._run(argv, env)
 

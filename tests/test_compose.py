@@ -348,6 +348,64 @@ def test_every_variable_given_is_one_the_service_reads(monkeypatch: pytest.Monke
         assert not unknown, f"{name} is given variables nothing reads: {sorted(unknown)}"
 
 
+# What a Kafka client of koe reads about its broker: where, TLS/SASL, how long to wait
+# for it at start, when a stalled loop exits.
+KAFKA_SETTING = re.compile(r"KAFKA_|KOE_(KAFKA_WAIT|STALL_EXIT|TOPICS_WAIT)_S$")
+
+
+def test_every_kafka_client_can_be_given_every_kafka_setting_it_reads(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """A managed Kafka (TLS, SASL) is set in .env alone, for every process that talks to
+    it; given empty, a setting is the code's default."""
+    clients = [name for name in KOE if "KAFKA_BOOTSTRAP_SERVERS" in environment(name)]
+    assert {"topics", "feedback-relay", "aggregator-consumer", "notifier-consumer"} <= set(clients)
+    for name in clients:
+        read = {v for v in known_variables(name, monkeypatch) if KAFKA_SETTING.match(v)}
+        given = SERVICES[name]["environment"]
+        missing = read - set(given)
+        assert not missing, f"{name} cannot be given {sorted(missing)}"
+        for variable in read - {"KAFKA_BOOTSTRAP_SERVERS"}:
+            assert f"${{{variable}:-" in given[variable], f"{name}: {variable} not from .env"
+        # Certificates and keys are files: the folder .env names is mounted where the
+        # paths in .env point.
+        assert "${KOE_KAFKA_TLS_DIR:-./kafka-tls}:/etc/koe-kafka:ro" in SERVICES[name]["volumes"]
+    for name in set(KOE) - set(clients):  # the web apps have no business with Kafka keys
+        assert not any("koe-kafka" in v for v in SERVICES[name].get("volumes", [])), name
+
+
+def test_an_optional_prometheus_scrapes_koe_with_the_repositorys_rules():
+    prometheus = SERVICES["prometheus"]
+    # Only with `docker compose --profile monitoring up`: a city may have its own.
+    assert prometheus["profiles"] == ["monitoring"]
+    assert prometheus["restart"] == "unless-stopped" and prometheus["read_only"] is True
+    mounts = {v.split(":")[1]: v.split(":")[0] for v in prometheus["volumes"]}
+    assert mounts["/etc/prometheus"] == "./deploy/prometheus"
+    scrape = yaml.safe_load((REPO / "deploy/prometheus/prometheus.yml").read_text("utf-8"))
+    assert "--config.file=/etc/prometheus/prometheus.yml" in prometheus["command"]
+    # The web apps' bearer token, from .env through a secret, where the scrape config reads it.
+    token_file = next(
+        job["authorization"]["credentials_file"]
+        for job in scrape["scrape_configs"]
+        if "authorization" in job
+    )
+    secret = token_file.removeprefix("/run/secrets/")
+    assert secret in prometheus["secrets"]
+    assert COMPOSE["secrets"][secret] == {"environment": "KOE_METRICS_TOKEN"}
+    # Every target is a compose service and port that serves metrics.
+    for job in scrape["scrape_configs"]:
+        for target in (t for c in job["static_configs"] for t in c["targets"]):
+            service, port = target.split(":")
+            env = environment(service)
+            assert port == env.get("KOE_METRICS_PORT") or f"0.0.0.0:{port}" in command(service)
+    # Its UI on this machine only; its version is the promtool's the rule tests run.
+    assert prometheus["ports"] == ["127.0.0.1:${KOE_PROMETHEUS_PORT:-9090}:9090"]
+    promtool = REPO / ".tools/prometheus/usr/bin/promtool"
+    if promtool.exists():
+        version = subprocess.run([promtool, "--version"], capture_output=True, text=True).stdout
+        assert prometheus["image"] == f"prom/prometheus:v{version.split()[2].split('+')[0]}"
+
+
 def test_the_postgres_init_script_creates_every_database_and_role_the_services_use():
     init = "./deploy/postgres/init-koe.sh:/docker-entrypoint-initdb.d/20-koe.sh:ro"
     assert init in SERVICES["postgres"]["volumes"]

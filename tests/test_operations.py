@@ -46,6 +46,10 @@ def check_command(line: str, entry_points: set[str]) -> None:
         assert (REPO / ".env.example").exists()
         return
     assert words[:2] == ["docker", "compose"], f"not a compose command: {line}"
+    if words[2] == "--profile":  # the optional services of a profile, with the others
+        profiles = {p for service in SERVICES.values() for p in service.get("profiles", [])}
+        assert words[3] in profiles, f"no such profile in: {line}"
+        words = words[:2] + words[4:]
     verb, rest = words[2], words[3:]
     if verb in ("up", "stop", "logs", "ps", "build"):
         options = {"-d", "-f"}
@@ -103,6 +107,7 @@ def test_the_runbook_check_refuses_what_koe_does_not_run(tmp_path: Path):
         "docker compose up -d --scale proxy=2",  # it has host ports
         "docker compose exec -T postgres pg_dumpall -U koe",
         "docker compose up -d no-such-service",
+        "docker compose --profile no-such-profile up -d",
         "kafka-topics.sh --alter --partitions 12",
     ):
         with pytest.raises((AssertionError, KeyError)):

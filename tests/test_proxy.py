@@ -51,8 +51,10 @@ def test_compose_gives_the_proxy_every_name_its_template_uses():
     assert "/etc/nginx/templates/default.conf.template" in mounts
     # The proxy is the only koe container with published ports.
     published = sorted(n for n, s in SERVICES.items() if "ports" in s)
-    assert published == ["mailpit", "proxy"]
-    assert SERVICES["mailpit"]["ports"][0].startswith("127.0.0.1:")
+    assert published == ["mailpit", "prometheus", "proxy"]
+    # The mail catcher's and Prometheus's UIs: this machine only.
+    for name in ("mailpit", "prometheus"):
+        assert SERVICES[name]["ports"][0].startswith("127.0.0.1:"), name
     # nginx's image tag is the version of Debian's nginx this test runs.
     version = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr
     assert proxy["image"] == f"nginx:{version.strip().rsplit('/', 1)[1]}", version

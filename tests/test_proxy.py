@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from koe_kit.local_broker import free_port, wait_for_port
+from koe_kit.testing import issue_certificate, make_ca
 from support import REPO
 from test_compose import SERVICES, command, local_argv, local_env
 
@@ -60,23 +61,13 @@ def test_compose_gives_the_proxy_every_name_its_template_uses():
     assert proxy["image"] == f"nginx:{version.strip().rsplit('/', 1)[1]}", version
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_certificates(folder: Path) -> Path:
-    """A test CA and a certificate it signs for localhost; returns the CA's file."""
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=koe test CA",
-            cwd=folder)  # fmt: skip
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "site.key", "-out", "site.csr", "-subj", "/CN=localhost",
-            cwd=folder)  # fmt: skip
-    (folder / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "site.crt",
-            cwd=folder)  # fmt: skip
-    return folder / "ca.crt"
+    """A test CA and site.crt/site.key it signs for localhost; returns the CA's file."""
+    ca = make_ca(folder, "koe-test-ca")
+    cert, key = issue_certificate(folder, ca, "localhost", "DNS:localhost")
+    cert.rename(folder / "site.crt")
+    key.rename(folder / "site.key")
+    return ca[0]
 
 
 @dataclass

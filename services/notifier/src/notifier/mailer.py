@@ -48,10 +48,11 @@ class SmtpMailer:
         # mail is sent: against the city's CA when SMTP_CAFILE names one.
         context = ssl.create_default_context(cafile=s.cafile)
         try:
-            if s.tls:
-                smtp = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=context)
-            else:
-                smtp = smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+            smtp = (
+                smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout_s, context=context)
+                if s.tls
+                else smtplib.SMTP(s.host, s.port, timeout=s.timeout_s)
+            )
             try:
                 if s.starttls:
                     smtp.starttls(context=context)

@@ -392,12 +392,18 @@ def test_an_optional_prometheus_scrapes_koe_with_the_repositorys_rules():
     secret = token_file.removeprefix("/run/secrets/")
     assert secret in prometheus["secrets"]
     assert COMPOSE["secrets"][secret] == {"environment": "KOE_METRICS_TOKEN"}
-    # Every target is a compose service and port that serves metrics.
+    # Every koe process is scraped, each replica (DNS) on the port it serves metrics on.
+    scraped = set()
     for job in scrape["scrape_configs"]:
-        for target in (t for c in job["static_configs"] for t in c["targets"]):
-            service, port = target.split(":")
-            env = environment(service)
-            assert port == env.get("KOE_METRICS_PORT") or f"0.0.0.0:{port}" in command(service)
+        for lookup in job["dns_sd_configs"]:
+            port = str(lookup["port"])
+            for service in lookup["names"]:
+                env = environment(service)
+                assert port == env.get("KOE_METRICS_PORT") or f"0.0.0.0:{port}" in command(
+                    service
+                ), service
+                scraped.add(service)
+    assert scraped == set(KOE) - set(ONE_SHOT)
     # Its UI on this machine only; its version is the promtool's the rule tests run.
     assert prometheus["ports"] == ["127.0.0.1:${KOE_PROMETHEUS_PORT:-9090}:9090"]
     promtool = REPO / ".tools/prometheus/usr/bin/promtool"

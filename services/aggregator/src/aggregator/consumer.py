@@ -65,7 +65,7 @@ class BatchHandler:
             # Another member (mid-rebalance) counted some of these events first;
             # the retry's SELECT sees them and skips them.
             raise Retryable(f"concurrent insert: {exc.orig}") from exc
-        if result.alerts and self.publisher is not None:
+        if (result.alerts or result.reports) and self.publisher is not None:
             self.publisher.note_pending()
         log.debug("batch counted", extra={"counted": result.counted, "skipped": result.skipped})
 

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from aggregator.alerting import Alert, raise_alerts
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
+from aggregator.edits import reports
 from aggregator.models import DailyCount, DetectorState
 from aggregator.pages.registry import shown
 from koe_directory import Directory
@@ -42,7 +43,11 @@ def sweep(
     crowd: CrowdRule = DEFAULT_RULE,
 ) -> list[Alert]:
     """Judge every page's unjudged days up to `through` (a completed city day); the
-    alerts to send."""
+    alerts to send. Edits whose four weeks are over are reported too (their outbox
+    rows go out at the publisher's next look, within outbox.RECHECK_S)."""
+    reports.write_due(
+        session, now=now, timezone=timezone, max_age_days=max_age_days, directory=directory
+    )
     since = through - timedelta(days=settings.span_days - 1)
     candidates = session.scalars(
         union(

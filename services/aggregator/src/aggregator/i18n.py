@@ -110,8 +110,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "locales.title": ("回答した言語別", "By the language of the answers"),
     "locales.explain": (
         "アンケートをどの言語で表示して回答されたかの内訳です。外国籍の方やこどもにも伝わるページかを確かめられます。",
-        "The answers by the language the survey was shown in: "
-        "is the page clear to every resident?",
+        "The answers by the language the survey was shown in: is the page clear to every resident?",
     ),
     "locales.locale": ("言語", "Language"),
     "alerts.none": ("アラートはありません。", "No alerts."),

@@ -1,0 +1,215 @@
+"""Did my edit help? (edits/): the verdict on numbers, how an edit gets recorded (five
+sources or the city's page list, never one client), and the four-week report written
+exactly once to the alert outbox, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import select
+
+from aggregator.edits import verdict
+from aggregator.edits.reports import EDIT_REVIEWED_TYPE
+from aggregator.ingest import handle_batch
+from aggregator.models import AlertOutbox, Page, PageEdit
+from aggregator.pages.listing import import_pages
+from aggregator.scoring import Tally
+from koe_directory import load_directory
+from koe_directory.page_list import ListedPage
+from koe_kit import events
+from koe_kit.db import transaction
+
+TOKYO = ZoneInfo("Asia/Tokyo")
+DIRECTORY = load_directory(Path(__file__).resolve().parents[3] / "divisions.yaml")
+PAGE = "u-5f1c9a2d7e3b4c60"
+PAGE_URL = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"
+OLD, NEW = "2026-04-01", "2026-10-05"
+EDIT = date.fromisoformat(NEW)
+
+
+# -- the verdict ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "outcome"),
+    [
+        (Tally(10, 5, 25), Tally(30, 5, 5), "better"),
+        (Tally(30, 5, 5), Tally(10, 5, 25), "worse"),
+        (Tally(20, 10, 10), Tally(22, 9, 9), "unclear"),
+        # A big change on few answers: no verdict, whatever it looks like.
+        (Tally(0, 0, 9), Tally(9, 0, 0), "too_few"),
+        (Tally(20, 10, 10), Tally(), "too_few"),
+        # Real (the interval excludes 0) but under MIN_POINTS on a very busy page.
+        (Tally(4000, 1000, 5000), Tally(4300, 1000, 4700), "unclear"),
+    ],
+)
+def test_the_verdict_says_one_of_four_things(before, after, outcome):
+    assert verdict.compare("clarity", before, after).outcome == outcome
+
+
+def test_the_change_s_interval_uses_the_answers_own_spread():
+    # All neutral on both sides: answers of ½ with no spread, so the change is
+    # certain; a binomial interval would call it as wide as a 50/50 page's.
+    compared = verdict.compare("clarity", Tally(0, 40, 0), Tally(0, 40, 0))
+    assert compared.change == 0
+    assert compared.high - compared.low < 25
+    assert compared.before_interval == compared.after_interval
+
+
+@pytest.mark.parametrize(
+    ("outcomes", "overall"),
+    [
+        (["better", "unclear", "too_few"], "better"),
+        (["worse", "worse", "unclear"], "worse"),
+        (["better", "worse", "unclear"], "unclear"),
+        (["unclear", "too_few", "too_few"], "unclear"),
+        (["too_few", "too_few", "too_few"], "too_few"),
+    ],
+)
+def test_the_page_s_word_follows_the_questions_that_moved(outcomes, overall):
+    compared = [
+        verdict.Comparison("clarity", Tally(), Tally(), outcome, None, None, None)
+        for outcome in outcomes
+    ]
+    assert verdict.overall(compared) == overall
+
+
+def test_the_windows_leave_the_edit_s_own_day_out():
+    assert verdict.before_window(EDIT).end == EDIT - timedelta(days=1)
+    assert verdict.after_window(EDIT).start == EDIT + timedelta(days=1)
+    assert verdict.after_window(EDIT).end - verdict.after_window(EDIT).start == timedelta(27)
+    assert verdict.report_day(EDIT) == verdict.after_window(EDIT).end + timedelta(days=1)
+
+
+# -- recording edits ------------------------------------------------------------------------
+
+
+def _noon(day: date) -> datetime:
+    return datetime.combine(day, time(12), TOKYO).astimezone(UTC)
+
+
+def _answers(make_feedback, make_source, day: date, modified: str, senders, value="yes"):
+    return [
+        make_feedback(
+            _noon(day) + timedelta(minutes=i),
+            {"clarity": value},
+            source=make_source(f"{sender} {day}"),
+            page_modified=modified,
+        )
+        for i, sender in enumerate(senders)
+    ]
+
+
+def _count(sessions, batch, now: datetime | None = None):
+    with transaction(sessions) as session:
+        return handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, now=now)
+
+
+def _state(sessions) -> tuple[date | None, list[tuple[date, date, str]]]:
+    with transaction(sessions) as session:
+        modified = session.scalar(select(Page.modified).where(Page.id == PAGE))
+        edits = [
+            (e.day, e.previous, e.confirmed_by)
+            for e in session.scalars(select(PageEdit).order_by(PageEdit.day))
+        ]
+    return modified, edits
+
+
+def test_five_sources_make_an_edit_one_client_cannot(sessions, make_feedback, make_source):
+    day = EDIT + timedelta(days=1)
+    # Five people saw the old date: where koe starts, not an edit.
+    _count(sessions, _answers(make_feedback, make_source, day, OLD, "abcde"))
+    assert _state(sessions) == (date.fromisoformat(OLD), [])
+    # One client says NEW ten times (one vote a day), three others agree: four votes.
+    one = _answers(make_feedback, make_source, day, NEW, ["mallory"] * 10)
+    _count(sessions, one + _answers(make_feedback, make_source, day, NEW, "fgh"))
+    assert _state(sessions)[1] == []
+    # A date after the answer's own day is nobody's vote (a page read before it changed).
+    tomorrow = (day + timedelta(days=1)).isoformat()
+    _count(sessions, _answers(make_feedback, make_source, day, tomorrow, "jklmnopq"))
+    assert _state(sessions)[1] == []
+    # The fifth source: the edit, dated by the page's new date.
+    _count(sessions, _answers(make_feedback, make_source, day, NEW, "r"))
+    assert _state(sessions) == (EDIT, [(EDIT, date.fromisoformat(OLD), "sources")])
+    # An earlier date confirmed later (a stale cache) moves nothing back.
+    _count(sessions, _answers(make_feedback, make_source, day, "2026-06-01", "stuvw"))
+    assert _state(sessions) == (EDIT, [(EDIT, date.fromisoformat(OLD), "sources")])
+
+
+def test_the_city_s_page_list_dates_edits_and_then_answers_do_not(
+    sessions, make_feedback, make_source
+):
+    now = datetime.now(UTC)
+    listed = ListedPage(PAGE_URL, PAGE, modified=date.fromisoformat(OLD))
+    with transaction(sessions) as session:
+        assert import_pages(session, [listed], now).edits == 0  # where koe starts
+    with transaction(sessions) as session:
+        again = ListedPage(PAGE_URL, PAGE, modified=EDIT)
+        assert import_pages(session, [again], now).edits == 1
+        assert import_pages(session, [again], now).edits == 0  # the same list again
+    assert _state(sessions) == (EDIT, [(EDIT, date.fromisoformat(OLD), "list")])
+    day = EDIT + timedelta(days=3)
+    _count(sessions, _answers(make_feedback, make_source, day, day.isoformat(), "abcdef"))
+    assert _state(sessions) == (EDIT, [(EDIT, date.fromisoformat(OLD), "list")])
+
+
+# -- the four-week report ------------------------------------------------------------------------
+
+
+def _history(make_feedback, make_source):
+    """Bad clarity for four weeks at OLD, the edit, good clarity for four weeks at NEW."""
+    produced = []
+    for back in range(28, 0, -1):
+        day = EDIT - timedelta(days=back)
+        produced += _answers(make_feedback, make_source, day, OLD, "ab", "no")
+        produced += _answers(make_feedback, make_source, day, OLD, "c", "neutral")
+    for ahead in range(1, 29):
+        day = EDIT + timedelta(days=ahead)
+        produced += _answers(make_feedback, make_source, day, NEW, "abc", "yes")
+    return produced
+
+
+def _reports(sessions) -> list[AlertOutbox]:
+    with transaction(sessions) as session:
+        rows = session.scalars(select(AlertOutbox).where(AlertOutbox.edit_report)).all()
+        session.expunge_all()
+    return list(rows)
+
+
+def test_four_weeks_after_an_edit_one_report_is_written(sessions, make_feedback, make_source):
+    history = _history(make_feedback, make_source)
+    report_day = verdict.report_day(EDIT)
+    last_day = _noon(report_day - timedelta(days=1))
+    result = _count(sessions, history, now=last_day)
+    assert result.reports == 0 and _reports(sessions) == []  # the four weeks are not over
+
+    on_time = _noon(report_day)
+    assert _count(sessions, [], now=on_time).reports == 1
+    [row] = _reports(sessions)
+    event = events.decode(row.payload.encode())  # valid against its schema
+    assert event["type"] == EDIT_REVIEWED_TYPE and event["id"] == row.alert_id
+    data = event["data"]
+    assert data["outcome"] == "better"
+    assert data["edit"] == {"day": NEW, "previous": OLD, "confirmed_by": "sources"}
+    clarity = next(q for q in data["questions"] if q["question"] == "clarity")
+    assert (clarity["before"]["n"], clarity["after"]["n"]) == (84, 84)
+    assert clarity["before"]["score"] == pytest.approx(100 / 6, abs=0.1)
+    assert clarity["after"]["score"] == 100.0
+    assert row.sent_at is None  # for the publisher to send
+
+    # Later batches, a restart's sweep, a redelivered history: never a second one.
+    assert _count(sessions, history, now=on_time + timedelta(hours=1)).reports == 0
+    assert len(_reports(sessions)) == 1
+
+
+def test_a_report_long_overdue_is_recorded_not_sent(sessions, make_feedback, make_source):
+    # A replay of an old topic into a new database: the numbers are kept, nobody emailed.
+    late = _noon(verdict.report_day(EDIT) + timedelta(days=30))
+    assert _count(sessions, _history(make_feedback, make_source), now=late).reports == 0
+    [row] = _reports(sessions)
+    assert row.sent_at is not None
+    assert json.loads(row.payload)["data"]["outcome"] == "better"

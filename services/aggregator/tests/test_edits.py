@@ -5,6 +5,7 @@ exactly once to the alert outbox, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -12,6 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from aggregator.accounts import create_account
 from aggregator.edits import verdict
 from aggregator.edits.reports import EDIT_REVIEWED_TYPE
 from aggregator.ingest import handle_batch
@@ -213,3 +215,59 @@ def test_a_report_long_overdue_is_recorded_not_sent(sessions, make_feedback, mak
     [row] = _reports(sessions)
     assert row.sent_at is not None
     assert json.loads(row.payload)["data"]["outcome"] == "better"
+
+
+# -- the page's view ------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"  # noqa: S105 (a test account's)
+CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
+
+
+def _clerk(app, sessions) -> object:
+    with transaction(sessions) as session:
+        create_account(
+            session, DIRECTORY, email="clerk@somu.example", password=PASSWORD, division="somu-dx"
+        )
+    client = app.test_client()
+    token = CSRF.search(client.get("/sign-in").get_data(as_text=True)).group(1)
+    data = {"email": "clerk@somu.example", "password": PASSWORD, "csrf_token": token}
+    assert client.post("/sign-in", data=data).status_code == 303
+    return client
+
+
+def test_the_page_s_view_marks_its_edits_and_compares_before_and_after(
+    dashboard_app_for, sessions, make_feedback, make_source
+):
+    app = dashboard_app_for()
+    today = datetime.now(TOKYO).date()
+    first, second = today - timedelta(days=40), today - timedelta(days=10)
+    produced = _answers(make_feedback, make_source, today - timedelta(days=70), OLD, "abcde")
+    for back in range(68, 0, -1):
+        day = today - timedelta(days=back)
+        modified = OLD if day < first else first.isoformat() if day < second else second.isoformat()
+        value = "no" if day < first else "yes"
+        produced += _answers(make_feedback, make_source, day, modified, "abcde", value)
+    _count(sessions, produced, now=_noon(today))
+    clerk = _clerk(app, sessions)
+
+    html = clerk.get(f"/pages/{PAGE}").get_data(as_text=True)
+
+    # The daily chart (28 days) holds the second edit only; each question's chart marks it.
+    assert html.count(f'<g class="edit-mark" data-day="{second.isoformat()}">') == 3
+    assert f'data-day="{first.isoformat()}">' not in html.split('id="edits"')[0]
+    weekly = clerk.get(f"/pages/{PAGE}?period=weekly").get_data(as_text=True)
+    assert weekly.count('<g class="edit-mark"') == 6  # both, on 12 weeks
+    # Newest first: the second edit is still in its four weeks, the first is judged.
+    sections = re.findall(r'<section class="edit" data-day="([\d-]+)"', html)
+    assert sections == [second.isoformat(), first.isoformat()]
+    judged = html.split(f'<section class="edit" data-day="{first.isoformat()}"')[1]
+    assert '<p class="verdict" data-outcome="better"><strong>良くなりました</strong>' in judged
+    row = re.search(r'<tr data-question="clarity" data-outcome="better">(.*?)</tr>', judged, re.S)
+    assert '0.0 <span class="n">(n=140)</span>' in row.group(1)  # 28 days × 5 noes
+    assert '100.0 <span class="n">(n=140)</span>' in row.group(1)
+    assert "+100.0" in row.group(1)
+    pending = html.split(f'<section class="edit" data-day="{second.isoformat()}"')[1]
+    pending = pending.split('<section class="edit"')[0]
+    assert 'data-outcome="pending"' in pending and "途中経過" in pending
+    english = clerk.get(f"/pages/{PAGE}?lang=en").get_data(as_text=True)
+    assert "Better" in english and "Did the edit help?" in english

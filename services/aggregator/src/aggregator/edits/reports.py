@@ -145,7 +145,7 @@ def report_data(
     report_id: str, page: dict[str, Any], edit: PageEdit, compared: list[verdict.Comparison]
 ) -> dict[str, Any]:
     return {
-        "report_id": report_id,
+        "alert_id": report_id,
         "page": page,
         "edit": {
             "day": edit.day.isoformat(),

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.accounts import create_account
-from aggregator.edits import verdict
+from aggregator.edits import reports, verdict
 from aggregator.edits.reports import EDIT_REVIEWED_TYPE
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, Page, PageEdit
@@ -108,7 +108,7 @@ def _answers(make_feedback, make_source, day: date, modified: str, senders, valu
 
 def _count(sessions, batch, now: datetime | None = None):
     with transaction(sessions) as session:
-        return handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, now=now)
+        handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, now=now)
 
 
 def _state(sessions) -> tuple[date | None, list[tuple[date, date, str]]]:
@@ -182,15 +182,22 @@ def _reports(sessions) -> list[AlertOutbox]:
     return list(rows)
 
 
+def _report(sessions, now: datetime) -> int:
+    with transaction(sessions) as session:
+        return reports.write_due(
+            session, now=now, timezone=TOKYO, max_age_days=3, directory=DIRECTORY
+        )
+
+
 def test_four_weeks_after_an_edit_one_report_is_written(sessions, make_feedback, make_source):
     history = _history(make_feedback, make_source)
     report_day = verdict.report_day(EDIT)
-    last_day = _noon(report_day - timedelta(days=1))
-    result = _count(sessions, history, now=last_day)
-    assert result.reports == 0 and _reports(sessions) == []  # the four weeks are not over
+    _count(sessions, history)
+    assert _report(sessions, _noon(report_day - timedelta(days=1))) == 0
+    assert _reports(sessions) == []  # the four weeks are not over
 
     on_time = _noon(report_day)
-    assert _count(sessions, [], now=on_time).reports == 1
+    assert _report(sessions, on_time) == 1
     [row] = _reports(sessions)
     event = events.decode(row.payload.encode())  # valid against its schema
     assert event["type"] == EDIT_REVIEWED_TYPE and event["id"] == row.alert_id
@@ -203,18 +210,28 @@ def test_four_weeks_after_an_edit_one_report_is_written(sessions, make_feedback,
     assert clarity["after"]["score"] == 100.0
     assert row.sent_at is None  # for the publisher to send
 
-    # Later batches, a restart's sweep, a redelivered history: never a second one.
-    assert _count(sessions, history, now=on_time + timedelta(hours=1)).reports == 0
+    # Later looks, a restart, a redelivered history: never a second one.
+    _count(sessions, history)
+    assert _report(sessions, on_time + timedelta(hours=1)) == 0
     assert len(_reports(sessions)) == 1
 
 
 def test_a_report_long_overdue_is_recorded_not_sent(sessions, make_feedback, make_source):
     # A replay of an old topic into a new database: the numbers are kept, nobody emailed.
-    late = _noon(verdict.report_day(EDIT) + timedelta(days=30))
-    assert _count(sessions, _history(make_feedback, make_source), now=late).reports == 0
+    _count(sessions, _history(make_feedback, make_source))
+    assert _report(sessions, _noon(verdict.report_day(EDIT) + timedelta(days=30))) == 0
     [row] = _reports(sessions)
     assert row.sent_at is not None
     assert json.loads(row.payload)["data"]["outcome"] == "better"
+
+
+def test_no_alerts_list_shows_a_report(dashboard_app_for, sessions, make_feedback, make_source):
+    app = dashboard_app_for()
+    _count(sessions, _history(make_feedback, make_source))
+    assert _report(sessions, _noon(verdict.report_day(EDIT))) == 1
+    clerk = _clerk(app, sessions)
+    assert "アラートはありません。" in clerk.get("/alerts").get_data(as_text=True)
+    assert "アラートはありません。" in clerk.get(f"/pages/{PAGE}").get_data(as_text=True)
 
 
 # -- the page's view ------------------------------------------------------------------------

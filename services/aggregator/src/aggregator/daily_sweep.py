@@ -22,7 +22,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from aggregator.alerting import Alert, raise_alerts
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
-from aggregator.edits import reports
 from aggregator.models import DailyCount, DetectorState
 from aggregator.pages.registry import shown
 from koe_directory import Directory
@@ -43,11 +42,7 @@ def sweep(
     crowd: CrowdRule = DEFAULT_RULE,
 ) -> list[Alert]:
     """Judge every page's unjudged days up to `through` (a completed city day); the
-    alerts to send. Edits whose four weeks are over are reported too (their outbox
-    rows go out at the publisher's next look, within outbox.RECHECK_S)."""
-    reports.write_due(
-        session, now=now, timezone=timezone, max_age_days=max_age_days, directory=directory
-    )
+    alerts to send."""
     since = through - timedelta(days=settings.span_days - 1)
     candidates = session.scalars(
         union(

@@ -28,7 +28,6 @@ from aggregator.alerting import Alert, raise_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
-from aggregator.edits import reports
 from aggregator.edits.records import ModifiedDates
 from aggregator.models import (
     DailyCount,
@@ -55,8 +54,6 @@ class BatchResult:
     counted: int
     skipped: int
     alerts: list[Alert]
-    # Four-week edit reports written to the alert outbox (edits/reports.py).
-    reports: int = 0
 
 
 @dataclass
@@ -177,15 +174,7 @@ def handle_batch(
     alerts = _detector_alerts(
         session, latest_day, today, detector, max_age_days, now, timezone, directory, crowd
     )
-    written = reports.write_due(
-        session, now=now, timezone=timezone, max_age_days=max_age_days, directory=directory
-    )
-    return BatchResult(
-        counted=len(processed),
-        skipped=len(batch) - len(processed),
-        alerts=alerts,
-        reports=written,
-    )
+    return BatchResult(counted=len(processed), skipped=len(batch) - len(processed), alerts=alerts)
 
 
 def _detector_alerts(

@@ -1,10 +1,13 @@
 """The four-week report on an edit: written once to the alert outbox, as alerts are.
 
-An edit's after-window (verdict.after_window) is over on verdict.report_day; the first
-batch or daily sweep from then writes a koe.alerts.edit.reviewed.v1 event to the alert
-outbox, in the same transaction that marks the edit reported, so it is written exactly
-once. The outbox publisher sends it on topic koe.alerts.v1 (key = page id), and the
-notifier emails the division once per id (uuid5 of the page and the edit's day, so a
+An edit's after-window (verdict.after_window) is over on verdict.report_day; from then,
+the consumer's next idle moment (EditReports) writes a koe.alerts.edit.reviewed.v1 event
+to the alert outbox, in the same transaction that marks the edit reported, so it is
+written exactly once. Idle, not after a batch: a consumer with nothing to read has
+counted everything on the topic, so a backlog being worked through (an outage's
+catch-up, events published late) is in the numbers before they are judged. The outbox
+publisher sends it on topic koe.alerts.v1 (key = page id), and the notifier emails the
+division once per id (uuid5 of the page and the edit's day, so a
 replay into a new database makes the same id). A report more than max_age_days late (a
 consumer back from a long outage, a replay) is recorded but not sent, as old alerts are.
 Pages not shown yet (pages/registry.py) wait: no division is told about a page it
@@ -13,13 +16,16 @@ cannot see.
 
 from __future__ import annotations
 
+import logging
+import time as clock
 import uuid
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator.alert_types import ALERT_NAMESPACE
 from aggregator.alerting import ALERT_SOURCE
@@ -28,7 +34,9 @@ from aggregator.models import AlertOutbox, DailyCount, Page, PageEdit
 from aggregator.scoring import Tally, Window, question_score, rounded, wilson_interval
 from koe_directory import QUESTION_KEYS, Directory
 from koe_kit import events
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, transaction
+
+log = logging.getLogger(__name__)
 
 EDIT_REVIEWED_TYPE = "koe.alerts.edit.reviewed.v1"
 # Reports written per call: a backlog (a replay) is worked through batch after batch.
@@ -120,6 +128,46 @@ def write_due(
         )
         to_send += not old
     return to_send
+
+
+class EditReports:
+    """The consumer loop's idle hook: writes the due reports, looking at most once every
+    `every_s` seconds (one indexed query), in a transaction of its own."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        timezone: ZoneInfo,
+        max_age_days: int,
+        directory: Directory,
+        every_s: float = 5.0,
+    ):
+        self.sessions = sessions
+        self.timezone = timezone
+        self.max_age_days = max_age_days
+        self.directory = directory
+        self.every_s = every_s
+        self._looked_at: float | None = None
+
+    def __call__(self) -> int:
+        """How many reports to send were written (the publisher then has work)."""
+        if self._looked_at is not None and clock.monotonic() - self._looked_at < self.every_s:
+            return 0
+        self._looked_at = clock.monotonic()
+        try:
+            with transaction(self.sessions) as session:
+                return write_due(
+                    session,
+                    now=datetime.now(UTC),
+                    timezone=self.timezone,
+                    max_age_days=self.max_age_days,
+                    directory=self.directory,
+                )
+        except OperationalError as exc:
+            # The database is away: the reports wait for a later idle moment.
+            log.warning("edit reports not written, will retry", extra={"error": str(exc)[:300]})
+            return 0
 
 
 def _tally(tally: Tally) -> dict[str, Any]:

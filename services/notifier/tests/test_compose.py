@@ -14,7 +14,6 @@ from pathlib import Path
 from notifier.compose import (
     compose_alert_email,
     compose_digest_email,
-    compose_edit_email,
     one_line,
 )
 
@@ -262,20 +261,12 @@ EDIT_REVIEWED = (
 
 def test_edit_report_says_the_outcome_with_numbers_per_question(directory):
     event = json.loads(EDIT_REVIEWED.read_text(encoding="utf-8"))
-    division = directory.owner(event["data"]["page"]["url"])
-    mail = on_the_wire(
-        compose_edit_email(
-            event,
-            division,
-            mail_from="koe <koe@city-tsu.example>",
-            sent_at=SENT_AT,
-            dashboard_url=DASHBOARD,
-        )
-    )
+    mail = on_the_wire(compose(event, directory, dashboard_url=DASHBOARD))
     text, seen, parser, _html = parts(mail)
 
     assert mail["Subject"] == "【koe】ページ更新の効果: 良くなりました: 津市の自治体DX取組状況"
     assert mail["To"] == "digital-kaikaku@city-tsu.example"
+    assert mail["Message-ID"] == f"<koe-alert-{event['id']}@city-tsu.example>"
     for shown in (text, seen):
         assert "2026年11月3日にページが更新されてから4週間" in shown
         assert "それまでの更新日: 2026年4月1日" in shown

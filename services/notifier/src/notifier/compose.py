@@ -175,17 +175,23 @@ def compose_alert_email(
     sent_at: datetime,
     dashboard_url: str | None = None,
 ) -> EmailMessage:
-    """`event` is a koe.alerts.v1 or koe.alerts.recovered.v1 event (already schema-valid)."""
-    view = page_view(event, dashboard_url)
-    subject = SUBJECTS[event["type"]] + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX)
+    """`event` is a koe.alerts.v1, koe.alerts.recovered.v1 or koe.alerts.edit.reviewed.v1
+    event (already schema-valid)."""
+    view: PageView | EditView
+    if event["type"] == EDIT_REVIEWED:
+        view = edit_view(event, dashboard_url)
+        subject, template, context = f"【koe】ページ更新の効果: {view.outcome}: ", "edit", "edit"
+    else:
+        view = page_view(event, dashboard_url)
+        subject, template, context = SUBJECTS[event["type"]], "alert", "page"
     return _message(
-        subject,
+        subject + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX),
         division,
         mail_from=mail_from,
         sent_at=sent_at,
         message_id=message_id(f"alert-{view.alert_id}", mail_from),
-        template="alert",
-        page=view,
+        template=template,
+        **{context: view},
     )
 
 
@@ -272,30 +278,6 @@ def edit_view(event: Mapping[str, Any], dashboard_url: str | None) -> EditView:
         outcome=OUTCOMES[data["outcome"]],
         outcome_en=OUTCOMES_EN[data["outcome"]],
         questions=tuple(questions),
-    )
-
-
-def compose_edit_email(
-    event: Mapping[str, Any],
-    division: Division,
-    *,
-    mail_from: str,
-    sent_at: datetime,
-    dashboard_url: str | None = None,
-) -> EmailMessage:
-    """`event` is a koe.alerts.edit.reviewed.v1 event: four weeks after a page's edit."""
-    view = edit_view(event, dashboard_url)
-    subject = f"【koe】ページ更新の効果: {view.outcome}: " + truncate(
-        header_text(view.title), TITLE_IN_SUBJECT_MAX
-    )
-    return _message(
-        subject,
-        division,
-        mail_from=mail_from,
-        sent_at=sent_at,
-        message_id=message_id(f"alert-{view.alert_id}", mail_from),
-        template="edit",
-        edit=view,
     )
 
 

@@ -22,7 +22,7 @@ from koe_kit import correlation
 from koe_kit.db import transaction
 from koe_kit.kafka import Message, Retryable
 from notifier import digest_queue, services
-from notifier.compose import EDIT_REVIEWED, compose_alert_email, compose_edit_email
+from notifier.compose import EDIT_REVIEWED, compose_alert_email
 from notifier.mailer import PermanentMailError, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
 from notifier.outgoing import Outgoing
@@ -65,8 +65,7 @@ class AlertHandler:
                 extra={"alert_id": alert_id, "division": division.code},
             )
             return
-        compose = compose_edit_email if edit_report else compose_alert_email
-        mail = compose(
+        mail = compose_alert_email(
             message.event,
             division,
             mail_from=self.out.mail_from,

@@ -28,6 +28,7 @@ from aggregator.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     MESSAGES,
+    format_change,
     format_date,
     format_number,
     format_score,
@@ -168,6 +169,7 @@ def template_globals() -> dict[str, Any]:
         "fmt_date": lambda value: format_date(value, lang(), settings().timezone),
         "fmt_num": format_number,
         "fmt_score": format_score,
+        "fmt_change": format_change,
         "fmt_share": format_share,
     }
 

@@ -49,6 +49,7 @@ from aggregator.access import (
     today,
 )
 from aggregator.accounts import authenticate
+from aggregator.edits.page_view import edit_views
 from aggregator.i18n import format_score
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
@@ -259,13 +260,19 @@ def page(page_id: str):
     )
     assert detail is not None
     series = trends.question_series(detail["daily"], period)
+    edits = edit_views(db, page_id, as_of)
+    drawn = {q: charts.series_chart(series[q]) for q in QUESTION_KEYS}
+    span = 1 if period == "daily" else 7
     return render_template(
         "dashboard/page.html",
         page=detail,
         owner=owner,
         period=period,
         periods=trends.PERIODS,
-        charts={q: charts.series_chart(series[q]) for q in QUESTION_KEYS},
+        charts=drawn,
+        edits=edits,
+        # Every question's chart has the same days: one set of edit marks serves all.
+        edit_marks=charts.marks(drawn[QUESTION_KEYS[0]], [e.day for e in edits], span),
         questions=QUESTION_KEYS,
         windows=list(WINDOWS),
         alerts=alert_records.list_alerts(db, None, page_id=page_id),

@@ -5,7 +5,8 @@ poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
 loop commits offsets only after it, then the outbox publisher sends new alerts; once a
 city day the daily sweep judges the completed days of pages that got no answers since
 (daily_sweep.py), and now and then the pruners forget events Kafka can no longer deliver
-again and sources no alert reads any more.
+again and sources no alert reads any more, and daily rows past KOE_DAILY_KEEP_YEARS fold
+into months (retention.py).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from aggregator.daily_sweep import DailySweep
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
 from aggregator.pruning import ProcessedPruner, SourcePruner
+from aggregator.retention import MonthlyFold
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -93,6 +95,7 @@ def build_loop(
     pruners = [
         ProcessedPruner(sessions, settings.processed_keep_days),
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
+        MonthlyFold(sessions, settings.daily_keep_years, settings.timezone),
     ]
 
     daily_sweep = DailySweep(
@@ -135,6 +138,9 @@ def build_loop(
         sweep()
         publisher.recheck()
         advance_rollups()
+        # A quiet consumer folds too; each pruner works at most once per its interval.
+        for prune in pruners:
+            prune()
 
     loop = ConsumerLoop(
         settings.kafka,

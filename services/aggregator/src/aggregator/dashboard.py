@@ -8,8 +8,9 @@ same as a page that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
 from flask import (
@@ -173,11 +174,24 @@ def pages():
         if (department is None or d.department == department)
         and (division is None or d.code == division)
     }
-    query = page_list.Query(codes=codes, text=text, sort=sort, order=order, window=window)
+    # Pages nobody answered for a long time leave the list unless asked for (page_list.py);
+    # a search looks at every page.
+    quiet_days = settings().page_quiet_days
+    asked_quiet = request.args.get("quiet") == "1"
+    with_quiet = asked_quiet or bool(text)
+    query = page_list.Query(
+        codes=codes,
+        text=text,
+        sort=sort,
+        order=order,
+        window=window,
+        quiet_before=None if with_quiet else datetime.now(UTC) - timedelta(days=quiet_days),
+    )
     as_of = today()
     wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
     if page_list.current(db, as_of):
         total = page_list.count(db, query, directory())
+        quiet = 0 if with_quiet else page_list.count(db, everyone(query), directory()) - total
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
         shown = page_list.screen(
@@ -189,7 +203,7 @@ def pages():
             limit=PAGE_SIZE,
         )
     else:
-        rows = _from_daily_rows(query, as_of)
+        rows, quiet = _from_daily_rows(query, as_of)
         total = len(rows)
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
@@ -208,7 +222,9 @@ def pages():
         open_alerts=alert_records.open_alert_counts(db, shown_ids),
         departments=sorted({d.department for d in choices if d.department}),
         divisions=choices,
-        filters={"department": department, "division": division, "q": text},
+        filters={"department": department, "division": division, "q": text, "quiet": asked_quiet},
+        quiet=quiet,
+        quiet_days=quiet_days,
         sort=sort,
         order=order,
         window=window,
@@ -222,13 +238,22 @@ def pages():
     )
 
 
-def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
-    """The whole list, summed from the daily rows and sorted here: the slow way, for the
-    minutes after midnight before the consumer has moved the rollups (rollups.py)."""
+def everyone(query: page_list.Query) -> page_list.Query:
+    """The same list with the quiet pages kept."""
+    return dataclasses.replace(query, quiet_before=None)
+
+
+def _from_daily_rows(query: page_list.Query, as_of: date) -> tuple[list[dict], int]:
+    """The whole list, summed from the daily rows and sorted here, and how many quiet
+    pages it leaves out: the slow way, for the minutes after midnight before the
+    consumer has moved the rollups (rollups.py)."""
     db, account = db_session(), signed_in_account()
     visible = visible_pages(db, directory(), account)
     wanted = [page_id for page_id, owner in visible.items() if owner.code in query.codes]
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
+    kept = wanted
+    if query.quiet_before is not None:
+        kept = page_list.answered_since(db, wanted, query.quiet_before)
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=kept)
     if query.text:
         needle = query.text.casefold()
         rows = [
@@ -241,7 +266,7 @@ def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
     known = [r for r in rows if key(r)[0] == 0]
     unknown = [r for r in rows if key(r)[0] == 1]
     known.sort(key=key, reverse=query.order == "desc")
-    return known + unknown
+    return known + unknown, len(wanted) - len(kept)
 
 
 @dashboard.get("/pages/<page_id>")

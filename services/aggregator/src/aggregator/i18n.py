@@ -70,6 +70,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pages.title": ("ページ一覧", "Pages"),
     "pages.count": ("{count}ページ", "{count} pages"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
+    "pages.quiet": (
+        "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
+        "(検索すると表示されます)。",
+        "{count} more pages are not listed: nobody has answered them for {days} days "
+        "or more (a search finds them).",
+    ),
+    "pages.quiet_show": ("これらも表示する", "Show them too"),
+    "pages.quiet_filter": (
+        "{days}日以上回答がないページも表示",
+        "Also pages with no answers for {days} days",
+    ),
     "pages.waiting": (
         "このほか{count}ページは、回答した送信元が{sources}より少なく、市のページ一覧にも"
         "ないため、まだ表示していません (管理者にのみ表示)。",

@@ -166,6 +166,24 @@ def charts(
     return full, decided
 
 
+def without_lowest(
+    days: Iterable[tuple[date, Tally]], removed: Mapping[date, int]
+) -> list[tuple[date, Tally]]:
+    """The (day, tally) rows with removed[day] answers taken out of each day, the lowest
+    first ("no", then "neutral", then "yes"): whatever those answers were, the chart
+    without them is at least this high. So a drop that still alarms on these rows alarms
+    without them (crowd.py asks this of an alert's largest source, whose answer values
+    koe never keeps: only how many it sent)."""
+    rows = []
+    for day, tally in days:
+        left = removed.get(day, 0)
+        no = min(tally.no, left)
+        neutral = min(tally.neutral, left - no)
+        yes = min(tally.yes, left - no - neutral)
+        rows.append((day, Tally(tally.yes - yes, tally.neutral - neutral, tally.no - no)))
+    return rows
+
+
 def answer_variance(tally: Tally) -> float:
     """Variance of the answer values (1, ½, 0), as if one more yes and one more no had
     come: a page everyone liked so far still has some spread, so one bad answer

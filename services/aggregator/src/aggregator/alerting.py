@@ -106,8 +106,7 @@ def judged_window(alert: Alert, settings: DetectorSettings) -> tuple[date, date]
         start = alert.recent.start
     else:
         start = min((q.window.start for q in alert.questions if q.window.start), default=None)
-    last_days = alert.as_of - timedelta(days=settings.evidence_days - 1)
-    return max(start or alert.as_of, last_days), alert.as_of
+    return settings.evidence_start(alert.as_of, start or alert.as_of), alert.as_of
 
 
 def crowd_verdict(

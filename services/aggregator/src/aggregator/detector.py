@@ -84,6 +84,11 @@ class DetectorSettings:
             start = max(start, restart + timedelta(days=1))
         return Window(start, day)
 
+    def evidence_start(self, day: date, chart_start: date) -> date:
+        """The first day of the evidence an alert of `day` asks a crowd for (crowd.py):
+        the chart's last evidence_days, none before the chart's first day."""
+        return max(chart_start, day - timedelta(days=self.evidence_days - 1))
+
     def first_day(self, day: date) -> date:
         """The earliest day judging `day` reads (the reference's first)."""
         start = self.reference_window(day).start

@@ -216,6 +216,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.reason.few_sources": ("回答した送信元が少なすぎます", "Too few sources"),
     "held.reason.one_source": ("1つの送信元に偏っています", "Mostly one source"),
     "held.reason.burst": ("1日に集中しています", "A burst on one day"),
+    "held.reason.one_source_decides": (
+        "1つの送信元の回答で低下と判定されています",
+        "One source decides the drop",
+    ),
     "held.explain.few_sources": (
         "この期間に回答した送信元は{sources}件で、必要な{min}件に足りません。"
         "少数の人 (あるいは1人) の回答だけで満足度が動いた可能性があります。",
@@ -227,6 +231,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "1人の回答で満足度が動いた可能性があります。",
         "One source sent {share} of this window's answers (the limit is {limit}): one person "
         "may have moved the score.",
+    ),
+    "held.explain.one_source_decides": (
+        "最も多く回答した1つの送信元 (この期間の回答の{share}) の回答を除くと、"
+        "満足度の低下は通知の基準に届きません。1人の回答で低下と判定された可能性があります。",
+        "Without the answers of its largest source ({share} of this window's answers) the "
+        "drop does not reach the level that sends an email: one person may have decided it.",
     ),
     "held.explain.burst": (
         "{day}の1日に、この期間の回答の{share}が集中しています (上限は{limit})。"

@@ -67,8 +67,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "alert": ("アラート", "Alerts"),
     "alert.open_count": ("未対応のアラート {count}件", "{count} open alerts"),
+    "alert.open_count.one": ("未対応のアラート {count}件", "{count} open alert"),
     "pages.title": ("ページ一覧", "Pages"),
     "pages.count": ("{count}ページ", "{count} pages"),
+    "pages.count.one": ("{count}ページ", "{count} page"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
     "pages.waiting": (
         "このほか{count}ページは、回答した送信元が{sources}より少なく、市のページ一覧にも"
@@ -110,8 +112,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "locales.title": ("回答した言語別", "By the language of the answers"),
     "locales.explain": (
         "アンケートをどの言語で表示して回答されたかの内訳です。外国籍の方やこどもにも伝わるページかを確かめられます。",
-        "The answers by the language the survey was shown in: "
-        "is the page clear to every resident?",
+        "The answers by the language the survey was shown in: is the page clear to every resident?",
     ),
     "locales.locale": ("言語", "Language"),
     "alerts.none": ("アラートはありません。", "No alerts."),
@@ -127,6 +128,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alerts.note_too_long": (
         "メモは{limit}文字以内にしてください。",
         "The note can have at most {limit} characters.",
+    ),
+    "alerts.done": (
+        "アラートを対応済みにしました。「対応済み」の一覧で確認できます。",
+        "The alert is marked as handled. It is now listed under Handled.",
     ),
     "alerts.show": ("表示するアラート", "Alerts to show"),
     "alerts.show.open": ("未対応", "Open"),
@@ -257,6 +262,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.overview": (
         "確認待ちのアラートが{count}件あります。",
         "{count} alerts are held for review.",
+    ),
+    "held.overview.one": (
+        "確認待ちのアラートが{count}件あります。",
+        "{count} alert is held for review.",
     ),
     "held.back": ("確認待ちの一覧へ戻る", "Back to the held alerts"),
     "error.404": ("ページが見つかりません", "Page not found"),

@@ -67,8 +67,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "alert": ("アラート", "Alerts"),
     "alert.open_count": ("未対応のアラート {count}件", "{count} open alerts"),
+    "alert.open_count.one": ("未対応のアラート {count}件", "{count} open alert"),
     "pages.title": ("ページ一覧", "Pages"),
     "pages.count": ("{count}ページ", "{count} pages"),
+    "pages.count.one": ("{count}ページ", "{count} page"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
     "pages.quiet": (
         "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
@@ -137,6 +139,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alerts.note_too_long": (
         "メモは{limit}文字以内にしてください。",
         "The note can have at most {limit} characters.",
+    ),
+    "alerts.done": (
+        "アラートを対応済みにしました。「対応済み」の一覧で確認できます。",
+        "The alert is marked as handled. It is now listed under Handled.",
     ),
     "alerts.show": ("表示するアラート", "Alerts to show"),
     "alerts.show.open": ("未対応", "Open"),
@@ -277,6 +283,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.overview": (
         "確認待ちのアラートが{count}件あります。",
         "{count} alerts are held for review.",
+    ),
+    "held.overview.one": (
+        "確認待ちのアラートが{count}件あります。",
+        "{count} alert is held for review.",
     ),
     "held.back": ("確認待ちの一覧へ戻る", "Back to the held alerts"),
     "error.404": ("ページが見つかりません", "Page not found"),

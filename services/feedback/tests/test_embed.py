@@ -135,6 +135,15 @@ def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client)
     assert "page_id" not in snippet and "page_sig" not in snippet
 
 
+def test_embed_adds_the_page_s_modified_date_only_when_asked(client):
+    asked = client.get("/embed", query_string={"origin": SITE, "modified": "1"})
+    plain = client.get("/embed", query_string={"origin": SITE})
+
+    field = '<input type="hidden" name="page_modified" value="PAGE_MODIFIED">'
+    assert field in html.unescape(asked.get_data(as_text=True))
+    assert "page_modified" not in html.unescape(plain.get_data(as_text=True))
+
+
 def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):
     page = client.get("/embed", query_string={"origin": SITE, "widget": "side2"})
 

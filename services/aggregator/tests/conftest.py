@@ -216,7 +216,8 @@ def seed_city(sessions, today: date) -> City:
                     title_from_list=True,
                     visible=True,
                     first_seen=seen,
-                    last_seen=seen,
+                    # Answered up to today (below): none is a quiet page (page_list.py).
+                    last_seen=datetime.now(UTC),
                 )
             )
             for back in range(84):

@@ -77,7 +77,14 @@ def test_recipients_are_the_owning_divisions(make_alert, directory):
     unowned = make_alert(url="https://www.info.city.tsu.mie.jp/kanko/1.html", division=None)
     mail = on_the_wire(compose(unowned, directory))
     assert [a.addr_spec for a in mail["To"].addresses] == ["webmaster@city-tsu.example"]
-    assert "総務部 広報課 (ウェブサイト管理) ご担当者様" in parts(mail)[0]
+    text, seen, _parser, _html = parts(mail)
+    for body in (text, seen):
+        assert "総務部 広報課 (ウェブサイト管理) ご担当者様" in body
+        # The fallback is told why it got the mail, and how to give the page an owner.
+        assert "担当課のないページです" in body
+        assert "url_prefixes にページのURL" in body
+    owned = parts(on_the_wire(compose(make_alert(), directory)))[0]
+    assert "担当課のないページ" not in owned
 
 
 def test_a_title_cannot_add_headers(make_alert, directory):
@@ -145,8 +152,10 @@ def test_drop_email_says_what_dropped_with_n_interval_link_and_contact(make_aler
         assert "回答80件" in body and "回答20件" in body
         assert "74.9〜90.7点" in body and "12.8〜49.4点" in body
         assert "56.9ポイント" in body
-        assert "電話: 059-229-3118" in body
-        assert "digital-kaikaku@city-tsu.example" in body
+        # Whom the mail is for, without the division's own phone and address read back to it.
+        assert "担当課として koe に登録されている総務部 デジタル改革推進課へ" in body
+        assert "059-229-3118" not in body
+        assert "digital-kaikaku@city-tsu.example" not in body
     assert "84.4点 (回答80件) → 27.5点 (回答20件)" in text
     assert "95%信頼区間: 74.9〜90.7点 → 12.8〜49.4点" in text
     assert "今回の内訳: わかりやすかった 4件 / ふつう 3件 / わかりにくかった 13件" in text
@@ -161,10 +170,7 @@ def test_drop_email_says_what_dropped_with_n_interval_link_and_contact(make_aler
 def test_no_dashboard_link_unless_configured(make_alert, directory):
     text, seen, parser, _ = parts(on_the_wire(compose(make_alert(), directory)))
     assert "ダッシュボード" not in text and "ダッシュボード" not in seen
-    assert parser.links == [
-        "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
-        "mailto:digital-kaikaku@city-tsu.example",
-    ]
+    assert parser.links == ["https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"]
 
 
 def test_japanese_number_conventions(make_alert, directory):
@@ -203,7 +209,7 @@ def test_recovery_email(directory):
     assert "\n\n\n" not in text  # paragraphs apart by one blank line, never two
     for body in (text, seen):
         assert "下がる前の水準に戻りました" in body
-        assert "電話: 059-229-3118" in body
+        assert "059-229-3118" not in body
     assert f"{DASHBOARD}/pages/u-5f1c9a2d7e3b4c60" in parser.links
     assert "Summary (English): this page is back to its baseline." in text
 
@@ -233,7 +239,7 @@ def test_digest_lists_every_page_without_user_text_in_headers(make_alert, direct
     assert "[1] ページ: 津市の自治体DX取組状況" in back
     assert "&lt;b&gt;ごみの出し方&lt;/b&gt;" in html and "b" not in parser.tags
     assert "<b>ごみの出し方</b>" in seen
-    assert "電話: 059-229-3118" in text and "電話: 059-229-3118" in seen
+    assert "059-229-3118" not in text and "059-229-3118" not in seen
     assert "koe's daily digest for 2026-11-27: 2 dropped, 1 recovered." in text
     assert "\n\n\n" not in text.partition("\n--\n")[0]
 

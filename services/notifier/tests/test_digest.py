@@ -101,6 +101,7 @@ def test_an_alert_is_stored_once_and_listed_in_one_digest(
     deliver(handler, late, one)  # `one` again after its digest went: still not resent
     assert step()(at(day, 9)) == []
     [first] = smtp_server.messages
+    assert first["Date"].endswith(" +0900")
     text = first.get_body(preferencelist=("plain",)).get_content()
     assert "ページ: ごみ 1" in text and "ページ: ごみ 2" in text and "ごみ 3" not in text
     row = digest_row(engine, day)

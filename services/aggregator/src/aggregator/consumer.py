@@ -5,8 +5,8 @@ poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
 loop commits offsets only after it, then the outbox publisher sends new alerts; once a
 city day the daily sweep judges the completed days of pages that got no answers since
 (daily_sweep.py), when idle it reports edits whose four weeks are over (edits/), and now
-and then the pruners forget events Kafka can no longer deliver
-again and sources no alert reads any more.
+and then the pruners forget events Kafka can no longer deliver again and sources no alert
+reads any more, and daily rows past KOE_DAILY_KEEP_YEARS fold into months (retention.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from aggregator.daily_sweep import DailySweep
 from aggregator.edits.reports import EditReports
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
-from aggregator.pruning import ProcessedPruner, SourcePruner
+from aggregator.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
+from aggregator.retention import MonthlyFold
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -95,6 +96,8 @@ def build_loop(
     pruners = [
         ProcessedPruner(sessions, settings.processed_keep_days),
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
+        SignInFailurePruner(sessions),
+        MonthlyFold(sessions, settings.daily_keep_years, settings.timezone),
     ]
 
     daily_sweep = DailySweep(
@@ -146,6 +149,9 @@ def build_loop(
             publisher.note_pending()
         publisher.recheck()
         advance_rollups()
+        # A quiet consumer folds too; each pruner works at most once per its interval.
+        for prune in pruners:
+            prune()
 
     loop = ConsumerLoop(
         settings.kafka,

@@ -67,9 +67,22 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "alert": ("アラート", "Alerts"),
     "alert.open_count": ("未対応のアラート {count}件", "{count} open alerts"),
+    "alert.open_count.one": ("未対応のアラート {count}件", "{count} open alert"),
     "pages.title": ("ページ一覧", "Pages"),
     "pages.count": ("{count}ページ", "{count} pages"),
+    "pages.count.one": ("{count}ページ", "{count} page"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
+    "pages.quiet": (
+        "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
+        "(検索すると表示されます)。",
+        "{count} more pages are not listed: nobody has answered them for {days} days "
+        "or more (a search finds them).",
+    ),
+    "pages.quiet_show": ("これらも表示する", "Show them too"),
+    "pages.quiet_filter": (
+        "{days}日以上回答がないページも表示",
+        "Also pages with no answers for {days} days",
+    ),
     "pages.waiting": (
         "このほか{count}ページは、回答した送信元が{sources}より少なく、市のページ一覧にも"
         "ないため、まだ表示していません (管理者にのみ表示)。",
@@ -126,6 +139,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "alerts.note_too_long": (
         "メモは{limit}文字以内にしてください。",
         "The note can have at most {limit} characters.",
+    ),
+    "alerts.done": (
+        "アラートを対応済みにしました。「対応済み」の一覧で確認できます。",
+        "The alert is marked as handled. It is now listed under Handled.",
     ),
     "alerts.show": ("表示するアラート", "Alerts to show"),
     "alerts.show.open": ("未対応", "Open"),
@@ -205,6 +222,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.reason.few_sources": ("回答した送信元が少なすぎます", "Too few sources"),
     "held.reason.one_source": ("1つの送信元に偏っています", "Mostly one source"),
     "held.reason.burst": ("1日に集中しています", "A burst on one day"),
+    "held.reason.one_source_decides": (
+        "1つの送信元の回答で低下と判定されています",
+        "One source decides the drop",
+    ),
     "held.explain.few_sources": (
         "この期間に回答した送信元は{sources}件で、必要な{min}件に足りません。"
         "少数の人 (あるいは1人) の回答だけで満足度が動いた可能性があります。",
@@ -216,6 +237,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "1人の回答で満足度が動いた可能性があります。",
         "One source sent {share} of this window's answers (the limit is {limit}): one person "
         "may have moved the score.",
+    ),
+    "held.explain.one_source_decides": (
+        "最も多く回答した1つの送信元 (この期間の回答の{share}) の回答を除くと、"
+        "満足度の低下は通知の基準に届きません。1人の回答で低下と判定された可能性があります。",
+        "Without the answers of its largest source ({share} of this window's answers) the "
+        "drop does not reach the level that sends an email: one person may have decided it.",
     ),
     "held.explain.burst": (
         "{day}の1日に、この期間の回答の{share}が集中しています (上限は{limit})。"
@@ -256,6 +283,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.overview": (
         "確認待ちのアラートが{count}件あります。",
         "{count} alerts are held for review.",
+    ),
+    "held.overview.one": (
+        "確認待ちのアラートが{count}件あります。",
+        "{count} alert is held for review.",
     ),
     "held.back": ("確認待ちの一覧へ戻る", "Back to the held alerts"),
     "error.404": ("ページが見つかりません", "Page not found"),

@@ -58,7 +58,8 @@ class DailyExcess(Base):
     """Responses per page and day beyond their sources' caps: shown to admins, never scored."""
 
     __tablename__ = "daily_excess"
-    __table_args__ = _UPDATED_IN_PLACE
+    # The fold finds days past retention by it (retention.py, migration 0015).
+    __table_args__ = (Index("ix_daily_excess_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -84,7 +85,7 @@ class DailyLocaleCount(Base):
     """daily_counts split by the language the widget asked in (data.locale)."""
 
     __tablename__ = "daily_locale_counts"
-    __table_args__ = _UPDATED_IN_PLACE
+    __table_args__ = (Index("ix_daily_locale_counts_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -99,7 +100,7 @@ class DailyLocaleResponse(Base):
     """daily_responses split by the language the widget asked in."""
 
     __tablename__ = "daily_locale_responses"
-    __table_args__ = _UPDATED_IN_PLACE
+    __table_args__ = (Index("ix_daily_locale_responses_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -116,6 +117,51 @@ class DailyResponse(Base):
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- Months (retention.py, migration 0015): daily rows past KOE_DAILY_KEEP_YEARS, folded --------
+# Each is its daily table with `day` replaced by `month`, the month's first day; readers
+# read both through history.history, so no total changes when a month is folded.
+
+
+class _PageMonth:
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class _Locale:
+    locale: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class _Answers:
+    question: Mapped[str] = mapped_column(String(32), primary_key=True)
+    yes: Mapped[int] = mapped_column(Integer, default=0)
+    neutral: Mapped[int] = mapped_column(Integer, default=0)
+    no: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class _Responses:
+    responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MonthlyCount(_PageMonth, _Answers, Base):
+    __tablename__ = "monthly_counts"
+
+
+class MonthlyResponse(_PageMonth, _Responses, Base):
+    __tablename__ = "monthly_responses"
+
+
+class MonthlyExcess(_PageMonth, _Responses, Base):
+    __tablename__ = "monthly_excess"
+
+
+class MonthlyLocaleCount(_PageMonth, _Locale, _Answers, Base):
+    __tablename__ = "monthly_locale_counts"
+
+
+class MonthlyLocaleResponse(_PageMonth, _Locale, _Responses, Base):
+    __tablename__ = "monthly_locale_responses"
 
 
 class Page(Base):

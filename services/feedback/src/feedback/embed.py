@@ -150,6 +150,15 @@ def strings(locale: str):
     return response
 
 
+def public_url() -> str:
+    """KOE_PUBLIC_URL, or a 404 that names it: the snippet must not name whatever host
+    the request's Host header says (a proxy or cache in front could hand it on)."""
+    url = current_app.extensions["koe.feedback.settings"].public_url
+    if url is None:
+        abort(404, description="set KOE_PUBLIC_URL (where citizens reach koe) to use this page")
+    return url
+
+
 def _directory() -> Directory:
     return current_app.extensions["koe.feedback.directory"]
 
@@ -157,6 +166,7 @@ def _directory() -> Directory:
 @blueprint.get("/embed")
 def generator():
     """Fill the snippet in for a site origin, a division code and a language."""
+    base_url = public_url()
     directory = _directory()
     origins = sorted(current_app.extensions["koe.feedback.intake"].origins)
     args = request.args
@@ -192,7 +202,7 @@ def generator():
                 "up to 16 lowercase letters and digits / 半角英小文字と数字で16文字まで"
             )
         if not errors:
-            code = str(snippet(request.url_root, lang, page_url, division, widget, modified))
+            code = str(snippet(base_url, lang, page_url, division, widget, modified))
     html = render_template(
         "embed.html",
         origins=origins,

@@ -321,7 +321,8 @@ def _message(
     template: str,
     **context: Any,
 ) -> EmailMessage:
-    """The mail to `division`, its text and HTML parts rendered from `template`.txt/.html."""
+    """The mail to `division`, its text and HTML parts rendered from `template`.txt/.html.
+    The Date header keeps sent_at's own zone: the callers give the city's (+0900)."""
     context.update(division=division, owner=owner(division))
     text = _templates.get_template(f"{template}.txt").render(context)
     html = _templates.get_template(f"{template}.html").render(context)

@@ -69,7 +69,7 @@ class AlertHandler:
             message.event,
             division,
             mail_from=self.out.mail_from,
-            sent_at=now,
+            sent_at=now.astimezone(self.out.timezone),
             dashboard_url=self.out.dashboard_url,
         )
         try:

@@ -272,6 +272,9 @@ def test_the_page_s_view_marks_its_edits_and_compares_before_and_after(
     # The daily chart (28 days) holds the second edit only; each question's chart marks it.
     assert html.count(f'<g class="edit-mark" data-day="{second.isoformat()}">') == 3
     assert f'data-day="{first.isoformat()}">' not in html.split('id="edits"')[0]
+    # The charts' tables (for screen readers) say which day carries the edit.
+    day_row = re.findall(r'<tr><th scope="row">([^<]*) <span class="edit-day">', html)
+    assert len(day_row) == 3 and day_row[0] == f"{second.year}年{second.month}月{second.day}日"
     weekly = clerk.get(f"/pages/{PAGE}?period=weekly").get_data(as_text=True)
     assert weekly.count('<g class="edit-mark"') == 6  # both, on 12 weeks
     # Newest first: the second edit is still in its four weeks, the first is judged.

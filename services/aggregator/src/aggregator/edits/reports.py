@@ -184,7 +184,7 @@ def _tally(tally: Tally) -> dict[str, Any]:
     }
 
 
-def _window(window: Window) -> dict[str, str]:
+def window_json(window: Window) -> dict[str, str]:
     assert window.start is not None
     return {"start": window.start.isoformat(), "end": window.end.isoformat()}
 
@@ -200,19 +200,25 @@ def report_data(
             "previous": edit.previous.isoformat(),
             "confirmed_by": edit.confirmed_by,
         },
-        "before": _window(verdict.before_window(edit.day)),
-        "after": _window(verdict.after_window(edit.day)),
+        "before": window_json(verdict.before_window(edit.day)),
+        "after": window_json(verdict.after_window(edit.day)),
         "outcome": verdict.overall(compared),
-        "questions": [
-            {
-                "question": c.question,
-                "outcome": c.outcome,
-                "before": _tally(c.before),
-                "after": _tally(c.after),
-                "change": None
-                if c.change is None
-                else {"points": rounded(c.change), "low": rounded(c.low), "high": rounded(c.high)},
-            }
-            for c in compared
-        ],
+        "questions": questions_json(compared),
     }
+
+
+def questions_json(compared: list[verdict.Comparison], judged: bool = True) -> list[dict[str, Any]]:
+    """Each question's before, after, change and outcome (None until `judged`), as the
+    report event and the stats API give them."""
+    return [
+        {
+            "question": c.question,
+            "outcome": c.outcome if judged else None,
+            "before": _tally(c.before),
+            "after": _tally(c.after),
+            "change": None
+            if c.change is None
+            else {"points": rounded(c.change), "low": rounded(c.low), "high": rounded(c.high)},
+        }
+        for c in compared
+    ]

@@ -137,4 +137,6 @@ def test_an_edit_is_marked_compared_and_emailed_once_four_weeks_on(
     assert edit.evaluate("e => e.scrollWidth <= e.clientWidth")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
     assert axe_violations(page) == []
+    if SCREENSHOTS:
+        edit.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-edit-phone.png"))
     context.close()

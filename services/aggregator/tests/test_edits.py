@@ -308,9 +308,11 @@ def test_the_stats_api_gives_a_page_s_edits_judged_as_of_the_day_asked(
         return answer.get_json()["edits"]
 
     last_day = verdict.after_window(EDIT).end
-    [pending] = edits(last_day)
+    # A day before the four weeks end: the answers up to it (3 a day), no verdict.
+    [pending] = edits(last_day - timedelta(days=1))
     assert pending["day"] == NEW and pending["report_day"] == (last_day + timedelta(1)).isoformat()
     assert pending["outcome"] is None  # the figures so far, no verdict yet
+    assert {q["question"]: q["after"]["n"] for q in pending["questions"]}["clarity"] == 81
     assert {q["outcome"] for q in pending["questions"]} == {None}
     [judged] = edits(last_day + timedelta(days=1))
     assert judged["outcome"] == "better"

@@ -37,7 +37,7 @@ def edit_views(session: Session, page_id: str, today: date) -> list[EditView]:
     views = []
     known = [edit for edit in page_edits(session, page_id) if edit.day <= today]
     for edit in reversed(known[-SHOWN:]):
-        compared = comparisons(session, page_id, edit.day)
+        compared = comparisons(session, page_id, edit.day, through=today)
         views.append(
             EditView(
                 day=edit.day,

@@ -62,9 +62,15 @@ def window_tallies(session: Session, page_id: str, window: Window) -> dict[str, 
     return {q: Tally(int(y), int(n), int(no)) for q, y, n, no in rows}
 
 
-def comparisons(session: Session, page_id: str, day: date) -> list[verdict.Comparison]:
+def comparisons(
+    session: Session, page_id: str, day: date, through: date | None = None
+) -> list[verdict.Comparison]:
+    """Before and after the edit of `day`; the after side no later than `through` (a view
+    as of a day within the four weeks shows the figures up to it)."""
     before = window_tallies(session, page_id, verdict.before_window(day))
-    after = window_tallies(session, page_id, verdict.after_window(day))
+    whole = verdict.after_window(day)
+    end = whole.end if through is None else min(whole.end, through)
+    after = window_tallies(session, page_id, Window(whole.start, end))
     return verdict.compare_all(list(QUESTION_KEYS), before, after)
 
 

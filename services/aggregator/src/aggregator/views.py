@@ -12,6 +12,7 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from aggregator import locale_split, stats
+from aggregator.edits.page_view import edit_json, edit_views
 from aggregator.query_args import whole_number
 from koe_directory import Directory
 from koe_directory.divisions import CODE as DIVISION_CODE
@@ -140,4 +141,6 @@ def page_detail(page_id: str):
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
     page["locales"] = locale_split.page_locales(db_session(), page_id, as_of)
+    # The newest edits, judged as of as_of (README, "Did my edit help?").
+    page["edits"] = [edit_json(e) for e in edit_views(db_session(), page_id, as_of)]
     return jsonify(page)

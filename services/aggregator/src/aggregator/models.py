@@ -187,6 +187,11 @@ class Page(Base):
     visible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Its last-modified date as koe knows it (migration 0013): the first one confirmed,
+    # then each later one, which is an edit (edits/records.py). None: never confirmed.
+    modified: Mapped[date | None] = mapped_column(Date)
+    # The date is the city's page list's: answers no longer move it.
+    modified_from_list: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PageTitle(Base):
@@ -198,6 +203,38 @@ class PageTitle(Base):
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     title: Mapped[str] = mapped_column(String(200), primary_key=True)
     sources: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PageModifiedVote(Base):
+    """A last-modified date answers gave a page (data.page_modified), with how many
+    distinct sources gave it first on their day: an edit needs KOE_PAGE_MIN_SOURCES of
+    them (edits/records.py), as a title does."""
+
+    __tablename__ = "page_modified_votes"
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    modified: Mapped[date] = mapped_column(Date, primary_key=True)
+    sources: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PageEdit(Base):
+    """A page's last-modified date moved on (migration 0013): an edit, whose answers
+    before and after the dashboard compares and, four weeks on, the division is told of."""
+
+    __tablename__ = "page_edits"
+    # The consumer looks for edits whose four weeks are over and not reported yet.
+    __table_args__ = (Index("ix_page_edits_unreported", "report_id", "day"),)
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The new last-modified date: the day of the edit (city-local, as the CMS prints it).
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    previous: Mapped[date] = mapped_column(Date)
+    # "sources" (answers from KOE_PAGE_MIN_SOURCES sources gave it) or "list" (the
+    # city's page list did).
+    confirmed_by: Mapped[str] = mapped_column(String(8))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The four-week report's alert id once it is in the alert outbox: written once.
+    report_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class DetectorState(Base):
@@ -248,6 +285,9 @@ class AlertOutbox(Base):
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dismissed_by: Mapped[str | None] = mapped_column(String(254))
     dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A four-week report on an edit (migration 0013), not an alert: it travels the same
+    # way to the notifier, but no alerts list shows it and nobody marks it handled.
+    edit_report: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 def publishable(alert=AlertOutbox):

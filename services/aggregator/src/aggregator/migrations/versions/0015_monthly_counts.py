@@ -3,7 +3,7 @@ into one row per page and month, so the daily tables stop growing with the years
 The day indexes let the fold find old rows of the tables that had none.
 
 Revision ID: 0015
-Revises: 0012
+Revises: 0013
 Create Date: 2026-12-06
 """
 
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0012"
+down_revision = "0013"
 branch_labels = None
 depends_on = None
 

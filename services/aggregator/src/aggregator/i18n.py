@@ -78,6 +78,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{count} more pages are not listed: nobody has answered them for {days} days "
         "or more (a search finds them).",
     ),
+    "pages.quiet.one": (
+        "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
+        "(検索すると表示されます)。",
+        "{count} more page is not listed: nobody has answered it for {days} days "
+        "or more (a search finds it).",
+    ),
     "pages.quiet_show": ("これらも表示する", "Show them too"),
     "pages.quiet_filter": (
         "{days}日以上回答がないページも表示",

@@ -201,6 +201,22 @@ def judge(
     return Verdict(reason, evidence, rule)
 
 
+def evidence_start(
+    rule: CrowdRule, counts: Iterable[SourceDay], earliest: date, start: date, end: date
+) -> date:
+    """The first day of an alert's evidence: `start` (the chart's last few days), or the
+    latest day before it, not before `earliest` (the chart's first), from which on at
+    least min_sources sources answered. A page of ten answers a week has fewer than five
+    in four days on many weeks: that is a quiet page, not a few people's doing, and a
+    third of its real drops were held for it (bench_detector). Going back only as far as
+    five sources need, the older good days cannot outnumber a source's bad ones."""
+    rows = [r for r in counts if earliest <= r.day <= end]
+    day = start
+    while day > earliest and judge(rule, day, end, rows).evidence.sources < rule.min_sources:
+        day -= timedelta(days=1)
+    return day
+
+
 def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None:
     if evidence.sources < rule.min_sources:
         return FEW_SOURCES

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from werkzeug.serving import make_server
+
 CHROMIUM = "/usr/bin/chromium"
 # Without the background-networking flags Chromium keeps dialling Google hosts
 # that this machine's closed network refuses.
@@ -48,3 +50,24 @@ def axe_violations(page: Any, include: str | None = None) -> list[dict[str, Any]
         }""",
         context,
     )
+
+
+class ServedApp:
+    """A WSGI app served over http from a thread, for koe_kit.testing.running()."""
+
+    def __init__(self, app: Any) -> None:
+        self.server = make_server("127.0.0.1", 0, app, threaded=True)
+        self.url = f"http://127.0.0.1:{self.server.port}"
+
+    def run(self) -> None:
+        self.server.serve_forever(poll_interval=0.1)
+
+    def stop(self, *_: object) -> None:
+        self.server.shutdown()
+
+
+def sign_in(page: Any, email: str, password: str) -> None:
+    """Fill the dashboard's sign-in form and send it."""
+    page.fill("#email", email)
+    page.fill("#password", password)
+    page.click("form.sign-in button[type=submit]")

@@ -165,10 +165,12 @@ def submitted(
     at: datetime,
     title: str = DX_TITLE,
     source: str | None = None,
+    page_modified: str | None = None,
 ) -> dict:
     """One response to `page_url` as the relay publishes it, dated `at`: for a history of
     weeks, which the API would date today. `source` names its sender (one address on one
-    day; see source_of); without it, an event from before sources were stamped."""
+    day; see source_of); without it, an event from before sources were stamped.
+    `page_modified`: the page's last-modified date its snippet carried."""
     response_id = str(uuid.uuid4())
     page_id = page_id_for_url(canonical_url(page_url))
     data = {
@@ -182,6 +184,8 @@ def submitted(
     }
     if source is not None:
         data["source"] = source_of(source)
+    if page_modified is not None:
+        data["page_modified"] = page_modified
     return events.make_event(
         "koe.feedback.submitted.v1",
         source="koe/test-history",

@@ -329,8 +329,7 @@ def foreign_origins(page: str) -> list[Hostile]:
                 403,
             ),
         ]
-        if origin != "null":  # a plain form from a no-referrer page says null: allowed
-            requests.append(Hostile(form_post(good_form(page), header), frozenset({403})))
+        requests.append(Hostile(form_post(good_form(page), header), frozenset({403})))
     return requests
 
 

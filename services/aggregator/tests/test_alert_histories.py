@@ -259,7 +259,7 @@ def test_a_drop_and_its_recovery_email_the_division_once_each(
     assert "95%信頼区間: 79.8〜86.3点 → " in drop
     assert "ダッシュボード: https://koe.city-tsu.example/pages/fixed" in drop
     assert f"下がる前 83.3点 (回答504件) → お知らせ時 {recent} → 現在 " in recovery
-    assert "電話: 059-229-3118" in recovery
+    assert "担当課として koe に登録されている総務部 デジタル改革推進課へ" in recovery
 
 
 def test_the_emails_figures_are_the_stats_apis_for_the_same_windows(

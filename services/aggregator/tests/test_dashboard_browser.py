@@ -13,26 +13,13 @@ from pathlib import Path
 
 import pytest
 import requests
-from werkzeug.serving import make_server
 
 from aggregator.migrate import migrate
-from in_browser import DESKTOP, PHONE, axe_violations
+from in_browser import DESKTOP, PHONE, ServedApp, axe_violations, sign_in
 from koe_kit.db import make_engine, session_factory
 from koe_kit.testing import running
 
 SCREENSHOTS = os.environ.get("KOE_SCREENSHOT_DIR")
-
-
-class _Server:
-    def __init__(self, app):
-        self.server = make_server("127.0.0.1", 0, app, threaded=True)
-        self.url = f"http://127.0.0.1:{self.server.port}"
-
-    def run(self) -> None:
-        self.server.serve_forever(poll_interval=0.1)
-
-    def stop(self, *_: object) -> None:
-        self.server.shutdown()
 
 
 @pytest.fixture
@@ -48,7 +35,7 @@ def live(new_pg_database, dashboard_settings_for_url, city_seeder, held_seeder):
     today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
     city = city_seeder(session_factory(engine), today)
     held_seeder(session_factory(engine), city, today)
-    server = _Server(app)
+    server = ServedApp(app)
     with running(server):
         yield server.url, city
     app.extensions["koe.engine"].dispose()
@@ -59,12 +46,6 @@ def _shot(page, name: str) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(Path(SCREENSHOTS) / f"dashboard-{name}.png"), full_page=True)
-
-
-def _sign_in(page, email: str, password: str) -> None:
-    page.fill("#email", email)
-    page.fill("#password", password)
-    page.click("form.sign-in button[type=submit]")
 
 
 def _luminance(rgb: str) -> float:
@@ -110,7 +91,7 @@ def test_a_clerk_signs_in_reads_the_charts_and_handles_an_alert(chromium, live):
     # Signed out: the page asks for sign-in, then goes where the clerk was going.
     page.goto(f"{base}/pages/{city.dx}")
     assert re.search(r"/sign-in\?next=", page.url)
-    _sign_in(page, city.somu, city.password)
+    sign_in(page, city.somu, city.password)
     assert page.url == f"{base}/pages/{city.dx}"
     assert axe_violations(page) == []
 
@@ -188,7 +169,7 @@ def test_on_a_phone_in_japanese_and_english(chromium, live):
     context = chromium.new_context(**PHONE, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{base}/sign-in")
-    _sign_in(page, city.admin, city.password)
+    sign_in(page, city.admin, city.password)
     page.goto(f"{base}/pages?sort=score&order=asc")
     # A card per page: no sideways scrolling on a 320-pixel screen.
     assert page.evaluate("document.documentElement.scrollWidth") <= 320
@@ -212,7 +193,7 @@ def test_on_a_phone_in_japanese_and_english(chromium, live):
         desktop = chromium.new_context(**DESKTOP)
         page = desktop.new_page()
         page.goto(f"{base}/sign-in")
-        _sign_in(page, city.admin, city.password)
+        sign_in(page, city.admin, city.password)
         for name, path in [
             ("detail-desktop", f"/pages/{city.dx}"),
             ("overview-desktop", "/overview"),
@@ -229,7 +210,7 @@ def test_an_admin_reviews_and_sends_a_held_alert_by_keyboard_on_a_phone(chromium
     context = chromium.new_context(**PHONE, bypass_csp=True)
     page = context.new_page()
     page.goto(f"{base}/sign-in")
-    _sign_in(page, city.admin, city.password)
+    sign_in(page, city.admin, city.password)
     page.goto(f"{base}/overview")
     page.get_by_role("link", name="確認待ちのアラートが2件あります。").click()
     assert page.locator("h1").inner_text() == "確認待ちのアラート"

@@ -11,7 +11,11 @@ from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from notifier.compose import compose_alert_email, compose_digest_email, one_line
+from notifier.compose import (
+    compose_alert_email,
+    compose_digest_email,
+    one_line,
+)
 
 SENT_AT = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
 RECOVERED = (
@@ -73,7 +77,14 @@ def test_recipients_are_the_owning_divisions(make_alert, directory):
     unowned = make_alert(url="https://www.info.city.tsu.mie.jp/kanko/1.html", division=None)
     mail = on_the_wire(compose(unowned, directory))
     assert [a.addr_spec for a in mail["To"].addresses] == ["webmaster@city-tsu.example"]
-    assert "総務部 広報課 (ウェブサイト管理) ご担当者様" in parts(mail)[0]
+    text, seen, _parser, _html = parts(mail)
+    for body in (text, seen):
+        assert "総務部 広報課 (ウェブサイト管理) ご担当者様" in body
+        # The fallback is told why it got the mail, and how to give the page an owner.
+        assert "担当課のないページです" in body
+        assert "url_prefixes にページのURL" in body
+    owned = parts(on_the_wire(compose(make_alert(), directory)))[0]
+    assert "担当課のないページ" not in owned
 
 
 def test_a_title_cannot_add_headers(make_alert, directory):
@@ -141,8 +152,10 @@ def test_drop_email_says_what_dropped_with_n_interval_link_and_contact(make_aler
         assert "回答80件" in body and "回答20件" in body
         assert "74.9〜90.7点" in body and "12.8〜49.4点" in body
         assert "56.9ポイント" in body
-        assert "電話: 059-229-3118" in body
-        assert "digital-kaikaku@city-tsu.example" in body
+        # Whom the mail is for, without the division's own phone and address read back to it.
+        assert "担当課として koe に登録されている総務部 デジタル改革推進課へ" in body
+        assert "059-229-3118" not in body
+        assert "digital-kaikaku@city-tsu.example" not in body
     assert "84.4点 (回答80件) → 27.5点 (回答20件)" in text
     assert "95%信頼区間: 74.9〜90.7点 → 12.8〜49.4点" in text
     assert "今回の内訳: わかりやすかった 4件 / ふつう 3件 / わかりにくかった 13件" in text
@@ -157,10 +170,7 @@ def test_drop_email_says_what_dropped_with_n_interval_link_and_contact(make_aler
 def test_no_dashboard_link_unless_configured(make_alert, directory):
     text, seen, parser, _ = parts(on_the_wire(compose(make_alert(), directory)))
     assert "ダッシュボード" not in text and "ダッシュボード" not in seen
-    assert parser.links == [
-        "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html",
-        "mailto:digital-kaikaku@city-tsu.example",
-    ]
+    assert parser.links == ["https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"]
 
 
 def test_japanese_number_conventions(make_alert, directory):
@@ -199,7 +209,7 @@ def test_recovery_email(directory):
     assert "\n\n\n" not in text  # paragraphs apart by one blank line, never two
     for body in (text, seen):
         assert "下がる前の水準に戻りました" in body
-        assert "電話: 059-229-3118" in body
+        assert "059-229-3118" not in body
     assert f"{DASHBOARD}/pages/u-5f1c9a2d7e3b4c60" in parser.links
     assert "Summary (English): this page is back to its baseline." in text
 
@@ -229,7 +239,7 @@ def test_digest_lists_every_page_without_user_text_in_headers(make_alert, direct
     assert "[1] ページ: 津市の自治体DX取組状況" in back
     assert "&lt;b&gt;ごみの出し方&lt;/b&gt;" in html and "b" not in parser.tags
     assert "<b>ごみの出し方</b>" in seen
-    assert "電話: 059-229-3118" in text and "電話: 059-229-3118" in seen
+    assert "059-229-3118" not in text and "059-229-3118" not in seen
     assert "koe's daily digest for 2026-11-27: 2 dropped, 1 recovered." in text
     assert "\n\n\n" not in text.partition("\n--\n")[0]
 
@@ -247,3 +257,34 @@ def test_message_id_is_the_same_for_the_same_alert(make_alert, directory):
     assert first["Message-ID"] == again["Message-ID"]
     assert first["Message-ID"] == f"<koe-alert-{event['id']}@city-tsu.example>"
     assert other["Message-ID"] != first["Message-ID"]
+
+
+EDIT_REVIEWED = (
+    Path(__file__).resolve().parents[3]
+    / "schemas/examples/koe.alerts.edit.reviewed.v1/clarity-better.json"
+)
+
+
+def test_edit_report_says_the_outcome_with_numbers_per_question(directory):
+    event = json.loads(EDIT_REVIEWED.read_text(encoding="utf-8"))
+    mail = on_the_wire(compose(event, directory, dashboard_url=DASHBOARD))
+    text, seen, parser, _html = parts(mail)
+
+    assert mail["Subject"] == "【koe】ページ更新の効果: 良くなりました: 津市の自治体DX取組状況"
+    assert mail["To"] == "digital-kaikaku@city-tsu.example"
+    assert mail["Message-ID"] == f"<koe-alert-{event['id']}@city-tsu.example>"
+    for shown in (text, seen):
+        assert "2026年11月3日にページが更新されてから4週間" in shown
+        assert "それまでの更新日: 2026年4月1日" in shown
+        assert "2026年10月6日〜2026年11月2日" in shown and "2026年11月4日〜2026年12月1日" in shown
+        assert "+38.1ポイント (95%信頼区間 +22.4〜+53.8)" in shown  # clarity
+        assert "回答が少なく判断できません" in shown  # usefulness: 5 before, none after
+        assert "回答なし" in shown
+    assert "38.6点 (回答44件) → 更新後 76.7点 (回答45件)" in text
+    assert "はっきりした変化はありません" in text  # findability
+    assert f"{DASHBOARD}/pages/u-5f1c9a2d7e3b4c60#edits" in parser.links
+    assert "Summary (English): four weeks after the page was edited on 2026-11-03: better." in text
+    assert "clarity: 38.6 (n=44, 95% CI 25.7-53.4) -> 76.7 (n=45" in text
+    # Paragraphs apart by one blank line, never two (SMTP's line ends).
+    assert "\r\n\r\n\r\n" not in text
+    assert "判定していません。\r\n\r\n点数は" in text

@@ -33,6 +33,8 @@ def test_the_same_alert_twice_sends_one_email(handler, engine, smtp_server, make
     mail = smtp_server.messages[0]
     assert mail["To"] == "digital-kaikaku@city-tsu.example"
     assert mail["Message-ID"] == f"<koe-alert-{alert['id']}@city-tsu.example>"
+    # Dated in Japan time, as the mail's own dates: a clerk's client may show it raw.
+    assert mail["Date"].endswith(" +0900")
     row = record(engine, alert["id"])
     assert (row.status, row.attempts, row.division_code) == ("sent", 1, "somu-dx")
     assert row.recipients == "digital-kaikaku@city-tsu.example"

@@ -15,6 +15,7 @@ from koe_directory.pages import canonical_url
 
 CODE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 DELIVERIES = ("immediate", "daily")
+FALLBACK = "fallback"  # the fallback division's code
 
 
 class DirectoryError(ValueError):
@@ -34,6 +35,11 @@ class Division:
     # (0-23, city time) listing every alert since the last one.
     delivery: str = "immediate"
     digest_hour: int = 8
+
+    @property
+    def is_fallback(self) -> bool:
+        """Whether this is the fallback: it gets the pages no division's prefix covers."""
+        return self.code == FALLBACK
 
 
 @dataclass(frozen=True)
@@ -87,12 +93,15 @@ def load_directory(path: str | Path) -> Directory:
     divisions: dict[str, Division] = {}
     for index, entry in enumerate(raw["divisions"]):
         division = _division(entry, f"{path}: divisions[{index}]")
+        if division.code == FALLBACK:
+            # Its pages would read as unowned in every mail and on the dashboard.
+            raise DirectoryError(f"{path}: divisions[{index}].code {FALLBACK!r} is the fallback's")
         if division.code in divisions:
             raise DirectoryError(f"{path}: divisions[{index}].code {division.code!r} repeats")
         divisions[division.code] = division
     if "fallback" not in raw:
         raise DirectoryError(f"{path}: fallback is required (where unowned pages' alerts go)")
-    fallback = _division({"code": "fallback", **raw["fallback"]}, f"{path}: fallback")
+    fallback = _division({"code": FALLBACK, **raw["fallback"]}, f"{path}: fallback")
     return Directory(divisions, fallback)
 
 

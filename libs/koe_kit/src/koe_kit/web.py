@@ -94,6 +94,16 @@ def health_blueprint(extra_check: Callable[[], None] | None = None) -> Blueprint
     return bp
 
 
+def json_error(exc: HTTPException):
+    """An HTTP error as JSON (an app's HTML pages may answer some errors themselves)."""
+    response = jsonify(error=exc.name, message=exc.description)
+    # The error's own headers stay (a 405's Allow, RFC 9110), all but its HTML type.
+    for name, value in exc.get_headers():
+        if name.lower() != "content-type":
+            response.headers[name] = value
+    return response, exc.code or 500
+
+
 def init_json_errors(app: Flask) -> None:
     """Every error answers JSON, and every response carries a request id."""
 
@@ -119,14 +129,7 @@ def init_json_errors(app: Flask) -> None:
     def forget_request_id(_exc: BaseException | None) -> None:
         correlation.set_request_id(None)
 
-    @app.errorhandler(HTTPException)
-    def http_error(exc: HTTPException):
-        response = jsonify(error=exc.name, message=exc.description)
-        # The error's own headers stay (a 405's Allow, RFC 9110), all but its HTML type.
-        for name, value in exc.get_headers():
-            if name.lower() != "content-type":
-                response.headers[name] = value
-        return response, exc.code or 500
+    app.register_error_handler(HTTPException, json_error)
 
     @app.errorhandler(OperationalError)
     def database_unavailable(exc: OperationalError):

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, date, datetime
 from functools import wraps
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from flask import (
     Blueprint,
@@ -20,7 +20,7 @@ from flask import (
     session,
     url_for,
 )
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, NotFound
 
 from aggregator import auth, csrf
 from aggregator.config import Settings
@@ -28,6 +28,7 @@ from aggregator.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     MESSAGES,
+    format_change,
     format_date,
     format_number,
     format_score,
@@ -36,7 +37,9 @@ from aggregator.i18n import (
 )
 from aggregator.models import Account
 from koe_directory import Directory
-from koe_kit.web import db_session
+from koe_kit.web import db_session, json_error
+
+API_PREFIX = "/api"
 
 SESSION_KEY = "auth"
 # No script at all and nothing from elsewhere: an injected tag could not run or load.
@@ -64,6 +67,13 @@ def lang() -> str:
 
 def _(key: str, **values: object) -> str:
     return translate(lang(), key, **values)
+
+
+def plural(key: str, count: int, **values: object) -> str:
+    """English says "1 open alert" but "2 open alerts": a key may have a ".one" twin
+    for a count of one (Japanese needs none, so its twin repeats the same words)."""
+    one = f"{key}.one"
+    return _(one if count == 1 and one in MESSAGES else key, count=format_number(count), **values)
 
 
 def translate_or(key: str, fallback: str) -> str:
@@ -114,11 +124,15 @@ def signed_in_account() -> Account:
     return account
 
 
-def before_request() -> None:
+def _choose_language() -> None:
     chosen = request.args.get("lang")
     if chosen in LANGUAGES:
         session["lang"] = chosen
     g.lang = session.get("lang", DEFAULT_LANGUAGE)
+
+
+def before_request() -> None:
+    _choose_language()
     csrf.protect()
     # No one types a NUL, and PostgreSQL text cannot hold one: refuse it here (400)
     # rather than fail in the database (500).
@@ -159,6 +173,7 @@ def template_globals() -> dict[str, Any]:
     return {
         "_": _,
         "_or": translate_or,
+        "_n": plural,
         "lang": lang(),
         "account": current_account(),
         "csrf_token": csrf.csrf_token,
@@ -167,7 +182,10 @@ def template_globals() -> dict[str, Any]:
         "page_url": page_url,
         "fmt_date": lambda value: format_date(value, lang(), settings().timezone),
         "fmt_num": format_number,
+        # A city's pages share one host: the path is what tells two of one title apart.
+        "url_path": lambda url: urlsplit(url).path,
         "fmt_score": format_score,
+        "fmt_change": format_change,
         "fmt_share": format_share,
     }
 
@@ -175,12 +193,22 @@ def template_globals() -> dict[str, Any]:
 def error_page(exc: HTTPException):
     code = exc.code or 500
     known = code if code in (400, 404, 429) else 400
-    response = current_app.make_response(
-        (render_template("dashboard/error.html", code=code, known=known), code)
-    )
+    # The globals given here too: a URL outside every blueprint gets no context processor.
+    page = render_template("dashboard/error.html", code=code, known=known, **template_globals())
+    response = current_app.make_response((page, code))
     if exc.response is not None and "Retry-After" in exc.response.headers:
         response.headers["Retry-After"] = exc.response.headers["Retry-After"]
     return response
+
+
+def unknown_url(exc: NotFound):
+    """A URL no route knows. Under /api/ a program asked: JSON, as every API error. Anywhere
+    else it is a person with a mistyped or old link: the dashboard's own 404 page in their
+    language, with the dashboard's headers (no blueprint ran its hooks for this URL)."""
+    if request.path == API_PREFIX or request.path.startswith(API_PREFIX + "/"):
+        return json_error(exc)
+    _choose_language()
+    return after_request(error_page(exc))
 
 
 def protect(blueprint: Blueprint) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
+from aggregator.access import unknown_url
 from aggregator.config import (
     Settings,
     load_settings,
@@ -43,6 +44,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.extensions["aggregator.settings"] = settings
     init_db(app, make_engine(settings.database_url))
     init_json_errors(app)
+    app.register_error_handler(404, unknown_url)
     init_metrics(app, "aggregator")
     app.register_blueprint(health_blueprint())
     app.register_blueprint(api)

@@ -8,11 +8,22 @@ same as a page that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, abort, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 
 from aggregator import (
@@ -40,6 +51,7 @@ from aggregator.access import (
     today,
 )
 from aggregator.accounts import authenticate
+from aggregator.edits.page_view import edit_views
 from aggregator.i18n import format_score
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
@@ -78,11 +90,11 @@ def sign_in():
     if request.method == "GET":
         if current_account() is not None:
             return redirect(next_path or url_for("dashboard.pages"))
-        return render_template("dashboard/sign_in.html", next=next_path, error=None)
+        return render_template("dashboard/sign_in.html", next=next_path, error=None, email="")
     db = db_session()
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
-    client = request.remote_addr or "unknown"
+    client = auth.client_id(current_app.config["SECRET_KEY"], request.remote_addr or "unknown")
     now = datetime.now(UTC)
     wait = auth.retry_after(db, email, client, now)
     if wait is not None:
@@ -90,6 +102,7 @@ def sign_in():
             "dashboard/sign_in.html",
             next=next_path,
             error="sign_in.throttled",
+            email=email,
             minutes=max(1, -(-wait // 60)),
         )
         return page, 429, {"Retry-After": str(wait)}
@@ -97,7 +110,10 @@ def sign_in():
     if account is None:
         auth.record_failure(db, email, client, now)
         db.commit()
-        page = render_template("dashboard/sign_in.html", next=next_path, error="sign_in.failed")
+        # The email stays in the form: a clerk retypes only the password.
+        page = render_template(
+            "dashboard/sign_in.html", next=next_path, error="sign_in.failed", email=email
+        )
         return page, 401
     auth.clear_failures(db, email, client)
     token = auth.start_session(db, account, now)
@@ -163,11 +179,24 @@ def pages():
         if (department is None or d.department == department)
         and (division is None or d.code == division)
     }
-    query = page_list.Query(codes=codes, text=text, sort=sort, order=order, window=window)
+    # Pages nobody answered for a long time leave the list unless asked for (page_list.py);
+    # a search looks at every page.
+    quiet_days = settings().page_quiet_days
+    asked_quiet = request.args.get("quiet") == "1"
+    with_quiet = asked_quiet or bool(text)
+    query = page_list.Query(
+        codes=codes,
+        text=text,
+        sort=sort,
+        order=order,
+        window=window,
+        quiet_before=None if with_quiet else datetime.now(UTC) - timedelta(days=quiet_days),
+    )
     as_of = today()
     wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
     if page_list.current(db, as_of):
         total = page_list.count(db, query, directory())
+        quiet = 0 if with_quiet else page_list.count(db, everyone(query), directory()) - total
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
         shown = page_list.screen(
@@ -179,7 +208,7 @@ def pages():
             limit=PAGE_SIZE,
         )
     else:
-        rows = _from_daily_rows(query, as_of)
+        rows, quiet = _from_daily_rows(query, as_of)
         total = len(rows)
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
@@ -198,7 +227,9 @@ def pages():
         open_alerts=alert_records.open_alert_counts(db, shown_ids),
         departments=sorted({d.department for d in choices if d.department}),
         divisions=choices,
-        filters={"department": department, "division": division, "q": text},
+        filters={"department": department, "division": division, "q": text, "quiet": asked_quiet},
+        quiet=quiet,
+        quiet_days=quiet_days,
         sort=sort,
         order=order,
         window=window,
@@ -212,13 +243,22 @@ def pages():
     )
 
 
-def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
-    """The whole list, summed from the daily rows and sorted here: the slow way, for the
-    minutes after midnight before the consumer has moved the rollups (rollups.py)."""
+def everyone(query: page_list.Query) -> page_list.Query:
+    """The same list with the quiet pages kept."""
+    return dataclasses.replace(query, quiet_before=None)
+
+
+def _from_daily_rows(query: page_list.Query, as_of: date) -> tuple[list[dict], int]:
+    """The whole list, summed from the daily rows and sorted here, and how many quiet
+    pages it leaves out: the slow way, for the minutes after midnight before the
+    consumer has moved the rollups (rollups.py)."""
     db, account = db_session(), signed_in_account()
     visible = visible_pages(db, directory(), account)
     wanted = [page_id for page_id, owner in visible.items() if owner.code in query.codes]
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
+    kept = wanted
+    if query.quiet_before is not None:
+        kept = page_list.answered_since(db, wanted, query.quiet_before)
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=kept)
     if query.text:
         needle = query.text.casefold()
         rows = [
@@ -231,7 +271,7 @@ def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
     known = [r for r in rows if key(r)[0] == 0]
     unknown = [r for r in rows if key(r)[0] == 1]
     known.sort(key=key, reverse=query.order == "desc")
-    return known + unknown
+    return known + unknown, len(wanted) - len(kept)
 
 
 @dashboard.get("/pages/<page_id>")
@@ -250,13 +290,19 @@ def page(page_id: str):
     )
     assert detail is not None
     series = trends.question_series(detail["daily"], period)
+    edits = edit_views(db, page_id, as_of)
+    drawn = {q: charts.series_chart(series[q]) for q in QUESTION_KEYS}
+    span = 1 if period == "daily" else 7
     return render_template(
         "dashboard/page.html",
         page=detail,
         owner=owner,
         period=period,
         periods=trends.PERIODS,
-        charts={q: charts.series_chart(series[q]) for q in QUESTION_KEYS},
+        charts=drawn,
+        edits=edits,
+        # Every question's chart has the same days: one set of edit marks serves all.
+        edit_marks=charts.marks(drawn[QUESTION_KEYS[0]], [e.day for e in edits], span),
         questions=QUESTION_KEYS,
         windows=list(WINDOWS),
         alerts=alert_records.list_alerts(db, None, page_id=page_id),
@@ -352,7 +398,8 @@ def _render_alerts(
     list is the division's work to do; handled ones are the record, one link away.
     note_error and note_kept: a refused note's reason and text, by alert id."""
     db, account = db_session(), signed_in_account()
-    show = args.get("show") if args.get("show") in alert_records.STATUSES else "open"
+    show = args.get("show") or "open"
+    show = show if show in alert_records.STATUSES else "open"
     page_ids = None if account.is_admin else list(visible_pages(db, directory(), account))
     counts = alert_records.alert_counts(db, page_ids)
     pages_total = max(1, -(-counts[show] // ALERTS_PER_PAGE))
@@ -374,6 +421,10 @@ def _render_alerts(
         note_error=note_error or {},
         note_kept=note_kept or {},
         max_note=alert_records.MAX_NOTE_LENGTH,
+        # An admin's list spans every division: each alert says whose page it is.
+        owners={a.alert_id: directory().owner(a.page_url) for a in alerts}
+        if account.is_admin
+        else {},
     )
     return page, status
 
@@ -403,6 +454,8 @@ def alert_handled(alert_id: str):
         return _render_alerts(shown, {alert_id: "alerts.note_too_long"}, {alert_id: note}, 422)
     alert_records.mark_handled(db, alert_id, by=account.email, note=note)
     db.commit()
+    # The alert leaves the open list it was on: say what happened to it, and where it went.
+    flash("alerts.done")
     return redirect(next_path or url_for("dashboard.alerts"), 303)
 
 

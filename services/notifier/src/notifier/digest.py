@@ -88,7 +88,7 @@ class DigestStep:
             division,
             day=claim.day,
             mail_from=self.out.mail_from,
-            sent_at=now,
+            sent_at=now.astimezone(self.out.timezone),
             dashboard_url=self.out.dashboard_url,
         )
         status, error, retry_at = SENT, None, None

@@ -5,6 +5,7 @@ divisions, the mail server, and what every mail says about its sender."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -22,6 +23,8 @@ class Outgoing:
     mailer: SmtpMailer
     mail_from: str
     dashboard_url: str | None = None
+    # The city's zone: a mail's Date header is in it (+0900), as every date in the mail.
+    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> Outgoing:
@@ -31,4 +34,5 @@ class Outgoing:
             SmtpMailer(settings.smtp),
             mail_from=settings.mail_from,
             dashboard_url=settings.dashboard_url,
+            timezone=settings.timezone,
         )

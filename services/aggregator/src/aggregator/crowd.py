@@ -1,8 +1,9 @@
 """Alerts need a crowd (DESIGN.md, "Trustworthy numbers"). Pure, no I/O.
 
-Before a drop or recovery alert is emailed, the counted responses of the window it
-was judged on (a drop's recent window, a recovery's recovery window) must come from
-a crowd, not from one sender or one moment:
+Before a drop or recovery alert is emailed, the counted responses of its evidence (the
+last days of the chart it was judged on, reaching further back on a quiet page until
+five sources answered: evidence_start) must come from a crowd, not from one sender or
+one moment:
 
 - at least `min_sources` distinct sources (KOE_ALERT_MIN_SOURCES, 5);
 - no source holds more than `max_source_share` of them (KOE_ALERT_MAX_SOURCE_SHARE);

@@ -26,6 +26,7 @@ import json
 import os
 import random
 import secrets
+import signal
 import sys
 import tempfile
 import time
@@ -447,6 +448,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20, help="length of the HTTP floods")
     parser.add_argument("--only", nargs="*", choices=sorted(ATTACKS), help="attacks to run")
     args = parser.parse_args()
+    # A stopped bench stops the koe it started: SystemExit unwinds running_koe's stack.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     var = Path(tempfile.mkdtemp(prefix="koe-attacks-"))
     print(f"# koe under attack ({sys.executable}); logs in {var}/log")
     with running_koe(var) as koe:

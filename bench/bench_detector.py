@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
-from aggregator.crowd import DEFAULT_RULE, SourceDay
+from aggregator.crowd import DEFAULT_RULE, SourceDay, evidence_start
 from aggregator.crowd import judge as crowd_judge
 from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
 from aggregator.scoring import Tally
@@ -244,6 +244,13 @@ def main() -> None:
         default="page",
         help="what drops, bad days and dips hit: every question of the page, or one",
     )
+    parser.add_argument(
+        "--operating-points",
+        type=float,
+        nargs="*",
+        metavar="SIGMAS",
+        help="also print one-question drops and false emails for these limit_sigmas",
+    )
     defaults = DetectorSettings()
     for f in fields(DetectorSettings):
         parser.add_argument(
@@ -328,6 +335,9 @@ def main() -> None:
 
     print("\nA 500-page city (4-pt wobble; traffic mix below), one year:")
     city(bench, args.city_pages)
+    if args.operating_points:
+        print("\nOperating points (the other settings as above), one-question drops, 4-pt wobble:")
+        operating_points(bench, args.city_pages, tuple(args.operating_points))
     print(f"\n(ran {time.monotonic() - started:.0f} s)")
 
 
@@ -393,12 +403,13 @@ def held_row(bench: Bench, per_week: float) -> str:
             continue
         alarmed += 1
         day = DAY0 + timedelta(days=drops[0])
-        start = s.evidence_start(day, day - timedelta(days=s.span_days - 1))
+        first = day - timedelta(days=s.span_days - 1)
         counts = [
             SourceDay(d, f"{d} {k}", 1)
-            for d in (start + timedelta(days=j) for j in range((day - start).days + 1))
+            for d in (first + timedelta(days=j) for j in range(s.span_days))
             for k in range(series[QUESTIONS[0]][(d - DAY0).days].n)
         ]
+        start = evidence_start(DEFAULT_RULE, counts, first, s.evidence_start(day, first), day)
         verdict = crowd_judge(DEFAULT_RULE, start, day, counts)
         if verdict.held:
             held[verdict.held] += 1
@@ -407,13 +418,27 @@ def held_row(bench: Bench, per_week: float) -> str:
     return f"{alarmed:>8} | {pct(share):>6} held ({reasons})"
 
 
-def city(bench: Bench, pages: int) -> None:
+@dataclass
+class CityYear:
+    """One simulated year of the 500-page city: emails of the detector ('new') and, when
+    asked, of today's rule ('old')."""
+
+    pages: int
+    drops: int = 0
+    false_new: int = 0
+    false_old: int = 0
+    true_new: int = 0
+    true_old: int = 0
+
+    def per_100_page_months(self, false: int) -> float:
+        return false * 100 / (self.pages * 12)
+
+
+def city_year(bench: Bench, pages: int, with_rule: bool = True) -> CityYear:
     rng = bench.rng("city")
-    s = bench.settings
     year = 365
     end = bench.warmup + year - 1
-    false_new = false_old = true_new = true_old = 0
-    drops_total = 0
+    result = CityYear(pages)
     for i in range(pages):
         size = rng.choices([x for x, _ in CITY_MIX], [w for _, w in CITY_MIX])[0]
         fate_name = rng.choices([x for x, _ in CITY_FATES], [w for _, w in CITY_FATES])[0]
@@ -425,27 +450,58 @@ def city(bench: Bench, pages: int) -> None:
             "decline 25/8 wks": decline(25, 56)(t),
         }[fate_name]
         series = history(bench.rng("citypage", i), size, end + 1, 4.0, replace(fate, hit=bench.hit))
-        new = detector_emails(series, bench.warmup, end, s)[DROP]
-        old = rule_emails(series, bench.warmup, end, bench.rule)
+        new = detector_emails(series, bench.warmup, end, bench.settings)[DROP]
+        old = rule_emails(series, bench.warmup, end, bench.rule) if with_rule else []
         if fate_name == "steady":
-            false_new, false_old = false_new + len(new), false_old + len(old)
+            result.false_new += len(new)
+            result.false_old += len(old)
         else:
-            drops_total += 1
-            false_new += sum(d < t for d in new)
-            false_old += sum(d < t for d in old)
-            true_new += any(d >= t for d in new)
-            true_old += any(d >= t for d in old)
-    months = pages * 12
+            result.drops += 1
+            result.false_new += sum(d < t for d in new)
+            result.false_old += sum(d < t for d in old)
+            result.true_new += any(d >= t for d in new)
+            result.true_old += any(d >= t for d in old)
+    return result
+
+
+def city(bench: Bench, pages: int) -> None:
+    year = city_year(bench, pages)
     print(f"  traffic mix (answers/week: share): {dict(CITY_MIX)}; fates: {dict(CITY_FATES)}")
     print(
-        f"  false drop emails per 100 page-months: new {false_new * 100 / months:.2f}, "
-        f"old {false_old * 100 / months:.2f}"
+        f"  false drop emails per 100 page-months: "
+        f"new {year.per_100_page_months(year.false_new):.2f}, "
+        f"old {year.per_100_page_months(year.false_old):.2f}"
     )
     print(
-        f"  false drop emails a month for the whole city: new {false_new / 12:.1f}, "
-        f"old {false_old / 12:.1f}"
+        f"  false drop emails a month for the whole city: new {year.false_new / 12:.1f}, "
+        f"old {year.false_old / 12:.1f}"
     )
-    print(f"  real drops emailed (of {drops_total}): new {true_new}, old {true_old}")
+    print(f"  real drops emailed (of {year.drops}): new {year.true_new}, old {year.true_old}")
+
+
+def operating_points(bench: Bench, city_pages: int, sigmas: tuple[float, ...]) -> None:
+    """One-question drops against false emails, for limits of `sigmas` standard errors:
+    what a lower limit buys and costs (docs/alerts.md, "One question")."""
+    print(
+        f"{'limit_sigmas':>12} | {'1 question -25, 10/wk: 14/28 d':>30} | "
+        f"{'20/wk: 14/28 d':>14} | {'city false per 100 page-months':>30}"
+    )
+    for k in sigmas:
+        point = Bench(
+            replace(bench.settings, limit_sigmas=k),
+            bench.rule,
+            bench.pages,
+            bench.seed,
+            ("clarity",),
+        )
+        ten, _ = point.caught(10, drop(25), (14, 28), name="d25")
+        twenty, _ = point.caught(20, drop(25), (14, 28), name="d25")
+        year = city_year(replace(point, hit=QUESTIONS), city_pages, with_rule=False)
+        print(
+            f"{k:>12} | {pct(ten[0]) + ' / ' + pct(ten[1]):>30} | "
+            f"{pct(twenty[0]) + ' / ' + pct(twenty[1]):>14} | "
+            f"{year.per_100_page_months(year.false_new):>30.2f}"
+        )
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from aggregator.crowd import (
     ONE_SOURCE_DECIDES,
     CrowdRule,
     SourceDay,
+    evidence_start,
     judge,
 )
 
@@ -169,3 +170,21 @@ def test_the_other_reasons_come_before_asking_about_the_largest_source():
 
     above = spread(66) + [SourceDay(day(3), "big", 35)]
     assert judge(RULE, START, END, above, never).held == ONE_SOURCE
+
+
+def test_a_quiet_page_s_evidence_reaches_back_only_as_far_as_five_sources_need():
+    """The last four days hold three sources; the evidence starts at the latest earlier
+    day from which on five answered, never before the chart's first day."""
+    last = [SourceDay(day(4), "a", 1), SourceDay(day(5), "b", 2), SourceDay(day(6), "c", 1)]
+    earlier = [SourceDay(day(1), "d", 1), SourceDay(day(1), None, 1), SourceDay(day(0), "e", 1)]
+    counts = earlier + last
+    assert evidence_start(RULE, counts, START, day(3), END) == day(1)
+    assert evidence_start(RULE, counts, day(2), day(3), END) == day(2)  # the chart's first
+    # A source seen again earlier is still one source: it does not count twice.
+    again = [SourceDay(day(2), "a", 1), *counts]
+    assert evidence_start(RULE, again, START, day(3), END) == day(1)
+    # Five in the last days already: they are the evidence.
+    busy = spread(5, days=1)
+    assert evidence_start(
+        RULE, [SourceDay(day(6), s.source, 1) for s in busy], START, day(3), END
+    ) == day(3)

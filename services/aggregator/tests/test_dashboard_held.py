@@ -165,3 +165,16 @@ def test_unknown_or_malformed_held_alerts_are_not_found(city_app, sessions, held
     assert admin.get("/held/not-an-id").status_code == 404
     assert admin.post(f"/held/{FORGED}/delete", data={"csrf_token": token}).status_code == 404
     assert admin.get("/held?show=nonsense&page=x").status_code == 200
+
+
+def test_a_drop_one_source_decides_is_explained_in_both_languages(city_app, sessions, held_seeder):
+    app, city, _today = held_city(city_app, sessions, held_seeder)
+    with sessions() as session, session.begin():
+        row = session.scalars(select(AlertOutbox).where(AlertOutbox.alert_id == FORGED)).one()
+        row.held_reason = "one_source_decides"
+    admin = signed_in(app, city.admin)
+    assert "1つの送信元の回答で低下と判定されています" in text(admin.get("/held"))
+    detail = text(admin.get(f"/held/{FORGED}"))
+    assert "最も多く回答した1つの送信元 (この期間の回答の100%) の回答を除くと" in detail
+    english = html.unescape(text(admin.get(f"/held/{FORGED}?lang=en")))
+    assert "Without the answers of its largest source (100% of this window's answers)" in english

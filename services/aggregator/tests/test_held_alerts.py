@@ -289,8 +289,10 @@ def test_a_recovery_from_one_source_is_held(sessions, make_feedback, make_source
     city.judge(sessions, AFTER)
     [drop, recovery] = outbox(sessions)
     assert drop[:2] == ("koe.alerts.v1", None)
-    assert recovery[:2] == ("koe.alerts.recovered.v1", FEW_SOURCES)
-    assert recovery[2]["sources"] == 1
+    # Its last days hold the forger alone; the evidence reaches back (within the chart
+    # since the drop) to the citizens' bad days for five sources, where it holds most.
+    assert recovery[:2] == ("koe.alerts.recovered.v1", ONE_SOURCE)
+    assert recovery[2]["sources"] >= 5 and recovery[2]["largest_source_share"] > 0.34
 
 
 def test_a_real_recovery_is_not_held(sessions, make_feedback, make_source):

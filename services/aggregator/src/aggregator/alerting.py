@@ -29,7 +29,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregator.alert_types import DropAlert, RecoveryAlert
-from aggregator.crowd import DEFAULT_RULE, CrowdRule, StandsWithout, Verdict, judge
+from aggregator.crowd import (
+    DEFAULT_RULE,
+    CrowdRule,
+    StandsWithout,
+    Verdict,
+    evidence_start,
+    judge,
+)
 from aggregator.crowd_window import window_counts
 from aggregator.detector import DetectorSettings
 from aggregator.detector_alerts import judge_pages
@@ -95,18 +102,24 @@ def raise_alerts(
     return [a for a in alerts if a.alert_id not in judged.old]
 
 
-def judged_window(alert: Alert, settings: DetectorSettings) -> tuple[date, date]:
-    """The days whose answers carry the alert: the last evidence_days of the chart's
-    window (a drop's, or the earliest of a recovery's questions'), up to as_of.
-
-    Not the whole chart window: its older days weigh little in the chart, and a crowd of
-    good days there would vouch for one source's week of bad answers (bench_attacks,
-    "forged drop over a week from one address")."""
+def chart_start(alert: Alert) -> date:
+    """The first day of the chart the alert was judged on (a drop's, or the earliest of a
+    recovery's questions')."""
     if isinstance(alert, DropAlert):
         start = alert.recent.start
     else:
         start = min((q.window.start for q in alert.questions if q.window.start), default=None)
-    return settings.evidence_start(alert.as_of, start or alert.as_of), alert.as_of
+    return start or alert.as_of
+
+
+def judged_window(alert: Alert, settings: DetectorSettings) -> tuple[date, date]:
+    """The days whose answers carry the alert: the last evidence_days of the chart's
+    window, up to as_of (crowd.evidence_start may reach further back on a quiet page).
+
+    Not the whole chart window: its older days weigh little in the chart, and a crowd of
+    good days there would vouch for one source's week of bad answers (bench_attacks,
+    "forged drop over a week from one address")."""
+    return settings.evidence_start(alert.as_of, chart_start(alert)), alert.as_of
 
 
 def crowd_verdict(
@@ -118,9 +131,12 @@ def crowd_verdict(
 ) -> Verdict:
     """Whether the alert's evidence may be emailed, or why it is held (crowd.py);
     `stands_without` re-judges a drop without some answers (detector_alerts.py)."""
+    first = chart_start(alert)
     start, end = judged_window(alert, settings)
-    counts = window_counts(session, alert.page_id, start, end)
-    return judge(crowd, start, end, counts, stands_without)
+    counts = window_counts(session, alert.page_id, first, end)
+    return judge(
+        crowd, evidence_start(crowd, counts, first, start, end), end, counts, stands_without
+    )
 
 
 def _record(

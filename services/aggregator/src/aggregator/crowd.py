@@ -1,8 +1,9 @@
 """Alerts need a crowd (DESIGN.md, "Trustworthy numbers"). Pure, no I/O.
 
-Before a drop or recovery alert is emailed, the counted responses of the window it
-was judged on (a drop's recent window, a recovery's recovery window) must come from
-a crowd, not from one sender or one moment:
+Before a drop or recovery alert is emailed, the counted responses of its evidence (the
+last days of the chart it was judged on, reaching further back on a quiet page until
+five sources answered: evidence_start) must come from a crowd, not from one sender or
+one moment:
 
 - at least `min_sources` distinct sources (KOE_ALERT_MIN_SOURCES, 5);
 - no source holds more than `max_source_share` of them (KOE_ALERT_MAX_SOURCE_SHARE);
@@ -199,6 +200,22 @@ def judge(
         ):
             reason = ONE_SOURCE_DECIDES
     return Verdict(reason, evidence, rule)
+
+
+def evidence_start(
+    rule: CrowdRule, counts: Iterable[SourceDay], earliest: date, start: date, end: date
+) -> date:
+    """The first day of an alert's evidence: `start` (the chart's last few days), or the
+    latest day before it, not before `earliest` (the chart's first), from which on at
+    least min_sources sources answered. A page of ten answers a week has fewer than five
+    in four days on many weeks: that is a quiet page, not a few people's doing, and a
+    third of its real drops were held for it (bench_detector). Going back only as far as
+    five sources need, the older good days cannot outnumber a source's bad ones."""
+    rows = [r for r in counts if earliest <= r.day <= end]
+    day = start
+    while day > earliest and judge(rule, day, end, rows).evidence.sources < rule.min_sources:
+        day -= timedelta(days=1)
+    return day
 
 
 def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None:

@@ -22,10 +22,13 @@ import argparse
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
+from aggregator.crowd import DEFAULT_RULE, SourceDay
+from aggregator.crowd import judge as crowd_judge
 from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
 from aggregator.scoring import Tally
 from baseline_drop_rule import DropRule, evaluate_windows
@@ -315,6 +318,14 @@ def main() -> None:
     for size in SIZES:
         print(f"{size:>12} | " + recovery_row(bench, size))
 
+    print(
+        "\nReal 25-pt drops emailed within 28 days, held for review by the crowd check "
+        "(every answer its own source):"
+    )
+    print(f"{'answers/week':>12} | {'emailed':>8} | held")
+    for size in SIZES:
+        print(f"{size:>12} | " + held_row(bench, size))
+
     print("\nA 500-page city (4-pt wobble; traffic mix below), one year:")
     city(bench, args.city_pages)
     print(f"\n(ran {time.monotonic() - started:.0f} s)")
@@ -358,6 +369,42 @@ def recovery_row(bench: Bench, size: float) -> str:
 
 CITY_MIX = ((2, 0.30), (5, 0.25), (10, 0.20), (20, 0.13), (50, 0.08), (200, 0.04))
 CITY_FATES = (("steady", 0.88), ("drop 25", 0.04), ("drop 15", 0.04), ("decline 25/8 wks", 0.04))
+
+
+def held_row(bench: Bench, per_week: float) -> str:
+    """Real 25-point drops of the page emailed within 28 days: how many the crowd check
+    (crowd.judge on the alarm's evidence days) would hold for review, by reason, when
+    every answer comes from a source of its own (honest traffic: no shared address)."""
+    s = bench.settings
+    t = bench.warmup + 28
+    end = t + 27
+    alarmed = 0
+    held: Counter[str] = Counter()
+    for i in range(bench.pages):
+        series = history(
+            bench.rng("held", per_week, i),
+            per_week,
+            end + 1,
+            4.0,
+            replace(drop(25)(t), hit=bench.hit),
+        )
+        drops = [d for d in detector_emails(series, bench.warmup, end, s)[DROP] if d >= t]
+        if not drops:
+            continue
+        alarmed += 1
+        day = DAY0 + timedelta(days=drops[0])
+        start = s.evidence_start(day, day - timedelta(days=s.span_days - 1))
+        counts = [
+            SourceDay(d, f"{d} {k}", 1)
+            for d in (start + timedelta(days=j) for j in range((day - start).days + 1))
+            for k in range(series[QUESTIONS[0]][(d - DAY0).days].n)
+        ]
+        verdict = crowd_judge(DEFAULT_RULE, start, day, counts)
+        if verdict.held:
+            held[verdict.held] += 1
+    share = sum(held.values()) / alarmed if alarmed else 0.0
+    reasons = ", ".join(f"{r} {n}" for r, n in sorted(held.items())) or "none"
+    return f"{alarmed:>8} | {pct(share):>6} held ({reasons})"
 
 
 def city(bench: Bench, pages: int) -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import altcha
 import requests
@@ -43,6 +44,9 @@ CHALLENGE_KEY = "test-challenge-key-" + "c" * 32
 CHALLENGE_MAX_NUMBER = "1000"
 DX_TITLE = "津市の自治体DX取組状況"
 ALERT_EXAMPLE = REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json"
+# The city's time zone (the aggregator's KOE_TIMEZONE default): the drop detector judges
+# its days, so a backdated history is dated by them.
+CITY = ZoneInfo("Asia/Tokyo")
 
 
 def answered(**changes) -> dict:
@@ -161,10 +165,12 @@ def submitted(
     at: datetime,
     title: str = DX_TITLE,
     source: str | None = None,
+    page_modified: str | None = None,
 ) -> dict:
     """One response to `page_url` as the relay publishes it, dated `at`: for a history of
     weeks, which the API would date today. `source` names its sender (one address on one
-    day; see source_of); without it, an event from before sources were stamped."""
+    day; see source_of); without it, an event from before sources were stamped.
+    `page_modified`: the page's last-modified date its snippet carried."""
     response_id = str(uuid.uuid4())
     page_id = page_id_for_url(canonical_url(page_url))
     data = {
@@ -178,6 +184,8 @@ def submitted(
     }
     if source is not None:
         data["source"] = source_of(source)
+    if page_modified is not None:
+        data["page_modified"] = page_modified
     return events.make_event(
         "koe.feedback.submitted.v1",
         source="koe/test-history",
@@ -201,16 +209,28 @@ def alert(n: int) -> dict:
     return event
 
 
+def city_noon(back: int = 0) -> datetime:
+    """Noon of the city's day `back` days ago, or for today (back 0) the present moment if
+    earlier (an answer is never from the future). Histories are dated by the city's days,
+    which the detector judges, not by UTC's: from 15:00 to 24:00 UTC Tokyo is a day ahead,
+    and a history dated by the UTC date lands one city day off, at some hours only."""
+    now = datetime.now(CITY)
+    noon = now.replace(hour=12, minute=0, second=0, microsecond=0) - timedelta(days=back)
+    return min(noon, now)
+
+
 def history(
     page_url: str, days_good: int = 100, days_bad: int = 4, *, answer_today: bool = True
 ) -> list[dict]:
     """Feedback events for one page: `days_good` good days (the drop detector's
     reference needs 98 days of history behind the judged day), then `days_bad` bad ones
-    ending yesterday, and, with `answer_today`, one good answer today: it completes
-    yesterday for the page, so the detector judges the bad days at once and emails the
-    drop (never news older than KOE_ALERT_MAX_AGE_DAYS: keep days_bad at 4 or less)."""
+    ending yesterday, all on the city's days (city_noon), and, with `answer_today`, one
+    good answer today: it completes yesterday for the page, so the detector judges the
+    bad days at once and emails the drop (never news older than KOE_ALERT_MAX_AGE_DAYS:
+    keep days_bad at 4 or less). Without it the days up to the day before yesterday are
+    judged: four bad days alarm on their third, three on the answer that completes
+    yesterday."""
     rng = random.Random(7)
-    today = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
     produced = []
     for back in range(days_good + days_bad, 0, -1):
         bad = back <= days_bad
@@ -221,9 +241,9 @@ def history(
                 else ("yes" if rng.random() < 0.85 else "neutral")
             )
             answers = {"findability": "yes", "clarity": answer, "usefulness": answer}
-            produced.append(submitted(page_url, answers, today - timedelta(days=back, minutes=i)))
+            produced.append(submitted(page_url, answers, city_noon(back) - timedelta(minutes=i)))
     if answer_today:
-        produced.append(submitted(page_url, {"findability": "yes"}, today))
+        produced.append(submitted(page_url, {"findability": "yes"}, city_noon()))
     return produced
 
 

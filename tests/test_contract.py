@@ -44,7 +44,11 @@ def test_every_event_type_has_a_topic_and_a_dead_letter_topic():
 
 def test_a_recovery_is_carried_beside_the_drops_it_follows():
     # Same topic and key (the page id) as the drops: a recovery never overtakes its drop.
-    assert events.event_types_on("koe.alerts.v1") == {"koe.alerts.v1", "koe.alerts.recovered.v1"}
+    assert events.event_types_on("koe.alerts.v1") == {
+        "koe.alerts.v1",
+        "koe.alerts.recovered.v1",
+        "koe.alerts.edit.reviewed.v1",
+    }
     assert events.event_types_on("koe.feedback.submitted.v1") == {"koe.feedback.submitted.v1"}
 
 

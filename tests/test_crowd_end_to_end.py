@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.testing import wait_until
-from support import SITE, Koe, emails_per_alert, publish, submitted
+from support import SITE, Koe, city_noon, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e
 
 TOPIC = "koe.feedback.submitted.v1"
 ADMIN = "admin@city.example"
 CLERK = "clerk@somu.example"  # デジタル改革推進課, which owns every page below
-# Noon in Tokyo of the UTC date: every answer of a day lands on one city-local day.
-NOON = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 HELD = re.compile(r'data-alert-id="([0-9a-f-]{36})" data-reason="([a-z_]+)"')
 
@@ -44,7 +42,7 @@ def answers(url: str, title: str, backs, per_day: int, answer: str, sender=None)
         submitted(
             url,
             {"clarity": answer, "findability": "yes"},
-            NOON - timedelta(days=back) + timedelta(seconds=i),
+            city_noon(back) + timedelta(seconds=i),
             title=title,
             source=sender or f"{url} {back} {i}",
         )

@@ -10,20 +10,18 @@ from __future__ import annotations
 
 import re
 import time
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 
 import pytest
 
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.testing import wait_until
-from support import SITE, emails_per_alert, publish, submitted
+from support import SITE, city_noon, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e
 
 TOPIC = "koe.feedback.submitted.v1"
 CLERK = "clerk@somu.example"  # デジタル改革推進課, which owns the page
-# Noon in Tokyo of the UTC date: every answer of a day lands on one city-local day.
-NOON = datetime.now(UTC).replace(hour=3, minute=0, second=0, microsecond=0)
 URL = f"{SITE}/shisei/dx/detector.html"
 TITLE = "検知器のページ"
 
@@ -34,7 +32,7 @@ def day_answers(back: int, values: list[str]) -> list[dict]:
         submitted(
             URL,
             {"clarity": value, "findability": "yes"},
-            NOON - timedelta(days=back) + timedelta(seconds=i),
+            city_noon(back) + timedelta(seconds=i),
             title=TITLE,
             source=f"citizen {back} {i}",
         )
@@ -71,7 +69,8 @@ def test_a_history_on_the_topic_is_judged_daily_and_emails_its_drop_once(
     view = clerk.get(koe.url("aggregator", f"/pages/{page_id}"), timeout=10).text
     [shown] = WINDOWS.findall(view)
     alarm = date.fromisoformat(_iso(shown[3]))
-    assert NOON.date() - timedelta(days=3) <= alarm < NOON.date()
+    today = city_noon().date()
+    assert today - timedelta(days=3) <= alarm < today
     assert [_iso(d) for d in shown] == [
         (alarm - timedelta(days=days)).isoformat() for days in (97, 14, 27, 0)
     ]

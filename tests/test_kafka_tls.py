@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import ssl
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,39 +21,10 @@ from koe_kit.config import EnvReader
 from koe_kit.kafka import ConsumerLoop, KafkaSettings, ensure_topics, make_producer, read_topic
 from koe_kit.kafka_security import load_kafka_security
 from koe_kit.local_broker import LocalBroker, free_port
-from koe_kit.testing import running, wait_until
+from koe_kit.testing import issue_certificate, make_ca, running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 EXAMPLE = Path(__file__).parents[1] / "schemas/examples/koe.feedback.submitted.v1/tsu-dx-page.json"
-
-
-def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
-    """A CA certificate and key, PEM."""
-    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", f"/CN={name}", "-keyout", key, "-out", cert],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
-
-
-def make_server_cert(folder: Path, ca: tuple[Path, Path]) -> tuple[Path, Path]:
-    """A broker certificate for 127.0.0.1 (an IP SAN: clients check the host name)."""
-    key, csr, cert = folder / "broker.key", folder / "broker.csr", folder / "broker.pem"
-    ext = folder / "san.ext"
-    ext.write_text("subjectAltName=IP:127.0.0.1\n")
-    subprocess.run(
-        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
-         "-keyout", key, "-out", csr],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    subprocess.run(
-        ["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
-         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
-        check=True, capture_output=True,
-    )  # fmt: skip
-    return cert, key
 
 
 @pytest.fixture
@@ -62,7 +32,7 @@ def tls_broker(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """(bootstrap address that speaks TLS, the CA that signed it, another CA)."""
     ca = make_ca(tmp_path, "koe-test-ca")
     stranger, _ = make_ca(tmp_path, "other-ca")
-    cert, key = make_server_cert(tmp_path, ca)
+    cert, key = issue_certificate(tmp_path, ca, "broker", "IP:127.0.0.1")
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert, key)
     broker_port = free_port()

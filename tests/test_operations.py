@@ -10,6 +10,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -20,7 +22,8 @@ from sqlalchemy import create_engine, inspect, text
 from entry_points import known_entry_points
 from koe_kit import events
 from koe_kit.kafka import KafkaSettings, ensure_topics, make_producer, read_topic
-from support import REPO
+from koe_kit.testing import wait_until
+from support import DX_PAGE, REPO, answered
 
 RUNBOOK = REPO / "docs/operations.md"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -46,6 +49,10 @@ def check_command(line: str, entry_points: set[str]) -> None:
         assert (REPO / ".env.example").exists()
         return
     assert words[:2] == ["docker", "compose"], f"not a compose command: {line}"
+    if words[2] == "--profile":  # the optional services of a profile, with the others
+        profiles = {p for service in SERVICES.values() for p in service.get("profiles", [])}
+        assert words[3] in profiles, f"no such profile in: {line}"
+        words = words[:2] + words[4:]
     verb, rest = words[2], words[3:]
     if verb in ("up", "stop", "logs", "ps", "build"):
         options = {"-d", "-f"}
@@ -103,6 +110,7 @@ def test_the_runbook_check_refuses_what_koe_does_not_run(tmp_path: Path):
         "docker compose up -d --scale proxy=2",  # it has host ports
         "docker compose exec -T postgres pg_dumpall -U koe",
         "docker compose up -d no-such-service",
+        "docker compose --profile no-such-profile up -d",
         "kafka-topics.sh --alter --partitions 12",
     ):
         with pytest.raises((AssertionError, KeyError)):
@@ -285,3 +293,71 @@ def test_the_topics_job_creates_the_replicas_it_is_told_to(broker):
     # Tansu keeps one copy but records the factor it was asked for.
     assert job.returncode == 0, job.stderr
     assert all(len(p["replica_nodes"]) == 3 for p in feedback_partitions(broker.bootstrap))
+
+
+OTHER_PAGE = DX_PAGE.replace("1234", "5678")
+# The runbook's checks after a restore ("Backups"), each the SQL of one of its psql lines.
+UNSENT = "SELECT count(*) FROM outbox WHERE sent_at IS NULL"
+ANSWERS_KEPT = (
+    "SELECT count(*) FROM responses r"
+    " WHERE NOT EXISTS (SELECT 1 FROM responses n WHERE n.replaces = r.id)"
+)
+ANSWERS_COUNTED = (
+    "SELECT (SELECT coalesce(sum(responses), 0) FROM daily_responses)"
+    " + (SELECT coalesce(sum(responses), 0) FROM daily_excess)"
+)
+
+
+def scalar(url: str, sql: str) -> int:
+    database = url.rsplit("/", 1)[1]
+    return int(pg("psql", "-d", database, "-tAc", sql, url=url, text=True).stdout)
+
+
+def agreement(urls: dict[str, str]) -> tuple[int, int, int]:
+    """(outbox rows not relayed, answers in feedback, answers the aggregator counted)."""
+    return (
+        scalar(urls["feedback"], UNSENT),
+        scalar(urls["feedback"], ANSWERS_KEPT),
+        scalar(urls["aggregator"], ANSWERS_COUNTED),
+    )
+
+
+@pytest.mark.e2e
+def test_all_three_databases_backed_up_and_restored_leave_koe_consistent(koe_factory, tmp_path):
+    runbook = RUNBOOK.read_text(encoding="utf-8")
+    for sql in (UNSENT, ANSWERS_KEPT, ANSWERS_COUNTED):
+        assert f'-tAc "{sql}"' in runbook, sql
+    koe = koe_factory(KOE_COUNT_PER_SOURCE_DAY="2")  # one source: some answers are excess
+    urls = {s: koe.stack.service_env(s)["DATABASE_URL"] for s in ("feedback", "aggregator")}
+    urls["notifier"] = koe.stack.service_env("notifier")["DATABASE_URL"]
+    changed_mind = str(uuid.uuid4())
+    for body in (
+        answered(client_token=changed_mind),
+        answered(client_token=changed_mind, answers={"clarity": "no"}),  # replaces it
+        *(answered(client_token=str(uuid.uuid4())) for _ in range(3)),
+        answered(page_url=OTHER_PAGE, client_token=str(uuid.uuid4())),
+    ):
+        assert koe.submit(**body).status_code == 202
+    wait_until(lambda: agreement(urls) == (0, 5, 5), what="5 answers relayed and counted")
+    before = {service: table_rows(url) for service, url in urls.items()}
+    assert before["aggregator"]["daily_excess"] >= 1
+
+    # The runbook: services stopped, each database dumped, lost, and restored.
+    koe.stack.stop()
+    for service, url in urls.items():
+        database = url.rsplit("/", 1)[1]
+        dump = tmp_path / f"koe_{service}.dump"
+        dump.write_bytes(pg("pg_dump", "-Fc", database, url=url).stdout)
+        pg("dropdb", "--force", database, url=url)
+        pg("createdb", database, url=url)
+        with dump.open("rb") as stdin:
+            pg("pg_restore", "-d", database, "--clean", "--if-exists", stdin=stdin, url=url)
+    assert {service: table_rows(url) for service, url in urls.items()} == before
+    assert agreement(urls) == (0, 5, 5)
+
+    # koe goes on where it was: the next answer is counted once, none again.
+    koe.stack.start_all()
+    assert koe.submit(**answered(client_token=str(uuid.uuid4()))).status_code == 202
+    wait_until(lambda: agreement(urls) == (0, 6, 6), what="the answer after the restore")
+    time.sleep(2)  # a consumer that counted anything twice would show it by now
+    assert agreement(urls) == (0, 6, 6)

@@ -29,6 +29,7 @@ import pytest
 import requests
 
 from koe_kit.local_broker import free_port, wait_for_port
+from koe_kit.testing import issue_certificate, make_ca
 from support import REPO
 from test_compose import SERVICES, command, local_argv, local_env
 
@@ -51,30 +52,22 @@ def test_compose_gives_the_proxy_every_name_its_template_uses():
     assert "/etc/nginx/templates/default.conf.template" in mounts
     # The proxy is the only koe container with published ports.
     published = sorted(n for n, s in SERVICES.items() if "ports" in s)
-    assert published == ["mailpit", "proxy"]
-    assert SERVICES["mailpit"]["ports"][0].startswith("127.0.0.1:")
+    assert published == ["mailpit", "prometheus", "proxy"]
+    # The mail catcher's and Prometheus's UIs: this machine only.
+    for name in ("mailpit", "prometheus"):
+        assert SERVICES[name]["ports"][0].startswith("127.0.0.1:"), name
     # nginx's image tag is the version of Debian's nginx this test runs.
     version = subprocess.run([NGINX, "-v"], capture_output=True, text=True).stderr
     assert proxy["image"] == f"nginx:{version.strip().rsplit('/', 1)[1]}", version
 
 
-def openssl(*args: str, cwd: Path) -> None:
-    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
-
-
 def make_certificates(folder: Path) -> Path:
-    """A test CA and a certificate it signs for localhost; returns the CA's file."""
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=koe test CA",
-            cwd=folder)  # fmt: skip
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", "site.key", "-out", "site.csr", "-subj", "/CN=localhost",
-            cwd=folder)  # fmt: skip
-    (folder / "ext.cnf").write_text("subjectAltName=DNS:localhost\n")
-    openssl("x509", "-req", "-in", "site.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "site.crt",
-            cwd=folder)  # fmt: skip
-    return folder / "ca.crt"
+    """A test CA and site.crt/site.key it signs for localhost; returns the CA's file."""
+    ca = make_ca(folder, "koe-test-ca")
+    cert, key = issue_certificate(folder, ca, "localhost", "DNS:localhost")
+    cert.rename(folder / "site.crt")
+    key.rename(folder / "site.key")
+    return ca[0]
 
 
 @dataclass
@@ -95,6 +88,33 @@ class Proxied:
 def run_as_nobody() -> dict:
     """Unprivileged, as the test's brief asks, when the tests run as root."""
     return {"user": 65534, "group": 65534, "extra_groups": []} if os.geteuid() == 0 else {}
+
+
+def start_nginx(scratch: Path, settings: dict[str, str]) -> subprocess.Popen:
+    """Debian's nginx, unprivileged, with the template rendered for `settings`; the
+    certificates are site.crt/site.key in `scratch`."""
+    (scratch / "koe.conf").write_text(render(TEMPLATE.read_text("utf-8"), settings))
+    # The nginx image's own main file, reduced to what an unprivileged nginx needs.
+    temp = scratch / "temp"
+    temp.mkdir()
+    (scratch / "nginx.conf").write_text(
+        f"daemon off;\nworker_processes 1;\npid {scratch}/nginx.pid;\n"
+        "events { worker_connections 1024; }\n"
+        f"http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n"
+        f"  proxy_temp_path {temp}/proxy;\n  fastcgi_temp_path {temp}/fastcgi;\n"
+        f"  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n"
+        f"  include {scratch}/koe.conf;\n}}\n"
+    )
+    shutil.chown(temp, 65534, 65534) if os.geteuid() == 0 else None
+    for name in ("site.key", "site.crt"):
+        os.chmod(scratch / name, 0o644)
+    nginx = [NGINX, "-p", str(scratch), "-e", str(scratch / "error.log"),
+             "-c", str(scratch / "nginx.conf")]  # fmt: skip
+    if os.geteuid() == 0:
+        shutil.chown(scratch, 65534, 65534)
+    checked = subprocess.run([*nginx, "-t"], capture_output=True, text=True, **run_as_nobody())
+    assert checked.returncode == 0, checked.stderr
+    return subprocess.Popen(nginx, **run_as_nobody())
 
 
 @pytest.fixture
@@ -133,28 +153,7 @@ def proxied(new_pg_database) -> Iterator[Proxied]:
         for name in ("KOE_TLS", "KOE_DASHBOARD_TLS"):
             settings[f"{name}_CERT"] = str(scratch / "site.crt")
             settings[f"{name}_KEY"] = str(scratch / "site.key")
-        (scratch / "koe.conf").write_text(render(TEMPLATE.read_text("utf-8"), settings))
-        # The nginx image's own main file, reduced to what an unprivileged nginx needs.
-        temp = scratch / "temp"
-        temp.mkdir()
-        (scratch / "nginx.conf").write_text(
-            f"daemon off;\nworker_processes 1;\npid {scratch}/nginx.pid;\n"
-            "events { worker_connections 1024; }\n"
-            f"http {{\n  access_log off;\n  client_body_temp_path {temp}/body;\n"
-            f"  proxy_temp_path {temp}/proxy;\n  fastcgi_temp_path {temp}/fastcgi;\n"
-            f"  uwsgi_temp_path {temp}/uwsgi;\n  scgi_temp_path {temp}/scgi;\n"
-            f"  include {scratch}/koe.conf;\n}}\n"
-        )
-        shutil.chown(temp, 65534, 65534) if os.geteuid() == 0 else None
-        for name in ("site.key", "site.crt"):
-            os.chmod(scratch / name, 0o644)
-        nginx = [NGINX, "-p", str(scratch), "-e", str(scratch / "error.log"),
-                 "-c", str(scratch / "nginx.conf")]  # fmt: skip
-        if os.geteuid() == 0:
-            shutil.chown(scratch, 65534, 65534)
-        checked = subprocess.run([*nginx, "-t"], capture_output=True, text=True, **run_as_nobody())
-        assert checked.returncode == 0, checked.stderr
-        processes.append(subprocess.Popen(nginx, **run_as_nobody()))
+        processes.append(start_nginx(scratch, settings))
         for port in (*app_ports.values(), public_port, dashboard_port):
             wait_for_port("127.0.0.1", port, timeout_s=30)
         yield Proxied(ca, public_port, dashboard_port, app_ports, envs["aggregator-web"])
@@ -254,3 +253,68 @@ def test_sign_in_through_the_proxy_keeps_the_secure_session_cookie(proxied: Prox
     # The cookie carries the session on: a page only a signed-in admin sees.
     again = http.get(proxied.dashboard("/pages"), timeout=10, verify=ca, allow_redirects=False)
     assert again.status_code == 200
+
+
+def whole_answer(sock: socket.socket, request: bytes) -> bytes:
+    """What the server sends back for `request` until it closes the connection."""
+    sock.sendall(request)
+    answer = b""
+    while chunk := sock.recv(65536):
+        answer += chunk
+    return answer
+
+
+@pytest.mark.e2e
+def test_a_host_name_koe_does_not_serve_gets_no_answer():
+    """A scanner or a DNS name someone pointed at the city's address: nginx's first
+    server would otherwise answer it (and pass any Host on to the apps)."""
+    scratch = Path(tempfile.mkdtemp(prefix="koe-proxy-"))  # nobody must reach it
+    os.chmod(scratch, 0o755)  # noqa: S103 - nginx's workers (nobody) read the certs
+    ca = make_certificates(scratch)
+    http_port, public_port, dashboard_port = free_port(), free_port(), free_port()
+    settings = {
+        **SERVICES["proxy"]["environment"],
+        "KOE_PUBLIC_HOST": "localhost",
+        "KOE_DASHBOARD_HOST": "localhost",
+        "KOE_HTTP_LISTEN": f"127.0.0.1:{http_port}",
+        "KOE_PUBLIC_LISTEN": f"127.0.0.1:{public_port}",
+        "KOE_DASHBOARD_LISTEN": f"127.0.0.1:{dashboard_port}",
+        # Nothing listens there: a request koe serves gets 502, one it does not, nothing.
+        "KOE_FEEDBACK_UPSTREAM": f"127.0.0.1:{free_port()}",
+        "KOE_AGGREGATOR_UPSTREAM": f"127.0.0.1:{free_port()}",
+    }
+    for name in ("KOE_TLS", "KOE_DASHBOARD_TLS"):
+        settings[f"{name}_CERT"] = str(scratch / "site.crt")
+        settings[f"{name}_KEY"] = str(scratch / "site.key")
+    nginx = start_nginx(scratch, settings)
+    tls = ssl.create_default_context(cafile=str(ca))
+
+    def request(host: str) -> bytes:
+        return f"GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+    def plain(port: int, host: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+            return whole_answer(sock, request(host))
+
+    def over_tls(port: int, server_name: str, host: str) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            tls.check_hostname = server_name == "localhost"
+            with tls.wrap_socket(raw, server_hostname=server_name) as sock:
+                return whole_answer(sock, request(host))
+
+    try:
+        for port in (http_port, public_port, dashboard_port):
+            wait_for_port("127.0.0.1", port, timeout_s=30)
+        assert plain(http_port, "localhost").startswith(b"HTTP/1.1 308 ")  # to https
+        assert plain(http_port, "evil.example") == b""
+        for port in (public_port, dashboard_port):
+            assert over_tls(port, "localhost", "localhost").startswith(b"HTTP/1.1 502 ")
+            # The right name for the certificate, another in the request: no answer.
+            assert over_tls(port, "localhost", "evil.example") == b""
+            # Another name in the handshake: refused before any certificate is shown.
+            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+                over_tls(port, "evil.example", "evil.example")
+    finally:
+        nginx.terminate()
+        nginx.wait(timeout=30)
+        shutil.rmtree(scratch, ignore_errors=True)

@@ -352,12 +352,15 @@ def host_site(koe):
 def koe_under_prefix(koe):
     """koe as a city's reverse proxy may serve it, under /koe (https://city.example/koe/):
     the feedback app mounted there, on the stack's database, whose relay publishes it."""
-    app = create_app(load_settings(koe.stack.service_env("feedback")))
-    mounted = DispatcherMiddleware(NotFound(), {"/koe": app})
+    mounted = DispatcherMiddleware(NotFound(), {})
     server = make_server("127.0.0.1", 0, mounted, threaded=True)
+    base = f"http://127.0.0.1:{server.server_port}/koe"
+    # Its snippet names where citizens reach it: the prefix (KOE_PUBLIC_URL).
+    app = create_app(load_settings(koe.stack.service_env("feedback") | {"KOE_PUBLIC_URL": base}))
+    mounted.mounts["/koe"] = app
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{server.server_port}/koe"
+    yield base
     server.shutdown()
     server.server_close()
     app.extensions["koe.engine"].dispose()

@@ -27,7 +27,6 @@ from email.parser import BytesParser
 from email.policy import default as email_policy
 from html.parser import HTMLParser
 from urllib.parse import urlencode, urlsplit
-from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -45,6 +44,7 @@ from support import (
     SITE,
     Koe,
     RawAnswer,
+    city_noon,
     from_address,
     publish,
     raw_http,
@@ -56,7 +56,6 @@ from support import (
 pytestmark = pytest.mark.e2e
 
 FEEDBACK_TOPIC = "koe.feedback.submitted.v1"
-TOKYO = ZoneInfo("Asia/Tokyo")
 # What an attacker writes into a text field: header breaks (CR LF, a lone LF, the Unicode
 # line separator), an RFC 2047 encoded word that a mail parser would decode into a
 # header break, markup, a NUL (PostgreSQL text cannot hold one) and a DEL.
@@ -330,8 +329,7 @@ def foreign_origins(page: str) -> list[Hostile]:
                 403,
             ),
         ]
-        if origin != "null":  # a plain form from a no-referrer page says null: allowed
-            requests.append(Hostile(form_post(good_form(page), header), frozenset({403})))
+        requests.append(Hostile(form_post(good_form(page), header), frozenset({403})))
     return requests
 
 
@@ -547,17 +545,11 @@ GOOD, BAD = {"clarity": "yes", "usefulness": "yes"}, {"clarity": "no", "usefulne
 LIVE = 24  # citizens today, each on an address of their own (a title needs five)
 
 
-def city_noon() -> datetime:
-    """Noon today in Tokyo: the days below are the city's, as the detector judges them."""
-    return datetime.now(TOKYO).replace(hour=12, minute=0, second=0, microsecond=0)
-
-
 def baseline(page_url: str) -> list[dict]:
     """100 good days up to three days ago (the drop detector's reference needs 98 days
     behind the judged day), five answers a day, as the relay publishes."""
-    today = city_noon()
     return [
-        submitted(page_url, GOOD, today - timedelta(days=d, minutes=i))
+        submitted(page_url, GOOD, city_noon(d) - timedelta(minutes=i))
         for d in range(3, 103)
         for i in range(5)
     ]
@@ -568,9 +560,8 @@ def bad_days(page_url: str) -> list[dict]:
     Yesterday is completed by the first answer today; until then only the day before is
     judged, and one bad day alone never alarms (the detector judges without its most
     decisive day)."""
-    today = city_noon()
     return [
-        submitted(page_url, BAD, today - timedelta(days=d, minutes=i), source=f"bad {d} {i}")
+        submitted(page_url, BAD, city_noon(d) - timedelta(minutes=i), source=f"bad {d} {i}")
         for d in (2, 1)
         for i in range(8)
     ]

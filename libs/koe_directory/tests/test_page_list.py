@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import date
 
 import pytest
 
@@ -25,9 +26,22 @@ def test_a_sitemap_lists_its_pages_canonically(tmp_path):
     )
     gomi = f"{SITE}/kurashi/gomi/"
     assert read_page_list(sitemap) == [
-        ListedPage(DX, page_id_for_url(DX)),
+        ListedPage(DX, page_id_for_url(DX), modified=date(2026, 11, 1)),
         ListedPage(gomi, page_id_for_url(gomi)),
     ]
+
+
+def test_a_list_s_last_modified_dates_are_the_days_written(tmp_path):
+    sitemap = tmp_path / "sitemap.xml"
+    sitemap.write_text(
+        '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">'
+        f"<url><loc>{DX}</loc><lastmod>2026-11-02T08:30:00+09:00</lastmod></url></urlset>",
+        encoding="utf-8",
+    )
+    listing = tmp_path / "pages.csv"
+    listing.write_text(f"url,modified\n{DX},2026-11-03\n", encoding="utf-8")
+    assert [p.modified for p in read_page_list(sitemap)] == [date(2026, 11, 2)]
+    assert [p.modified for p in read_page_list(listing)] == [date(2026, 11, 3)]
 
 
 def test_a_shift_jis_csv_from_excel_gives_titles_and_cms_ids(tmp_path):
@@ -66,6 +80,12 @@ def test_a_utf8_csv_with_a_byte_order_mark_reads_its_header(tmp_path):
             "<url> 1: '/relative'",
         ),
         (b"<urlset", "not a readable sitemap"),
+        (f"url,modified\n{DX},2026/11/03\n".encode(), "line 2: last-modified '2026/11/03'"),
+        (
+            b'<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"><url>'
+            + f"<loc>{DX}</loc><lastmod>yesterday</lastmod></url></urlset>".encode(),
+            "<url> 1: last-modified 'yesterday' is not a date",
+        ),
     ],
 )
 def test_a_bad_list_names_where_and_why(tmp_path, content, says):

@@ -1,14 +1,18 @@
-"""gunicorn under koe's configuration: its own log lines are JSON like the apps'."""
+"""gunicorn under koe's configuration: its own log lines are JSON like the apps', and
+keep no client's full address."""
 
 from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
 from koe_kit.local_broker import free_port, wait_for_port
+
+CLIENT = "127.0.0.77"
 
 
 def test_gunicorn_logs_its_own_lines_as_json(tmp_path: Path):
@@ -28,6 +32,11 @@ def test_gunicorn_logs_its_own_lines_as_json(tmp_path: Path):
     )  # fmt: skip
     try:
         wait_for_port("127.0.0.1", port, timeout_s=30)
+        # A request line gunicorn refuses itself, from a client address of our choosing:
+        # gunicorn logs who sent it, and the log must not keep a citizen's address.
+        with socket.create_connection(("127.0.0.1", port), source_address=(CLIENT, 0)) as conn:
+            conn.sendall(b"BR\x00KEN / HTTP/1.1\r\n\r\n")
+            conn.recv(1024)
     finally:
         server.send_signal(signal.SIGTERM)
         _, stderr = server.communicate(timeout=30)
@@ -36,4 +45,6 @@ def test_gunicorn_logs_its_own_lines_as_json(tmp_path: Path):
     assert any(m.startswith("Listening at") for m in messages), messages
     assert any(m.startswith("Booting worker") for m in messages), messages
     assert {line["service"] for line in lines} == {"tiny"}
+    assert any(m.startswith("Invalid request from ip=127.0.0.0/24") for m in messages), messages
+    assert CLIENT not in stderr
     assert server.returncode == 0

@@ -73,6 +73,7 @@ def feedback(
     url: str = PAGE_URL,
     replaces: str | None = None,
     locale: str = "ja",
+    page_modified: str | None = None,
 ) -> dict:
     """A schema-valid koe.feedback.submitted.v1 event, built the way the relay builds it.
     Without `source` it is an event from before the feedback service stamped sources."""
@@ -91,6 +92,8 @@ def feedback(
         data["source"] = source
     if replaces is not None:
         data["replaces"] = replaces
+    if page_modified is not None:
+        data["page_modified"] = page_modified
     event = events.make_event(
         "koe.feedback.submitted.v1",
         source="koe/feedback",
@@ -213,7 +216,8 @@ def seed_city(sessions, today: date) -> City:
                     title_from_list=True,
                     visible=True,
                     first_seen=seen,
-                    last_seen=seen,
+                    # Answered up to today (below): none is a quiet page (page_list.py).
+                    last_seen=datetime.now(UTC),
                 )
             )
             for back in range(84):

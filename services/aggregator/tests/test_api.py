@@ -388,9 +388,7 @@ def test_page_detail_splits_the_scores_by_the_language_answered_in(
         "2026-11-20T03:05:00Z", {"clarity": "no"}, locale="pt", replaces=first_pt["id"]
     )
     with transaction(sessions) as session:
-        handle_batch(
-            session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY
-        )
+        handle_batch(session, batch, timezone=ZoneInfo("Asia/Tokyo"), directory=DIRECTORY)
     with transaction(sessions) as session:
         handle_batch(
             session,

@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE, CrowdRule, SourceDay, judge
+from aggregator.crowd import (
+    BURST,
+    FEW_SOURCES,
+    ONE_SOURCE,
+    ONE_SOURCE_DECIDES,
+    CrowdRule,
+    SourceDay,
+    judge,
+)
 
 RULE = CrowdRule(min_sources=5, max_source_share=0.34, max_day_share=0.6)
 START = date(2026, 11, 1)
@@ -123,3 +131,41 @@ def test_the_evidence_keeps_counts_and_never_a_source():
     assert evidence["n"] == 7 and evidence["sources"] == 5
     assert evidence["days"][0] == {"day": "2026-11-01", "n": 4, "sources": 2}
     assert evidence["rule"] == {"min_sources": 5, "max_source_share": 0.34, "max_day_share": 0.6}
+
+
+def test_a_drop_that_falls_without_its_largest_source_is_held():
+    """The largest source (a fifth or more, two answers or more) is asked about, with its
+    days; the drop is held when it does not stand without them."""
+    counts = spread(8) + [SourceDay(day(5), "big", 2), SourceDay(day(6), "big", 1)]
+    asked = []
+
+    def falls(removed):
+        asked.append(dict(removed))
+        return False
+
+    verdict = judge(RULE, START, END, counts, falls)
+    assert verdict.held == ONE_SOURCE_DECIDES
+    assert asked == [{day(5): 2, day(6): 1}]
+    assert judge(RULE, START, END, counts, lambda removed: True).email
+    assert judge(RULE, START, END, counts).email  # a recovery: not asked
+
+
+def test_a_small_or_single_answer_source_is_not_asked():
+    def never(removed):
+        raise AssertionError("not asked")
+
+    # 2 of 11: under a fifth.
+    assert judge(RULE, START, END, spread(9) + [SourceDay(day(1), "big", 2)], never).email
+    # Exactly a fifth (3 of 15) is asked.
+    at = spread(12) + [SourceDay(day(1), "big", 3)]
+    assert judge(RULE, START, END, at, lambda removed: False).held == ONE_SOURCE_DECIDES
+    # Five single answers: a fifth each, but one answer is one person's.
+    assert judge(RULE, START, END, spread(5), never).email
+
+
+def test_the_other_reasons_come_before_asking_about_the_largest_source():
+    def never(removed):
+        raise AssertionError("not asked")
+
+    above = spread(66) + [SourceDay(day(3), "big", 35)]
+    assert judge(RULE, START, END, above, never).held == ONE_SOURCE

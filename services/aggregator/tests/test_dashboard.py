@@ -17,7 +17,7 @@ from sqlalchemy import select
 from aggregator.accounts import set_password
 from aggregator.app import create_app
 from aggregator.config import load_settings
-from aggregator.models import AlertHandling, AlertOutbox, DailyCount
+from aggregator.models import AlertHandling, AlertOutbox, DailyCount, SignInFailure
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
 
@@ -197,6 +197,22 @@ def test_one_address_failing_on_an_account_locks_out_only_itself(city_app):
     for number in range(15):
         assert sign_in(colleague, f"someone{number}@example.org").status_code == 401
     assert sign_in(colleague, city.admin).status_code == 429
+
+
+def test_the_throttle_keeps_no_address_of_whoever_failed(city_app, sessions):
+    app, city = city_app
+    for address in ("198.51.100.23", "2001:db8:85a3::8a2e:370:7334"):
+        assert sign_in(from_address(app, address), city.somu, WRONG).status_code == 401
+    with sessions() as session:
+        keys = session.scalars(select(SignInFailure.key)).all()
+    # Per client and per client and account, each under a keyed hash of the address.
+    assert len(keys) == 4
+    assert not any(part in key for key in keys for part in ("198.51.100", "2001:db8", "8a2e"))
+    # Still per address: the same one five times is throttled, another is not.
+    for _ in range(4):
+        assert sign_in(from_address(app, "198.51.100.23"), city.somu, WRONG).status_code == 401
+    assert sign_in(from_address(app, "198.51.100.23"), city.somu).status_code == 429
+    assert sign_in(from_address(app, "198.51.100.24"), city.somu).status_code == 303
 
 
 def test_failures_from_three_addresses_lock_the_account_for_everyone(city_app):

@@ -21,6 +21,7 @@ from aggregator.detector import (
     charts,
     judge,
     judge_page,
+    without_lowest,
 )
 from aggregator.scoring import Tally, Window, total
 
@@ -318,3 +319,66 @@ def test_a_page_whose_answers_never_change_never_alerts(yes, neutral, no, every)
     same = Tally(yes, neutral, no)
     judged = run(lambda i: same if i % every == 0 else Tally(), 250)
     assert fired(judged) == [] and fired(judged, RECOVERY) == []
+
+
+# -- Properties of the judgement, over arbitrary histories ---------------------------------
+
+_tally = st.builds(Tally, st.integers(0, 6), st.integers(0, 6), st.integers(0, 6))
+
+
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(days=st.lists(_tally, min_size=1, max_size=10), removed=st.lists(st.integers(0, 8)))
+def test_taking_out_the_lowest_answers_never_lowers_a_day_and_takes_what_is_there(days, removed):
+    rows = [(START + timedelta(days=i), t) for i, t in enumerate(days)]
+    taking = {START + timedelta(days=i): k for i, k in enumerate(removed)}
+    for (day, before), (_, after) in zip(rows, without_lowest(rows, taking), strict=True):
+        assert after.n == max(0, before.n - taking.get(day, 0))
+        assert after.yes <= before.yes and after.neutral <= before.neutral
+        if after.n:
+            assert (after.proportion or 0) >= (before.proportion or 0) - 1e-12
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    level=st.sampled_from([GOOD, Tally(3, 0, 0), Tally(1, 1, 1), Tally(4, 2, 1)]),
+    bad=_tally,
+    back=st.integers(0, 27),
+)
+def test_no_single_day_alarms_whatever_it_holds(level, bad, back):
+    """A steady page with one day of any answers, anywhere in the chart: no drop (the
+    chart is judged without its most decisive day)."""
+    judged = run(lambda i: bad if i == T - back else level, T + 1)
+    assert fired(judged) == []
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(
+    drop=st.integers(1, 3),
+    per_day=st.integers(1, 8),
+    extra_yes=st.integers(1, 6),
+    when=st.integers(0, 6),
+)
+def test_more_yes_answers_never_make_a_drop_sooner(drop, per_day, extra_yes, when):
+    """Monotone in the answers: adding "yes" to a day of the bad spell never makes a drop
+    fire earlier than it did without them."""
+    bad = Tally(0, per_day - per_day // drop, per_day // drop)
+    worse = fired(run(lambda i: bad if i >= T else GOOD, T + 14))
+    better = fired(
+        run(
+            lambda i: (bad + Tally(extra_yes, 0, 0)) if i == T + when else bad if i >= T else GOOD,
+            T + 14,
+        )
+    )
+    if better:
+        assert worse and worse[0] <= better[0]
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(per_day=st.integers(1, 10), bad=_tally, days=st.integers(2, 10))
+def test_an_alarm_is_always_at_least_its_limit_and_the_minimum_drop(per_day, bad, days):
+    judged = run(lambda i: bad if i >= T else Tally(per_day, 1, 0), T + days)
+    for j in judged:
+        if j.fired == DROP:
+            assert j.limit_points is not None and j.drop_points is not None
+            assert j.drop_points >= j.limit_points - 1e-9 >= SETTINGS.min_drop_points - 2e-9
+            assert j.decided.effective_n >= SETTINGS.min_weight - 1e-9

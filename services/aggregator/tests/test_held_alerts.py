@@ -15,12 +15,13 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import sqlalchemy
 from sqlalchemy import select
 
 from aggregator import held_alerts
 from aggregator import outbox as outbox_module
-from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE
+from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE, ONE_SOURCE_DECIDES
 from aggregator.daily_sweep import sweep
 from aggregator.detector import DetectorSettings
 from aggregator.ingest import handle_batch
@@ -211,6 +212,58 @@ def test_a_pre_flood_cannot_bury_a_real_drop(sessions, make_feedback, make_sourc
     city.add(recent_days()[0], "flooder", "yes", times=300)
     for day in recent_days():
         city.citizens(day, "no", 4)
+    city.judge(sessions)
+    [(kind, reason, _evidence)] = outbox(sessions)
+    assert (kind, reason) == ("koe.alerts.v1", None)
+
+
+# A small page's last four days: a few citizens found it worse, too few for a drop.
+DIP = {3: ["no"], 2: ["no"], 1: ["yes"], 0: ["yes", "no", "no"]}
+
+
+def small_page(city: City, dip: dict[int, list[str]]) -> None:
+    """100 good days (three citizens a day), three more, then `dip` (days before DROP_DAY:
+    its citizens' answers)."""
+    city.good_weeks()
+    for back in (6, 5, 4):
+        city.citizens(DROP_DAY - timedelta(days=back), "yes", 3)
+    for back, values in dip.items():
+        for i, value in enumerate(values):
+            city.add(DROP_DAY - timedelta(days=back), f"{back} citizen {i}", value)
+
+
+def test_a_small_page_s_dip_alone_raises_nothing(sessions, make_feedback, make_source):
+    city = City(make_feedback, make_source)
+    small_page(city, DIP)
+    city.judge(sessions)
+    assert outbox(sessions) == []
+
+
+@pytest.mark.parametrize("more", [0, 1], ids=["33%", "30%"])
+def test_a_source_under_the_share_limit_that_decides_a_small_page_s_drop_is_held(
+    sessions, make_feedback, make_source, more
+):
+    """One address's three "no" (the cap) in the dip, a third (3 of 9) or 30 % (3 of
+    10, one more citizen) of the evidence: under the 34 % limit, five and more sources,
+    no burst. It turns the dip into a drop; without its answers there is none: held."""
+    city = City(make_feedback, make_source)
+    small_page(city, DIP | {1: ["yes"] * (1 + more)})
+    city.add(DROP_DAY - timedelta(days=2), "forger", "no", times=3)
+    city.judge(sessions)
+    [(kind, reason, evidence)] = outbox(sessions)
+    assert (kind, reason) == ("koe.alerts.v1", ONE_SOURCE_DECIDES)
+    assert evidence["largest_source_share"] == round(3 / (9 + more), 4) <= 0.34
+    assert evidence["sources"] >= 5 and evidence["busiest_day_share"] <= 0.6
+
+
+def test_a_real_small_drop_with_a_shared_address_at_a_third_is_emailed(
+    sessions, make_feedback, make_source
+):
+    """The same page where citizens report the drop on every day, and one shared
+    address (a city hall PC) sent a third of the evidence: the drop stands without it."""
+    city = City(make_feedback, make_source)
+    small_page(city, {3: ["no"], 2: ["no", "no"], 1: ["no", "no"], 0: ["no"]})
+    city.add(DROP_DAY - timedelta(days=1), "city hall", "no", times=3)
     city.judge(sessions)
     [(kind, reason, _evidence)] = outbox(sessions)
     assert (kind, reason) == ("koe.alerts.v1", None)

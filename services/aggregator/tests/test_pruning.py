@@ -1,6 +1,7 @@
 """Pruning processed_events on SQLite and PostgreSQL: old ids go, in chunks, and nothing
 Kafka can still deliver (again, or as the response a later one replaces) is forgotten;
-source_counts rows go once no alert reads their day, and the counts stay."""
+source_counts rows go once no alert reads their day, and the counts stay; failed
+sign-ins go once the throttle no longer reads them."""
 
 from __future__ import annotations
 
@@ -20,9 +21,15 @@ from aggregator.models import (
     DailyResponse,
     Page,
     ProcessedEvent,
+    SignInFailure,
     SourceCount,
 )
-from aggregator.pruning import ProcessedPruner, SourcePruner, shortest_keep_days
+from aggregator.pruning import (
+    ProcessedPruner,
+    SignInFailurePruner,
+    SourcePruner,
+    shortest_keep_days,
+)
 from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
@@ -177,3 +184,17 @@ def test_the_source_keep_days_cover_the_alert_windows_and_start_up_refuses_less(
     longer = {"KOE_DETECTOR_SPAN_DAYS": "60", "KOE_SOURCE_KEEP_DAYS": "59"}
     with pytest.raises(ConfigError, match="KOE_SOURCE_KEEP_DAYS"):
         load_settings(longer)
+
+
+def test_failed_sign_ins_are_forgotten_once_the_throttle_window_is_over(sessions):
+    # A failure is needed for the throttle's 15 minutes only, even when nobody tries
+    # again (the web app deletes old ones only at the next failure).
+    with transaction(sessions) as session:
+        session.add_all(
+            SignInFailure(key=f"client:{n}", at=NOW - timedelta(minutes=minutes))
+            for n, minutes in enumerate((60 * 24 * 30, 16, 15, 14, 0))
+        )
+    assert SignInFailurePruner(sessions, chunk=2, chunks_per_call=1).prune(NOW) == (2, True)
+    assert SignInFailurePruner(sessions).prune(NOW) == (1, False)
+    with sessions() as session:
+        assert set(session.scalars(select(SignInFailure.key))) == {"client:3", "client:4"}

@@ -26,6 +26,7 @@ def env(database_url: str) -> dict[str, str]:
         "DATABASE_URL": database_url,
         "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
         "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost:8000",
+        "KOE_PUBLIC_URL": "http://localhost:8000",
         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
         "KOE_CMS_KEY": CMS_KEY,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -20,6 +21,7 @@ SITE = "https://www.info.city.tsu.mie.jp"
 PAGE = f"{SITE}/shisei/dx/1234.html"
 NOT_A_UUID = "not-a-uuid"
 # Half an emoji: json.dumps writes it as the escape "\\ud83d", valid JSON but not text.
+IN_TWO_DAYS = (datetime.now(UTC).date() + timedelta(days=2)).isoformat()
 LONE_SURROGATE_TITLE = json.dumps(answered(page_title="津市\ud83d"))
 
 
@@ -40,6 +42,12 @@ MALFORMED = [
     ("unknown division", {"json": answered(division="nope")}, 422, "division"),
     ("bad locale", {"json": answered(locale="fr")}, 422, "locale"),
     ("bad client_token", {"json": answered(client_token=NOT_A_UUID)}, 422, "client_token"),
+    ("modified 2026/11/02", {"json": answered(page_modified="2026/11/02")}, 422, "page_modified"),
+    ("modified 20261102", {"json": answered(page_modified="20261102")}, 422, "page_modified"),
+    ("modified 2026-02-30", {"json": answered(page_modified="2026-02-30")}, 422, "page_modified"),
+    ("modified 1999", {"json": answered(page_modified="1999-12-31")}, 422, "page_modified"),
+    ("modified in 2 days", {"json": answered(page_modified=IN_TWO_DAYS)}, 422, "page_modified"),
+    ("modified a number", {"json": answered(page_modified=20261102)}, 422, "page_modified"),
     (
         "non-JSON body",
         {"data": b"{not json", "content_type": "application/json"},
@@ -330,4 +338,30 @@ def test_a_language_koe_has_no_catalogue_for_is_refused_by_name(client, counts):
 
     assert answer.status_code == 422
     assert list(answer.get_json()["errors"]) == ["locale"]
+    assert counts() == (0, 0)
+
+
+def test_the_page_s_modified_date_is_kept_and_travels_in_the_event(client, engine):
+    """Both paths: the JSON API (widget.js) and the plain form's hidden field."""
+    tomorrow = (datetime.now(UTC).date() + timedelta(days=1)).isoformat()
+    assert (
+        client.post("/api/v1/feedback", json=answered(page_modified="2026-11-02")).status_code
+        == 202
+    )
+    assert client.post("/feedback", data=form(page_modified=tomorrow)).status_code == 303
+    assert client.post("/feedback", data=form(page_modified="")).status_code == 303
+
+    with engine.connect() as connection:
+        kept = connection.execute(select(Response.page_modified)).scalars().all()
+        payloads = connection.execute(select(OutboxEntry.payload)).scalars().all()
+    assert sorted(str(day) for day in kept) == sorted(["2026-11-02", "None", tomorrow])
+    carried = [events.decode(p.encode("utf-8"))["data"].get("page_modified") for p in payloads]
+    assert sorted(map(str, carried)) == sorted(["2026-11-02", "None", tomorrow])
+
+
+def test_a_form_with_a_bad_modified_date_goes_back_with_the_error(client, counts):
+    answer = client.post("/feedback", data=form(page_modified="更新日"))
+
+    assert answer.status_code == 303
+    assert answer.headers["Location"].endswith("#koe-error")
     assert counts() == (0, 0)

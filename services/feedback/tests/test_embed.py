@@ -14,6 +14,7 @@ from feedback.embed import CSP
 from feedback.migrate import migrate
 from koe_directory import QUESTIONS, QUESTIONS_BY_KEY
 from koe_directory.catalogue import LOCALES
+from koe_kit.config import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
 STATIC = REPO / "services" / "feedback" / "src" / "feedback" / "static"
@@ -22,21 +23,63 @@ WIDGET_BUDGET = 10 * 1024
 
 
 @pytest.fixture(scope="module")
-def client(tmp_path_factory):
+def make_client(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('embed') / 'feedback.db'}"
     migrate(url)
-    app = create_app(
+    apps = []
+
+    def make(**env: str):
+        settings = {
+            "DATABASE_URL": url,
+            "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
+            "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost",
+            "KOE_CHALLENGE_KEY": "c" * 32,
+        }
+        apps.append(create_app(load_settings(settings | env)))
+        return apps[-1].test_client()
+
+    yield make
+    for app in apps:
+        app.extensions["koe.engine"].dispose()
+
+
+@pytest.fixture(scope="module")
+def client(make_client):
+    return make_client(KOE_PUBLIC_URL="http://localhost")
+
+
+def test_embed_and_demo_name_the_configured_url_whatever_the_host_header(make_client):
+    # Behind a proxy that passes any Host on (or a cache keyed without it), a snippet
+    # built from the Host header would load widget.js from the sender's server.
+    client = make_client(KOE_PUBLIC_URL="https://koe.city.example/survey/")
+    evil = {"Host": "evil.example"}
+    embed = client.get("/embed", query_string={"origin": SITE}, headers=evil)
+    snippet = html.unescape(embed.get_data(as_text=True))
+    assert '<script src="https://koe.city.example/survey/static/widget.js" defer>' in snippet
+    assert "evil.example" not in snippet
+    demo = client.get("/demo/tsu-dx", headers=evil).get_data(as_text=True)
+    assert 'action="https://koe.city.example/survey/feedback"' in demo
+    assert 'name="page_url" value="https://koe.city.example/survey/demo/tsu-dx"' in demo
+    assert "evil.example" not in demo
+
+
+def test_without_a_public_url_embed_and_demo_say_what_is_missing(make_client):
+    client = make_client()
+    for path in ("/embed", "/demo", "/demo/tsu-dx"):
+        answer = client.get(path)
+        assert answer.status_code == 404
+        assert "KOE_PUBLIC_URL" in answer.get_data(as_text=True)
+    assert client.get("/static/widget.js").status_code == 200  # the survey itself works
+
+
+@pytest.mark.parametrize(
+    "value", ["koe.city.example", "ftp://koe.city.example", "https://koe.city.example/?a=b"]
+)
+def test_a_public_url_that_is_no_http_base_stops_start_up(value):
+    with pytest.raises(ConfigError, match="KOE_PUBLIC_URL"):
         load_settings(
-            {
-                "DATABASE_URL": url,
-                "KOE_DIVISIONS_FILE": str(REPO / "divisions.yaml"),
-                "KOE_ALLOWED_ORIGINS": f"{SITE},http://localhost",
-                "KOE_CHALLENGE_KEY": "c" * 32,
-            }
+            {"KOE_ALLOWED_ORIGINS": SITE, "KOE_CHALLENGE_KEY": "c" * 32, "KOE_PUBLIC_URL": value}
         )
-    )
-    yield app.test_client()
-    app.extensions["koe.engine"].dispose()
 
 
 def test_widget_js_and_css_fit_in_10_kb_gzipped():
@@ -90,6 +133,15 @@ def test_embed_makes_an_escaped_snippet_for_a_site_division_and_language(client)
     # renders per request may fill one in), and no page id: /embed signs nothing.
     assert '<input type="hidden" name="client_token" value="">' in snippet
     assert "page_id" not in snippet and "page_sig" not in snippet
+
+
+def test_embed_adds_the_page_s_modified_date_only_when_asked(client):
+    asked = client.get("/embed", query_string={"origin": SITE, "modified": "1"})
+    plain = client.get("/embed", query_string={"origin": SITE})
+
+    field = '<input type="hidden" name="page_modified" value="PAGE_MODIFIED">'
+    assert field in html.unescape(asked.get_data(as_text=True))
+    assert "page_modified" not in html.unescape(plain.get_data(as_text=True))
 
 
 def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):

@@ -11,7 +11,11 @@ from datetime import UTC, date, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
-from notifier.compose import compose_alert_email, compose_digest_email, one_line
+from notifier.compose import (
+    compose_alert_email,
+    compose_digest_email,
+    one_line,
+)
 
 SENT_AT = datetime(2026, 11, 27, 3, 5, tzinfo=UTC)
 RECOVERED = (
@@ -253,3 +257,34 @@ def test_message_id_is_the_same_for_the_same_alert(make_alert, directory):
     assert first["Message-ID"] == again["Message-ID"]
     assert first["Message-ID"] == f"<koe-alert-{event['id']}@city-tsu.example>"
     assert other["Message-ID"] != first["Message-ID"]
+
+
+EDIT_REVIEWED = (
+    Path(__file__).resolve().parents[3]
+    / "schemas/examples/koe.alerts.edit.reviewed.v1/clarity-better.json"
+)
+
+
+def test_edit_report_says_the_outcome_with_numbers_per_question(directory):
+    event = json.loads(EDIT_REVIEWED.read_text(encoding="utf-8"))
+    mail = on_the_wire(compose(event, directory, dashboard_url=DASHBOARD))
+    text, seen, parser, _html = parts(mail)
+
+    assert mail["Subject"] == "【koe】ページ更新の効果: 良くなりました: 津市の自治体DX取組状況"
+    assert mail["To"] == "digital-kaikaku@city-tsu.example"
+    assert mail["Message-ID"] == f"<koe-alert-{event['id']}@city-tsu.example>"
+    for shown in (text, seen):
+        assert "2026年11月3日にページが更新されてから4週間" in shown
+        assert "それまでの更新日: 2026年4月1日" in shown
+        assert "2026年10月6日〜2026年11月2日" in shown and "2026年11月4日〜2026年12月1日" in shown
+        assert "+38.1ポイント (95%信頼区間 +22.4〜+53.8)" in shown  # clarity
+        assert "回答が少なく判断できません" in shown  # usefulness: 5 before, none after
+        assert "回答なし" in shown
+    assert "38.6点 (回答44件) → 更新後 76.7点 (回答45件)" in text
+    assert "はっきりした変化はありません" in text  # findability
+    assert f"{DASHBOARD}/pages/u-5f1c9a2d7e3b4c60#edits" in parser.links
+    assert "Summary (English): four weeks after the page was edited on 2026-11-03: better." in text
+    assert "clarity: 38.6 (n=44, 95% CI 25.7-53.4) -> 76.7 (n=45" in text
+    # Paragraphs apart by one blank line, never two (SMTP's line ends).
+    assert "\r\n\r\n\r\n" not in text
+    assert "判定していません。\r\n\r\n点数は" in text

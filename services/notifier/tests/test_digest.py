@@ -3,7 +3,9 @@ sent once per division and day, retried while the server says "later"."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -21,6 +23,10 @@ from notifier.models import Digest, DigestEntry
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 GOMI = "https://www.info.city.tsu.mie.jp/kurashi/gomi/"
+EDIT_REVIEWED = (
+    Path(__file__).resolve().parents[3]
+    / "schemas/examples/koe.alerts.edit.reviewed.v1/clarity-better.json"
+)
 
 
 def at(day: date, hour: int, minute: int = 0) -> datetime:
@@ -192,3 +198,18 @@ def test_divisions_yaml_defaults_to_immediate_and_eight(directory):
     assert directory.divisions["somu-dx"].delivery == "immediate"
     gomi = directory.divisions["kankyo-gomi"]
     assert (gomi.delivery, gomi.digest_hour) == ("daily", 8)
+
+
+def test_an_edit_s_report_is_mailed_at_once_and_once_even_to_a_daily_division(
+    handler, engine, smtp_server
+):
+    # Four weeks after an edit is not news of the day: one short email, not a digest line.
+    report = json.loads(EDIT_REVIEWED.read_text(encoding="utf-8"))
+    report["data"]["page"] |= {"url": f"{GOMI}9.html", "division": "kankyo-gomi"}
+    deliver(handler, report, report)
+    [mail] = smtp_server.messages
+    assert mail["Subject"].startswith("【koe】ページ更新の効果: 良くなりました")
+    assert mail["Message-ID"] == f"<koe-alert-{report['id']}@city-tsu.example>"
+    assert mail["To"] == "kankyo@city-tsu.example"
+    with session_factory(engine)() as session:
+        assert session.scalars(select(DigestEntry)).all() == []

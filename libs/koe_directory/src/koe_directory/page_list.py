@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
 from defusedxml import DefusedXmlException, ElementTree
@@ -32,11 +33,14 @@ class ListedPage:
     url: str  # canonical
     page_id: str
     title: str | None = None
+    # The page's last-modified day: a sitemap's <lastmod>, a CSV's `modified` column.
+    modified: date | None = None
 
 
 def read_page_list(path: str | Path) -> list[ListedPage]:
-    """Every page of a sitemap.xml (by its <urlset>) or a CSV with a `url` column and,
-    optionally, `title` and `page_id` columns; one entry per page id, the last wins."""
+    """Every page of a sitemap.xml (by its <urlset>, with each <lastmod>) or a CSV with a
+    `url` column and, optionally, `title`, `page_id` and `modified` (YYYY-MM-DD) columns;
+    one entry per page id, the last wins."""
     raw = Path(path).read_bytes()
     pages = _sitemap(raw) if raw.lstrip().startswith(b"<") else _csv(_text(raw))
     return list({page.page_id: page for page in pages}.values())
@@ -57,7 +61,9 @@ def _sitemap(raw: bytes) -> list[ListedPage]:
     pages = []
     for number, entry in enumerate(root.iter(f"{_SITEMAP_NS}url"), start=1):
         loc = entry.findtext(f"{_SITEMAP_NS}loc")
-        pages.append(_page(f"<url> {number}", loc or ""))
+        where = f"<url> {number}"
+        modified = _day(where, entry.findtext(f"{_SITEMAP_NS}lastmod"))
+        pages.append(_page(where, loc or "", modified=modified))
     return pages
 
 
@@ -78,15 +84,38 @@ def _csv(text: str) -> list[ListedPage]:
     for row in rows:
         where = f"line {rows.line_num}"
         title = " ".join((row.get("title") or "").split())[:MAX_TITLE] or None
-        pages.append(_page(where, row["url"] or "", title, (row.get("page_id") or "").strip()))
+        page_id = (row.get("page_id") or "").strip()
+        modified = _day(where, row.get("modified"))
+        pages.append(_page(where, row["url"] or "", title, page_id, modified))
     return pages
 
 
-def _page(where: str, url: str, title: str | None = None, page_id: str = "") -> ListedPage:
+def _day(where: str, text: str | None) -> date | None:
+    """A W3C date (sitemaps: YYYY-MM-DD, or a date and time with an offset) as the day
+    it names where it was written; empty is none."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    day, _, clock = text.partition("T")
+    try:
+        if len(day) == 10 and (not clock or clock[:2].isdigit()):
+            return date.fromisoformat(day)
+    except ValueError:
+        pass
+    raise PageListError(f"{where}: last-modified {text[:40]!r} is not a date (YYYY-MM-DD)")
+
+
+def _page(
+    where: str,
+    url: str,
+    title: str | None = None,
+    page_id: str = "",
+    modified: date | None = None,
+) -> ListedPage:
     try:
         canonical = canonical_url(url)
     except ValueError as exc:
         raise PageListError(f"{where}: {url.strip()[:200]!r} {exc}") from None
     if page_id and not PAGE_ID.match(page_id):
         raise PageListError(f"{where}: page_id {page_id[:200]!r} is not a valid page id")
-    return ListedPage(canonical, page_id or page_id_for_url(canonical), title)
+    return ListedPage(canonical, page_id or page_id_for_url(canonical), title, modified)

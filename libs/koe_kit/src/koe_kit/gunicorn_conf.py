@@ -46,10 +46,13 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "koe_kit.logs.JsonFormatter", "service": _service()}},
+    # gunicorn names the client of a request it refuses itself: only its network stays.
+    "filters": {"addresses": {"()": "koe_kit.logs.AddressFilter"}},
     "handlers": {
         "error_console": {
             "class": "logging.StreamHandler",
             "formatter": "json",
+            "filters": ["addresses"],
             "stream": "ext://sys.stderr",
         }
     },

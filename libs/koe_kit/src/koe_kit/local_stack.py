@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -67,6 +68,7 @@ class LocalStack:
     # -- infrastructure -------------------------------------------------------------
 
     def start_infrastructure(self) -> None:
+        self._refuse_taken_ports()
         self.var_dir.mkdir(parents=True, exist_ok=True)
         (self.var_dir / "log").mkdir(exist_ok=True)
         if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
@@ -109,8 +111,35 @@ class LocalStack:
                 self.port("feedback")
             ),
         )
+        # /embed and /demo name where widget.js comes from: here, this machine's app.
+        self.env.setdefault("KOE_PUBLIC_URL", f"http://127.0.0.1:{self.port('feedback')}")
         for argv, env in self.setup_commands():
             self._run(argv, env)
+
+    def _refuse_taken_ports(self) -> None:
+        """Stop, naming each variable, when another program listens on a port that a
+        process of ours is to listen on. Were it started anyway, our broker or sink would
+        fail to bind and exit, and koe would quietly send its events or its mail (citizens'
+        answers, alert emails) to whatever else answers there."""
+        wanted = {f"KOE_{service.upper()}_PORT": self.port(service) for service in SERVICES}
+        how = {name: "or set it to a free port" for name in wanted}
+        if not self.env.get("KAFKA_BOOTSTRAP_SERVERS"):
+            wanted["KOE_BROKER_PORT"] = int(self.env.get("KOE_BROKER_PORT", "9092"))
+            how["KOE_BROKER_PORT"] = (
+                "or set it to a free port; to use that broker, set KAFKA_BOOTSTRAP_SERVERS"
+            )
+        if not self.env.get("SMTP_HOST"):
+            wanted["SMTP_PORT"] = int(self.env.get("SMTP_PORT", "1025"))
+            how["SMTP_PORT"] = "or set it to a free port; to use that server, set SMTP_HOST"
+        taken = [name for name, port in wanted.items() if not _free("127.0.0.1", port)]
+        if taken:
+            lines = [
+                f"  {name}={wanted[name]}: stop what listens there, {how[name]}" for name in taken
+            ]
+            raise SystemExit(
+                "koe: another program already listens on a port make run would use:\n"
+                + "\n".join(lines)
+            )
 
     def setup_commands(self) -> list[tuple[list[str], dict[str, str]]]:
         """The one-shot commands before the services start (compose's `setup` job)."""
@@ -247,6 +276,18 @@ class LocalStack:
             self.sink.wait(timeout=10)
         if self.broker:
             self.broker.stop()
+
+
+def _free(host: str, port: int) -> bool:
+    """Whether a server of ours could listen on host:port now (a port left in TIME_WAIT
+    by an earlier run counts as free, as it does for gunicorn and the broker)."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 def _wait_for_an_answer(port: int, timeout_s: float = 120.0) -> None:

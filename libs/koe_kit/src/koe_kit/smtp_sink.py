@@ -6,7 +6,8 @@ later" or "550 5.1.1 no such user"), so tests can fail the mail server without
 mocking the client. `quit_with` makes it answer QUIT with one, after it has taken
 the mail (a server shutting down may say 421 to any command). `hold_reply` holds
 back the answer to one mail, kept or not, so a test can kill the client while it
-waits; `stop()` and `start()` take the server away and back on the same port.
+waits; `stop()` and `start()` take the server away and back on the same port. It can
+speak TLS (implicit or STARTTLS) and ask for a login, as a city's mail server does.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import argparse
 import asyncio
 import email
 import email.policy
+import ssl
 import threading
 import time
 import uuid
@@ -24,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult
 
 
 @dataclass
@@ -91,12 +94,33 @@ class _KeepEverything:
 
 
 class SmtpSink:
-    def __init__(self, port: int = 0, directory: Path | None = None, host: str = "127.0.0.1"):
+    """The server. `implicit_tls` (port 465's way: TLS from the first byte) or `starttls`
+    (a plain connection that must say STARTTLS before anything else) take the server's
+    TLS context; `login` (user, password) makes it refuse mail until AUTH with them."""
+
+    def __init__(
+        self,
+        port: int = 0,
+        directory: Path | None = None,
+        host: str = "127.0.0.1",
+        *,
+        implicit_tls: ssl.SSLContext | None = None,
+        starttls: ssl.SSLContext | None = None,
+        login: tuple[str, str] | None = None,
+    ):
         if directory:
             directory.mkdir(parents=True, exist_ok=True)
         self.handler = _KeepEverything(directory)
-        self.controller = Controller(self.handler, hostname=host, port=port or _free_port())
+        self.options: dict[str, Any] = {"ssl_context": implicit_tls}
+        if starttls:
+            self.options |= {"tls_context": starttls, "require_starttls": True}
+        if login:
+            self.options |= {"auth_required": True, "authenticator": _Authenticator(*login)}
+        self.controller = self._controller(host, port or _free_port())
         self.running = False
+
+    def _controller(self, host: str, port: int) -> Controller:
+        return _Controller(self.handler, hostname=host, port=port, **self.options)
 
     @property
     def host(self) -> str:
@@ -126,7 +150,7 @@ class SmtpSink:
         if self.controller.loop.is_closed():
             # A stopped controller has closed its event loop: come back on the same
             # port with a new one, keeping the mail received so far.
-            self.controller = Controller(self.handler, hostname=self.host, port=self.port)
+            self.controller = self._controller(self.host, self.port)
         self.controller.start()
         self.running = True
         return self
@@ -135,6 +159,30 @@ class SmtpSink:
         if self.running:
             self.controller.stop()
             self.running = False
+
+
+class _Controller(Controller):
+    def factory(self) -> SMTP:
+        server = super().factory()
+        if self.ssl_context is not None:
+            # aiosmtpd 1.4 counts only STARTTLS as TLS and would not offer AUTH on an
+            # implicit TLS connection, which is TLS throughout (asking for that in its
+            # constructor instead warns that AUTH goes unencrypted).
+            server._auth_require_tls = False
+        return server
+
+
+class _Authenticator:
+    """AUTH PLAIN/LOGIN with one user name and password (aiosmtpd's authenticator)."""
+
+    def __init__(self, user: str, password: str):
+        self.login = (user.encode(), password.encode())
+
+    def __call__(
+        self, server: Any, session: Any, envelope: Any, mechanism: str, data: Any
+    ) -> AuthResult:
+        given = (getattr(data, "login", None), getattr(data, "password", None))
+        return AuthResult(success=given == self.login)
 
 
 def _free_port() -> int:

@@ -1,16 +1,18 @@
 """Helpers for koe's tests (as flask.testing is for Flask's): waiting for what a
-user would see, running a service loop in a thread the way its process would, and
-PostgreSQL databases of a test's own. No pytest import: a failed wait is a plain
-AssertionError."""
+user would see, running a service loop in a thread the way its process would,
+PostgreSQL databases of a test's own, and certificates of a test CA. No pytest import:
+a failed wait is a plain AssertionError."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import Engine, text
@@ -100,3 +102,36 @@ def postgres_databases(admin: Engine, prefix: str = "koe_test") -> Iterator[Call
         with admin.connect() as connection:
             for name in created:
                 connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+def make_ca(folder: Path, name: str) -> tuple[Path, Path]:
+    """A test certificate authority made with openssl: (certificate, key), PEM files in
+    `folder`, good for two days."""
+    key, cert = folder / f"{name}.key", folder / f"{name}.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={name}", "-keyout", key, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
+def issue_certificate(
+    folder: Path, ca: tuple[Path, Path], name: str, san: str
+) -> tuple[Path, Path]:
+    """A server certificate `ca` signs for `san` (e.g. "DNS:localhost", "IP:127.0.0.1":
+    clients check the name against it): (certificate, key), PEM files in `folder`."""
+    key, csr, cert = folder / f"{name}.key", folder / f"{name}.csr", folder / f"{name}.crt"
+    ext = folder / f"{name}.ext"
+    ext.write_text(f"subjectAltName={san}\n")
+    subprocess.run(
+        ["openssl", "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={name}",
+         "-keyout", key, "-out", csr],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run(
+        ["openssl", "x509", "-req", "-in", csr, "-CA", ca[0], "-CAkey", ca[1],
+         "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", cert],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    return cert, key

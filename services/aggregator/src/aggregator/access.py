@@ -28,6 +28,7 @@ from aggregator.i18n import (
     DEFAULT_LANGUAGE,
     LANGUAGES,
     MESSAGES,
+    format_change,
     format_date,
     format_number,
     format_score,
@@ -184,6 +185,7 @@ def template_globals() -> dict[str, Any]:
         # A city's pages share one host: the path is what tells two of one title apart.
         "url_path": lambda url: urlsplit(url).path,
         "fmt_score": format_score,
+        "fmt_change": format_change,
         "fmt_share": format_share,
     }
 

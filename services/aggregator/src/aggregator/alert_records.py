@@ -67,7 +67,10 @@ class AlertView:
 # An alert's page, if it is shown (pages/registry.py): a hidden page's alerts are not.
 # Nor is an alert held for review (crowd.py) until an admin releases it: the lists are
 # what was emailed; held alerts are the admins' (held_alerts.py).
-_shown_page = (Page.id == AlertOutbox.page_id) & Page.visible & publishable()
+# An edit's four-week report shares the outbox (edits/reports.py) but is no alert: nothing
+# to handle, so no list counts it; the page's view shows its edits instead.
+_an_alert = publishable() & ~AlertOutbox.edit_report
+_shown_page = (Page.id == AlertOutbox.page_id) & Page.visible & _an_alert
 
 
 def _scoped(session: Session, query: Select, page_ids: Collection[str] | None) -> Select:
@@ -129,7 +132,7 @@ def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, 
             session,
             select(AlertOutbox.page_id, func.count())
             .outerjoin(AlertHandling, AlertHandling.alert_id == AlertOutbox.alert_id)
-            .where(AlertHandling.alert_id.is_(None), publishable())
+            .where(AlertHandling.alert_id.is_(None), _an_alert)
             .group_by(AlertOutbox.page_id),
             page_ids,
         )
@@ -140,7 +143,7 @@ def open_alert_counts(session: Session, page_ids: Collection[str]) -> dict[str, 
 def alert_page(session: Session, alert_id: str) -> str | None:
     """The page of an alert a division may handle (one that was emailed or released)."""
     return session.scalar(
-        select(AlertOutbox.page_id).where(AlertOutbox.alert_id == alert_id, publishable())
+        select(AlertOutbox.page_id).where(AlertOutbox.alert_id == alert_id, _an_alert)
     )
 
 

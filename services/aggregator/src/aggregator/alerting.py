@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregator.alert_types import DropAlert, RecoveryAlert
-from aggregator.crowd import DEFAULT_RULE, CrowdRule, Verdict, judge
+from aggregator.crowd import DEFAULT_RULE, CrowdRule, StandsWithout, Verdict, judge
 from aggregator.crowd_window import window_counts
 from aggregator.detector import DetectorSettings
 from aggregator.detector_alerts import judge_pages
@@ -71,7 +71,9 @@ def raise_alerts(
         settings,
         today=today,
         max_age_days=max_age_days,
-        verdict=lambda alert: crowd_verdict(session, alert, crowd, settings),
+        verdict=lambda alert, stands_without: crowd_verdict(
+            session, alert, crowd, settings, stands_without
+        ),
     )
     alerts: list[Alert] = [*judged.drops, *judged.recoveries]
     if alerts:
@@ -104,16 +106,21 @@ def judged_window(alert: Alert, settings: DetectorSettings) -> tuple[date, date]
         start = alert.recent.start
     else:
         start = min((q.window.start for q in alert.questions if q.window.start), default=None)
-    last_days = alert.as_of - timedelta(days=settings.evidence_days - 1)
-    return max(start or alert.as_of, last_days), alert.as_of
+    return settings.evidence_start(alert.as_of, start or alert.as_of), alert.as_of
 
 
 def crowd_verdict(
-    session: Session, alert: Alert, crowd: CrowdRule, settings: DetectorSettings
+    session: Session,
+    alert: Alert,
+    crowd: CrowdRule,
+    settings: DetectorSettings,
+    stands_without: StandsWithout | None = None,
 ) -> Verdict:
-    """Whether the alert's evidence may be emailed, or why it is held (crowd.py)."""
+    """Whether the alert's evidence may be emailed, or why it is held (crowd.py);
+    `stands_without` re-judges a drop without some answers (detector_alerts.py)."""
     start, end = judged_window(alert, settings)
-    return judge(crowd, start, end, window_counts(session, alert.page_id, start, end))
+    counts = window_counts(session, alert.page_id, start, end)
+    return judge(crowd, start, end, counts, stands_without)
 
 
 def _record(

@@ -20,11 +20,16 @@ attacker multiply their attempts by the number of workers.
     too, which is why one address alone never causes it: a colleague who types
     someone else's email wrongly (or on purpose) blocks only their own address.
   A success clears that address's failures on the account.
+  An address is kept only as a keyed hash (client_id): the throttle needs to
+  tell addresses apart, not to know them. A failure is read for THROTTLE_WINDOW
+  only; the next failure deletes older ones, and the consumer prunes them even
+  when nobody fails again (pruning.SignInFailurePruner).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import math
 import secrets
 from datetime import UTC, datetime, timedelta
@@ -132,6 +137,14 @@ def _account_prefix(email: str) -> str:
     # A digest: fixed length, so the prefix is unambiguous whatever the email holds,
     # and what someone typed as an email (a password, at times) is not kept.
     return f"account:{hashlib.sha256(normalise_email(email).encode()).hexdigest()}/"
+
+
+def client_id(secret_key: str, address: str) -> str:
+    """What the throttle keeps of a client's address: HMAC-SHA256 under the dashboard's
+    secret key. Keyed, because every IPv4 address can be hashed in minutes: without the
+    key, a copy of the database does not say who tried to sign in."""
+    digest = hmac.new(secret_key.encode(), address.encode(), hashlib.sha256).hexdigest()
+    return digest[:32]
 
 
 def _client_key(client: str) -> str:

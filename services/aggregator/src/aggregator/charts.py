@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 from aggregator.funnel import Z95, Z998, Reference
 from aggregator.trends import Point
@@ -103,6 +104,19 @@ def series_chart(points: Sequence[Point], width: int = 640, height: int = 230) -
         )
     grid = [(score, _y(score, top, bottom)) for score in (0, 25, 50, 75, 100)]
     return SeriesChart(width, height, left, right, top, bottom, grid, placed)
+
+
+def marks(chart: SeriesChart, days: Sequence[date], span_days: int) -> list[tuple[date, float]]:
+    """Where each of `days` (a page's edits) falls on the chart: the x of the point whose
+    `span_days` from its start hold it (1 daily, 7 weekly); days off the chart are left out."""
+    found = []
+    for day in days:
+        for placed in chart.points:
+            start = placed.point.start
+            if start <= day < start + timedelta(days=span_days):
+                found.append((day, placed.x))
+                break
+    return found
 
 
 # -- funnel plot -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ the session cookie; a guessable key would let anyone forge a signed-in session).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -18,8 +19,10 @@ from aggregator.counting import DEFAULT_PER_SOURCE_DAY
 from aggregator.crowd import CrowdRule
 from aggregator.detector import DetectorSettings
 from aggregator.ingest import DEFAULT_MAX_AGE_DAYS
+from aggregator.page_list import DEFAULT_QUIET_DAYS
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
+from aggregator.retention import DEFAULT_KEEP_YEARS
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import ConfigError, EnvReader
 from koe_kit.db import default_database_url
@@ -62,6 +65,11 @@ class Settings:
     page_min_sources: int = DEFAULT_MIN_SOURCES
     # How long source_counts rows are kept (pruning.py); the counts stay.
     source_keep_days: int = DEFAULT_SOURCE_KEEP_DAYS
+    # Years of daily rows kept; older ones fold into monthly rows (retention.py).
+    daily_keep_years: int = DEFAULT_KEEP_YEARS
+    # Days without an answer after which a page leaves the default pages list
+    # (page_list.py); a search or the "quiet pages too" filter still finds it.
+    page_quiet_days: int = DEFAULT_QUIET_DAYS
 
 
 def load_settings(
@@ -117,6 +125,22 @@ def load_settings(
         minimum=judged_days,
         hint="days; alerts read the sources of the days they judge (KOE_DETECTOR_SPAN_DAYS)",
     )
+    # The detector reads its reference window back from the day it judges: those days
+    # must still be days, not months.
+    detector_reach_years = math.ceil((detector.reference_days + detector.gap_days) / 365)
+    daily_keep_years = reader.int(
+        "KOE_DAILY_KEEP_YEARS",
+        max(DEFAULT_KEEP_YEARS, detector_reach_years),
+        minimum=detector_reach_years,
+        hint="years; the drop detector reads daily rows back KOE_DETECTOR_REFERENCE_DAYS + "
+        "KOE_DETECTOR_GAP_DAYS days",
+    )
+    page_quiet_days = reader.int(
+        "KOE_PAGE_QUIET_DAYS",
+        DEFAULT_QUIET_DAYS,
+        minimum=1,
+        hint="days without an answer before a page leaves the default pages list",
+    )
     if need_token:
         for problem in (token_problem(token), secret_key_problem(secret_key)):
             if problem:
@@ -140,6 +164,8 @@ def load_settings(
         count_per_source_day=count_per_source_day,
         page_min_sources=page_min_sources,
         source_keep_days=source_keep_days,
+        daily_keep_years=daily_keep_years,
+        page_quiet_days=page_quiet_days,
     )
 
 

@@ -4,8 +4,9 @@ Consumer group `aggregator` (KOE_CONSUMER_GROUP) on koe.feedback.submitted.v1;
 poison goes to koe.feedback.submitted.dlq.v1. One DB transaction per batch; the
 loop commits offsets only after it, then the outbox publisher sends new alerts; once a
 city day the daily sweep judges the completed days of pages that got no answers since
-(daily_sweep.py), and now and then the pruners forget events Kafka can no longer deliver
-again and sources no alert reads any more.
+(daily_sweep.py), when idle it reports edits whose four weeks are over (edits/), and now
+and then the pruners forget events Kafka can no longer deliver again and sources no alert
+reads any more, and daily rows past KOE_DAILY_KEEP_YEARS fold into months (retention.py).
 """
 
 from __future__ import annotations
@@ -20,9 +21,11 @@ from aggregator import rollups
 from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.daily_sweep import DailySweep
+from aggregator.edits.reports import EditReports
 from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
-from aggregator.pruning import ProcessedPruner, SourcePruner
+from aggregator.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
+from aggregator.retention import MonthlyFold
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -93,6 +96,8 @@ def build_loop(
     pruners = [
         ProcessedPruner(sessions, settings.processed_keep_days),
         SourcePruner(sessions, settings.source_keep_days, settings.timezone),
+        SignInFailurePruner(sessions),
+        MonthlyFold(sessions, settings.daily_keep_years, settings.timezone),
     ]
 
     daily_sweep = DailySweep(
@@ -108,6 +113,13 @@ def build_loop(
     def sweep() -> None:
         if daily_sweep():
             publisher.note_pending()
+
+    edit_reports = EditReports(
+        sessions,
+        timezone=settings.timezone,
+        max_age_days=settings.alert_max_age_days,
+        directory=directory,
+    )
 
     rolled_up: list[date] = []  # the day the rollups were last advanced to, once known
 
@@ -133,8 +145,13 @@ def build_loop(
 
     def on_idle() -> None:
         sweep()
+        if edit_reports():
+            publisher.note_pending()
         publisher.recheck()
         advance_rollups()
+        # A quiet consumer folds too; each pruner works at most once per its interval.
+        for prune in pruners:
+            prune()
 
     loop = ConsumerLoop(
         settings.kafka,

@@ -7,7 +7,16 @@ a crowd, not from one sender or one moment:
 - at least `min_sources` distinct sources (KOE_ALERT_MIN_SOURCES, 5);
 - no source holds more than `max_source_share` of them (KOE_ALERT_MAX_SOURCE_SHARE);
 - no day holds more than `max_day_share` of them (KOE_ALERT_MAX_DAY_SHARE): a burst.
-  A window of one day is all one day by its nature, so this test needs two or more.
+  A window of one day is all one day by its nature, so this test needs two or more;
+- a drop still alarms without its largest source (when it sent two or more and at
+  least `decisive_share` of the window's responses): a source
+  under the share limit (a third of a small page's few answers) can still tip a drop
+  that was just over its limit. koe keeps how many answers a source sent, never what
+  it answered (that would be a record of what one address said), so the drop is
+  re-judged with as many of that source's days' lowest answers taken out
+  (detector.without_lowest): the worst case for the source's answers. A drop that
+  stands then stands without the source, whatever it answered; one that does not is
+  held, which a real drop on a small page sometimes is (docs/alerts.md has the rate).
 
 An alert that fails is held for review with the first reason that applies, in the
 order above; the evidence says what was measured. Days are the events' city-local
@@ -25,7 +34,7 @@ outlives the source retention without keeping what retention deletes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -33,7 +42,12 @@ from typing import Any
 FEW_SOURCES = "few_sources"
 ONE_SOURCE = "one_source"
 BURST = "burst"
-REASONS = (FEW_SOURCES, ONE_SOURCE, BURST)
+ONE_SOURCE_DECIDES = "one_source_decides"
+REASONS = (FEW_SOURCES, ONE_SOURCE, BURST, ONE_SOURCE_DECIDES)
+
+# Re-judges a drop with removed[day] of each day's lowest answers taken out: whether it
+# still alarms (detector_alerts.py makes one per drop alert).
+StandsWithout = Callable[[Mapping[date, int]], bool]
 
 
 @dataclass(frozen=True)
@@ -48,6 +62,11 @@ class CrowdRule:
     # A city page's answers spread over the week; three in five on one day is a
     # burst (a link shared somewhere, or a script), worth a look before an email.
     max_day_share: float = 0.6
+    # A source with at least a fifth of a drop's evidence is asked whether the drop stands
+    # without it. The re-judging assumes the worst of its answers (all "no"), so a
+    # smaller source, among four times as many answers of others, is not asked: a
+    # source that sent "yes" (bench_attacks' pre-flood) would hold a real drop.
+    decisive_share: float = 0.2
 
 
 DEFAULT_RULE = CrowdRule()
@@ -117,9 +136,21 @@ def _rounded(share: float | None) -> float | None:
     return None if share is None else round(share, 4)
 
 
-def judge(rule: CrowdRule, start: date, end: date, counts: Iterable[SourceDay]) -> Verdict:
+# Shares are ratios of small counts: a fifth of 15 is exactly 3, not 3.0000000000000004.
+_EPS = 1e-9
+
+
+def judge(
+    rule: CrowdRule,
+    start: date,
+    end: date,
+    counts: Iterable[SourceDay],
+    stands_without: StandsWithout | None = None,
+) -> Verdict:
     """Whether the evidence of the window start..end (inclusive) may be emailed.
-    Rows outside the window are ignored."""
+    Rows outside the window are ignored. `stands_without`, for a drop, re-judges it
+    without some answers; without it the largest source is not asked about."""
+    source_days: dict[str, dict[date, int]] = {}
     per_source: dict[str, int] = {}
     per_day: dict[date, int] = {}
     day_sources: dict[date, set[str]] = {}
@@ -132,6 +163,8 @@ def judge(rule: CrowdRule, start: date, end: date, counts: Iterable[SourceDay]) 
             unsourced[row.day] = unsourced.get(row.day, 0) + row.counted
         else:
             per_source[row.source] = per_source.get(row.source, 0) + row.counted
+            days = source_days.setdefault(row.source, {})
+            days[row.day] = days.get(row.day, 0) + row.counted
             day_sources.setdefault(row.day, set()).add(row.source)
     n = sum(per_day.values())
     sources = len(per_source) + sum(unsourced.values())
@@ -153,7 +186,19 @@ def judge(rule: CrowdRule, start: date, end: date, counts: Iterable[SourceDay]) 
             for day in (start + timedelta(days=i) for i in range(window_days))
         ),
     )
-    return Verdict(_reason(rule, evidence, window_days), evidence, rule)
+    reason = _reason(rule, evidence, window_days)
+    if reason is None and stands_without is not None and per_source:
+        # The largest source; of equals, the one with the latest day (the chart weighs
+        # recent days most). One answer is one person's, as every answer is: not asked.
+        top = max(per_source, key=lambda s: (per_source[s], max(source_days[s])))
+        counted = per_source[top]
+        if (
+            counted >= 2
+            and counted >= rule.decisive_share * n - _EPS
+            and not stands_without(source_days[top])
+        ):
+            reason = ONE_SOURCE_DECIDES
+    return Verdict(reason, evidence, rule)
 
 
 def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None:

@@ -8,11 +8,22 @@ same as a page that does not exist.
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from urllib.parse import parse_qsl, urlsplit
 
-from flask import Blueprint, abort, flash, redirect, render_template, request, session, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from werkzeug.datastructures import MultiDict
 
 from aggregator import (
@@ -40,6 +51,7 @@ from aggregator.access import (
     today,
 )
 from aggregator.accounts import authenticate
+from aggregator.edits.page_view import edit_views
 from aggregator.i18n import format_score
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
@@ -82,7 +94,7 @@ def sign_in():
     db = db_session()
     email = request.form.get("email", "")[:254]
     password = request.form.get("password", "")[:1024]
-    client = request.remote_addr or "unknown"
+    client = auth.client_id(current_app.config["SECRET_KEY"], request.remote_addr or "unknown")
     now = datetime.now(UTC)
     wait = auth.retry_after(db, email, client, now)
     if wait is not None:
@@ -167,11 +179,24 @@ def pages():
         if (department is None or d.department == department)
         and (division is None or d.code == division)
     }
-    query = page_list.Query(codes=codes, text=text, sort=sort, order=order, window=window)
+    # Pages nobody answered for a long time leave the list unless asked for (page_list.py);
+    # a search looks at every page.
+    quiet_days = settings().page_quiet_days
+    asked_quiet = request.args.get("quiet") == "1"
+    with_quiet = asked_quiet or bool(text)
+    query = page_list.Query(
+        codes=codes,
+        text=text,
+        sort=sort,
+        order=order,
+        window=window,
+        quiet_before=None if with_quiet else datetime.now(UTC) - timedelta(days=quiet_days),
+    )
     as_of = today()
     wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
     if page_list.current(db, as_of):
         total = page_list.count(db, query, directory())
+        quiet = 0 if with_quiet else page_list.count(db, everyone(query), directory()) - total
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
         shown = page_list.screen(
@@ -183,7 +208,7 @@ def pages():
             limit=PAGE_SIZE,
         )
     else:
-        rows = _from_daily_rows(query, as_of)
+        rows, quiet = _from_daily_rows(query, as_of)
         total = len(rows)
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
@@ -202,7 +227,9 @@ def pages():
         open_alerts=alert_records.open_alert_counts(db, shown_ids),
         departments=sorted({d.department for d in choices if d.department}),
         divisions=choices,
-        filters={"department": department, "division": division, "q": text},
+        filters={"department": department, "division": division, "q": text, "quiet": asked_quiet},
+        quiet=quiet,
+        quiet_days=quiet_days,
         sort=sort,
         order=order,
         window=window,
@@ -216,13 +243,22 @@ def pages():
     )
 
 
-def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
-    """The whole list, summed from the daily rows and sorted here: the slow way, for the
-    minutes after midnight before the consumer has moved the rollups (rollups.py)."""
+def everyone(query: page_list.Query) -> page_list.Query:
+    """The same list with the quiet pages kept."""
+    return dataclasses.replace(query, quiet_before=None)
+
+
+def _from_daily_rows(query: page_list.Query, as_of: date) -> tuple[list[dict], int]:
+    """The whole list, summed from the daily rows and sorted here, and how many quiet
+    pages it leaves out: the slow way, for the minutes after midnight before the
+    consumer has moved the rollups (rollups.py)."""
     db, account = db_session(), signed_in_account()
     visible = visible_pages(db, directory(), account)
     wanted = [page_id for page_id, owner in visible.items() if owner.code in query.codes]
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=wanted)
+    kept = wanted
+    if query.quiet_before is not None:
+        kept = page_list.answered_since(db, wanted, query.quiet_before)
+    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=kept)
     if query.text:
         needle = query.text.casefold()
         rows = [
@@ -235,7 +271,7 @@ def _from_daily_rows(query: page_list.Query, as_of: date) -> list[dict]:
     known = [r for r in rows if key(r)[0] == 0]
     unknown = [r for r in rows if key(r)[0] == 1]
     known.sort(key=key, reverse=query.order == "desc")
-    return known + unknown
+    return known + unknown, len(wanted) - len(kept)
 
 
 @dashboard.get("/pages/<page_id>")
@@ -254,13 +290,19 @@ def page(page_id: str):
     )
     assert detail is not None
     series = trends.question_series(detail["daily"], period)
+    edits = edit_views(db, page_id, as_of)
+    drawn = {q: charts.series_chart(series[q]) for q in QUESTION_KEYS}
+    span = 1 if period == "daily" else 7
     return render_template(
         "dashboard/page.html",
         page=detail,
         owner=owner,
         period=period,
         periods=trends.PERIODS,
-        charts={q: charts.series_chart(series[q]) for q in QUESTION_KEYS},
+        charts=drawn,
+        edits=edits,
+        # Every question's chart has the same days: one set of edit marks serves all.
+        edit_marks=charts.marks(drawn[QUESTION_KEYS[0]], [e.day for e in edits], span),
         questions=QUESTION_KEYS,
         windows=list(WINDOWS),
         alerts=alert_records.list_alerts(db, None, page_id=page_id),

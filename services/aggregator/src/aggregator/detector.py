@@ -84,6 +84,11 @@ class DetectorSettings:
             start = max(start, restart + timedelta(days=1))
         return Window(start, day)
 
+    def evidence_start(self, day: date, chart_start: date) -> date:
+        """The first day of the evidence an alert of `day` asks a crowd for (crowd.py):
+        the chart's last evidence_days, none before the chart's first day."""
+        return max(chart_start, day - timedelta(days=self.evidence_days - 1))
+
     def first_day(self, day: date) -> date:
         """The earliest day judging `day` reads (the reference's first)."""
         start = self.reference_window(day).start
@@ -164,6 +169,24 @@ def charts(
         weighted_sum - w * satisfied,
     )
     return full, decided
+
+
+def without_lowest(
+    days: Iterable[tuple[date, Tally]], removed: Mapping[date, int]
+) -> list[tuple[date, Tally]]:
+    """The (day, tally) rows with removed[day] answers taken out of each day, the lowest
+    first ("no", then "neutral", then "yes"): whatever those answers were, the chart
+    without them is at least this high. So a drop that still alarms on these rows alarms
+    without them (crowd.py asks this of an alert's largest source, whose answer values
+    koe never keeps: only how many it sent)."""
+    rows = []
+    for day, tally in days:
+        left = removed.get(day, 0)
+        no = min(tally.no, left)
+        neutral = min(tally.neutral, left - no)
+        yes = min(tally.yes, left - no - neutral)
+        rows.append((day, Tally(tally.yes - yes, tally.neutral - neutral, tally.no - no)))
+    return rows
 
 
 def answer_variance(tally: Tally) -> float:

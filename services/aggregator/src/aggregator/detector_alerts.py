@@ -16,7 +16,7 @@ record a live run made) but never published.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -33,7 +33,7 @@ from aggregator.alert_types import (
     alert_id_for,
     recovery_id_for,
 )
-from aggregator.crowd import Verdict
+from aggregator.crowd import StandsWithout, Verdict
 from aggregator.detector import DetectorSettings, PageJudgement, State
 from aggregator.models import AlertOutbox, DailyCount, DetectorState, publishable
 from aggregator.scoring import Tally
@@ -69,7 +69,7 @@ def judge_pages(
     *,
     today: date,
     max_age_days: int,
-    verdict: Callable[[DropAlert | RecoveryAlert], Verdict],
+    verdict: Callable[[DropAlert | RecoveryAlert, StandsWithout | None], Verdict],
 ) -> Judged:
     rows = _load(session, list(through))
     starts = _starts(session, through, rows)
@@ -86,7 +86,9 @@ def judge_pages(
             inputs = {q: _inputs(daily.get((page_id, q), {}), day, settings) for q in QUESTION_KEYS}
             before = {q: r.state for q, r in page_rows.items()}
             states, page = detector.judge_page(before, day, inputs, settings)
-            alert = _alerts(session, page_id, page, page_rows, states, judged, settings, verdict)
+            alert = _alerts(
+                session, page_id, page, inputs, page_rows, states, judged, settings, verdict
+            )
             if alert and max_age_days and day < today - timedelta(days=max_age_days):
                 judged.old.add(alert)
             day += timedelta(days=1)
@@ -110,11 +112,12 @@ def _alerts(
     session: Session,
     page_id: str,
     page: PageJudgement,
+    inputs: Mapping[str, tuple[Tally, Iterable[tuple[date, Tally]]]],
     rows: dict[str, _Row],
     states: dict[str, State],
     judged: Judged,
     settings: DetectorSettings,
-    verdict: Callable[[DropAlert | RecoveryAlert], Verdict],
+    verdict: Callable[[DropAlert | RecoveryAlert, StandsWithout | None], Verdict],
 ) -> str | None:
     """Turn the page's day into alerts, note in its rows what a recovery needs, and
     return the id of the alert it made, if any."""
@@ -151,7 +154,7 @@ def _alerts(
                 ],
             )
             judged.recoveries.append(recovery)
-            judged.verdicts[recovery.alert_id] = verdict(recovery)
+            judged.verdicts[recovery.alert_id] = verdict(recovery, None)
             made = recovery.alert_id
     fired = {q: j for q, j in page.questions.items() if j.fired == detector.DROP}
     if not fired:
@@ -183,7 +186,23 @@ def _alerts(
             ],
         )
         judged.drops.append(alert)
-        judged.verdicts[alert.alert_id] = verdict(alert)
+
+        def stands_without(removed: Mapping[date, int]) -> bool:
+            """Whether an emailed question still alarms with removed[day] of each day's
+            lowest answers taken out (judged from the same state, on the same day)."""
+            return any(
+                detector.judge(
+                    before[q].state,
+                    page.day,
+                    inputs[q][0],
+                    detector.without_lowest(inputs[q][1], removed),
+                    settings,
+                )[1].fired
+                == detector.DROP
+                for q in page.emailed
+            )
+
+        judged.verdicts[alert.alert_id] = verdict(alert, stands_without)
         alert_id = alert.alert_id
     else:
         # Joined to the page's open drop of the last cooldown (detector.judge_page).

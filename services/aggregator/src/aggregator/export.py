@@ -35,6 +35,7 @@ from aggregator.access import (
     signed_in_account,
     today,
 )
+from aggregator.history import history, month_of
 from aggregator.models import DailyCount, DailyResponse
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS, Tally
@@ -129,53 +130,58 @@ def daily_header(language: str) -> list[str]:
 
 
 def daily_rows(session: Session, page_id: str, start: date, end: date) -> Iterator[list[object]]:
-    """Every day from start to end (empty days too, as the stats API's series)."""
+    """Every day from start to end (empty days too, as the stats API's series); a month
+    folded into one row (retention.py) is one row, its date the month (YYYY-MM)."""
+    answered, counts = history(DailyResponse), history(DailyCount)
+    r, c = answered.c, counts.c
     rows = session.execute(
-        select(
-            DailyResponse.day,
-            DailyResponse.responses,
-            DailyCount.question,
-            DailyCount.yes,
-            DailyCount.neutral,
-            DailyCount.no,
-        )
+        select(r.day, r.monthly, r.responses, c.question, c.yes, c.neutral, c.no)
         .join(
-            DailyCount,
-            (DailyCount.page_id == DailyResponse.page_id) & (DailyCount.day == DailyResponse.day),
+            counts,
+            (c.page_id == r.page_id) & (c.day == r.day) & (c.monthly == r.monthly),
         )
-        .where(DailyResponse.page_id == page_id, DailyResponse.day.between(start, end))
-        .order_by(DailyResponse.day, DailyCount.question)
+        # From the first of start's month: a folded month that began before start overlaps it.
+        .where(r.page_id == page_id, r.day.between(month_of(start), end))
+        .where((r.day >= start) | r.monthly)
+        .order_by(r.day, r.monthly, c.question)
         .execution_options(yield_per=1000)
     )
     day = start
-    current: date | None = None
+    current: tuple[date, bool] | None = None
     responses = 0
     tallies: dict[str, Tally] = {}
     for row in rows:
-        if row.day != current:
+        if (row.day, row.monthly) != current:
             if current is not None:
-                yield from _empty_days(day, current)
-                yield _daily_row(current, tallies, responses)
-                day = current + timedelta(days=1)
-            current, responses, tallies = row.day, row.responses, {}
+                yield from _empty_days(day, current[0])
+                yield _daily_row(*current, tallies, responses)
+                day = _next(*current)
+            current, responses, tallies = (row.day, row.monthly), row.responses, {}
         tallies[row.question] = Tally(row.yes, row.neutral, row.no)
     if current is not None:
-        yield from _empty_days(day, current)
-        yield _daily_row(current, tallies, responses)
-        day = current + timedelta(days=1)
+        yield from _empty_days(day, current[0])
+        yield _daily_row(*current, tallies, responses)
+        day = _next(*current)
     yield from _empty_days(day, end + timedelta(days=1))
+
+
+def _next(day: date, monthly: bool) -> date:
+    """The first day after a row's day or month."""
+    if monthly:
+        return (day + timedelta(days=31)).replace(day=1)
+    return day + timedelta(days=1)
 
 
 def _empty_days(start: date, before: date) -> Iterator[list[object]]:
     while start < before:
-        yield _daily_row(start, {}, 0)
+        yield _daily_row(start, False, {}, 0)
         start += timedelta(days=1)
 
 
-def _daily_row(day: date, tallies: dict[str, Tally], responses: int) -> list[object]:
+def _daily_row(day: date, monthly: bool, tallies: dict[str, Tally], responses: int) -> list[object]:
     figures = stats.figures_json(tallies, responses, with_interval=False)
     return [
-        day.isoformat(),
+        day.strftime("%Y-%m") if monthly else day.isoformat(),
         figures["n"],
         figures["score"],
         *_question_cells(figures, interval=False),
@@ -243,9 +249,8 @@ def daily_csv(page_id: str):
             abort(400)
         start = end - timedelta(days=days - 1)
     else:
-        first = db.scalar(
-            select(func.min(DailyResponse.day)).where(DailyResponse.page_id == page_id)
-        )
+        answered = history(DailyResponse).c
+        first = db.scalar(select(func.min(answered.day)).where(answered.page_id == page_id))
         start = min(first, end) if first else end
     return csv_response(
         daily_header(lang()), daily_rows(db, page_id, start, end), f"koe-{page_id}-daily.csv"

@@ -72,6 +72,17 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pages.count": ("{count}ページ", "{count} pages"),
     "pages.count.one": ("{count}ページ", "{count} page"),
     "pages.none": ("表示できるページはありません。", "No pages to show."),
+    "pages.quiet": (
+        "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
+        "(検索すると表示されます)。",
+        "{count} more pages are not listed: nobody has answered them for {days} days "
+        "or more (a search finds them).",
+    ),
+    "pages.quiet_show": ("これらも表示する", "Show them too"),
+    "pages.quiet_filter": (
+        "{days}日以上回答がないページも表示",
+        "Also pages with no answers for {days} days",
+    ),
     "pages.waiting": (
         "このほか{count}ページは、回答した送信元が{sources}より少なく、市のページ一覧にも"
         "ないため、まだ表示していません (管理者にのみ表示)。",
@@ -211,6 +222,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held.reason.few_sources": ("回答した送信元が少なすぎます", "Too few sources"),
     "held.reason.one_source": ("1つの送信元に偏っています", "Mostly one source"),
     "held.reason.burst": ("1日に集中しています", "A burst on one day"),
+    "held.reason.one_source_decides": (
+        "1つの送信元の回答で低下と判定されています",
+        "One source decides the drop",
+    ),
     "held.explain.few_sources": (
         "この期間に回答した送信元は{sources}件で、必要な{min}件に足りません。"
         "少数の人 (あるいは1人) の回答だけで満足度が動いた可能性があります。",
@@ -222,6 +237,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "1人の回答で満足度が動いた可能性があります。",
         "One source sent {share} of this window's answers (the limit is {limit}): one person "
         "may have moved the score.",
+    ),
+    "held.explain.one_source_decides": (
+        "最も多く回答した1つの送信元 (この期間の回答の{share}) の回答を除くと、"
+        "満足度の低下は通知の基準に届きません。1人の回答で低下と判定された可能性があります。",
+        "Without the answers of its largest source ({share} of this window's answers) the "
+        "drop does not reach the level that sends an email: one person may have decided it.",
     ),
     "held.explain.burst": (
         "{day}の1日に、この期間の回答の{share}が集中しています (上限は{limit})。"
@@ -280,6 +301,51 @@ MESSAGES: dict[str, tuple[str, str]] = {
     ),
     "error.429": ("しばらくお待ちください", "Please wait"),
     "back": ("ページ一覧へ戻る", "Back to the pages"),
+    "list.sep": ("、", ", "),
+    "edits.title": ("編集の効果 (編集前後の比較)", "Did the edit help? (before and after)"),
+    "edits.explain": (
+        "ページの更新日が変わった日を編集として記録し、その前の28日間と後の28日間の回答を"
+        "設問ごとに比べます (編集の日の回答はどちらにも含めません)。"
+        "差の95%信頼区間が0をまたがず、5ポイント以上の差があるときに「良くなりました」"
+        "「悪くなりました」と判定します。どちらかの回答が10件未満のときは判定しません。",
+        "An edit is the day the page's last-modified date changed. The answers of the 28 days "
+        "before it and of the 28 days after it are compared per question (the day itself is in "
+        "neither). Better or worse means the 95% interval of the change excludes 0 and the "
+        "change is at least 5 points; with fewer than 10 answers on either side there is no "
+        "verdict.",
+    ),
+    "edits.heading": (
+        "{day}の編集 (それまでの更新日: {previous})",
+        "Edit of {day} (last-modified date before it: {previous})",
+    ),
+    "edits.by.sources": (
+        "更新日は5つ以上の送信元からの回答で確認",
+        "Date confirmed by answers from 5 or more sources",
+    ),
+    "edits.by.list": ("更新日は市のページ一覧による", "Date from the city's page list"),
+    "edits.windows": ("編集前 {before}、編集後 {after}", "Before {before}, after {after}"),
+    "edits.outcome.better": ("良くなりました", "Better"),
+    "edits.outcome.worse": ("悪くなりました", "Worse"),
+    "edits.outcome.unclear": ("はっきりした変化はありません", "No clear change"),
+    "edits.outcome.too_few": ("回答が少なく判断できません", "Too few answers to tell"),
+    "edits.pending": (
+        "編集後の28日間が終わった{day}に判定し、担当課へメールでお知らせします。"
+        "下の表は途中経過です。",
+        "Judged on {day}, when the 28 days after the edit are over, and emailed to the "
+        "division. The table shows the figures so far.",
+    ),
+    "edits.so_far": ("途中経過", "So far"),
+    "edits.question": ("設問", "Question"),
+    "edits.before": ("編集前 (28日間)", "Before (28 days)"),
+    "edits.after": ("編集後 (28日間)", "After (28 days)"),
+    "edits.change": ("差 (ポイント)", "Change (points)"),
+    "edits.verdict": ("判定", "Verdict"),
+    "edits.mark": ("編集", "Edit"),
+    "edits.marked": (
+        "縦の破線は、このページの編集 ({days}) です。",
+        "The dashed vertical lines are the page's edits ({days}).",
+    ),
+    "edits.see": ("編集前後の比較を見る", "See before and after"),
 }
 
 
@@ -313,6 +379,13 @@ def format_share(value: float | None) -> str:
     if value is None:
         return "–"
     return f"{value * 100:.0f}%"
+
+
+def format_change(value: float | None) -> str:
+    """A change in points with its sign (a true minus sign, as printed tables use)."""
+    if value is None:
+        return "–"
+    return f"{value:+,.1f}".replace("-", "\u2212")
 
 
 def format_score(value: float | None) -> str:

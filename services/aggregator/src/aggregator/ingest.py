@@ -28,6 +28,7 @@ from aggregator.alerting import Alert, raise_alerts
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY, SlotKey, SourceLedger
 from aggregator.crowd import DEFAULT_RULE, CrowdRule
 from aggregator.detector import DetectorSettings
+from aggregator.edits.records import ModifiedDates
 from aggregator.models import (
     DailyCount,
     DailyExcess,
@@ -118,6 +119,7 @@ def handle_batch(
     totals = _Totals()
     latest_day: dict[str, date] = {}
     pages = PageSightings(page_min_sources)
+    modified = ModifiedDates(page_min_sources)
     replacements = Replacements(session, [event for event, _moment in fresh])
     slots: list[SlotKey] = [
         (event["data"]["page_id"], day, event["data"]["source"])
@@ -139,6 +141,7 @@ def handle_batch(
             excess = admitted.excess
             if admitted.new_source:
                 pages.new_source(page_id, title)
+                modified.vote(page_id, data.get("page_modified"), day)
         else:
             excess = False
             pages.without_source(page_id, title)
@@ -166,6 +169,7 @@ def handle_batch(
         _add_locale_counts(session, totals)
         ledger.write(session)
         pages.write(session)
+        modified.write(session, now)
     today = now.astimezone(timezone).date()
     alerts = _detector_alerts(
         session, latest_day, today, detector, max_age_days, now, timezone, directory, crowd

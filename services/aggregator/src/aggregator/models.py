@@ -58,7 +58,8 @@ class DailyExcess(Base):
     """Responses per page and day beyond their sources' caps: shown to admins, never scored."""
 
     __tablename__ = "daily_excess"
-    __table_args__ = _UPDATED_IN_PLACE
+    # The fold finds days past retention by it (retention.py, migration 0015).
+    __table_args__ = (Index("ix_daily_excess_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -84,7 +85,7 @@ class DailyLocaleCount(Base):
     """daily_counts split by the language the widget asked in (data.locale)."""
 
     __tablename__ = "daily_locale_counts"
-    __table_args__ = _UPDATED_IN_PLACE
+    __table_args__ = (Index("ix_daily_locale_counts_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -99,7 +100,7 @@ class DailyLocaleResponse(Base):
     """daily_responses split by the language the widget asked in."""
 
     __tablename__ = "daily_locale_responses"
-    __table_args__ = _UPDATED_IN_PLACE
+    __table_args__ = (Index("ix_daily_locale_responses_day", "day"), _UPDATED_IN_PLACE)
 
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
@@ -116,6 +117,51 @@ class DailyResponse(Base):
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     day: Mapped[date] = mapped_column(Date, primary_key=True)
     responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# -- Months (retention.py, migration 0015): daily rows past KOE_DAILY_KEEP_YEARS, folded --------
+# Each is its daily table with `day` replaced by `month`, the month's first day; readers
+# read both through history.history, so no total changes when a month is folded.
+
+
+class _PageMonth:
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    month: Mapped[date] = mapped_column(Date, primary_key=True)
+
+
+class _Locale:
+    locale: Mapped[str] = mapped_column(String(16), primary_key=True)
+
+
+class _Answers:
+    question: Mapped[str] = mapped_column(String(32), primary_key=True)
+    yes: Mapped[int] = mapped_column(Integer, default=0)
+    neutral: Mapped[int] = mapped_column(Integer, default=0)
+    no: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class _Responses:
+    responses: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class MonthlyCount(_PageMonth, _Answers, Base):
+    __tablename__ = "monthly_counts"
+
+
+class MonthlyResponse(_PageMonth, _Responses, Base):
+    __tablename__ = "monthly_responses"
+
+
+class MonthlyExcess(_PageMonth, _Responses, Base):
+    __tablename__ = "monthly_excess"
+
+
+class MonthlyLocaleCount(_PageMonth, _Locale, _Answers, Base):
+    __tablename__ = "monthly_locale_counts"
+
+
+class MonthlyLocaleResponse(_PageMonth, _Locale, _Responses, Base):
+    __tablename__ = "monthly_locale_responses"
 
 
 class Page(Base):
@@ -141,6 +187,11 @@ class Page(Base):
     visible: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     first_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     last_seen: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # Its last-modified date as koe knows it (migration 0013): the first one confirmed,
+    # then each later one, which is an edit (edits/records.py). None: never confirmed.
+    modified: Mapped[date | None] = mapped_column(Date)
+    # The date is the city's page list's: answers no longer move it.
+    modified_from_list: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class PageTitle(Base):
@@ -152,6 +203,38 @@ class PageTitle(Base):
     page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
     title: Mapped[str] = mapped_column(String(200), primary_key=True)
     sources: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PageModifiedVote(Base):
+    """A last-modified date answers gave a page (data.page_modified), with how many
+    distinct sources gave it first on their day: an edit needs KOE_PAGE_MIN_SOURCES of
+    them (edits/records.py), as a title does."""
+
+    __tablename__ = "page_modified_votes"
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    modified: Mapped[date] = mapped_column(Date, primary_key=True)
+    sources: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class PageEdit(Base):
+    """A page's last-modified date moved on (migration 0013): an edit, whose answers
+    before and after the dashboard compares and, four weeks on, the division is told of."""
+
+    __tablename__ = "page_edits"
+    # The consumer looks for edits whose four weeks are over and not reported yet.
+    __table_args__ = (Index("ix_page_edits_unreported", "report_id", "day"),)
+
+    page_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    # The new last-modified date: the day of the edit (city-local, as the CMS prints it).
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    previous: Mapped[date] = mapped_column(Date)
+    # "sources" (answers from KOE_PAGE_MIN_SOURCES sources gave it) or "list" (the
+    # city's page list did).
+    confirmed_by: Mapped[str] = mapped_column(String(8))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # The four-week report's alert id once it is in the alert outbox: written once.
+    report_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class DetectorState(Base):
@@ -202,6 +285,9 @@ class AlertOutbox(Base):
     released_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     dismissed_by: Mapped[str | None] = mapped_column(String(254))
     dismissed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # A four-week report on an edit (migration 0013), not an alert: it travels the same
+    # way to the notifier, but no alerts list shows it and nobody marks it handled.
+    edit_report: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 def publishable(alert=AlertOutbox):

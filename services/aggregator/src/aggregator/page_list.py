@@ -4,13 +4,18 @@ It reads pages joined with their window rollups (rollups.py), so one screen cost
 sort over one narrow row per page and the figures of the pages shown, instead of
 summing every page's daily rows. The figures are stats.page_json's, from the same
 tallies; only usable while the rollups end at the day asked for (`current`).
+
+A page nobody has answered for KOE_PAGE_QUIET_DAYS (a page the city took down, an old
+notice) leaves the default list, so the list stays about the pages people read; a
+search, the "quiet pages too" filter and its own URL still reach it, and its figures
+and rollups stay as they are.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime
 
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
@@ -20,9 +25,12 @@ from aggregator.models import Account, Page
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, owner_code, visible_pages
 from koe_directory import Directory
+from koe_kit.db import among
 
 # Pages summed at a time from the daily rows (the slow way): bounds the IN list.
 CHUNK = 500
+# Days without an answer after which a page leaves the default list.
+DEFAULT_QUIET_DAYS = 365
 
 
 @dataclass(frozen=True)
@@ -32,6 +40,8 @@ class Query:
     sort: str  # score, n or title
     order: str  # asc or desc
     window: str
+    # Pages last answered (pages.last_seen) before it are left out; None keeps them.
+    quiet_before: datetime | None = None
 
 
 def current(session: Session, as_of: date) -> bool:
@@ -41,9 +51,22 @@ def current(session: Session, as_of: date) -> bool:
 
 def count(session: Session, query: Query, directory: Directory) -> int:
     """How many pages the list has in all."""
-    wanted = _wanted(directory, query.codes, query.text)
+    wanted = _wanted(directory, query.codes, query.text, query.quiet_before)
     found = select(func.count()).select_from(rollups.joined()).where(*wanted)
     return session.scalar(found) or 0
+
+
+def answered_since(session: Session, page_ids: list[str], moment: datetime) -> list[str]:
+    """Those of `page_ids` answered at or after `moment` (for the list summed the slow way)."""
+    found: set[str] = set()
+    for start in range(0, len(page_ids), CHUNK):
+        chunk = page_ids[start : start + CHUNK]
+        found.update(
+            session.scalars(
+                select(Page.id).where(among(session, Page.id, chunk), Page.last_seen >= moment)
+            )
+        )
+    return [page_id for page_id in page_ids if page_id in found]
 
 
 def screen(
@@ -57,7 +80,7 @@ def screen(
 ) -> list[dict]:
     """One result page of the list, as stats.page_json rows."""
     rows = session.execute(
-        _select(_wanted(directory, query.codes, query.text))
+        _select(_wanted(directory, query.codes, query.text, query.quiet_before))
         .order_by(*_order(query), Page.id)
         .offset(offset)
         .limit(limit)
@@ -110,9 +133,14 @@ def _page_json(row, directory: Directory, as_of: date) -> dict:
 
 
 def _wanted(
-    directory: Directory, codes: Collection[str], text: str = ""
+    directory: Directory,
+    codes: Collection[str],
+    text: str = "",
+    quiet_before: datetime | None = None,
 ) -> list[ColumnElement[bool]]:
     wanted = [Page.visible, owner_code(directory).in_(list(codes))]
+    if quiet_before is not None:
+        wanted.append(Page.last_seen >= quiet_before)
     if text:
         needle = text.casefold()
         wanted.append(

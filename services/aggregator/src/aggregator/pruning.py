@@ -29,6 +29,10 @@ alerts' windows: the drop rule reads 35 days (7 recent after 28 of baseline), an
 detector with an 84-day reference ending 14 days back reads 98; start-up refuses
 fewer days than the drop rule's windows.
 
+sign_in_failures holds a row per failed dashboard sign-in (auth.py), read by the
+throttle for THROTTLE_WINDOW (15 minutes); the web app deletes older ones only when
+another sign-in fails, so the consumer prunes them too.
+
 The consumer prunes between batches (its after_commit hook), never inside a
 batch's transaction: a chunk of rows at a time, each chunk its own short
 transaction, a few chunks per call so that polling is not held up. A backlog
@@ -48,8 +52,9 @@ from sqlalchemy import ColumnElement, delete, select, tuple_
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from aggregator.auth import THROTTLE_WINDOW
 from aggregator.metrics import PROCESSED_PRUNED, SOURCES_PRUNED
-from aggregator.models import ProcessedEvent, SourceCount
+from aggregator.models import ProcessedEvent, SignInFailure, SourceCount
 from koe_kit import events
 from koe_kit.db import claim, transaction
 
@@ -191,3 +196,19 @@ class SourcePruner(Pruner):
         deleted = session.execute(delete(SourceCount).where(key.in_(stale))).rowcount
         SOURCES_PRUNED.inc(deleted)
         return deleted
+
+
+class SignInFailurePruner(Pruner):
+    """sign_in_failures rows the throttle no longer reads (auth.THROTTLE_WINDOW)."""
+
+    what = "sign-in failures"
+
+    def _delete_chunk(self, session: Session, now: datetime) -> int:
+        stale = claim(
+            session,
+            select(SignInFailure.id)
+            .where(SignInFailure.at <= now - THROTTLE_WINDOW)
+            .order_by(SignInFailure.id)
+            .limit(self.chunk),
+        )
+        return session.execute(delete(SignInFailure).where(SignInFailure.id.in_(stale))).rowcount

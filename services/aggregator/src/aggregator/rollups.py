@@ -12,6 +12,7 @@ Kept right by two moves, both in the consumer's batch transaction:
   from the daily rows of their last 28 days (bounded per page, found by the day
   indexes), and `all` gains the days between the old and the new as_of (a day
   after as_of is in no window yet, as in stats.py, which reads only day <= as_of).
+  The first advance (or a rebuild) sums everything, months folded from old days too.
 
 A batch holds rollup_state's row shared and `advance` holds it exclusively, so two
 consumers never advance twice nor add a delta relative to a day that just moved.
@@ -23,12 +24,13 @@ batch or idle tick) is summed from the daily rows as before: slower, never diffe
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date
+from datetime import date, timedelta
 
 from sqlalchemy import (
     Column,
     ColumnElement,
     Date,
+    FromClause,
     Integer,
     String,
     Table,
@@ -41,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from aggregator.history import history
 from aggregator.models import Base, DailyCount, DailyResponse, Page
 from aggregator.scoring import WINDOWS, Tally, window_ending
 from koe_directory import ANSWERS, QUESTION_KEYS
@@ -133,9 +136,14 @@ def advance(session: Session, today: date) -> None:
     as_of = _locked_day(session, exclusive=True)
     if as_of is not None and as_of >= today:
         return
-    # `all` gains the days after the old as_of, up to today.
-    after = as_of or date.min
-    _add_sums(session, ["all"], DailyCount.day > after, DailyResponse.day > after, today)
+    if as_of is None:
+        # Nothing rolled up yet: every answer, the months folded from old days too.
+        _add_sums(session, ["all"], history(DailyCount), history(DailyResponse), date.min, today)
+    else:
+        # `all` gains the days after the old as_of, up to today; no fold moves those
+        # (retention.fold_before), so the daily rows hold them.
+        after = as_of + timedelta(days=1)
+        _add_sums(session, ["all"], DailyCount.__table__, DailyResponse.__table__, after, today)
     # 7d and 28d: summed again from their days. Only a page with daily rows in the last
     # 28 days of the old or the new end can have a non-zero moving window.
     moving = [name for window in _MOVING for name in _columns(window)]
@@ -144,7 +152,8 @@ def advance(session: Session, today: date) -> None:
         update(page_rollups).where(page_rollups.c.d28_n != 0).values(dict.fromkeys(moving, 0))
     )
     start = window_ending(today, WINDOWS["28d"]).start
-    _add_sums(session, list(_MOVING), DailyCount.day >= start, DailyResponse.day >= start, today)
+    assert start is not None
+    _add_sums(session, list(_MOVING), DailyCount.__table__, DailyResponse.__table__, start, today)
     session.execute(update(rollup_state).where(rollup_state.c.id == 1).values(as_of=today))
 
 
@@ -159,11 +168,13 @@ def rebuild(session: Session, today: date) -> None:
 def _add_sums(
     session: Session,
     windows: list[str],
-    count_days: ColumnElement[bool],
-    response_days: ColumnElement[bool],
+    counts: FromClause,
+    answered: FromClause,
+    first: date,
     today: date,
 ) -> None:
-    """Add to `windows` the sums of the daily rows within each window and the given days."""
+    """Add to `windows` the sums of the rows of `counts` and `answered` (daily_counts and
+    daily_responses, or their history.py unions) within each window, from `first` on."""
     starts = {name: window_ending(today, WINDOWS[name]).start for name in windows}
 
     def within(day: ColumnElement[date], name: str, value: ColumnElement[int]):
@@ -173,15 +184,14 @@ def _add_sums(
         )
 
     sums: dict[str, dict[str, int]] = {}
+    c, r = counts.c, answered.c
     count_columns = [
-        within(DailyCount.day, name, getattr(DailyCount, a)).label(f"{PREFIX[name]}_{a}")
-        for name in windows
-        for a in ANSWERS
+        within(c.day, name, c[a]).label(f"{PREFIX[name]}_{a}") for name in windows for a in ANSWERS
     ]
     counted = session.execute(
-        select(DailyCount.page_id, DailyCount.question, *count_columns)
-        .where(count_days, DailyCount.day <= today)
-        .group_by(DailyCount.page_id, DailyCount.question)
+        select(c.page_id, c.question, *count_columns)
+        .where(c.day.between(first, today))
+        .group_by(c.page_id, c.question)
     )
     for row in counted:
         if row.question not in QUESTION_KEYS:
@@ -192,16 +202,11 @@ def _add_sums(
                 cells[f"{PREFIX[name]}_{row.question}_{a}"] += int(
                     getattr(row, f"{PREFIX[name]}_{a}")
                 )
-    response_columns = [
-        within(DailyResponse.day, name, DailyResponse.responses).label(PREFIX[name])
-        for name in windows
-    ]
-    answered = session.execute(
-        select(DailyResponse.page_id, *response_columns)
-        .where(response_days, DailyResponse.day <= today)
-        .group_by(DailyResponse.page_id)
+    response_columns = [within(r.day, name, r.responses).label(PREFIX[name]) for name in windows]
+    summed = session.execute(
+        select(r.page_id, *response_columns).where(r.day.between(first, today)).group_by(r.page_id)
     )
-    for row in answered:
+    for row in summed:
         cells = sums.setdefault(row.page_id, dict.fromkeys(COLUMNS, 0))
         for name in windows:
             cells[f"{PREFIX[name]}_n"] += int(getattr(row, PREFIX[name]))

@@ -1,4 +1,5 @@
-"""Read side of the stats API: window and daily figures from daily_counts and daily_responses.
+"""Read side of the stats API: window and daily figures from daily_counts and daily_responses
+(with the months older days were folded into: history.py).
 
 Only visible pages (enough sources answered them, or the city's page list names them:
 pages/registry.py) are listed or detailed; a hidden page reads as one that does not
@@ -21,6 +22,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
+from aggregator.history import history, month_of
 from aggregator.models import DailyCount, DailyExcess, DailyResponse, Page
 from aggregator.scoring import (
     WINDOWS,
@@ -122,12 +124,13 @@ def page_detail(
 
 def excess_by_window(session: Session, page_id: str, as_of: date) -> dict[str, int]:
     """Responses beyond their sources' caps (counting.py) per window: for admins only."""
+    excess = history(DailyExcess).c
     columns = [
-        window_sum(DailyExcess.day, DailyExcess.responses, as_of, length).label(name)
+        window_sum(excess.day, excess.responses, as_of, length).label(name)
         for name, length in WINDOWS.items()
     ]
     row = session.execute(
-        select(*columns).where(DailyExcess.page_id == page_id, DailyExcess.day <= as_of)
+        select(*columns).where(excess.page_id == page_id, excess.day <= as_of)
     ).one()
     return {name: int(getattr(row, name)) for name in WINDOWS}
 
@@ -139,19 +142,18 @@ def _window_tallies(
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> WindowTallies:
+    counts = history(DailyCount).c
     columns = [
-        window_sum(DailyCount.day, getattr(DailyCount, answer), as_of, length).label(
-            f"{name}_{answer}"
-        )
+        window_sum(counts.day, counts[answer], as_of, length).label(f"{name}_{answer}")
         for name, length in WINDOWS.items()
         for answer in ANSWERS
     ]
     query = (
-        select(DailyCount.page_id, DailyCount.question, *columns)
-        .where(DailyCount.day <= as_of)
-        .group_by(DailyCount.page_id, DailyCount.question)
+        select(counts.page_id, counts.question, *columns)
+        .where(counts.day <= as_of)
+        .group_by(counts.page_id, counts.question)
     )
-    query = _only_pages(session, query, DailyCount.page_id, page_id=page_id, page_ids=page_ids)
+    query = _only_pages(session, query, counts.page_id, page_id=page_id, page_ids=page_ids)
     result: WindowTallies = {}
     for row in session.execute(query):
         per_window = result.setdefault(row.page_id, {})
@@ -171,16 +173,15 @@ def _window_responses(
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
 ) -> WindowResponses:
+    answered = history(DailyResponse).c
     columns = [
-        window_sum(DailyResponse.day, DailyResponse.responses, as_of, length).label(name)
+        window_sum(answered.day, answered.responses, as_of, length).label(name)
         for name, length in WINDOWS.items()
     ]
     query = (
-        select(DailyResponse.page_id, *columns)
-        .where(DailyResponse.day <= as_of)
-        .group_by(DailyResponse.page_id)
+        select(answered.page_id, *columns).where(answered.day <= as_of).group_by(answered.page_id)
     )
-    query = _only_pages(session, query, DailyResponse.page_id, page_id=page_id, page_ids=page_ids)
+    query = _only_pages(session, query, answered.page_id, page_id=page_id, page_ids=page_ids)
     return {
         row.page_id: {name: int(getattr(row, name)) for name in WINDOWS}
         for row in session.execute(query)
@@ -269,34 +270,49 @@ def tally_json(tally: Tally, *, with_interval: bool = True) -> dict[str, Any]:
 
 
 def _daily_series(session: Session, page_id: str, as_of: date, days: int) -> list[dict]:
+    """A point per day from as_of - days + 1 to as_of; a month folded into one row
+    (retention.py) is one point, on its first day, marked `"period": "month"`."""
     start = as_of - timedelta(days=days - 1)
-    rows = session.execute(
+    counts, answered = history(DailyCount).c, history(DailyResponse).c
+    # From the first of start's month: a folded month that began before start overlaps it.
+    count_rows = session.execute(
         select(
-            DailyCount.day,
-            DailyCount.question,
-            DailyCount.yes,
-            DailyCount.neutral,
-            DailyCount.no,
-        ).where(DailyCount.page_id == page_id, DailyCount.day.between(start, as_of))
-    )
-    per_day: dict[date, dict[str, Tally]] = {}
-    for day, question, yes, neutral, no in rows:
-        per_day.setdefault(day, {})[question] = Tally(yes, neutral, no)
-    responses: dict[date, int] = {
-        day: count
-        for day, count in session.execute(
-            select(DailyResponse.day, DailyResponse.responses).where(
-                DailyResponse.page_id == page_id, DailyResponse.day.between(start, as_of)
-            )
+            counts.day, counts.monthly, counts.question, counts.yes, counts.neutral, counts.no
+        ).where(counts.page_id == page_id, counts.day.between(month_of(start), as_of))
+    ).all()
+    response_rows = session.execute(
+        select(answered.day, answered.monthly, answered.responses).where(
+            answered.page_id == page_id, answered.day.between(month_of(start), as_of)
         )
-    }
-    return [
-        {
-            "day": day.isoformat(),
-            **figures_json(per_day.get(day, {}), responses.get(day, 0), with_interval=False),
-        }
-        for day in _days(start, as_of)
-    ]
+    ).all()
+    months = {row.day for row in [*count_rows, *response_rows] if row.monthly}
+
+    def point(day: date) -> date:
+        """The series point a row of `day` adds to."""
+        return month_of(day) if month_of(day) in months else day
+
+    per_point: dict[date, dict[str, Tally]] = {}
+    responses: dict[date, int] = {}
+    for day, _, question, yes, neutral, no in count_rows:
+        if day >= start or month_of(day) in months:
+            tallies = per_point.setdefault(point(day), {})
+            tallies[question] = tallies.get(question, Tally()) + Tally(yes, neutral, no)
+    for day, _, count in response_rows:
+        if day >= start or month_of(day) in months:
+            responses[point(day)] = responses.get(point(day), 0) + count
+    series = []
+    for day in _days(start, as_of):
+        at = point(day)
+        if at != day and day != start:
+            continue  # a later day of a folded month: its point is there already
+        series.append(
+            {
+                "day": at.isoformat(),
+                **({"period": "month"} if at in months else {}),
+                **figures_json(per_point.get(at, {}), responses.get(at, 0), with_interval=False),
+            }
+        )
+    return series
 
 
 def _days(start: date, end: date) -> Iterable[date]:

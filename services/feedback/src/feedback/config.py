@@ -44,6 +44,10 @@ class Settings:
     cms_key: bytes | None
     response_keep_days: int
     source_key_keep_days: int
+    # Where citizens reach this app ("https://koe.city.example", no trailing slash):
+    # the snippet that /embed makes and /demo shows loads widget.js from it. Never the
+    # request's Host header, which the sender writes. None: those two pages are off.
+    public_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -86,9 +90,24 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cms_key=_cms_key(reader),
         response_keep_days=reader.int("KOE_RESPONSE_KEEP_DAYS", 400, minimum=1, maximum=36500),
         source_key_keep_days=reader.int("KOE_SOURCE_KEY_KEEP_DAYS", 2, minimum=1, maximum=365),
+        public_url=_public_url(reader),
     )
     reader.check()
     return settings
+
+
+def _public_url(reader: EnvReader) -> str | None:
+    value = reader.str("KOE_PUBLIC_URL", "") or ""
+    if not value:
+        return None
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        reader.problems.append(
+            f"KOE_PUBLIC_URL: {value[:200]!r} is not an http(s) URL without query or fragment"
+            " (where citizens reach the feedback API, e.g. https://koe.city.example)"
+        )
+        return None
+    return value.rstrip("/")
 
 
 MIN_KEY_LENGTH = 32

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, abort, render_template, request
 
-from feedback.embed import snippet, with_csp
+from feedback.embed import public_url, snippet, with_csp
 from koe_directory.catalogue import LOCALES
 
 blueprint = Blueprint("demo", __name__)
@@ -24,6 +24,7 @@ PAGES = {"ja": "demo/tsu-dx.ja.html", "en": "demo/tsu-dx.en.html"}
 
 @blueprint.get("/demo")
 def index():
+    public_url()
     return with_csp(render_template("demo/index.html"))
 
 
@@ -32,7 +33,10 @@ def index():
 def tsu_dx(lang: str):
     if lang not in LOCALES:
         abort(404)
-    page_url = request.base_url
-    survey = snippet(request.url_root, lang, page_url, DIVISION)
+    base_url = public_url()
+    # The page's own address under KOE_PUBLIC_URL, as url_for would give it behind a
+    # proxy, without trusting the Host header.
+    page_url = base_url + request.path
+    survey = snippet(base_url, lang, page_url, DIVISION)
     page = PAGES.get(lang, PAGES["ja"])
     return with_csp(render_template(page, page_url=page_url, survey=survey))

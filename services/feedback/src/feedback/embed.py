@@ -39,6 +39,8 @@ CSP = (
     "form-action 'self'; frame-ancestors 'none'"
 )
 PAGE_URL_PLACEHOLDER = "PAGE_URL"
+# The CMS's tag for the page's last-modified date, written YYYY-MM-DD.
+PAGE_MODIFIED_PLACEHOLDER = "PAGE_MODIFIED"
 # /embed's language for a CMS that serves one template in many languages: the snippet
 # is Japanese without JavaScript and takes the page's <html lang> with it.
 PAGE_LANGUAGE = "page"
@@ -79,12 +81,18 @@ def script_texts(locale: str) -> dict[str, object]:
 
 
 def snippet(
-    base_url: str, lang: str, page_url: str, division: str | None = None, widget: str = ""
+    base_url: str,
+    lang: str,
+    page_url: str,
+    division: str | None = None,
+    widget: str = "",
+    modified: str = "",
 ) -> Markup:
     """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe).
 
     lang: a catalogue locale, or PAGE_LANGUAGE.
     widget: the name of a further snippet on the same page (WIDGET_NAME), or "".
+    modified: the page's last-modified date (or the CMS tag printing it), or "" for none.
     """
     follow_page = lang == PAGE_LANGUAGE
     if follow_page:
@@ -99,6 +107,7 @@ def snippet(
             page_url=page_url,
             division=division,
             widget=widget,
+            modified=modified,
             ids=snippet_ids(widget),
             questions=QUESTIONS,
             follow_page=follow_page,
@@ -141,6 +150,15 @@ def strings(locale: str):
     return response
 
 
+def public_url() -> str:
+    """KOE_PUBLIC_URL, or a 404 that names it: the snippet must not name whatever host
+    the request's Host header says (a proxy or cache in front could hand it on)."""
+    url = current_app.extensions["koe.feedback.settings"].public_url
+    if url is None:
+        abort(404, description="set KOE_PUBLIC_URL (where citizens reach koe) to use this page")
+    return url
+
+
 def _directory() -> Directory:
     return current_app.extensions["koe.feedback.directory"]
 
@@ -148,6 +166,7 @@ def _directory() -> Directory:
 @blueprint.get("/embed")
 def generator():
     """Fill the snippet in for a site origin, a division code and a language."""
+    base_url = public_url()
     directory = _directory()
     origins = sorted(current_app.extensions["koe.feedback.intake"].origins)
     args = request.args
@@ -156,6 +175,7 @@ def generator():
     lang = args.get("lang", "ja")
     page_url = args.get("page_url", "").strip() or PAGE_URL_PLACEHOLDER
     widget = args.get("widget", "").strip()
+    modified = PAGE_MODIFIED_PLACEHOLDER if args.get("modified") else ""
     errors: dict[str, str] = {}
     code = ""
     if site:
@@ -182,7 +202,7 @@ def generator():
                 "up to 16 lowercase letters and digits / 半角英小文字と数字で16文字まで"
             )
         if not errors:
-            code = str(snippet(request.url_root, lang, page_url, division, widget))
+            code = str(snippet(base_url, lang, page_url, division, widget, modified))
     html = render_template(
         "embed.html",
         origins=origins,
@@ -194,7 +214,9 @@ def generator():
         languages=NAMES | {PAGE_LANGUAGE: "ページの言語に合わせる / the page's language"},
         page_url=page_url if page_url != PAGE_URL_PLACEHOLDER else "",
         widget=widget,
+        modified=bool(modified),
         placeholder=PAGE_URL_PLACEHOLDER,
+        modified_placeholder=PAGE_MODIFIED_PLACEHOLDER,
         errors=errors,
         code=code,
     )

@@ -23,6 +23,9 @@ class Response(Base):
     page_title: Mapped[str | None] = mapped_column(String(200))
     division: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str] = mapped_column(String(16))  # a BCP 47 tag: ja-x-easy, zh-Hans
+    # The page's last-modified date as its snippet printed it (migration 0007): the
+    # aggregator notices edits from it.
+    page_modified: Mapped[date | None] = mapped_column(Date)
     findability: Mapped[str | None] = mapped_column(String(8))
     clarity: Mapped[str | None] = mapped_column(String(8))
     usefulness: Mapped[str | None] = mapped_column(String(8))

@@ -72,6 +72,8 @@ def build_event(
         data["replaces"] = replaces
     if source is not None:
         data["source"] = source
+    if submission.page_modified is not None:
+        data["page_modified"] = submission.page_modified.isoformat()
     return events.make_event(
         TOPIC,
         source=SOURCE,
@@ -230,6 +232,7 @@ def _response_row(
         "page_title": submission.page_title,
         "division": submission.division,
         "locale": submission.locale,
+        "page_modified": submission.page_modified,
         **{question: answers.get(question) for question in QUESTION_KEYS},
         "client_token": submission.client_token,
         "replaces": replaces,

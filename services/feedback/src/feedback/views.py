@@ -51,6 +51,10 @@ ALTCHA = "altcha"  # the solved challenge, as ALTCHA's widget protocol names it
 RETURN_TO = "return_to"
 WIDGET = "koe_widget"
 CORS_MAX_AGE_S = 3600
+NULL_ORIGIN = (
+    "null: the page did not say which site it is (a sandboxed frame, or a page whose"
+    " Referrer-Policy is no-referrer or same-origin); koe answers only its sites' pages"
+)
 
 
 class Refused(Exception):
@@ -208,15 +212,18 @@ def _only_our_sites():
     """A browser on a foreign site gets no CORS headers and is refused, naming the origin.
 
     Requests without Origin (curl, servers) pass: CORS protects browsers, and the
-    page_url check still applies. The plain form also passes `Origin: null`, which
-    browsers send for form posts from pages with `Referrer-Policy: no-referrer`.
+    page_url check still applies. `Origin: null` is refused on every endpoint, the
+    plain form included: a sandboxed iframe or a data: URL on any site sends it, so
+    accepting it would let a third-party page make its visitors answer. A city page
+    sends it too when its Referrer-Policy is no-referrer or same-origin; the message
+    says so, for the city's web team (README, "Spam and abuse").
     """
     origin = _request_origin()
     if origin is None or _allowed_origin(origin):
         return None
-    if request.endpoint == "feedback.submit_form" and origin == "null":
-        return None
     metrics.REJECTIONS.labels(reason="foreign_origin").inc()
+    if origin == "null":
+        return _errors(403, {"origin": [NULL_ORIGIN]})
     return _errors(403, {"origin": [f"{origin[:200]} is not a site koe serves"]})
 
 

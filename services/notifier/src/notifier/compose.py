@@ -175,17 +175,109 @@ def compose_alert_email(
     sent_at: datetime,
     dashboard_url: str | None = None,
 ) -> EmailMessage:
-    """`event` is a koe.alerts.v1 or koe.alerts.recovered.v1 event (already schema-valid)."""
-    view = page_view(event, dashboard_url)
-    subject = SUBJECTS[event["type"]] + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX)
+    """`event` is a koe.alerts.v1, koe.alerts.recovered.v1 or koe.alerts.edit.reviewed.v1
+    event (already schema-valid)."""
+    view: PageView | EditView
+    if event["type"] == EDIT_REVIEWED:
+        view = edit_view(event, dashboard_url)
+        subject, template, context = f"【koe】ページ更新の効果: {view.outcome}: ", "edit", "edit"
+    else:
+        view = page_view(event, dashboard_url)
+        subject, template, context = SUBJECTS[event["type"]], "alert", "page"
     return _message(
-        subject,
+        subject + truncate(header_text(view.title), TITLE_IN_SUBJECT_MAX),
         division,
         mail_from=mail_from,
         sent_at=sent_at,
         message_id=message_id(f"alert-{view.alert_id}", mail_from),
-        template="alert",
-        page=view,
+        template=template,
+        **{context: view},
+    )
+
+
+EDIT_REVIEWED = "koe.alerts.edit.reviewed.v1"
+OUTCOMES = {
+    "better": "良くなりました",
+    "worse": "悪くなりました",
+    "unclear": "はっきりした変化はありません",
+    "too_few": "回答が少なく判断できません",
+}
+OUTCOMES_EN = {
+    "better": "better",
+    "worse": "worse",
+    "unclear": "no clear change",
+    "too_few": "too few answers to tell",
+}
+
+
+@dataclass(frozen=True)
+class EditQuestion:
+    key: str
+    label: str
+    asked: str
+    outcome: str
+    before: Score | None  # None: nobody answered in the window
+    after: Score | None
+    change: str | None  # signed points with the change's 95% interval
+    change_en: str | None
+
+
+@dataclass(frozen=True)
+class EditView:
+    alert_id: str
+    title: str
+    url: str
+    dashboard: str | None
+    day: str  # the edit's (the page's new last-modified date), in Japanese
+    day_iso: str
+    previous: str
+    before_period: str
+    after_period: str
+    outcome: str  # in Japanese
+    outcome_en: str
+    questions: tuple[EditQuestion, ...]
+
+
+def _signed(value: float) -> str:
+    return f"{value:+,.1f}".replace("-", "\u2212")
+
+
+def edit_view(event: Mapping[str, Any], dashboard_url: str | None) -> EditView:
+    data = event["data"]
+    page = data["page"]
+    questions = []
+    for q in data["questions"]:
+        change = q["change"]
+        questions.append(
+            EditQuestion(
+                q["question"],
+                *named(q["question"]),
+                outcome=OUTCOMES[q["outcome"]],
+                before=Score.of(q["before"]) if q["before"]["n"] else None,
+                after=Score.of(q["after"]) if q["after"]["n"] else None,
+                change=None
+                if change is None
+                else f"{_signed(change['points'])}ポイント (95%信頼区間 "
+                f"{_signed(change['low'])}〜{_signed(change['high'])})",
+                change_en=None
+                if change is None
+                else f"{change['points']:+.1f} points (95% CI {change['low']:+.1f} to "
+                f"{change['high']:+.1f})",
+            )
+        )
+    return EditView(
+        alert_id=str(uuid.UUID(data["alert_id"])),
+        title=one_line(page.get("title") or "") or UNTITLED,
+        url=one_line(page["url"]),
+        dashboard=f"{dashboard_url}/pages/{page['id']}#edits" if dashboard_url else None,
+        day=japanese_date(data["edit"]["day"]),
+        day_iso=data["edit"]["day"],
+        previous=japanese_date(data["edit"]["previous"]),
+        before_period=japanese_window(data["before"]),
+        after_period=japanese_window(data["after"]),
+        outcome=OUTCOMES[data["outcome"]],
+        outcome_en=OUTCOMES_EN[data["outcome"]],
+        questions=tuple(questions),
     )
 
 

@@ -22,6 +22,10 @@ class SmtpSettings:
     username: str = ""
     password: str = ""
     starttls: bool = False
+    # TLS from the first byte (SMTPS, port 465), instead of STARTTLS on a plain connection.
+    tls: bool = False
+    # The CAs to check the server's certificate against (the city's own); None: the system's.
+    cafile: str | None = None
     timeout_s: float = 10.0
 
 
@@ -61,10 +65,17 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
         username=reader.str("SMTP_USERNAME", ""),
         password=reader.str("SMTP_PASSWORD", ""),
         starttls=reader.bool("SMTP_STARTTLS", False),
+        tls=reader.bool("SMTP_TLS", False),
+        cafile=reader.readable_file("SMTP_CAFILE", None, "a PEM file of CAs"),
         timeout_s=reader.float("KOE_SMTP_TIMEOUT_S", 10.0, minimum=0.1, hint="seconds"),
     )
     if smtp.port > 65535:
         reader.problems.append(f"SMTP_PORT={smtp.port} is invalid: must be at most 65535")
+    if smtp.tls and smtp.starttls:
+        reader.problems.append(
+            "SMTP_TLS and SMTP_STARTTLS are one or the other: SMTP_TLS for a server that"
+            " speaks TLS from the start (port 465), SMTP_STARTTLS for one that upgrades (587)"
+        )
     if bool(smtp.username) != bool(smtp.password):
         reader.problems.append("SMTP_USERNAME and SMTP_PASSWORD must be set together")
 

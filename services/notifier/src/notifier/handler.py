@@ -7,7 +7,8 @@ server taking it and our commit; a resend then carries the same Message-ID.
 
 An alert for a division with `delivery: daily` is not sent here: it is stored
 for the division's next digest (notifier.digest), once per alert id, and the
-offset is committed after that store commits.
+offset is committed after that store commits. An edit's four-week report
+(koe.alerts.edit.reviewed.v1) is mailed on its own, the same way, once per id.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from koe_kit import correlation
 from koe_kit.db import transaction
 from koe_kit.kafka import Message, Retryable
 from notifier import digest_queue, services
-from notifier.compose import compose_alert_email
+from notifier.compose import EDIT_REVIEWED, compose_alert_email
 from notifier.mailer import PermanentMailError, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
 from notifier.outgoing import Outgoing
@@ -53,7 +54,10 @@ class AlertHandler:
         page = alert["page"]
         division = self.out.directory.owner(page["url"])
         now = datetime.now(UTC)
-        if division.delivery == "daily":
+        edit_report = message.event["type"] == EDIT_REVIEWED
+        # An edit's report is one short email four weeks on, not news of a drop: it goes
+        # out on its own even to a division that reads its alerts in a daily digest.
+        if division.delivery == "daily" and not edit_report:
             with transaction(self.out.sessions) as session:
                 digest_queue.add_entry(session, message.event, division, now)
             log.info(

@@ -1,7 +1,8 @@
 """`python -m aggregator.pages import FILE`: show the pages of the city's page list.
 
-FILE is a sitemap.xml or a CSV with a `url` column and, optionally, `title` and
-`page_id` (koe_directory.page_list). Run it whenever the CMS publishes (README,
+FILE is a sitemap.xml or a CSV with a `url` column and, optionally, `title`,
+`page_id` and `modified` (koe_directory.page_list); a later last-modified date than koe
+knew is an edit. Run it whenever the CMS publishes (README,
 "Pages"): importing the same list again changes nothing.
 """
 
@@ -26,7 +27,9 @@ def _parser() -> argparse.ArgumentParser:
     load = commands.add_parser(
         "import", help="show every page a sitemap.xml or CSV names, with its URL and title"
     )
-    load.add_argument("file", help="sitemap.xml, or CSV with url[, title, page_id] columns")
+    load.add_argument(
+        "file", help="sitemap.xml, or CSV with url[, title, page_id, modified] columns"
+    )
     return parser
 
 
@@ -50,6 +53,6 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"koe: {result.listed:,} pages in {args.file} are shown "
         f"({result.new:,} new to koe, {result.listed - result.new:,} known from answers or "
-        "an earlier list)"
+        f"an earlier list); {result.edits:,} edited since koe last knew their date"
     )
     return 0

@@ -5,7 +5,9 @@ The list is the city's word (its CMS or its web team exports it), not an answer'
 - its URL is the page's (it may correct the first sighting's, as divisions.yaml's
   prefixes are read from it);
 - a title it gives is the page's and no answer replaces it; a page it names without a
-  title (a sitemap has none) keeps the title answers gave it (pages/registry.py).
+  title (a sitemap has none) keeps the title answers gave it (pages/registry.py);
+- a last-modified date it gives is the page's, and a later one than koe knew is an edit
+  (edits/records.py).
 Importing the same list again changes nothing; a page the list no longer names stays.
 """
 
@@ -17,6 +19,7 @@ from datetime import datetime
 from sqlalchemy import Insert, case, select, true
 from sqlalchemy.orm import Session
 
+from aggregator.edits.records import record_listed
 from aggregator.models import Page
 from koe_directory.page_list import ListedPage
 from koe_kit.db import among, bulk_insert
@@ -28,6 +31,7 @@ _IN_CHUNK = 500
 class Imported:
     listed: int
     new: int  # not known before: no answer yet, nor an earlier list
+    edits: int = 0  # later last-modified dates than koe knew
 
 
 def import_pages(session: Session, listed: list[ListedPage], now: datetime) -> Imported:
@@ -69,4 +73,7 @@ def import_pages(session: Session, listed: list[ListedPage], now: datetime) -> I
         for page in listed
     ]
     bulk_insert(session, table, rows, merge)
-    return Imported(listed=len(listed), new=len(set(ids) - known))
+    edits = record_listed(
+        session, [(p.page_id, p.modified) for p in listed if p.modified is not None], now
+    )
+    return Imported(listed=len(listed), new=len(set(ids) - known), edits=len(edits))

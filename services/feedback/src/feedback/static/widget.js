@@ -213,7 +213,7 @@
     function payload() {
       // The form's radio groups are the survey's questions (the snippet is made from
       // koe_directory.survey), so the script needs no list of its own.
-      var answers = {}, body, i, checked = form.querySelectorAll('input[type="radio"]:checked');
+      var answers = {}, body, i, modified, checked = form.querySelectorAll('input[type="radio"]:checked');
       for (i = 0; i < checked.length; i++) answers[checked[i].name] = checked[i].value;
       body = {
         page_url: pageUrl(form),
@@ -226,6 +226,10 @@
       // A CMS id counts only with the CMS's signature (README, "Embedding the survey").
       body.page_id = root.getAttribute("data-koe-page-id") || value(form, "page_id");
       body.page_sig = root.getAttribute("data-koe-page-sig") || value(form, "page_sig");
+      // The page's last-modified date (README, "Did my edit help?"); a template that left
+      // its tag unfilled must not cost the citizen the answer, so only a real date goes.
+      modified = root.getAttribute("data-koe-modified") || value(form, "page_modified");
+      if (/^\d{4}-\d{2}-\d{2}$/.test(modified || "")) body.page_modified = modified;
       if (value(form, "homepage")) body.homepage = value(form, "homepage");
       return body;
     }

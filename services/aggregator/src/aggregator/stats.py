@@ -80,6 +80,7 @@ def list_pages_after(
     after: str | None,
     limit: int,
     division: str | None = None,
+    locale: str | None = None,
 ) -> tuple[list[dict], str | None]:
     """One result page of the visible pages in id order, from the first id after `after`,
     and the id to continue after (None on the last one).
@@ -109,8 +110,8 @@ def list_pages_after(
     has_next = len(chosen) > limit
     chosen = chosen[:limit]
     page_ids = [page.id for page in chosen]
-    tallies = _window_tallies(session, as_of, page_ids=page_ids)
-    responses = _window_responses(session, as_of, page_ids=page_ids)
+    tallies = _window_tallies(session, as_of, page_ids=page_ids, locale=locale)
+    responses = _window_responses(session, as_of, page_ids=page_ids, locale=locale)
     listed = [
         page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in chosen

@@ -241,6 +241,9 @@ def test_the_pages_list_and_csv_by_the_language_answered_in(chromium, live):
     cell = page.locator(f'tr[data-page-id="{city.dx}"] td[data-window="28d"]')
     assert (cell.get_attribute("data-n"), cell.get_attribute("data-score")) == ("4", "50.0")
     assert "Portuguêsで表示したアンケートへの回答だけ" in page.locator("#locale-note").inner_text()
+    # The trend too: Portuguese answers came this week only.
+    trend = page.locator(f'tr[data-page-id="{city.dx}"] svg.spark').get_attribute("aria-label")
+    assert trend.endswith(": " + ", ".join(["–"] * 11 + ["50.0"])), trend
     assert axe_violations(page) == []
     # A page's own view splits its scores by language, each with n and an interval.
     page.goto(f"{base}/pages/{city.dx}")

@@ -217,7 +217,7 @@ def pages():
         number = min(wanted, pages_total)
         shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = [r["id"] for r in shown]
-    scores = trends.weekly_page_scores(db, shown_ids, as_of)
+    scores = trends.weekly_page_scores(db, shown_ids, as_of, locale=locale)
     return render_template(
         "dashboard/pages.html",
         rows=shown,

@@ -129,8 +129,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "locales.filter": ("回答した言語", "Language answered in"),
     "locales.every": ("すべての言語", "Every language"),
     "locales.shown": (
-        "{language}で表示したアンケートへの回答だけの数値です (推移のグラフはすべての言語の回答)。",
-        "Figures of the answers given in {language} only (the trend lines count every language).",
+        "{language}で表示したアンケートへの回答だけの数値と推移です。",
+        "Figures and trends of the answers given in {language} only.",
     ),
     "csv.locales": ("言語別のCSV", "CSV split by language"),
     "csv.locale": ("言語", "language"),

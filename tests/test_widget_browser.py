@@ -211,8 +211,26 @@ def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chro
     finally:
         plain.close()
         scripted.close()
-    arrived(koe, page_id_of(url), WANTED)
+    plain_answer = arrived(koe, page_id_of(url), WANTED)
+    # Without JavaScript the form carries the page's <title>, as widget.js sends it: a page
+    # answered only this way is not "(タイトルなし)" (the title is still only a vote).
+    assert wait_published(koe, plain_answer)["data"]["page_title"] == "津市の自治体DX取組状況|津市"
     arrived(koe, page_id_of(two_url), {"findability": "neutral"})
+
+
+def test_the_demo_page_s_wide_table_scrolls_by_keyboard_on_a_phone(koe, chromium):
+    context, page = open_page(chromium, demo_url(koe, "ja"), "table", PHONE, bypass_csp=True)
+    try:
+        region = page.locator(".demo-table")
+        assert region.evaluate("e => e.scrollWidth > e.clientWidth")  # wider than a phone
+        assert axe_violations(page, include=".demo-table") == []  # scrollable-region-focusable
+        while page.evaluate("document.activeElement.className") != "demo-table":
+            page.keyboard.press("Tab")  # reached by Tab, before the survey's first stop
+            assert page.evaluate("!document.activeElement.closest('.koe-w')")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.querySelector('.demo-table').scrollLeft > 0")
+    finally:
+        context.close()
 
 
 def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import socket
 import subprocess
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
@@ -66,7 +67,9 @@ _HOW = "mark it @pytest.mark.integration (or e2e), see tests/kinds.py"
 @contextmanager
 def unit_guard() -> Iterator[None]:
     """Shut the network (TCP/UDP; Unix sockets stay open) and subprocesses while a
-    unit test runs."""
+    unit test runs, for its thread only: a thread an earlier test left behind in the
+    same process (a broker client's, say) keeps its sockets."""
+    test_thread = threading.get_ident()
     originals = {
         (socket.socket, "connect"): socket.socket.connect,
         (socket.socket, "connect_ex"): socket.socket.connect_ex,
@@ -76,7 +79,8 @@ def unit_guard() -> Iterator[None]:
 
     def refusing(what: str, original):
         def refuse(self, *args, **kwargs):
-            if isinstance(self, socket.socket) and self.family == socket.AF_UNIX:
+            unix = isinstance(self, socket.socket) and self.family == socket.AF_UNIX
+            if unix or threading.get_ident() != test_thread:
                 return original(self, *args, **kwargs)
             raise UnitTestDidIO(f"a unit test called {what}{args!r}: {_HOW}")
 

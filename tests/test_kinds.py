@@ -6,6 +6,7 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
+import threading
 
 import pytest
 
@@ -43,3 +44,20 @@ def test_the_guard_refuses_tcp_and_subprocesses_but_not_unix_sockets(tmp_path):
             subprocess.run([sys.executable, "-c", "pass"], check=True)
         with socket.socket(socket.AF_UNIX) as unix:
             unix.bind(str(tmp_path / "s"))
+
+
+def test_the_guard_leaves_other_threads_alone():
+    refused: list[Exception] = []
+
+    def connect() -> None:
+        with socket.socket() as tcp:
+            try:
+                tcp.connect_ex(("127.0.0.1", 9))
+            except UnitTestDidIO as exc:
+                refused.append(exc)
+
+    with unit_guard():
+        thread = threading.Thread(target=connect)
+        thread.start()
+        thread.join()
+    assert refused == []

@@ -50,12 +50,14 @@ PREFIXES = [
 ]
 
 # Pages, then per page and day a Poisson-ish count from the page's rate; the answers
-# split over the three questions and yes / neutral / no with fixed odds.
+# split over the three questions and yes / neutral / no with fixed odds. The day's draw
+# sits in a subquery behind OFFSET 0: in the join's WHERE, PostgreSQL filtered `rates`
+# with it, one draw per page, and a page answered every day or never.
 FILL = """
 INSERT INTO pages (id, url, title, title_from_list, sources, visible, first_seen, last_seen)
 SELECT 'u-' || lpad(to_hex(i), 16, '0'),
        (ARRAY[{prefixes}])[1 + i % {n_prefixes}] || i || '.html',
-       '津市のページ ' || i || ' 手続きのご案内', false, 10, true, :seen, :seen
+       '津市のページ ' || i || ' 手続きのご案内', false, 10, true, :seen, :answered
 FROM generate_series(1, :pages) AS i;
 
 CREATE TEMP TABLE rates AS
@@ -64,10 +66,13 @@ SELECT 'u-' || lpad(to_hex(i), 16, '0') AS page_id,
 FROM generate_series(1, :pages) AS i;
 
 CREATE TEMP TABLE answered AS
-SELECT page_id, :today - d AS day,
-       floor(rate + random() * greatest(1.0, rate))::int AS responses
-FROM rates, generate_series(0, :days - 1) AS d
-WHERE random() < least(1.0, rate);
+SELECT page_id, day, responses FROM (
+    SELECT page_id, rate, :today - d AS day, random() AS draw,
+           floor(rate + random() * greatest(1.0, rate))::int AS responses
+    FROM rates, generate_series(0, :days - 1) AS d
+    OFFSET 0
+) AS drawn
+WHERE draw < least(1.0, rate);
 
 DELETE FROM answered WHERE responses <= 0;
 
@@ -91,6 +96,8 @@ def fill(url: str, pages: int, days: int, today) -> dict[str, float]:
         "days": days,
         "today": today,
         "seen": datetime(2024, 1, 1, tzinfo=UTC),
+        # Answered lately: no page is quiet (page_list.py), every one is in the list.
+        "answered": datetime.now(UTC),
     }
     with engine.begin() as connection:
         for statement in FILL.format(prefixes=prefixes, n_prefixes=len(PREFIXES)).split(";\n"):

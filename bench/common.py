@@ -21,9 +21,9 @@ PG_ADMIN = os.environ.get("KOE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0
 
 
 @contextmanager
-def pg_database() -> Iterator[str]:
+def pg_database(prefix: str = "koe_bench") -> Iterator[str]:
     admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    name = f"koe_bench_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     with admin.connect() as c:
         c.execute(text(f'CREATE DATABASE "{name}"'))
     try:

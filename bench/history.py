@@ -1,8 +1,8 @@
 """A city's history in the aggregator's database, for benchmarks that need one: `pages`
 pages × `days` days of daily rows in the tables the consumer writes (pages,
-daily_responses, daily_counts, source_counts), with a long tail like a real city site:
-a page's chance of an answer on a day falls with its rank (1/√rank), so a few pages get
-answers most days and most get a few a month.
+daily_responses, daily_counts, source_counts, detector_state), with a long tail like a
+real city site: a page's chance of an answer on a day falls with its rank (1/√rank), so
+a few pages get answers most days and most get a few a month.
 
 Page n is https://www.info.city.tsu.mie.jp/bench/{n}.html, as bench_aggregator.py
 names its pages: the events it sends land on pages with years behind them.
@@ -42,12 +42,18 @@ def fill(engine: Engine, pages: int, days: int) -> dict[str, int]:
         )
         c.execute(
             text(
+                # One draw per page and day: in the WHERE of the join, PostgreSQL pushed
+                # `random() < f(rank)` down to the pages, drew once per page, and ~900
+                # pages got an answer every day while the other 9,100 got none.
+                # OFFSET 0 keeps the draws in the subquery, one per row.
                 "CREATE TEMP TABLE history ON COMMIT DROP AS"
-                " SELECT p.id AS page_id, d::date AS day, 1 + floor(random() * 3)::int AS n"
+                " SELECT page_id, day, n FROM ("
+                " SELECT p.id AS page_id, d::date AS day, p.rank, random() AS draw,"
+                " 1 + floor(random() * 3)::int AS n"
                 " FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS p(id, rank),"
                 " generate_series(CAST(:today AS date) - :days, CAST(:today AS date) - 1,"
-                " interval '1 day') AS d"
-                " WHERE random() < least(0.9, :reach / sqrt(p.rank))"
+                " interval '1 day') AS d OFFSET 0) AS drawn"
+                " WHERE draw < least(0.9, :reach / sqrt(rank))"
             ),
             {"ids": ids, "today": now.date(), "days": days, "reach": REACH},
         )
@@ -74,7 +80,18 @@ def fill(engine: Engine, pages: int, days: int) -> dict[str, int]:
             ),
             {"today": now.date(), "keep": DEFAULT_SOURCE_KEEP_DAYS},
         )
-        tables = ("pages", "daily_responses", "daily_counts", "source_counts")
+        # A DB that has run for years has judged every page up to the day before
+        # yesterday: without it the first batch would judge each page's 730 days from its
+        # first answer (detector_alerts.py), a catch-up no live consumer ever makes.
+        c.execute(
+            text(
+                "INSERT INTO detector_state (page_id, question, last_day, streak)"
+                " SELECT DISTINCT page_id, q, CAST(:today AS date) - 2, 0 FROM history,"
+                " unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q"
+            ),
+            {"today": now.date()},
+        )
+        tables = ("pages", "daily_responses", "daily_counts", "source_counts", "detector_state")
         return {
             t: c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608 - names above
             for t in tables

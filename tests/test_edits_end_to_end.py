@@ -19,7 +19,7 @@ import pytest
 from sqlalchemy import select
 
 from aggregator.models import PageModifiedVote
-from in_browser import DESKTOP, axe_violations
+from in_browser import DESKTOP, PHONE, axe_violations
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.db import make_engine
 from koe_kit.testing import wait_until
@@ -131,4 +131,12 @@ def test_an_edit_is_marked_compared_and_emailed_once_four_weeks_on(
     assert axe_violations(page) == []
     if SCREENSHOTS:
         page.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-edit-desktop.png"), full_page=True)
+    # On a phone the comparison fits the screen (no sideways scrolling) and stays accessible.
+    page.set_viewport_size(PHONE["viewport"])
+    page.reload()
+    assert edit.evaluate("e => e.scrollWidth <= e.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    assert axe_violations(page) == []
+    if SCREENSHOTS:
+        edit.screenshot(path=str(Path(SCREENSHOTS) / "dashboard-edit-phone.png"))
     context.close()

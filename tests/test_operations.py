@@ -361,3 +361,22 @@ def test_all_three_databases_backed_up_and_restored_leave_koe_consistent(koe_fac
     wait_until(lambda: agreement(urls) == (0, 6, 6), what="the answer after the restore")
     time.sleep(2)  # a consumer that counted anything twice would show it by now
     assert agreement(urls) == (0, 6, 6)
+
+
+# What an older image's code may still read: a migration that takes a table or a column
+# away (a widened type, a new table or column, an index, is no trouble for old code).
+REMOVES = re.compile(r"\b(drop_table|drop_column|rename_table)\(")
+
+
+def test_the_runbook_names_every_migration_an_older_image_cannot_run_after():
+    removing = set()
+    for path in REPO.glob("services/*/src/*/migrations/versions/*.py"):
+        source = path.read_text(encoding="utf-8")
+        upgrade = source[source.index("def upgrade") : source.index("def downgrade")]
+        if REMOVES.search(upgrade):
+            revision = re.search(r'^revision = "(\d+)"', source, re.M).group(1)
+            removing.add(f"{path.parts[-4]} {revision}")
+    runbook = RUNBOOK.read_text(encoding="utf-8")
+    rollback = runbook[runbook.index("**Rolling back**") : runbook.index("## Rotating secrets")]
+    listed = {" ".join(m) for m in re.findall(r"^- (\w+) (\d{4}) \(", rollback, re.M)}
+    assert removing == listed

@@ -12,6 +12,7 @@ off the public listener.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -29,7 +30,7 @@ import pytest
 import requests
 
 from koe_kit.local_broker import free_port, wait_for_port
-from koe_kit.testing import issue_certificate, make_ca
+from koe_kit.testing import issue_certificate, make_ca, wait_until
 from support import REPO
 from test_compose import SERVICES, command, local_argv, local_env
 
@@ -93,6 +94,8 @@ def run_as_nobody() -> dict:
 def start_nginx(scratch: Path, settings: dict[str, str]) -> subprocess.Popen:
     """Debian's nginx, unprivileged, with the template rendered for `settings`; the
     certificates are site.crt/site.key in `scratch`."""
+    # The access log where nginx (nobody) may write it; compose's goes to stdout.
+    settings = {**settings, "KOE_ACCESS_LOG": str(scratch / "access.log")}
     (scratch / "koe.conf").write_text(render(TEMPLATE.read_text("utf-8"), settings))
     # The nginx image's own main file, reduced to what an unprivileged nginx needs.
     temp = scratch / "temp"
@@ -264,22 +267,54 @@ def whole_answer(sock: socket.socket, request: bytes) -> bytes:
     return answer
 
 
-@pytest.mark.e2e
-def test_a_host_name_koe_does_not_serve_gets_no_answer():
-    """A scanner or a DNS name someone pointed at the city's address: nginx's first
-    server would otherwise answer it (and pass any Host on to the apps)."""
+CLIENT = "127.0.0.77"  # a citizen's address, as the proxy sees it
+
+
+@dataclass
+class BareProxy:
+    """nginx with the template and no app behind it: a request koe serves gets 502."""
+
+    scratch: Path
+    ca: Path
+    http_port: int
+    public_port: int
+    dashboard_port: int
+
+    def plain(self, host: str) -> bytes:
+        with socket.create_connection(
+            ("127.0.0.1", self.http_port), timeout=10, source_address=(CLIENT, 0)
+        ) as sock:
+            return whole_answer(sock, request_for(host))
+
+    def over_tls(self, port: int, server_name: str, host: str) -> bytes:
+        tls = ssl.create_default_context(cafile=str(self.ca))
+        tls.check_hostname = server_name == "localhost"
+        with (
+            socket.create_connection(
+                ("127.0.0.1", port), timeout=10, source_address=(CLIENT, 0)
+            ) as raw,
+            tls.wrap_socket(raw, server_hostname=server_name) as sock,
+        ):
+            return whole_answer(sock, request_for(host))
+
+
+def request_for(host: str) -> bytes:
+    return f"GET /readyz?page=1 HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+
+
+@pytest.fixture
+def bare_proxy() -> Iterator[BareProxy]:
     scratch = Path(tempfile.mkdtemp(prefix="koe-proxy-"))  # nobody must reach it
     os.chmod(scratch, 0o755)  # noqa: S103 - nginx's workers (nobody) read the certs
     ca = make_certificates(scratch)
-    http_port, public_port, dashboard_port = free_port(), free_port(), free_port()
+    proxy = BareProxy(scratch, ca, free_port(), free_port(), free_port())
     settings = {
         **SERVICES["proxy"]["environment"],
         "KOE_PUBLIC_HOST": "localhost",
         "KOE_DASHBOARD_HOST": "localhost",
-        "KOE_HTTP_LISTEN": f"127.0.0.1:{http_port}",
-        "KOE_PUBLIC_LISTEN": f"127.0.0.1:{public_port}",
-        "KOE_DASHBOARD_LISTEN": f"127.0.0.1:{dashboard_port}",
-        # Nothing listens there: a request koe serves gets 502, one it does not, nothing.
+        "KOE_HTTP_LISTEN": f"127.0.0.1:{proxy.http_port}",
+        "KOE_PUBLIC_LISTEN": f"127.0.0.1:{proxy.public_port}",
+        "KOE_DASHBOARD_LISTEN": f"127.0.0.1:{proxy.dashboard_port}",
         "KOE_FEEDBACK_UPSTREAM": f"127.0.0.1:{free_port()}",
         "KOE_AGGREGATOR_UPSTREAM": f"127.0.0.1:{free_port()}",
     }
@@ -287,34 +322,44 @@ def test_a_host_name_koe_does_not_serve_gets_no_answer():
         settings[f"{name}_CERT"] = str(scratch / "site.crt")
         settings[f"{name}_KEY"] = str(scratch / "site.key")
     nginx = start_nginx(scratch, settings)
-    tls = ssl.create_default_context(cafile=str(ca))
-
-    def request(host: str) -> bytes:
-        return f"GET /readyz HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
-
-    def plain(port: int, host: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
-            return whole_answer(sock, request(host))
-
-    def over_tls(port: int, server_name: str, host: str) -> bytes:
-        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-            tls.check_hostname = server_name == "localhost"
-            with tls.wrap_socket(raw, server_hostname=server_name) as sock:
-                return whole_answer(sock, request(host))
-
     try:
-        for port in (http_port, public_port, dashboard_port):
+        for port in (proxy.http_port, proxy.public_port, proxy.dashboard_port):
             wait_for_port("127.0.0.1", port, timeout_s=30)
-        assert plain(http_port, "localhost").startswith(b"HTTP/1.1 308 ")  # to https
-        assert plain(http_port, "evil.example") == b""
-        for port in (public_port, dashboard_port):
-            assert over_tls(port, "localhost", "localhost").startswith(b"HTTP/1.1 502 ")
-            # The right name for the certificate, another in the request: no answer.
-            assert over_tls(port, "localhost", "evil.example") == b""
-            # Another name in the handshake: refused before any certificate is shown.
-            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
-                over_tls(port, "evil.example", "evil.example")
+        yield proxy
     finally:
         nginx.terminate()
         nginx.wait(timeout=30)
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+@pytest.mark.e2e
+def test_a_host_name_koe_does_not_serve_gets_no_answer(bare_proxy: BareProxy):
+    """A scanner or a DNS name someone pointed at the city's address: nginx's first
+    server would otherwise answer it (and pass any Host on to the apps)."""
+    assert bare_proxy.plain("localhost").startswith(b"HTTP/1.1 308 ")  # to https
+    assert bare_proxy.plain("evil.example") == b""
+    for port in (bare_proxy.public_port, bare_proxy.dashboard_port):
+        assert bare_proxy.over_tls(port, "localhost", "localhost").startswith(b"HTTP/1.1 502 ")
+        # The right name for the certificate, another in the request: no answer.
+        assert bare_proxy.over_tls(port, "localhost", "evil.example") == b""
+        # Another name in the handshake: refused before any certificate is shown.
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            bare_proxy.over_tls(port, "evil.example", "evil.example")
+
+
+@pytest.mark.e2e
+def test_the_access_log_keeps_the_clients_network_not_its_address(bare_proxy: BareProxy):
+    bare_proxy.plain("localhost")
+    bare_proxy.plain("evil.example")
+    bare_proxy.over_tls(bare_proxy.public_port, "localhost", "localhost")
+    log = bare_proxy.scratch / "access.log"
+    wait_until(lambda: len(log.read_text().splitlines()) == 3, what="three access log lines")
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert {line["client"] for line in lines} == {"127.0.0.0/24"}
+    assert CLIENT not in log.read_text()
+    # The path without its query (a page's URL may carry anything), and what happened.
+    assert [(line["request"], line["status"]) for line in lines] == [
+        ("GET /readyz", 308),
+        ("GET /readyz", 444),
+        ("GET /readyz", 502),
+    ]

@@ -211,8 +211,26 @@ def test_without_javascript_the_same_form_posts_and_comes_back_thanked(koe, chro
     finally:
         plain.close()
         scripted.close()
-    arrived(koe, page_id_of(url), WANTED)
+    plain_answer = arrived(koe, page_id_of(url), WANTED)
+    # Without JavaScript the form carries the page's <title>, as widget.js sends it: a page
+    # answered only this way is not "(タイトルなし)" (the title is still only a vote).
+    assert wait_published(koe, plain_answer)["data"]["page_title"] == "津市の自治体DX取組状況|津市"
     arrived(koe, page_id_of(two_url), {"findability": "neutral"})
+
+
+def test_the_demo_page_s_wide_table_scrolls_by_keyboard_on_a_phone(koe, chromium):
+    context, page = open_page(chromium, demo_url(koe, "ja"), "table", PHONE, bypass_csp=True)
+    try:
+        region = page.locator(".demo-table")
+        assert region.evaluate("e => e.scrollWidth > e.clientWidth")  # wider than a phone
+        assert axe_violations(page, include=".demo-table") == []  # scrollable-region-focusable
+        while page.evaluate("document.activeElement.className") != "demo-table":
+            page.keyboard.press("Tab")  # reached by Tab, before the survey's first stop
+            assert page.evaluate("!document.activeElement.closest('.koe-w')")
+        page.keyboard.press("ArrowRight")
+        page.wait_for_function("document.querySelector('.demo-table').scrollLeft > 0")
+    finally:
+        context.close()
 
 
 def test_keyboard_only_with_the_error_and_the_thanks_announced(koe, chromium):
@@ -487,3 +505,38 @@ def test_a_careless_cms_and_hostile_scripts_never_break_the_widget(koe, chromium
     finally:
         context.close()
     arrived(koe, page_id_of(broken_url), {"findability": "no"})
+
+
+def test_the_page_s_modified_date_goes_with_the_answer_with_and_without_javascript(
+    koe, chromium, host_site
+):
+    """The snippet /embed makes with the date (the CMS fills its tag in): widget.js sends
+    it, the plain form posts it; a tag left unfilled costs the citizen nothing."""
+    filled, unfilled = f"{HOST}/modified.html", f"{HOST}/unfilled.html"
+    for url, date_tag in ((filled, "2026-11-02"), (unfilled, "PAGE_MODIFIED")):
+        snippet = embed_snippet(koe, url, modified="1").replace("PAGE_MODIFIED", date_tag)
+        host_site[urlsplit(url).path] = (host_page(snippet), {})
+
+    for url, agent, options in (
+        (filled, "js", {}),
+        (filled, "no-js", {"java_script_enabled": False}),
+        (unfilled, "js", {}),
+    ):
+        context, page = open_page(chromium, url, f"modified-{agent}", **options)
+        try:
+            if agent == "js":
+                page.wait_for_selector("#koe-feedback[data-koe-ready]", state="attached")
+            page.get_by_label("わかりやすかった", exact=True).check()
+            page.get_by_role("button", name="送信").click()
+            if agent == "js":
+                thanked(page)
+            else:
+                page.wait_for_url("**koe=thanks#koe-thanks")
+        finally:
+            context.close()
+
+    wait_until(lambda: len(stored_responses(koe, page_id_of(filled))) == 2, what="both answers")
+    kept = [str(r.page_modified) for r in stored_responses(koe, page_id_of(filled))]
+    assert kept == ["2026-11-02", "2026-11-02"]
+    wait_until(lambda: len(stored_responses(koe, page_id_of(unfilled))) == 1, what="the answer")
+    assert stored_responses(koe, page_id_of(unfilled))[0].page_modified is None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from aggregator.accounts import main
+from aggregator.accounts_cli import koe_home, main
 from aggregator.models import Account, DashboardSession
 
 DIVISIONS = str(Path(__file__).parents[3] / "divisions.yaml")
@@ -22,16 +22,20 @@ PASSWORD = "a long enough secret"  # noqa: S105 (a test password)
 OTHER_PASSWORD = "another long secret"  # noqa: S105
 
 
-def accounts_cli(database_url: str, *args: str, password: str = PASSWORD):
+def cli_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("KOE_") and k != "DATABASE_URL"}
-    env |= {"DATABASE_URL": database_url, "KOE_DIVISIONS_FILE": DIVISIONS}
+    return env | {"DATABASE_URL": database_url, "KOE_DIVISIONS_FILE": DIVISIONS} | extra
+
+
+def accounts_cli(database_url: str, *args: str, password: str = PASSWORD, **run):
     return subprocess.run(
         [sys.executable, "-m", "aggregator.accounts", *args],
         input=password + "\n",
-        env=env,
+        env=run.pop("env", None) or cli_env(database_url, KOE_LANGUAGE="en"),
         capture_output=True,
         text=True,
         timeout=60,
+        **run,
     )
 
 
@@ -75,6 +79,7 @@ def cli(migrated_url, monkeypatch, capsys):
     in-process (the entry point itself is run above)."""
     monkeypatch.setenv("DATABASE_URL", migrated_url)
     monkeypatch.setenv("KOE_DIVISIONS_FILE", DIVISIONS)
+    monkeypatch.setenv("KOE_LANGUAGE", "en")  # the words these tests read; Japanese below
 
     def run(*args: str, password: str = PASSWORD):
         monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
@@ -231,3 +236,112 @@ def test_delete_keeps_who_handled_an_alert_readable(cli, city_app, sessions):
     assert f"対応済み ({city.somu}、" in record and "直しました" in record
     # The email can be given to a new account (a successor in the same post).
     assert cli("create", "--email", city.somu, "--division", "somu-dx")[0] == 0
+
+
+# -- Japanese first, from any directory, a mistyped confirmation asked again (issue 15) ------
+
+
+def test_speaks_japanese_unless_english_is_asked_for(migrated_url):
+    made = accounts_cli(
+        migrated_url,
+        *("create", "--email", "clerk@somu.example", "--division", "somu-dx"),
+        env=cli_env(migrated_url),
+    )
+    assert made.stdout == "koe: clerk@somu.example を作成しました (課 somu-dx)\n", made.stderr
+    again = accounts_cli(
+        migrated_url,
+        "create",
+        "--email",
+        "clerk@somu.example",
+        "--admin",
+        env=cli_env(migrated_url),
+    )
+    assert again.returncode == 1
+    assert again.stderr == (
+        "koe: clerk@somu.example のアカウントはすでにあります (変更は set-password で)\n"
+    )
+    english = accounts_cli(
+        migrated_url, "--lang", "en", "disable", "--email", "clerk@somu.example",
+        env=cli_env(migrated_url),
+    )  # fmt: skip
+    assert english.stdout == "koe: disabled clerk@somu.example\n"
+
+
+def test_runs_from_any_directory(migrated_url, sessions, tmp_path):
+    # Not from the checkout's root, and no KOE_DIVISIONS_FILE: the checkout's is found.
+    env = cli_env(migrated_url)
+    del env["KOE_DIVISIONS_FILE"]
+    made = accounts_cli(
+        migrated_url,
+        *("create", "--email", "clerk@somu.example", "--division", "somu-dx"),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
+    assert f"{Path(DIVISIONS).parent} の divisions.yaml と var/ を使います" in made.stderr
+    with sessions() as session:
+        assert session.scalars(select(Account.division)).all() == ["somu-dx"]
+    # Where relative paths are read from: KOE_HOME, else here if divisions.yaml is here.
+    checkout = Path(DIVISIONS).parent
+    assert koe_home(tmp_path, {}) == checkout
+    assert koe_home(tmp_path, {"KOE_HOME": "/srv/koe"}) == Path("/srv/koe")
+    (tmp_path / "divisions.yaml").write_text("divisions: []\n", encoding="utf-8")
+    assert koe_home(tmp_path, {}) == tmp_path
+
+
+def _at_a_terminal(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]]):
+    """Run argv on a pseudo-terminal (getpass reads /dev/tty), typing each answer once its
+    prompt shows; (exit status, everything the terminal showed)."""
+    import pty
+    import select
+
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: the command, with the pty as its terminal
+        os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606 (our own interpreter)
+    shown = b""
+
+    def until(text: str) -> None:
+        nonlocal shown
+        while text.encode() not in shown:
+            ready, _, _ = select.select([fd], [], [], 30)
+            assert ready, f"no {text!r} after: {shown.decode(errors='replace')}"
+            shown += os.read(fd, 4096)
+
+    for prompt, answer in answers:
+        until(prompt)
+        shown = shown.replace(prompt.encode(), b"<" + prompt.encode() + b">", 1)
+        os.write(fd, answer.encode() + b"\n")
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # the child has closed the terminal
+            break
+        if not chunk:
+            break
+        shown += chunk
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
+
+
+def test_a_mistyped_confirmation_is_asked_again(migrated_url, sessions):
+    argv = ["-m", "aggregator.accounts", "create", "--email", "a@x.example", "--admin"]
+    code, shown = _at_a_terminal(
+        argv,
+        cli_env(migrated_url),
+        [
+            ("パスワード: ", PASSWORD),
+            ("確認のため、もう一度: ", PASSWORD + "x"),  # a slip of the finger
+            ("パスワード: ", "short"),
+            ("確認のため、もう一度: ", "short"),
+            ("パスワード: ", PASSWORD),
+            ("確認のため、もう一度: ", PASSWORD),
+        ],
+    )
+    assert code == 0, shown
+    assert "2回の入力が一致しません。もう一度入力してください。" in shown
+    assert "パスワードは12文字以上にしてください" in shown
+    assert "koe: a@x.example を作成しました (管理者)" in shown
+    assert PASSWORD not in shown  # never echoed
+    with sessions() as session:
+        assert session.scalars(select(Account.email)).all() == ["a@x.example"]

@@ -415,3 +415,10 @@ def test_page_detail_splits_the_scores_by_the_language_answered_in(
     assert locales["ja-x-easy"]["all"]["questions"]["clarity"]["neutral"] == 1
     # The split adds up to the page's own figures.
     assert sum(figures["all"]["n"] for figures in locales.values()) == detail["windows"]["all"]["n"]
+    # The list takes one language too: the same figures as the detail's split.
+    listed = client.get("/api/v1/pages?as_of=2026-11-20&locale=pt", headers=AUTH).get_json()
+    [page] = [p for p in listed["pages"] if p["id"] == A]
+    assert page["windows"]["7d"]["n"] == pt_week["n"] == 2
+    assert page["windows"]["7d"]["questions"]["clarity"] == pt_week["questions"]["clarity"]
+    refused = client.get("/api/v1/pages?locale=xx", headers=AUTH)
+    assert refused.status_code == 400 and refused.get_json()["errors"]["locale"]

@@ -5,19 +5,22 @@ list a phone can scroll through. Axe runs on every page these touch."""
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
 from aggregator.migrate import migrate
-from aggregator.models import DailyCount, Page
+from aggregator.models import DailyCount, DailyLocaleCount, DailyLocaleResponse, Page
 from in_browser import DESKTOP, PHONE, ServedApp, axe_violations, sign_in
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.testing import running
 
 SITE = "https://www.info.city.tsu.mie.jp"
 SAME_TITLE = "よくある質問"
+FAQ = "u-0000000000000101"
 
 
 def _add_pages(sessions, today, pages: list[tuple[str, str, str]]) -> None:
@@ -67,7 +70,7 @@ def live(new_pg_database, dashboard_settings_for_url, city_seeder):
         sessions,
         today,
         [
-            ("u-0000000000000101", f"{SITE}/shisei/dx/faq.html", SAME_TITLE),
+            (FAQ, f"{SITE}/shisei/dx/faq.html", SAME_TITLE),
             ("u-0000000000000102", f"{SITE}/kurashi/gomi/faq.html", SAME_TITLE),
         ]
         + [
@@ -75,6 +78,18 @@ def live(new_pg_database, dashboard_settings_for_url, city_seeder):
             for n in range(5)
         ],
     )
+    # Four answers in Portuguese to the DX page today, and one to its FAQ.
+    with transaction(sessions) as session:
+        for page_id, clarity, responses in ((city.dx, (2, 0, 2), 4), (FAQ, (1, 0, 0), 1)):
+            session.add(
+                DailyLocaleCount(
+                    page_id=page_id, day=today, locale="pt", question="clarity",
+                    yes=clarity[0], neutral=clarity[1], no=clarity[2],
+                )
+            )  # fmt: skip
+            session.add(
+                DailyLocaleResponse(page_id=page_id, day=today, locale="pt", responses=responses)
+            )
     server = ServedApp(app)
     with running(server):
         yield server.url, city
@@ -145,6 +160,7 @@ def test_one_open_alert_is_singular_in_english(chromium, live):
     sign_in(page, city.kankyo, city.password)
     assert page.locator(f'tr[data-page-id="{city.gomi}"] a.badge').inner_text() == ("1 open alert")
     assert page.locator("p.meta").first.inner_text().endswith("· 2 pages")
+    assert axe_violations(page) == []
     page.context.close()
 
 
@@ -184,7 +200,8 @@ def test_the_funnel_table_tells_two_pages_of_one_title_apart(chromium, live):
 
 def test_the_pages_list_on_a_phone_shows_each_page_questions_once(chromium, live):
     base, city = live
-    page = chromium.new_context(**PHONE | {"viewport": {"width": 390, "height": 844}}).new_page()
+    phone = PHONE | {"viewport": {"width": 390, "height": 844}}
+    page = chromium.new_context(**phone, bypass_csp=True).new_page()
     page.goto(f"{base}/sign-in")
     sign_in(page, city.somu, city.password)
     assert page.locator("tr[data-page-id]").count() == 9
@@ -206,4 +223,46 @@ def test_the_pages_list_on_a_phone_shows_each_page_questions_once(chromium, live
     )
     assert {w for w, seen in zip(windows, visible, strict=True) if seen} == {"7d"}
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert axe_violations(page) == []
+    page.context.close()
+
+
+def test_the_pages_list_and_csv_by_the_language_answered_in(chromium, live):
+    base, city = live
+    page = chromium.new_context(**DESKTOP, bypass_csp=True).new_page()
+    page.goto(f"{base}/sign-in")
+    sign_in(page, city.somu, city.password)
+    page.select_option("#f-locale", "pt")
+    page.click("form.filters button[type=submit]")
+    # Only the pages answered in Portuguese, with those answers' figures.
+    assert page.eval_on_selector_all(
+        "tr[data-page-id]", "rows => rows.map(r => r.dataset.pageId).sort()"
+    ) == sorted([city.dx, FAQ])
+    cell = page.locator(f'tr[data-page-id="{city.dx}"] td[data-window="28d"]')
+    assert (cell.get_attribute("data-n"), cell.get_attribute("data-score")) == ("4", "50.0")
+    assert "Portuguêsで表示したアンケートへの回答だけ" in page.locator("#locale-note").inner_text()
+    # The trend too: Portuguese answers came this week only.
+    trend = page.locator(f'tr[data-page-id="{city.dx}"] svg.spark').get_attribute("aria-label")
+    assert trend.endswith(": " + ", ".join(["–"] * 11 + ["50.0"])), trend
+    assert axe_violations(page) == []
+    # A page's own view splits its scores by language, each with n and an interval.
+    page.goto(f"{base}/pages/{city.dx}")
+    row = page.locator('#locales tr[data-locale="pt"][data-window="28d"]')
+    assert "n=4" in row.inner_text()
+    assert "95%信頼区間" in row.locator("td").nth(2).inner_text()  # clarity: 2 of 4 yes
+    page.goto(f"{base}/pages?locale=pt")
+    page.select_option("#f-locale", "ko")
+    page.click("form.filters button[type=submit]")
+    assert page.locator("tr[data-page-id]").count() == 0
+
+    # The CSV: the same filter, and a part per language; both encodings decode.
+    for query, codec in (("locale=pt", "utf-8-sig"), ("locale=each&encoding=shift_jis", "cp932")):
+        answer = page.request.get(f"{base}/export/pages.csv?{query}")
+        assert answer.status == 200
+        rows = list(csv.reader(io.StringIO(answer.body().decode(codec))))
+        assert rows[0][:2] == ["言語", "ページID"]
+        month = {(r[0], r[1]): r for r in rows[1:] if r[6] == "28日間"}
+        assert set(month) == {("pt", city.dx), ("pt", FAQ)}
+        assert month["pt", city.dx][9:11] == ["4", "50.0"]
+    assert page.request.get(f"{base}/export/pages.csv?locale=xx").status == 400
     page.context.close()

@@ -31,6 +31,7 @@ PAGE = "u-5f1c9a2d7e3b4c60"
 PAGE_URL = "https://www.info.city.tsu.mie.jp/shisei/dx/1234.html"
 OLD, NEW = "2026-04-01", "2026-10-05"
 EDIT = date.fromisoformat(NEW)
+API_TOKEN = "dashboard-api-token-" + "t" * 16  # noqa: S105 (conftest's test token)
 
 
 # -- the verdict ------------------------------------------------------------------------
@@ -272,6 +273,9 @@ def test_the_page_s_view_marks_its_edits_and_compares_before_and_after(
     # The daily chart (28 days) holds the second edit only; each question's chart marks it.
     assert html.count(f'<g class="edit-mark" data-day="{second.isoformat()}">') == 3
     assert f'data-day="{first.isoformat()}">' not in html.split('id="edits"')[0]
+    # The charts' tables (for screen readers) say which day carries the edit.
+    day_row = re.findall(r'<tr><th scope="row">([^<]*) <span class="edit-day">', html)
+    assert len(day_row) == 3 and day_row[0] == f"{second.year}年{second.month}月{second.day}日"
     weekly = clerk.get(f"/pages/{PAGE}?period=weekly").get_data(as_text=True)
     assert weekly.count('<g class="edit-mark"') == 6  # both, on 12 weeks
     # Newest first: the second edit is still in its four weeks, the first is judged.
@@ -288,3 +292,31 @@ def test_the_page_s_view_marks_its_edits_and_compares_before_and_after(
     assert 'data-outcome="pending"' in pending and "途中経過" in pending
     english = clerk.get(f"/pages/{PAGE}?lang=en").get_data(as_text=True)
     assert "Better" in english and "Did the edit help?" in english
+
+
+def test_the_stats_api_gives_a_page_s_edits_judged_as_of_the_day_asked(
+    dashboard_app_for, sessions, make_feedback, make_source
+):
+    app = dashboard_app_for()
+    _count(sessions, _history(make_feedback, make_source))
+    api = app.test_client()
+    token = {"Authorization": f"Bearer {API_TOKEN}"}
+
+    def edits(as_of: date) -> list[dict]:
+        answer = api.get(f"/api/v1/pages/{PAGE}?as_of={as_of.isoformat()}", headers=token)
+        assert answer.status_code == 200, answer.get_json()
+        return answer.get_json()["edits"]
+
+    last_day = verdict.after_window(EDIT).end
+    # A day before the four weeks end: the answers up to it (3 a day), no verdict.
+    [pending] = edits(last_day - timedelta(days=1))
+    assert pending["day"] == NEW and pending["report_day"] == (last_day + timedelta(1)).isoformat()
+    assert pending["outcome"] is None  # the figures so far, no verdict yet
+    assert {q["question"]: q["after"]["n"] for q in pending["questions"]}["clarity"] == 81
+    assert {q["outcome"] for q in pending["questions"]} == {None}
+    [judged] = edits(last_day + timedelta(days=1))
+    assert judged["outcome"] == "better"
+    clarity = next(q for q in judged["questions"] if q["question"] == "clarity")
+    assert clarity["outcome"] == "better" and clarity["after"]["n"] == 84
+    assert clarity["change"]["points"] == pytest.approx(100 - 100 / 6, abs=0.1)
+    assert edits(EDIT - timedelta(days=400)) == []  # before the edit, none to show

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import html
+import re
 from pathlib import Path
 
 import pytest
@@ -144,6 +145,15 @@ def test_embed_adds_the_page_s_modified_date_only_when_asked(client):
     assert "page_modified" not in html.unescape(plain.get_data(as_text=True))
 
 
+def test_embed_adds_the_page_s_title_for_the_plain_form_when_asked(client):
+    asked = client.get("/embed", query_string={"origin": SITE, "title": "1"})
+    plain = client.get("/embed", query_string={"origin": SITE})
+
+    field = '<input type="hidden" name="page_title" value="PAGE_TITLE">'
+    assert field in html.unescape(asked.get_data(as_text=True))
+    assert "page_title" not in html.unescape(plain.get_data(as_text=True))
+
+
 def test_embed_gives_a_further_snippet_on_the_page_ids_of_its_own(client):
     page = client.get("/embed", query_string={"origin": SITE, "widget": "side2"})
 
@@ -229,6 +239,9 @@ def test_the_demo_is_the_seed_page_with_the_real_snippet(client):
         for word in [*words, "デジタル改革推進課", "059-229-3118"]:
             assert word in body, (path, word)
         assert f'name="page_url" value="http://localhost{path}"' in body
+        # The plain form names the page as widget.js would, by its <title>.
+        title = re.search(r"<title>(.*)</title>", body).group(1)
+        assert f'<input type="hidden" name="page_title" value="{title}">' in body
         assert body.index('class="koe-w"') < body.index("059-229-3118")  # survey, then contact
         assert "style=" not in body and "<script>" not in body
     assert client.get("/demo/tsu-dx/fr").status_code == 404

@@ -26,18 +26,14 @@ is text, not a reference), so the record of who did what stays readable.
 
 from __future__ import annotations
 
-import argparse
-import getpass
-import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from aggregator.account_words import say
 from aggregator.auth import (
     DISABLED_MARK,
     aware,
@@ -46,11 +42,8 @@ from aggregator.auth import (
     last_sign_ins,
     normalise_email,
 )
-from aggregator.config import load_settings
 from aggregator.models import Account, AlertHandling
-from koe_directory import Directory, DirectoryError, load_directory
-from koe_kit.config import ConfigError, exit_on_config_error
-from koe_kit.db import make_engine, session_factory, transaction
+from koe_directory import Directory
 
 MIN_PASSWORD_LENGTH = 12
 HASH_METHOD = "scrypt"
@@ -60,7 +53,16 @@ _UNKNOWN_ACCOUNT_HASH = generate_password_hash("no account has this password", H
 
 
 class AccountError(ValueError):
-    """The account cannot be created or changed; the message says why."""
+    """The account cannot be created or changed: `reason` says why (a key of
+    account_words, with its values), in English as the message."""
+
+    def __init__(self, reason: str, **values: object) -> None:
+        super().__init__(say("en", f"error.{reason}", **values))
+        self.reason = reason
+        self.values = values
+
+    def words(self, lang: str) -> str:
+        return say(lang, f"error.{self.reason}", **self.values)
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,9 @@ class AccountSummary:
     disabled: bool
 
 
-def password_problem(password: str) -> str | None:
+def check_password(password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
-        return f"the password needs at least {MIN_PASSWORD_LENGTH} characters"
-    return None
+        raise AccountError("short_password", length=MIN_PASSWORD_LENGTH)
 
 
 def create_account(
@@ -89,18 +90,16 @@ def create_account(
 ) -> Account:
     email = normalise_email(email)
     if "@" not in email or len(email) > 254:
-        raise AccountError(f"{email!r} is not an email address")
+        raise AccountError("not_email", email=email)
     if admin == (division is not None):
-        raise AccountError("give either --division CODE or --admin")
+        raise AccountError("who")
     fallback = directory.fallback.code
     if division is not None and division != fallback and not directory.knows(division):
         known = ", ".join(sorted(directory.divisions))
-        raise AccountError(f"unknown division {division!r} (divisions.yaml has: {known})")
-    problem = password_problem(password)
-    if problem:
-        raise AccountError(problem)
+        raise AccountError("unknown_division", division=division, known=known)
+    check_password(password)
     if find_account(session, email) is not None:
-        raise AccountError(f"an account for {email} exists already (use set-password)")
+        raise AccountError("exists", email=email)
     account = Account(
         email=email,
         password_hash=generate_password_hash(password, HASH_METHOD),
@@ -117,9 +116,7 @@ def set_password(session: Session, email: str, password: str) -> Account:
     """Replace the password and end the account's dashboard sessions; a disabled
     account stays disabled."""
     account = existing_account(session, email)
-    problem = password_problem(password)
-    if problem:
-        raise AccountError(problem)
+    check_password(password)
     mark = DISABLED_MARK if is_disabled(account) else ""
     account.password_hash = mark + generate_password_hash(password, HASH_METHOD)
     # A new password is often the answer to a leaked one: whoever signed in with the
@@ -180,7 +177,7 @@ def find_account(session: Session, email: str) -> Account | None:
 def existing_account(session: Session, email: str) -> Account:
     account = find_account(session, email)
     if account is None:
-        raise AccountError(f"no account for {normalise_email(email)}")
+        raise AccountError("no_account", email=normalise_email(email))
     return account
 
 
@@ -194,118 +191,7 @@ def authenticate(session: Session, email: str, password: str) -> Account | None:
     return None
 
 
-def format_accounts(accounts: Sequence[AccountSummary], zone: ZoneInfo) -> str:
-    """An aligned table with a header line; times in the city's zone, with the offset."""
-
-    def when(moment: datetime | None) -> str:
-        return moment.astimezone(zone).isoformat(timespec="minutes") if moment else "-"
-
-    rows = [("email", "scope", "created", "last sign-in", "status")] + [
-        (
-            a.email,
-            a.scope,
-            when(a.created_at),
-            when(a.last_sign_in),
-            "disabled" if a.disabled else "active",
-        )
-        for a in accounts
-    ]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
-def _read_password() -> str:
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password: ")
-    if getpass.getpass("again: ") != first:
-        raise AccountError("the two passwords differ")
-    return first
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m aggregator.accounts", description="koe dashboard accounts"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
-    create = commands.add_parser("create", help="create an account")
-    create.add_argument("--email", required=True)
-    who = create.add_mutually_exclusive_group(required=True)
-    who.add_argument("--division", help="division code from divisions.yaml (or 'fallback')")
-    who.add_argument("--admin", action="store_true", help="sees every division")
-    commands.add_parser("list", help="every account: scope, created, last sign-in, status")
-    for name, text in [
-        ("set-password", "replace an account's password (signs it out everywhere)"),
-        ("disable", "refuse an account's sign-ins and sign it out everywhere"),
-        ("enable", "let a disabled account sign in again"),
-        ("delete", "remove an account (alerts it handled keep its email)"),
-    ]:
-        commands.add_parser(name, help=text).add_argument("--email", required=True)
-    return parser
-
-
-def _run(
-    session: Session,
-    directory: Directory,
-    args: argparse.Namespace,
-    password: str,
-    zone: ZoneInfo,
-) -> str:
-    """Carry out one command; returns what to print."""
-    if args.command == "list":
-        return format_accounts(list_accounts(session), zone)
-    if args.command == "create":
-        account = create_account(
-            session,
-            directory,
-            email=args.email,
-            password=password,
-            division=args.division,
-            admin=args.admin,
-        )
-        scope = "admin" if account.is_admin else f"division {account.division}"
-        return f"koe: created {account.email} ({scope})"
-    if args.command == "set-password":
-        account = set_password(session, args.email, password)
-        still = " (the account stays disabled)" if is_disabled(account) else ""
-        return f"koe: password changed for {account.email}{still}"
-    email = normalise_email(args.email)
-    if args.command == "disable":
-        changed = disable_account(session, email)
-        return f"koe: disabled {email}" if changed else f"koe: {email} was disabled already"
-    if args.command == "enable":
-        changed = enable_account(session, email)
-        return f"koe: enabled {email}" if changed else f"koe: {email} was not disabled"
-    handled = delete_account(session, email)
-    return f"koe: deleted {email} ({handled} handled alerts keep its email)"
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    try:
-        settings = load_settings()
-        directory = load_directory(settings.divisions_file)
-    except ConfigError as exc:
-        exit_on_config_error(exc)
-    except DirectoryError as exc:
-        print(f"koe: cannot read divisions: {exc}", file=sys.stderr)
-        return 2
-    engine = make_engine(settings.database_url)
-    try:
-        # Asked before the transaction: nothing waits on the database while someone types.
-        password = _read_password() if args.command in ("create", "set-password") else ""
-        with transaction(session_factory(engine)) as session:
-            print(_run(session, directory, args, password, settings.timezone))
-    except AccountError as exc:
-        print(f"koe: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        engine.dispose()
-    return 0
-
-
 if __name__ == "__main__":
+    from aggregator.accounts_cli import main
+
     raise SystemExit(main())

@@ -57,7 +57,7 @@ from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
 from koe_directory import QUESTION_KEYS
-from koe_directory.catalogue import NAMES
+from koe_directory.catalogue import LOCALES, NAMES
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -173,6 +173,7 @@ def pages():
     sort = request.args.get("sort") if request.args.get("sort") in SORTS else "score"
     order = "desc" if request.args.get("order") == "desc" else "asc"
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
+    locale = request.args.get("locale") if request.args.get("locale") in LOCALES else None
     codes = {
         d.code
         for d in choices
@@ -191,10 +192,12 @@ def pages():
         order=order,
         window=window,
         quiet_before=None if with_quiet else datetime.now(UTC) - timedelta(days=quiet_days),
+        locale=locale,
     )
     as_of = today()
     wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
-    if page_list.current(db, as_of):
+    # The rollups hold every answer together: one language's figures are summed here.
+    if locale is None and page_list.current(db, as_of):
         total = page_list.count(db, query, directory())
         quiet = 0 if with_quiet else page_list.count(db, everyone(query), directory()) - total
         pages_total = max(1, -(-total // PAGE_SIZE))
@@ -214,7 +217,7 @@ def pages():
         number = min(wanted, pages_total)
         shown = rows[(number - 1) * PAGE_SIZE : number * PAGE_SIZE]
     shown_ids = [r["id"] for r in shown]
-    scores = trends.weekly_page_scores(db, shown_ids, as_of)
+    scores = trends.weekly_page_scores(db, shown_ids, as_of, locale=locale)
     return render_template(
         "dashboard/pages.html",
         rows=shown,
@@ -227,7 +230,15 @@ def pages():
         open_alerts=alert_records.open_alert_counts(db, shown_ids),
         departments=sorted({d.department for d in choices if d.department}),
         divisions=choices,
-        filters={"department": department, "division": division, "q": text, "quiet": asked_quiet},
+        filters={
+            "department": department,
+            "division": division,
+            "q": text,
+            "quiet": asked_quiet,
+            "locale": locale,
+        },
+        locales=LOCALES,
+        locale_names=NAMES,
         quiet=quiet,
         quiet_days=quiet_days,
         sort=sort,
@@ -258,7 +269,9 @@ def _from_daily_rows(query: page_list.Query, as_of: date) -> tuple[list[dict], i
     kept = wanted
     if query.quiet_before is not None:
         kept = page_list.answered_since(db, wanted, query.quiet_before)
-    rows = stats.list_pages(db, as_of=as_of, directory=directory(), page_ids=kept)
+    rows = stats.list_pages(
+        db, as_of=as_of, directory=directory(), page_ids=kept, locale=query.locale
+    )
     if query.text:
         needle = query.text.casefold()
         rows = [

@@ -41,6 +41,7 @@ from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS, Tally
 from aggregator.visibility import visible_page
 from koe_directory import QUESTION_KEYS
+from koe_directory.catalogue import LOCALES
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
 
@@ -48,6 +49,8 @@ export = Blueprint("export", __name__, url_prefix="/export")
 protect(export)
 
 MAX_DAYS = 3660
+# pages.csv?locale=each: every language's figures, one part per language.
+EACH = "each"
 ENCODINGS = {"utf-8": ("utf-8", "utf-8"), "shift_jis": ("cp932", "Shift_JIS")}
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # Characters common in Japanese text that cp932 has only as a look-alike: without
@@ -94,7 +97,13 @@ def _question_cells(figures: dict, *, interval: bool) -> list[object]:
     return cells
 
 
-def pages_header(language: str) -> list[str]:
+def pages_header(language: str, *, by_locale: bool = False) -> list[str]:
+    """by_locale: a first column names the language the row's answers were given in."""
+    first = [_("csv.locale")] if by_locale else []
+    return first + _pages_header(language)
+
+
+def _pages_header(language: str) -> list[str]:
     if language == "en":
         head = ["page id", "title", "URL", "department", "division", "window", "start", "end"]
         head += ["responses", "score"]
@@ -104,12 +113,15 @@ def pages_header(language: str) -> list[str]:
     return head + _question_headers(language, interval=True)
 
 
-def pages_rows(figures: Iterable[dict]) -> Iterator[list[object]]:
+def pages_rows(figures: Iterable[dict], locale: str | None = None) -> Iterator[list[object]]:
+    """A row per page and window; with a `locale`, each row starts with it."""
+    first = [locale] if locale else []
     for page in figures:
         owner = directory().owner(page["url"])
         for name in WINDOWS:
             figures_of = page["windows"][name]
             yield [
+                *first,
                 page["id"],
                 page["title"],
                 page["url"],
@@ -229,10 +241,26 @@ def csv_response(header: list[str], rows: Iterable[list[object]], filename: str)
 @export.get("/pages.csv")
 @login_required
 def pages_csv():
+    """Every answer's figures; `?locale=pt` those of the answers in one language, and
+    `?locale=each` a part per language (each row names it), for the pages answered in it."""
     db, account = db_session(), signed_in_account()
     as_of = today()
-    rows = pages_rows(page_list.visible_figures(db, directory(), account, as_of))
-    return csv_response(pages_header(lang()), rows, f"koe-pages-{as_of}.csv")
+    asked = request.args.get("locale") or None
+    if asked is not None and asked != EACH and asked not in LOCALES:
+        abort(400)
+    if asked is None:
+        rows = pages_rows(page_list.visible_figures(db, directory(), account, as_of))
+        return csv_response(pages_header(lang()), rows, f"koe-pages-{as_of}.csv")
+    locales = LOCALES if asked == EACH else (asked,)
+    rows = (
+        row
+        for locale in locales
+        for row in pages_rows(
+            page_list.visible_figures(db, directory(), account, as_of, locale), locale
+        )
+    )
+    header = pages_header(lang(), by_locale=True)
+    return csv_response(header, rows, f"koe-pages-{asked}-{as_of}.csv")
 
 
 @export.get("/pages/<page_id>/daily.csv")

@@ -78,6 +78,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "{count} more pages are not listed: nobody has answered them for {days} days "
         "or more (a search finds them).",
     ),
+    "pages.quiet.one": (
+        "このほか{count}ページは、{days}日以上回答がないため一覧に表示していません"
+        "(検索すると表示されます)。",
+        "{count} more page is not listed: nobody has answered it for {days} days "
+        "or more (a search finds it).",
+    ),
     "pages.quiet_show": ("これらも表示する", "Show them too"),
     "pages.quiet_filter": (
         "{days}日以上回答がないページも表示",
@@ -126,6 +132,14 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The answers by the language the survey was shown in: is the page clear to every resident?",
     ),
     "locales.locale": ("言語", "Language"),
+    "locales.filter": ("回答した言語", "Language answered in"),
+    "locales.every": ("すべての言語", "Every language"),
+    "locales.shown": (
+        "{language}で表示したアンケートへの回答だけの数値と推移です。",
+        "Figures and trends of the answers given in {language} only.",
+    ),
+    "csv.locales": ("言語別のCSV", "CSV split by language"),
+    "csv.locale": ("言語", "language"),
     "alerts.none": ("アラートはありません。", "No alerts."),
     "alerts.title": ("アラート", "Alerts"),
     "alerts.raised": ("発生", "Raised"),

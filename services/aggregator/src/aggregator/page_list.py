@@ -42,6 +42,8 @@ class Query:
     window: str
     # Pages last answered (pages.last_seen) before it are left out; None keeps them.
     quiet_before: datetime | None = None
+    # The figures of the answers in one language (a catalogue locale); None for all.
+    locale: str | None = None
 
 
 def current(session: Session, as_of: date) -> bool:
@@ -101,19 +103,26 @@ def every(
 
 
 def visible_figures(
-    session: Session, directory: Directory, account: Account, as_of: date
+    session: Session,
+    directory: Directory,
+    account: Account,
+    as_of: date,
+    locale: str | None = None,
 ) -> Iterator[dict]:
     """Every page the account may see, with its figures, in page id order: from the
-    rollups through one cursor, or (before the consumer moved them to today) summed
-    from the daily rows CHUNK pages at a time."""
-    if current(session, as_of):
+    rollups through one cursor, or (before the consumer moved them to today, or for
+    one `locale`'s answers, which the rollups do not split) summed from the daily rows
+    CHUNK pages at a time."""
+    if locale is None and current(session, as_of):
         codes = {d.code for d in divisions_for(directory, account)}
         yield from every(session, codes, as_of=as_of, directory=directory)
         return
     page_ids = sorted(visible_pages(session, directory, account))
     for start in range(0, len(page_ids), CHUNK):
         chunk = page_ids[start : start + CHUNK]
-        yield from stats.list_pages(session, as_of=as_of, directory=directory, page_ids=chunk)
+        yield from stats.list_pages(
+            session, as_of=as_of, directory=directory, page_ids=chunk, locale=locale
+        )
 
 
 def _select(wanted: list[ColumnElement[bool]]):

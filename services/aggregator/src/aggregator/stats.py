@@ -23,7 +23,14 @@ from sqlalchemy import ColumnElement, Select, case, func, select
 from sqlalchemy.orm import Session
 
 from aggregator.history import history, month_of
-from aggregator.models import DailyCount, DailyExcess, DailyResponse, Page
+from aggregator.models import (
+    DailyCount,
+    DailyExcess,
+    DailyLocaleCount,
+    DailyLocaleResponse,
+    DailyResponse,
+    Page,
+)
 from aggregator.scoring import (
     WINDOWS,
     Tally,
@@ -48,17 +55,20 @@ def list_pages(
     as_of: date,
     directory: Directory,
     page_ids: Collection[str] | None = None,
+    locale: str | None = None,
 ) -> list[dict]:
-    """Every visible page (or those among `page_ids`: the dashboard's visible pages)."""
+    """Every visible page (or those among `page_ids`: the dashboard's visible pages).
+    With a `locale`: the pages answered in that language, with those answers' figures."""
     query = select(Page).where(Page.visible).order_by(Page.id)
     if page_ids is not None:
         query = query.where(among(session, Page.id, list(page_ids)))
     pages = list(session.scalars(query))
-    tallies = _window_tallies(session, as_of, page_ids=page_ids)
-    responses = _window_responses(session, as_of, page_ids=page_ids)
+    tallies = _window_tallies(session, as_of, page_ids=page_ids, locale=locale)
+    responses = _window_responses(session, as_of, page_ids=page_ids, locale=locale)
     return [
         page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in pages
+        if locale is None or page.id in tallies
     ]
 
 
@@ -70,6 +80,7 @@ def list_pages_after(
     after: str | None,
     limit: int,
     division: str | None = None,
+    locale: str | None = None,
 ) -> tuple[list[dict], str | None]:
     """One result page of the visible pages in id order, from the first id after `after`,
     and the id to continue after (None on the last one).
@@ -99,8 +110,8 @@ def list_pages_after(
     has_next = len(chosen) > limit
     chosen = chosen[:limit]
     page_ids = [page.id for page in chosen]
-    tallies = _window_tallies(session, as_of, page_ids=page_ids)
-    responses = _window_responses(session, as_of, page_ids=page_ids)
+    tallies = _window_tallies(session, as_of, page_ids=page_ids, locale=locale)
+    responses = _window_responses(session, as_of, page_ids=page_ids, locale=locale)
     listed = [
         page_json(page, directory, tallies.get(page.id, {}), responses.get(page.id, {}), as_of)
         for page in chosen
@@ -141,8 +152,11 @@ def _window_tallies(
     *,
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
+    locale: str | None = None,
 ) -> WindowTallies:
-    counts = history(DailyCount).c
+    """Per page, window and question; with a `locale`, of the answers in that language
+    only (locale_split.py's tables, which ingest.py keeps beside daily_counts)."""
+    counts = history(DailyCount if locale is None else DailyLocaleCount).c
     columns = [
         window_sum(counts.day, counts[answer], as_of, length).label(f"{name}_{answer}")
         for name, length in WINDOWS.items()
@@ -153,6 +167,8 @@ def _window_tallies(
         .where(counts.day <= as_of)
         .group_by(counts.page_id, counts.question)
     )
+    if locale is not None:
+        query = query.where(counts.locale == locale)
     query = _only_pages(session, query, counts.page_id, page_id=page_id, page_ids=page_ids)
     result: WindowTallies = {}
     for row in session.execute(query):
@@ -172,8 +188,9 @@ def _window_responses(
     *,
     page_id: str | None = None,
     page_ids: Collection[str] | None = None,
+    locale: str | None = None,
 ) -> WindowResponses:
-    answered = history(DailyResponse).c
+    answered = history(DailyResponse if locale is None else DailyLocaleResponse).c
     columns = [
         window_sum(answered.day, answered.responses, as_of, length).label(name)
         for name, length in WINDOWS.items()
@@ -181,6 +198,8 @@ def _window_responses(
     query = (
         select(answered.page_id, *columns).where(answered.day <= as_of).group_by(answered.page_id)
     )
+    if locale is not None:
+        query = query.where(answered.locale == locale)
     query = _only_pages(session, query, answered.page_id, page_id=page_id, page_ids=page_ids)
     return {
         row.page_id: {name: int(getattr(row, name)) for name in WINDOWS}

@@ -16,7 +16,7 @@ from datetime import date, timedelta
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
-from aggregator.models import DailyCount
+from aggregator.models import DailyCount, DailyLocaleCount
 from aggregator.scoring import (
     Tally,
     page_score,
@@ -39,34 +39,42 @@ def week_starts(as_of: date, weeks: int) -> list[date]:
 
 
 def weekly_page_scores(
-    session: Session, page_ids: Collection[str], as_of: date, weeks: int = SPARKLINE_WEEKS
+    session: Session,
+    page_ids: Collection[str],
+    as_of: date,
+    weeks: int = SPARKLINE_WEEKS,
+    locale: str | None = None,
 ) -> dict[str, list[float | None]]:
-    """page id → its score per 7-day span, oldest first (None: nobody answered)."""
+    """page id → its score per 7-day span, oldest first (None: nobody answered); with a
+    `locale`, of the answers given in that language only."""
     if not page_ids:
         return {}
+    counts = DailyCount if locale is None else DailyLocaleCount
     starts = week_starts(as_of, weeks)
     # Newest span first, so the first start the day is on or after is its span.
     bucket = case(
-        *((DailyCount.day >= start, index) for index, start in reversed(list(enumerate(starts)))),
+        *((counts.day >= start, index) for index, start in reversed(list(enumerate(starts)))),
         else_=-1,
     ).label("bucket")
-    rows = session.execute(
+    query = (
         select(
-            DailyCount.page_id,
-            DailyCount.question,
+            counts.page_id,
+            counts.question,
             bucket,
-            func.sum(DailyCount.yes),
-            func.sum(DailyCount.neutral),
-            func.sum(DailyCount.no),
+            func.sum(counts.yes),
+            func.sum(counts.neutral),
+            func.sum(counts.no),
         )
         .where(
-            among(session, DailyCount.page_id, list(page_ids)),
-            DailyCount.day.between(starts[0], as_of),
+            among(session, counts.page_id, list(page_ids)),
+            counts.day.between(starts[0], as_of),
         )
-        .group_by(DailyCount.page_id, DailyCount.question, bucket)
+        .group_by(counts.page_id, counts.question, bucket)
     )
+    if locale is not None:
+        query = query.where(DailyLocaleCount.locale == locale)
     tallies: dict[str, list[dict[str, Tally]]] = {}
-    for page_id, question, index, yes, neutral, no in rows:
+    for page_id, question, index, yes, neutral, no in session.execute(query):
         per_week = tallies.setdefault(page_id, [{} for _ in starts])
         per_week[index][question] = Tally(int(yes), int(neutral), int(no))
     return {

@@ -12,8 +12,10 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from aggregator import locale_split, stats
+from aggregator.edits.page_view import edit_json, edit_views
 from aggregator.query_args import whole_number
 from koe_directory import Directory
+from koe_directory.catalogue import LOCALES
 from koe_directory.divisions import CODE as DIVISION_CODE
 from koe_directory.pages import PAGE_ID
 from koe_kit.web import db_session
@@ -87,7 +89,8 @@ def _as_of() -> date | None:
 @api.get("/pages")
 def list_pages():
     """Visible pages in id order, `limit` at a time (default 100); the answer's `next`,
-    passed back as `cursor`, continues after its last page, and is null on the last one."""
+    passed back as `cursor`, continues after its last page, and is null on the last one.
+    `locale`: the figures of the answers given in that language (0 for a page with none)."""
     as_of = _as_of()
     if as_of is None:
         return _bad_request("as_of", AS_OF_FORMAT)
@@ -97,6 +100,9 @@ def list_pages():
     limit = whole_number(request.args.get("limit", str(DEFAULT_LIMIT)), 1, MAX_LIMIT)
     if limit is None:
         return _bad_request("limit", f"must be a whole number from 1 to {MAX_LIMIT}")
+    locale = request.args.get("locale") or None
+    if locale is not None and locale not in LOCALES:
+        return _bad_request("locale", f"must be one of {', '.join(LOCALES)}")
     after = None
     if request.args.get("cursor"):
         after = _page_after(request.args["cursor"])
@@ -109,6 +115,7 @@ def list_pages():
         after=after,
         limit=limit,
         division=division,
+        locale=locale,
     )
     return jsonify(as_of=as_of.isoformat(), pages=pages, next=_cursor(last) if last else None)
 
@@ -140,4 +147,6 @@ def page_detail(page_id: str):
     if page is None:
         return jsonify(error="Not Found", message="no such page"), 404
     page["locales"] = locale_split.page_locales(db_session(), page_id, as_of)
+    # The newest edits, judged as of as_of (README, "Did my edit help?").
+    page["edits"] = [edit_json(e) for e in edit_views(db_session(), page_id, as_of)]
     return jsonify(page)

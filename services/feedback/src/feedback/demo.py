@@ -20,6 +20,12 @@ blueprint = Blueprint("demo", __name__)
 # The seed page's division (divisions.yaml): 総務部 デジタル改革推進課.
 DIVISION = "somu-dx"
 PAGES = {"ja": "demo/tsu-dx.ja.html", "en": "demo/tsu-dx.en.html"}
+# Each page's <title>, which the snippet carries too: answered without JavaScript, the
+# page is named as widget.js would name it (a CMS prints its title tag there).
+TITLES = {
+    "ja": "津市の自治体DX取組状況|津市",
+    "en": "Tsu City's digital transformation (DX)|Tsu City",
+}
 
 
 @blueprint.get("/demo")
@@ -37,6 +43,6 @@ def tsu_dx(lang: str):
     # The page's own address under KOE_PUBLIC_URL, as url_for would give it behind a
     # proxy, without trusting the Host header.
     page_url = base_url + request.path
-    survey = snippet(base_url, lang, page_url, DIVISION)
-    page = PAGES.get(lang, PAGES["ja"])
-    return with_csp(render_template(page, page_url=page_url, survey=survey))
+    page, title = PAGES.get(lang, PAGES["ja"]), TITLES.get(lang, TITLES["ja"])
+    survey = snippet(base_url, lang, page_url, DIVISION, title=title)
+    return with_csp(render_template(page, page_url=page_url, survey=survey, title=title))

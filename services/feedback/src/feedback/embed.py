@@ -41,6 +41,10 @@ CSP = (
 PAGE_URL_PLACEHOLDER = "PAGE_URL"
 # The CMS's tag for the page's last-modified date, written YYYY-MM-DD.
 PAGE_MODIFIED_PLACEHOLDER = "PAGE_MODIFIED"
+# The CMS's tag for the page's title: without JavaScript the form carries the title
+# widget.js would read from <title>. Like every title a client sends, it is only a vote:
+# it becomes the page's once enough sources sent it (README, "Pages keep their identity").
+PAGE_TITLE_PLACEHOLDER = "PAGE_TITLE"
 # /embed's language for a CMS that serves one template in many languages: the snippet
 # is Japanese without JavaScript and takes the page's <html lang> with it.
 PAGE_LANGUAGE = "page"
@@ -87,12 +91,14 @@ def snippet(
     division: str | None = None,
     widget: str = "",
     modified: str = "",
+    title: str = "",
 ) -> Markup:
     """The embed snippet: stylesheet, survey form and script, all from `base_url` (koe).
 
     lang: a catalogue locale, or PAGE_LANGUAGE.
     widget: the name of a further snippet on the same page (WIDGET_NAME), or "".
     modified: the page's last-modified date (or the CMS tag printing it), or "" for none.
+    title: the page's title (or the CMS tag printing it), or "" for none.
     """
     follow_page = lang == PAGE_LANGUAGE
     if follow_page:
@@ -108,6 +114,7 @@ def snippet(
             division=division,
             widget=widget,
             modified=modified,
+            title=title,
             ids=snippet_ids(widget),
             questions=QUESTIONS,
             follow_page=follow_page,
@@ -176,6 +183,7 @@ def generator():
     page_url = args.get("page_url", "").strip() or PAGE_URL_PLACEHOLDER
     widget = args.get("widget", "").strip()
     modified = PAGE_MODIFIED_PLACEHOLDER if args.get("modified") else ""
+    title = PAGE_TITLE_PLACEHOLDER if args.get("title") else ""
     errors: dict[str, str] = {}
     code = ""
     if site:
@@ -202,7 +210,7 @@ def generator():
                 "up to 16 lowercase letters and digits / 半角英小文字と数字で16文字まで"
             )
         if not errors:
-            code = str(snippet(base_url, lang, page_url, division, widget, modified))
+            code = str(snippet(base_url, lang, page_url, division, widget, modified, title))
     html = render_template(
         "embed.html",
         origins=origins,
@@ -215,6 +223,8 @@ def generator():
         page_url=page_url if page_url != PAGE_URL_PLACEHOLDER else "",
         widget=widget,
         modified=bool(modified),
+        title=bool(title),
+        title_placeholder=PAGE_TITLE_PLACEHOLDER,
         placeholder=PAGE_URL_PLACEHOLDER,
         modified_placeholder=PAGE_MODIFIED_PLACEHOLDER,
         errors=errors,

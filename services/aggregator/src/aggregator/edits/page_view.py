@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Any
 
 from sqlalchemy.orm import Session
 
 from aggregator.edits import verdict
 from aggregator.edits.records import page_edits
-from aggregator.edits.reports import comparisons
+from aggregator.edits.reports import comparisons, questions_json, window_json
 from aggregator.scoring import Window
 
 # The newest edits a page's view compares (a page is edited a few times a year).
@@ -32,10 +33,11 @@ class EditView:
 
 
 def edit_views(session: Session, page_id: str, today: date) -> list[EditView]:
-    """The page's newest edits first, up to SHOWN."""
+    """The page's newest edits up to `today` first, up to SHOWN."""
     views = []
-    for edit in reversed(page_edits(session, page_id)[-SHOWN:]):
-        compared = comparisons(session, page_id, edit.day)
+    known = [edit for edit in page_edits(session, page_id) if edit.day <= today]
+    for edit in reversed(known[-SHOWN:]):
+        compared = comparisons(session, page_id, edit.day, through=today)
         views.append(
             EditView(
                 day=edit.day,
@@ -50,3 +52,18 @@ def edit_views(session: Session, page_id: str, today: date) -> list[EditView]:
             )
         )
     return views
+
+
+def edit_json(view: EditView) -> dict[str, Any]:
+    """An edit as the stats API gives it: the outcomes are null until the four weeks
+    after it are over (the figures are those so far)."""
+    return {
+        "day": view.day.isoformat(),
+        "previous": view.previous.isoformat(),
+        "confirmed_by": view.confirmed_by,
+        "before": window_json(view.before),
+        "after": window_json(view.after),
+        "report_day": view.report_day.isoformat(),
+        "outcome": view.outcome if view.complete else None,
+        "questions": questions_json(view.questions, judged=view.complete),
+    }

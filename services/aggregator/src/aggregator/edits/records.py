@@ -86,9 +86,9 @@ def record_listed(session: Session, dates: Iterable[tuple[str, date]], now: date
     if not given:
         return []
     edits = _move(session, {p: [d] for p, d in given.items()}, BY_LIST, now)
-    table = Page.__table__
-    for start in range(0, len(given), _IN_CHUNK):
-        chunk = list(given)[start : start + _IN_CHUNK]
+    table, page_ids = Page.__table__, list(given)
+    for start in range(0, len(page_ids), _IN_CHUNK):
+        chunk = page_ids[start : start + _IN_CHUNK]
         session.execute(
             update(table).where(among(session, table.c.id, chunk)).values(modified_from_list=True)
         )
@@ -99,13 +99,13 @@ def _move(
     session: Session, reached: dict[str, list[date]], confirmed_by: str, now: datetime
 ) -> list[Edit]:
     """Each page's date to the latest of `reached` that is later than its own, in order;
-    an edit for each move from a known date. Answers do not move a listed page's date."""
+    an edit for each move from a known date. Answers do not move a listed page's date.
+    Every page is in the pages table already: the batch's sightings, or the list's import,
+    were written first."""
     known = _known(session, list(reached))
     edits: list[Edit] = []
     moved: list[dict] = []
     for page_id, dates in reached.items():
-        if page_id not in known:
-            continue  # a page the list names before its import (records_listed runs after)
         current, from_list = known[page_id]
         if from_list and confirmed_by == BY_SOURCES:
             continue

@@ -62,9 +62,15 @@ def window_tallies(session: Session, page_id: str, window: Window) -> dict[str, 
     return {q: Tally(int(y), int(n), int(no)) for q, y, n, no in rows}
 
 
-def comparisons(session: Session, page_id: str, day: date) -> list[verdict.Comparison]:
+def comparisons(
+    session: Session, page_id: str, day: date, through: date | None = None
+) -> list[verdict.Comparison]:
+    """Before and after the edit of `day`; the after side no later than `through` (a view
+    as of a day within the four weeks shows the figures up to it)."""
     before = window_tallies(session, page_id, verdict.before_window(day))
-    after = window_tallies(session, page_id, verdict.after_window(day))
+    whole = verdict.after_window(day)
+    end = whole.end if through is None else min(whole.end, through)
+    after = window_tallies(session, page_id, Window(whole.start, end))
     return verdict.compare_all(list(QUESTION_KEYS), before, after)
 
 
@@ -184,7 +190,7 @@ def _tally(tally: Tally) -> dict[str, Any]:
     }
 
 
-def _window(window: Window) -> dict[str, str]:
+def window_json(window: Window) -> dict[str, str]:
     assert window.start is not None
     return {"start": window.start.isoformat(), "end": window.end.isoformat()}
 
@@ -200,19 +206,25 @@ def report_data(
             "previous": edit.previous.isoformat(),
             "confirmed_by": edit.confirmed_by,
         },
-        "before": _window(verdict.before_window(edit.day)),
-        "after": _window(verdict.after_window(edit.day)),
+        "before": window_json(verdict.before_window(edit.day)),
+        "after": window_json(verdict.after_window(edit.day)),
         "outcome": verdict.overall(compared),
-        "questions": [
-            {
-                "question": c.question,
-                "outcome": c.outcome,
-                "before": _tally(c.before),
-                "after": _tally(c.after),
-                "change": None
-                if c.change is None
-                else {"points": rounded(c.change), "low": rounded(c.low), "high": rounded(c.high)},
-            }
-            for c in compared
-        ],
+        "questions": questions_json(compared),
     }
+
+
+def questions_json(compared: list[verdict.Comparison], judged: bool = True) -> list[dict[str, Any]]:
+    """Each question's before, after, change and outcome (None until `judged`), as the
+    report event and the stats API give them."""
+    return [
+        {
+            "question": c.question,
+            "outcome": c.outcome if judged else None,
+            "before": _tally(c.before),
+            "after": _tally(c.after),
+            "change": None
+            if c.change is None
+            else {"points": rounded(c.change), "low": rounded(c.low), "high": rounded(c.high)},
+        }
+        for c in compared
+    ]

@@ -73,3 +73,13 @@ TOPICS = (
         dead_letters_of=ALERTS_TOPIC,
     ),
 )
+
+
+def produced_by(producer: str) -> frozenset[str]:
+    """The topics `producer` writes to."""
+    return frozenset(t.name for t in TOPICS if producer in t.producers)
+
+
+def consumed_by(group: str) -> frozenset[str]:
+    """The topics consumer group `group` reads."""
+    return frozenset(t.name for t in TOPICS if group in t.consumers)

@@ -3,9 +3,11 @@ them. The JSON Schemas in schemas/ stay the contract on the wire (producers and
 consumers validate against them); these types follow them field for field.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: NotRequired must be seen at run time, so that
+# __required_keys__ (tests/test_topic_owners.py) is the schema's `required`.
 from typing import Literal, NotRequired, TypedDict
+
+from koe_contract import ALERT_DROP, ALERT_RECOVERED, EDIT_REVIEWED, FEEDBACK_SUBMITTED
 
 # Question keys, answers and locales are plain str here: the domain carries them as
 # str (koe_directory's lists), and the JSON Schema checks their values on every event.
@@ -137,3 +139,12 @@ class EditReviewed(TypedDict):
     after: Window
     outcome: Outcome
     questions: list[ReviewedQuestion]
+
+
+# The payload type of each event type (tests/test_topic_owners.py holds them to the schemas).
+BY_EVENT_TYPE: dict[str, type] = {
+    FEEDBACK_SUBMITTED: FeedbackSubmitted,
+    ALERT_DROP: AlertDrop,
+    ALERT_RECOVERED: AlertRecovered,
+    EDIT_REVIEWED: EditReviewed,
+}

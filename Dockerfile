@@ -19,7 +19,7 @@ RUN python -m pip install setuptools==80.9.0
 COPY libs/ libs/
 COPY services/ services/
 RUN python -m pip wheel --no-build-isolation --no-deps --wheel-dir /wheels \
-        ./libs/koe_kit ./libs/koe_directory \
+        ./libs/koe_kit ./libs/koe_directory ./libs/koe_contract \
         ./services/feedback ./services/aggregator ./services/notifier \
  && /opt/koe/bin/pip install --no-deps --no-index /wheels/*.whl \
  && /opt/koe/bin/pip check

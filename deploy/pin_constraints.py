@@ -11,7 +11,14 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-KOE_PACKAGES = ("koe-kit", "koe-directory", "koe-feedback", "koe-aggregator", "koe-notifier")
+KOE_PACKAGES = (
+    "koe-kit",
+    "koe-directory",
+    "koe-contract",
+    "koe-feedback",
+    "koe-aggregator",
+    "koe-notifier",
+)
 CONSTRAINTS = Path(__file__).resolve().parents[1] / "constraints.txt"
 
 

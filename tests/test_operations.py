@@ -10,7 +10,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import time
 import uuid
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from entry_points import known_entry_points
 from koe_kit import events
 from koe_kit.kafka import KafkaSettings, ensure_topics, make_producer, read_topic
 from koe_kit.testing import wait_until
-from support import DX_PAGE, REPO, answered
+from support import DX_PAGE, REPO, answered, drained
 
 RUNBOOK = REPO / "docs/operations.md"
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -323,7 +322,9 @@ def agreement(urls: dict[str, str]) -> tuple[int, int, int]:
 
 
 @pytest.mark.e2e
-def test_all_three_databases_backed_up_and_restored_leave_koe_consistent(koe_factory, tmp_path):
+def test_all_three_databases_backed_up_and_restored_leave_koe_consistent(
+    koe_factory, broker, tmp_path
+):
     runbook = RUNBOOK.read_text(encoding="utf-8")
     for sql in (UNSENT, ANSWERS_KEPT, ANSWERS_COUNTED):
         assert f'-tAc "{sql}"' in runbook, sql
@@ -359,7 +360,7 @@ def test_all_three_databases_backed_up_and_restored_leave_koe_consistent(koe_fac
     koe.stack.start_all()
     assert koe.submit(**answered(client_token=str(uuid.uuid4()))).status_code == 202
     wait_until(lambda: agreement(urls) == (0, 6, 6), what="the answer after the restore")
-    time.sleep(2)  # a consumer that counted anything twice would show it by now
+    drained(koe, broker.bootstrap)  # a consumer that counted anything twice shows it now
     assert agreement(urls) == (0, 6, 6)
 
 

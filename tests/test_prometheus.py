@@ -40,6 +40,7 @@ def run(promtool: str, *args: str, stdin: str | None = None) -> subprocess.Compl
     )
 
 
+@pytest.mark.integration
 def test_the_alert_rules_pass_their_unit_tests(promtool):
     checked = run(promtool, "check", "rules", "koe-rules.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
@@ -48,11 +49,13 @@ def test_the_alert_rules_pass_their_unit_tests(promtool):
     assert "SUCCESS" in tested.stdout
 
 
+@pytest.mark.integration
 def test_the_scrape_config_is_valid(promtool):
     checked = run(promtool, "check", "config", "--syntax-only", "prometheus.yml")
     assert checked.returncode == 0, checked.stdout + checked.stderr
 
 
+@pytest.mark.integration
 def test_dead_letter_counters_are_served_at_zero_before_the_first_one(promtool):
     """increase() sees the first dead letter only if the series existed before it."""
     ConsumerLoop(

@@ -45,6 +45,7 @@ def render(template: str, env: dict[str, str]) -> str:
     return re.sub(r"\$\{([A-Z_][A-Z0-9_]*)\}", lambda m: env.get(m[1], m[0]), template)
 
 
+@pytest.mark.integration
 def test_compose_gives_the_proxy_every_name_its_template_uses():
     names = set(re.findall(r"\$\{([A-Z_][A-Z0-9_]*)\}", TEMPLATE.read_text(encoding="utf-8")))
     proxy = SERVICES["proxy"]

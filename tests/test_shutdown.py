@@ -24,7 +24,7 @@ from kafka import KafkaProducer
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.testing import wait_until
-from support import SITE, alert
+from support import SITE, alert, drained
 
 pytestmark = pytest.mark.e2e
 
@@ -131,7 +131,7 @@ def test_sigterm_to_the_notifier_mid_stream_sends_each_alert_once(koe_factory, b
 
     koe.stack.start("notifier-consumer")
     wait_until(lambda: len(smtp_server.messages) >= count, what="every alert emailed")
-    time.sleep(2)  # a duplicate, if the restart resent one, would arrive by now
+    drained(koe, broker.bootstrap)  # a duplicate, if the restart resent one, is here
     assert len(smtp_server.messages) == count
     assert len({m["Message-ID"] for m in smtp_server.messages}) == count
     assert heartbeat_check(koe, "notifier-consumer") == 0

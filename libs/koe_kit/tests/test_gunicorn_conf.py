@@ -10,11 +10,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from koe_kit.local_broker import free_port, wait_for_port
 
 CLIENT = "127.0.0.77"
 
 
+@pytest.mark.integration
 def test_gunicorn_logs_its_own_lines_as_json(tmp_path: Path):
     (tmp_path / "tiny").mkdir()
     (tmp_path / "tiny" / "__init__.py").write_text("")

@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from koe_kit.local_broker import free_port
 
 
+@pytest.mark.integration
 def test_a_foreign_server_on_a_port_of_make_run_stops_it_naming_the_variable(tmp_path: Path):
     listeners = []
     ports = {}

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 SCRIPT = textwrap.dedent(
     """
     import time
@@ -23,6 +25,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.integration
 def test_sigint_stops_the_stack_although_the_parent_ignored_it():
     process = subprocess.Popen(
         [sys.executable, "-c", SCRIPT],

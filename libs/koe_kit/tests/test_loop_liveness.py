@@ -36,6 +36,7 @@ def settings(bootstrap: str, **overrides) -> KafkaSettings:
     return KafkaSettings(**(options | overrides))
 
 
+@pytest.mark.integration
 def test_a_consumer_started_before_the_broker_waits_for_it(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="koe_kit.kafka")
     port = free_port()
@@ -70,6 +71,7 @@ def test_a_consumer_started_before_the_broker_waits_for_it(tmp_path, caplog):
     assert line["attempt"] == 1 and line["next_try_s"] == 1.0
 
 
+@pytest.mark.integration
 def test_without_a_broker_it_gives_up_after_its_limit_saying_what_to_check():
     port = free_port()
     with pytest.raises(SystemExit) as stopped:

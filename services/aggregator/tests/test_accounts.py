@@ -290,37 +290,46 @@ def test_runs_from_any_directory(migrated_url, sessions, tmp_path):
 
 
 def _at_a_terminal(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]]):
-    """Run argv on a pseudo-terminal (getpass reads /dev/tty), typing each answer once its
-    prompt shows; (exit status, everything the terminal showed)."""
+    """Run argv on a pseudo-terminal (getpass reads /dev/tty), typing each answer only once
+    its prompt shows after the last one answered (getpass discards input typed ahead);
+    (exit status, everything the terminal showed). Never waits more than 30 s for output:
+    a missing prompt fails the test and ends the child instead of hanging the run."""
     import pty
     import select
+    import signal
 
     pid, fd = pty.fork()
     if pid == 0:  # the child: the command, with the pty as its terminal
         os.execve(sys.executable, [sys.executable, *argv], env)  # noqa: S606 (our own interpreter)
     shown = b""
 
-    def until(text: str) -> None:
+    def read_more() -> bool:
+        """More output (False at the end); fails after 30 s without any."""
         nonlocal shown
-        while text.encode() not in shown:
-            ready, _, _ = select.select([fd], [], [], 30)
-            assert ready, f"no {text!r} after: {shown.decode(errors='replace')}"
-            shown += os.read(fd, 4096)
-
-    for prompt, answer in answers:
-        until(prompt)
-        shown = shown.replace(prompt.encode(), b"<" + prompt.encode() + b">", 1)
-        os.write(fd, answer.encode() + b"\n")
-    while True:
+        ready, _, _ = select.select([fd], [], [], 30)
+        assert ready, f"stuck after: {shown.decode(errors='replace')}"
         try:
             chunk = os.read(fd, 4096)
         except OSError:  # the child has closed the terminal
-            break
-        if not chunk:
-            break
+            return False
         shown += chunk
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
+        return bool(chunk)
+
+    try:
+        answered = 0  # where the output not yet matched to a prompt starts
+        for prompt, answer in answers:
+            while (at := shown.find(prompt.encode(), answered)) < 0:
+                assert read_more(), f"ended before {prompt!r}: {shown.decode(errors='replace')}"
+            answered = at + len(prompt.encode())
+            os.write(fd, answer.encode() + b"\n")
+        while read_more():
+            pass
+    except BaseException:
+        os.kill(pid, signal.SIGKILL)
+        raise
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
     return os.waitstatus_to_exitcode(status), shown.decode(errors="replace")
 
 

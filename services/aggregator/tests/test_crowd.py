@@ -188,3 +188,19 @@ def test_a_quiet_page_s_evidence_reaches_back_only_as_far_as_five_sources_need()
     assert evidence_start(
         RULE, [SourceDay(day(6), s.source, 1) for s in busy], START, day(3), END
     ) == day(3)
+
+
+def test_a_busy_day_is_a_burst_only_beyond_what_the_page_s_usual_day_brings():
+    """4 of 6 on one day is over the share; with a usual day of 1.5 answers, a burst needs
+    more than 2 × 1.5 + 3 = 6 on that day."""
+    weekday = [SourceDay(day(1), f"m{i}", 1) for i in range(4)]
+    weekday += [SourceDay(day(2), "t", 1), SourceDay(day(3), "w", 1)]
+    assert judge(RULE, START, END, weekday).held == BURST  # no usual day given: share alone
+    assert judge(RULE, START, END, weekday, usual_per_day=1.5).email
+    # Seven on one day among eight: beyond 6.
+    flood = [SourceDay(day(1), f"f{i}", 1) for i in range(7)] + [SourceDay(day(2), "x", 1)]
+    verdict = judge(RULE, START, END, flood, usual_per_day=1.5)
+    assert verdict.held == BURST and verdict.evidence.as_json(RULE)["usual_per_day"] == 1.5
+    # Exactly 2 × usual + 3 is not beyond it.
+    edge = [SourceDay(day(1), f"e{i}", 1) for i in range(6)] + [SourceDay(day(2), "y", 1)]
+    assert judge(RULE, START, END, edge, usual_per_day=1.5).email

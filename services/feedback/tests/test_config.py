@@ -108,12 +108,14 @@ def run_module(code: str, env: dict[str, str]) -> subprocess.CompletedProcess[st
     )
 
 
+@pytest.mark.integration
 def test_wsgi_without_origins_stops_with_a_message(tmp_path):
     done = run_module("import feedback.wsgi", {"DATABASE_URL": f"sqlite:///{tmp_path}/f.db"})
     assert done.returncode == 2
     assert "KOE_ALLOWED_ORIGINS" in done.stderr
 
 
+@pytest.mark.integration
 def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
     done = run_module(
         "import feedback.wsgi",
@@ -128,6 +130,7 @@ def test_wsgi_with_a_missing_divisions_file_stops_with_a_message(tmp_path):
     assert "KOE_DIVISIONS_FILE" in done.stderr
 
 
+@pytest.mark.integration
 def test_migrate_creates_the_tables(tmp_path):
     url = f"sqlite:///{tmp_path}/feedback.db"
     done = run_module(

@@ -368,6 +368,7 @@ GOOD = json.dumps(answered()).encode()
         ),
     ],
 )
+@pytest.mark.integration
 def test_gunicorn_refuses_hostile_requests_with_a_4xx_and_keeps_serving(
     gunicorn_feedback, case, request_bytes, statuses
 ):

@@ -8,6 +8,8 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import pytest
+
 from koe_kit.local_broker import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[3]
@@ -24,6 +26,7 @@ def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.integration
 def test_migrate_then_ready_under_gunicorn(tmp_path):
     # One database kind is enough here: the migrations run on both in the other tests.
     env = {
@@ -51,6 +54,7 @@ def test_migrate_then_ready_under_gunicorn(tmp_path):
         gunicorn.wait(timeout=20)
 
 
+@pytest.mark.integration
 def test_the_consumer_will_not_start_with_a_broken_divisions_file(tmp_path):
     broken = tmp_path / "divisions.yaml"
     broken.write_text("divisions: [\n")
@@ -63,6 +67,7 @@ def test_the_consumer_will_not_start_with_a_broken_divisions_file(tmp_path):
     assert "not valid YAML" in done.stderr
 
 
+@pytest.mark.integration
 def test_the_consumer_will_not_start_on_an_unmigrated_database(tmp_path):
     done = run(
         ["notifier.consumer"],

@@ -68,6 +68,7 @@ def message() -> EmailMessage:
     return mail
 
 
+@pytest.mark.integration
 def test_mail_goes_over_tls_with_a_login_checked_against_the_citys_ca(tls_server, certificates):
     sink, variable = tls_server
     _, ca, stranger = certificates
@@ -84,7 +85,7 @@ def test_mail_goes_over_tls_with_a_login_checked_against_the_citys_ca(tls_server
     assert len(sink.messages) == 1
 
 
-def test_implicit_tls_and_starttls_are_one_or_the_other(certificates):
+def test_implicit_tls_and_starttls_are_one_or_the_other():
     with pytest.raises(ConfigError, match="SMTP_TLS and SMTP_STARTTLS"):
         load_settings({"KOE_DIVISIONS_FILE": DIVISIONS, "SMTP_TLS": "1", "SMTP_STARTTLS": "1"})
     with pytest.raises(ConfigError, match="SMTP_CAFILE"):

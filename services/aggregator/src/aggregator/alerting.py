@@ -25,7 +25,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aggregator.alert_types import DropAlert, QuestionDrop, RecoveryAlert
@@ -40,7 +40,7 @@ from aggregator.crowd import (
 from aggregator.crowd_window import window_counts
 from aggregator.detector import DetectorSettings
 from aggregator.detector_alerts import judge_pages
-from aggregator.models import AlertOutbox, Page
+from aggregator.models import AlertOutbox, DailyResponse, Page
 from aggregator.scoring import Tally, Window, question_score, wilson_interval
 from koe_contract import ALERT_DROP, ALERT_RECOVERED
 from koe_contract import payloads as wire
@@ -134,9 +134,22 @@ def crowd_verdict(
     first = chart_start(alert)
     start, end = judged_window(alert, settings)
     counts = window_counts(session, alert.page_id, first, end)
-    return judge(
-        crowd, evidence_start(crowd, counts, first, start, end), end, counts, stands_without
+    start = evidence_start(crowd, counts, first, start, end)
+    usual = usual_per_day(session, alert, settings)
+    return judge(crowd, start, end, counts, stands_without, usual)
+
+
+def usual_per_day(session: Session, alert: Alert, settings: DetectorSettings) -> float:
+    """The page's responses a day over the reference window of the alert's day: what a
+    burst is measured against (crowd.py)."""
+    reference = settings.reference_window(alert.as_of)
+    responses = session.scalar(
+        select(func.coalesce(func.sum(DailyResponse.responses), 0)).where(
+            DailyResponse.page_id == alert.page_id,
+            DailyResponse.day.between(reference.start, reference.end),
+        )
     )
+    return (responses or 0) / settings.reference_days
 
 
 def _record(

@@ -7,7 +7,9 @@ one moment:
 
 - at least `min_sources` distinct sources (KOE_ALERT_MIN_SOURCES, 5);
 - no source holds more than `max_source_share` of them (KOE_ALERT_MAX_SOURCE_SHARE);
-- no day holds more than `max_day_share` of them (KOE_ALERT_MAX_DAY_SHARE): a burst.
+- no day holds more than `max_day_share` of them (KOE_ALERT_MAX_DAY_SHARE) while
+  bringing more answers than the page's usual day can (burst_usual_times × the usual
+  day + burst_usual_plus; the usual day from the reference, when given): a burst.
   A window of one day is all one day by its nature, so this test needs two or more;
 - a drop still alarms without its largest source (when it sent two or more and at
   least `decisive_share` of the window's responses): a source
@@ -63,6 +65,12 @@ class CrowdRule:
     # A city page's answers spread over the week; three in five on one day is a
     # burst (a link shared somewhere, or a script), worth a look before an email.
     max_day_share: float = 0.6
+    # ...and that day brought more than twice the page's usual day plus three answers: on
+    # a page of ten a week, a Monday with four of a window's six answers is its weekday
+    # rhythm, not a burst (one in ten real drops was held for it, bench_detector); a
+    # day beyond 2 × usual + 3 comes by chance under 1 % of days at 10–200 a week.
+    burst_usual_times: float = 2.0
+    burst_usual_plus: int = 3
     # A source with at least a fifth of a drop's evidence is asked whether the drop stands
     # without it. The re-judging assumes the worst of its answers (all "no"), so a
     # smaller source, among four times as many answers of others, is not asked: a
@@ -100,6 +108,7 @@ class Evidence:
     busiest_day: date | None
     busiest_day_share: float | None
     days: tuple[DayFigures, ...]  # every day of the window, oldest first
+    usual_per_day: float | None = None  # the page's responses a day in the reference
 
     def as_json(self, rule: CrowdRule) -> dict[str, Any]:
         return {
@@ -110,6 +119,7 @@ class Evidence:
             "busiest_day": self.busiest_day.isoformat() if self.busiest_day else None,
             "busiest_day_share": _rounded(self.busiest_day_share),
             "days": [{"day": d.day.isoformat(), "n": d.n, "sources": d.sources} for d in self.days],
+            "usual_per_day": None if self.usual_per_day is None else round(self.usual_per_day, 2),
             "rule": {
                 "min_sources": rule.min_sources,
                 "max_source_share": rule.max_source_share,
@@ -147,10 +157,13 @@ def judge(
     end: date,
     counts: Iterable[SourceDay],
     stands_without: StandsWithout | None = None,
+    usual_per_day: float | None = None,
 ) -> Verdict:
     """Whether the evidence of the window start..end (inclusive) may be emailed.
     Rows outside the window are ignored. `stands_without`, for a drop, re-judges it
-    without some answers; without it the largest source is not asked about."""
+    without some answers; without it the largest source is not asked about.
+    `usual_per_day`: the page's responses a day in its reference; without it any day
+    over the share is a burst."""
     source_days: dict[str, dict[date, int]] = {}
     per_source: dict[str, int] = {}
     per_day: dict[date, int] = {}
@@ -186,6 +199,7 @@ def judge(
             )
             for day in (start + timedelta(days=i) for i in range(window_days))
         ),
+        usual_per_day=usual_per_day,
     )
     reason = _reason(rule, evidence, window_days)
     if reason is None and stands_without is not None and per_source:
@@ -229,6 +243,11 @@ def _reason(rule: CrowdRule, evidence: Evidence, window_days: int) -> str | None
         window_days >= 2
         and evidence.busiest_day_share is not None
         and evidence.busiest_day_share > rule.max_day_share
+        and (
+            evidence.usual_per_day is None
+            or evidence.busiest_day_share * evidence.n
+            > rule.burst_usual_times * evidence.usual_per_day + rule.burst_usual_plus + _EPS
+        )
     ):
         return BURST
     return None

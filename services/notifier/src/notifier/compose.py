@@ -23,6 +23,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
 from koe_contract import ALERT_DROP, ALERT_RECOVERED, EDIT_REVIEWED
+from koe_contract import payloads as wire
 from koe_directory import QUESTIONS_BY_KEY, Division
 
 SUBJECTS = {
@@ -44,7 +45,7 @@ def japanese_date(day: str | date) -> str:
     return f"{d.year}年{d.month}月{d.day}日"
 
 
-def japanese_window(window: Mapping[str, str]) -> str:
+def japanese_window(window: wire.Window) -> str:
     return f"{japanese_date(window['start'])}〜{japanese_date(window['end'])}"
 
 
@@ -241,7 +242,7 @@ def _signed(value: float) -> str:
 
 
 def edit_view(event: Mapping[str, Any], dashboard_url: str | None) -> EditView:
-    data = event["data"]
+    data: wire.EditReviewed = event["data"]
     page = data["page"]
     questions = []
     for q in data["questions"]:

@@ -386,6 +386,7 @@ def test_every_kafka_client_can_be_given_every_kafka_setting_it_reads(
         assert not any("koe-kafka" in v for v in SERVICES[name].get("volumes", [])), name
 
 
+@pytest.mark.integration  # runs promtool
 def test_an_optional_prometheus_scrapes_koe_with_the_repositorys_rules():
     prometheus = SERVICES["prometheus"]
     # Only with `docker compose --profile monitoring up`: a city may have its own.

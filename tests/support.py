@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -353,10 +354,11 @@ def wait_for_partitions(koe: Koe, name: str) -> None:
 GROUP_TOPICS = {"aggregator": "koe.feedback.submitted.v1", "notifier": "koe.alerts.v1"}
 
 
-def unread(bootstrap: str, group: str, topic: str) -> int:
-    """How many records of `topic` lie after what `group` committed. Fetched, not worked
-    out from end offsets: Tansu reports a topic's end as its last record batch's first
-    offset + 1, which a group can pass halfway through that batch."""
+def unread(bootstrap: str, group: str, topic: str, fetch_s: float = 1.0) -> int:
+    """How many records of `topic` lie after what `group` committed (at least). The end
+    offsets say so when they are ahead; when they are not, records are still fetched from
+    the committed offsets for `fetch_s`: Tansu reports a topic's end as its last record
+    batch's first offset + 1, which a group can pass halfway through that batch."""
     consumer = KafkaConsumer(
         bootstrap_servers=[bootstrap], group_id=group, enable_auto_commit=False
     )
@@ -365,9 +367,18 @@ def unread(bootstrap: str, group: str, topic: str) -> int:
         assert found, f"{topic} is not on the broker: has koe made its topics?"
         partitions = [TopicPartition(topic, p) for p in found]
         consumer.assign(partitions)  # assigned, not subscribed: joins no group
+        committed = {tp: consumer.committed(tp) or 0 for tp in partitions}
+        end = consumer.end_offsets(partitions)
+        behind = sum(max(0, end[tp] - committed[tp]) for tp in partitions)
+        if behind:
+            return behind
         for tp in partitions:
-            consumer.seek(tp, consumer.committed(tp) or 0)
-        return sum(len(records) for records in consumer.poll(timeout_ms=500).values())
+            consumer.seek(tp, committed[tp])
+        deadline = time.monotonic() + fetch_s
+        while time.monotonic() < deadline:
+            if fetched := consumer.poll(timeout_ms=200):
+                return sum(len(records) for records in fetched.values())
+        return 0
     finally:
         consumer.close()
 

@@ -6,7 +6,6 @@ reaches the stats or a mailbox."""
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -16,7 +15,7 @@ from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
-from support import SITE, alert, emails_per_alert, publish, submitted
+from support import SITE, alert, drained, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e
 
@@ -104,7 +103,7 @@ def test_poison_on_the_feedback_topic_is_dead_lettered_and_the_aggregator_carrie
 
     wait_until(lambda: len(read_topic([broker.bootstrap], FEEDBACK_DLQ)) >= len(poisons))
     wait_until(lambda: koe.page_n(page_id_for_url(page)) >= len(valid), what="valid ones counted")
-    time.sleep(1)  # anything more, if the poison were counted, would show by now
+    drained(koe, broker.bootstrap)  # anything more, if the poison were counted, shows now
     check_dead_letters(broker.bootstrap, FEEDBACK_DLQ, poisons, sent, "aggregator")
     counted = koe.page_n(page_id_for_url(page))
     assert counted == len(valid)
@@ -139,7 +138,7 @@ def test_poison_on_the_alerts_topic_is_dead_lettered_and_the_notifier_carries_on
     wait_until(lambda: len(read_topic([broker.bootstrap], ALERTS_DLQ)) >= len(poisons))
     wanted = {a["id"] for a in valid}
     wait_until(lambda: set(emails_per_alert(smtp_server.messages)) >= wanted, what="alerts emailed")
-    time.sleep(2)  # a mail for the poison, or a second one, would arrive by now
+    drained(koe, broker.bootstrap)  # a mail for the poison, or a second one, is here
     check_dead_letters(broker.bootstrap, ALERTS_DLQ, poisons, sent, "notifier")
     per_alert = emails_per_alert(smtp_server.messages)
     assert per_alert == dict.fromkeys(wanted, 1), "a poison alert was mailed, or one twice"

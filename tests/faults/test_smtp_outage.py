@@ -11,7 +11,6 @@ import socketserver
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import requests
@@ -23,7 +22,7 @@ from koe_kit.kafka import read_topic
 from koe_kit.local_broker import free_port
 from koe_kit.testing import wait_until
 from notifier.models import SentAlert
-from support import alert, emails_per_alert, publish, wait_for_partitions
+from support import alert, drained, emails_per_alert, publish, wait_for_partitions
 
 pytestmark = pytest.mark.e2e
 
@@ -58,9 +57,9 @@ def publish_alerts(broker, numbers: range) -> None:
     publish(broker.bootstrap, ALERTS, [alert(n) for n in numbers])
 
 
-def each_emailed_once(smtp_server) -> int:
+def each_emailed_once(koe, broker, smtp_server) -> int:
     """Check every alert was emailed exactly once; returns how many were doubled (0)."""
-    time.sleep(2)  # a second email, if a retry resent one, would arrive by now
+    drained(koe, broker.bootstrap)  # a second email, if a retry resent one, is here
     per_alert = emails_per_alert(smtp_server.messages)
     assert set(per_alert) == {alert(n)["id"] for n in (*BEFORE, *DURING)}, "an alert was lost"
     assert len(smtp_server.messages) == sum(per_alert.values())
@@ -83,7 +82,7 @@ def test_a_mail_server_refusing_connections_for_a_while_delays_alerts_never_drop
     smtp_server.start()
 
     wait_until(lambda: emailed(smtp_server, DURING), what="the delayed alerts emailed")
-    doubled = each_emailed_once(smtp_server)
+    doubled = each_emailed_once(koe, broker, smtp_server)
     assert {row.status for row in attempts(koe).values()} == {"sent"}
     figures(
         fault="SMTP server refusing connections, then back",
@@ -139,7 +138,7 @@ def test_a_mail_server_saying_421_and_451_for_a_while_delays_alerts_never_drops_
     assert len(smtp_server.messages) == len(BEFORE)
 
     wait_until(lambda: emailed(smtp_server, DURING), what="the delayed alerts emailed")
-    doubled = each_emailed_once(smtp_server)
+    doubled = each_emailed_once(koe, broker, smtp_server)
     assert {row.status for row in attempts(koe).values()} == {"sent"}
     assert read_topic([broker.bootstrap], DEAD_LETTERS) == [], "a 4xx is not for good"
     figures(
@@ -159,7 +158,7 @@ def test_a_421_to_quit_after_the_server_took_the_mail_sends_it_once(
     smtp_server.quit_with("421 4.3.2 shutting down")
     publish_alerts(broker, BEFORE)
     wait_until(lambda: emailed(smtp_server, BEFORE), what="the alerts emailed")
-    time.sleep(2)  # a second email, if a retry resent one, would arrive by now
+    drained(koe, broker.bootstrap)  # a second email, if a retry resent one, is here
     per_alert = emails_per_alert(smtp_server.messages)
     doubled = sum(n - 1 for n in per_alert.values())
     assert doubled == 0, per_alert.most_common(3)
@@ -216,7 +215,7 @@ def test_a_550_is_recorded_dead_lettered_and_shown_and_the_next_alert_goes_out(
     publish(broker.bootstrap, ALERTS, [next_alert])
     wait_until(lambda: emails_per_alert(smtp_server.messages), what="the next alert emailed")
 
-    time.sleep(2)  # the refused alert, if it were retried, would be emailed by now
+    drained(koe, broker.bootstrap)  # the refused alert, if it were retried, is emailed
     assert emails_per_alert(smtp_server.messages) == {next_alert["id"]: 1}
     record = attempts(koe)[refused["id"]]
     assert (record.status, record.attempts) == ("failed", 1)

@@ -12,6 +12,9 @@ import pytest
 
 from faults.tcp_proxy import TcpProxy
 
+# A proxy and an echo server on real ports (tests/kinds.py).
+pytestmark = pytest.mark.integration
+
 
 class Echo(socketserver.BaseRequestHandler):
     received: list[bytes] = []  # everything any connection sent, in order

@@ -39,6 +39,7 @@ from aggregator.models import (
 )
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES, PageSightings, shown
 from aggregator.replacements import Counted, Replacements, remembered
+from koe_contract import payloads as wire
 from koe_directory import Directory
 from koe_kit import events
 from koe_kit.db import among, bulk_add, bulk_insert
@@ -128,7 +129,8 @@ def handle_batch(
     ]
     ledger = SourceLedger(session, slots, per_source_day)
     for event, moment, day in dated:
-        event_id, data = event["id"], event["data"]
+        event_id = event["id"]
+        data: wire.FeedbackSubmitted = event["data"]  # as its schema validated it
         page_id, source, title = data["page_id"], data.get("source"), data.get("page_title")
         pages.seen(page_id, data["page_url"], moment)
         # A replacing response takes the place of the one it names (replacements.py).

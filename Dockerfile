@@ -6,20 +6,21 @@ ARG PYTHON_IMAGE=python:3.11.11-slim-bookworm
 FROM ${PYTHON_IMAGE} AS builder
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-# Dependencies first, exactly the versions the tests ran with (constraints.txt lists
-# every one, transitively): a change to koe's code leaves this layer cached, so a
-# rebuild downloads nothing. Every dependency ships a binary wheel: no compiler here.
-COPY constraints.txt ./
+# Dependencies first, exactly the versions the tests ran with (constraints.txt's pins,
+# every one, transitively, with PyPI's hashes of their files): a change to koe's code
+# leaves this layer cached, so a rebuild downloads nothing, and a file that is not the
+# one PyPI published stops the build. Every dependency ships a binary wheel: no compiler.
+COPY deploy/image-requirements.txt deploy/build-requirements.txt ./
 RUN python -m venv /opt/koe \
- && /opt/koe/bin/pip install --no-deps --only-binary=:all: -r constraints.txt
-# The build backend pinned too (not whatever setuptools PyPI has that day); koe's own
-# packages build against it and go into the venv without touching the dependencies,
-# and `pip check` proves the pinned set complete.
-RUN python -m pip install setuptools==80.9.0
+ && /opt/koe/bin/pip install --no-deps --only-binary=:all: --require-hashes -r image-requirements.txt
+# The build backend pinned and hashed too (not whatever setuptools PyPI has that day);
+# koe's own packages build against it and go into the venv without touching the
+# dependencies, and `pip check` proves the pinned set complete.
+RUN python -m pip install --no-deps --require-hashes -r build-requirements.txt
 COPY libs/ libs/
 COPY services/ services/
 RUN python -m pip wheel --no-build-isolation --no-deps --wheel-dir /wheels \
-        ./libs/koe_kit ./libs/koe_directory \
+        ./libs/koe_kit ./libs/koe_directory ./libs/koe_contract \
         ./services/feedback ./services/aggregator ./services/notifier \
  && /opt/koe/bin/pip install --no-deps --no-index /wheels/*.whl \
  && /opt/koe/bin/pip check

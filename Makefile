@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-PACKAGES := libs/koe_kit libs/koe_directory services/feedback services/aggregator services/notifier
+PACKAGES := libs/koe_kit libs/koe_directory libs/koe_contract services/feedback services/aggregator services/notifier
 STAMP := $(VENV)/.installed
 AXE := node_modules/axe-core/axe.min.js
 

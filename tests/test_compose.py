@@ -209,12 +209,21 @@ def test_the_image_installs_the_dependency_versions_the_tests_ran_with():
         ".venv/bin/python deploy/pin_constraints.py"
     )
     assert "kafka-python==" in pin.render() and "psycopg-binary==" in pin.render()
+    # The image's locked files hold the same pins, each with at least one hash; the
+    # hashes themselves come from PyPI when the script runs (no network in tests).
+    locked = pin.LOCKED.read_text(encoding="utf-8")
+    assert pin.locked_pins(locked) == pin.runtime_pins(), "deploy/pin_constraints.py"
+    for path in (pin.LOCKED, pin.BUILD_LOCKED):
+        entries = re.split(r"\n(?=[a-z])", path.read_text(encoding="utf-8").split("\n", 2)[2])
+        assert entries and all(re.search(r"--hash=sha256:[0-9a-f]{64}", e) for e in entries)
+    assert pin.locked_pins(pin.BUILD_LOCKED.read_text(encoding="utf-8")) == [pin.BUILD_BACKEND]
     dockerfile = (REPO / "Dockerfile").read_text(encoding="utf-8")
-    assert "COPY constraints.txt" in dockerfile and "-r constraints.txt" in dockerfile
+    assert "--require-hashes -r image-requirements.txt" in dockerfile
+    assert "--require-hashes -r build-requirements.txt" in dockerfile
     # The dependency layer comes before koe's code, so a code change reuses it.
-    assert dockerfile.index("-r constraints.txt") < dockerfile.index("COPY libs/")
-    assert re.search(r"pip install setuptools==\d+\.\d+\.\d+\n", dockerfile), "unpinned backend"
-    assert not dockerignored("constraints.txt")
+    assert dockerfile.index("-r image-requirements.txt") < dockerfile.index("COPY libs/")
+    for name in ("deploy/image-requirements.txt", "deploy/build-requirements.txt"):
+        assert not dockerignored(name)
 
 
 def compose_binary() -> Path:
@@ -377,6 +386,7 @@ def test_every_kafka_client_can_be_given_every_kafka_setting_it_reads(
         assert not any("koe-kafka" in v for v in SERVICES[name].get("volumes", [])), name
 
 
+@pytest.mark.integration  # runs promtool
 def test_an_optional_prometheus_scrapes_koe_with_the_repositorys_rules():
     prometheus = SERVICES["prometheus"]
     # Only with `docker compose --profile monitoring up`: a city may have its own.

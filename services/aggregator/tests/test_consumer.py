@@ -11,10 +11,11 @@ from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
 from aggregator.config import load_settings
-from aggregator.consumer import TOPIC, build_loop
+from aggregator.consumer import build_loop
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
 from aggregator.outbox import OutboxPublisher
+from koe_contract import FEEDBACK_TOPIC as TOPIC
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import transaction

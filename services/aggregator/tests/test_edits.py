@@ -15,11 +15,11 @@ from sqlalchemy import select
 
 from aggregator.accounts import create_account
 from aggregator.edits import reports, verdict
-from aggregator.edits.reports import EDIT_REVIEWED_TYPE
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, Page, PageEdit
 from aggregator.pages.listing import import_pages
 from aggregator.scoring import Tally
+from koe_contract import EDIT_REVIEWED
 from koe_directory import load_directory
 from koe_directory.page_list import ListedPage
 from koe_kit import events
@@ -201,7 +201,7 @@ def test_four_weeks_after_an_edit_one_report_is_written(sessions, make_feedback,
     assert _report(sessions, on_time) == 1
     [row] = _reports(sessions)
     event = events.decode(row.payload.encode())  # valid against its schema
-    assert event["type"] == EDIT_REVIEWED_TYPE and event["id"] == row.alert_id
+    assert event["type"] == EDIT_REVIEWED and event["id"] == row.alert_id
     data = event["data"]
     assert data["outcome"] == "better"
     assert data["edit"] == {"day": NEW, "previous": OLD, "confirmed_by": "sources"}

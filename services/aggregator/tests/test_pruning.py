@@ -13,7 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from aggregator.config import FEEDBACK_TOPIC, load_settings
+from aggregator.config import load_settings
 from aggregator.ingest import handle_batch
 from aggregator.models import (
     DailyCount,
@@ -30,6 +30,7 @@ from aggregator.pruning import (
     SourcePruner,
     shortest_keep_days,
 )
+from koe_contract import FEEDBACK_TOPIC
 from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction

@@ -10,8 +10,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import select
 
+import koe_contract as contract
 from feedback.models import OutboxEntry, Response
 from feedback.pages import page_sig
+from koe_contract import FEEDBACK
 from koe_directory import canonical_url, page_id_for_url
 from koe_directory.catalogue import LOCALES
 from koe_kit import events
@@ -109,6 +111,7 @@ def test_accepted_json_writes_one_response_and_one_valid_event(client, engine, c
     assert (response.findability, response.clarity, response.usefulness) == ("yes", "neutral", "no")
     assert outbox.event_id == response_id
     assert outbox.topic == "koe.feedback.submitted.v1"
+    assert contract.produced_by(FEEDBACK) == {outbox.topic}  # the relay sends what it holds
     assert outbox.key == page_id
     assert outbox.sent_at is None
     event = events.decode(outbox.payload.encode("utf-8"))  # validates against the schema

@@ -8,12 +8,13 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import select
 
+from koe_contract import ALERTS_TOPIC as TOPIC
 from koe_kit import events
 from koe_kit.db import session_factory
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer, read_topic
 from koe_kit.testing import count_handled, running, wait_until
 from notifier.config import load_settings
-from notifier.consumer import TOPIC, build_consumer
+from notifier.consumer import build_consumer
 from notifier.models import SentAlert
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
 from pathlib import Path
@@ -116,7 +116,7 @@ def make_event(
     *,
     source: str,
     subject: str,
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     event_id: str | None = None,
     time: datetime | None = None,
 ) -> dict[str, Any]:

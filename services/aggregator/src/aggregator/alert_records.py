@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from aggregator.auth import aware
 from aggregator.models import AlertHandling, AlertOutbox, Page, publishable
+from koe_contract import ALERT_DROP, ALERT_RECOVERED
 from koe_kit.db import among, dialect_insert
 
 MAX_NOTE_LENGTH = 1000
@@ -27,7 +28,7 @@ LIST_LIMIT = 500
 # What the alerts list can show: open first, as a division's work to do.
 STATUSES = ("open", "handled", "all")
 # Event types that carry no `kind` of their own.
-_KIND_BY_TYPE = {"koe.alerts.v1": "drop", "koe.alerts.recovered.v1": "recovery"}
+_KIND_BY_TYPE = {ALERT_DROP: "drop", ALERT_RECOVERED: "recovery"}
 
 
 @dataclass(frozen=True)

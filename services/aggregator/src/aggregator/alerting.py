@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from aggregator.alert_types import DropAlert, RecoveryAlert
+from aggregator.alert_types import DropAlert, QuestionDrop, RecoveryAlert
 from aggregator.crowd import (
     DEFAULT_RULE,
     CrowdRule,
@@ -42,14 +42,14 @@ from aggregator.detector import DetectorSettings
 from aggregator.detector_alerts import judge_pages
 from aggregator.models import AlertOutbox, DailyResponse, Page
 from aggregator.scoring import Tally, Window, question_score, wilson_interval
+from koe_contract import ALERT_DROP, ALERT_RECOVERED
+from koe_contract import payloads as wire
 from koe_directory import Directory
 from koe_kit import events
 from koe_kit.db import among, dialect_insert
 
 log = logging.getLogger(__name__)
 
-ALERTS_TOPIC = "koe.alerts.v1"
-RECOVERED_TYPE = "koe.alerts.recovered.v1"
 ALERT_SOURCE = "koe/aggregator"
 
 Alert = DropAlert | RecoveryAlert
@@ -176,7 +176,7 @@ def _record(
     outbox_rows = []
     for alert in [*drops, *recoveries]:
         page = pages[alert.page_id]
-        info = {
+        info: wire.Page = {
             "id": alert.page_id,
             "url": page.url,
             "title": page.title,
@@ -205,7 +205,7 @@ def _record(
     session.execute(outbox.on_conflict_do_nothing(index_elements=["alert_id"]), outbox_rows)
 
 
-def tally_json(tally: Tally) -> dict[str, Any]:
+def tally_json(tally: Tally) -> wire.Tally:
     score, interval = question_score(tally), wilson_interval(tally)
     assert score is not None and interval is not None
     return {
@@ -218,18 +218,19 @@ def tally_json(tally: Tally) -> dict[str, Any]:
     }
 
 
-def _window_json(window: Window) -> dict[str, str]:
+def _window_json(window: Window) -> wire.Window:
     assert window.start is not None
     return {"start": window.start.isoformat(), "end": window.end.isoformat()}
 
 
-def alert_event(alert: Alert, page: dict[str, Any], now: datetime) -> dict[str, Any]:
+def alert_event(alert: Alert, page: wire.Page, now: datetime) -> dict[str, Any]:
     """The CloudEvent of an alert: koe.alerts.v1 for a drop, koe.alerts.recovered.v1
     for a recovery. Its id is the deterministic alert id."""
+    data: wire.AlertDrop | wire.AlertRecovered
     if isinstance(alert, DropAlert):
-        event_type, data = ALERTS_TOPIC, _drop_data(alert, page)
+        event_type, data = ALERT_DROP, _drop_data(alert, page)
     else:
-        event_type, data = RECOVERED_TYPE, _recovery_data(alert, page)
+        event_type, data = ALERT_RECOVERED, _recovery_data(alert, page)
     return events.make_event(
         event_type,
         source=ALERT_SOURCE,
@@ -240,28 +241,31 @@ def alert_event(alert: Alert, page: dict[str, Any], now: datetime) -> dict[str, 
     )
 
 
-def _drop_data(alert: DropAlert, page: dict[str, Any]) -> dict[str, Any]:
+def _drop_data(alert: DropAlert, page: wire.Page) -> wire.AlertDrop:
     return {
         "alert_id": alert.alert_id,
         "kind": "drop",
         "page": page,
         "recent": _window_json(alert.recent),
         "baseline": _window_json(alert.baseline),
-        "questions": [
-            {
-                "question": q.question,
-                "recent": tally_json(q.recent),
-                "baseline": tally_json(q.baseline),
-                "drop_points": round(q.drop_points, 1),
-                "p_value": q.p_value,
-                **({"chart": dict(q.chart)} if q.chart else {}),
-            }
-            for q in alert.questions
-        ],
+        "questions": [_dropped_question(q) for q in alert.questions],
     }
 
 
-def _recovery_data(alert: RecoveryAlert, page: dict[str, Any]) -> dict[str, Any]:
+def _dropped_question(q: QuestionDrop) -> wire.DroppedQuestion:
+    question: wire.DroppedQuestion = {
+        "question": q.question,
+        "recent": tally_json(q.recent),
+        "baseline": tally_json(q.baseline),
+        "drop_points": round(q.drop_points, 1),
+        "p_value": q.p_value,
+    }
+    if q.chart:  # last, as it always was: the bytes on the wire stay the same
+        question["chart"] = dict(q.chart)
+    return question
+
+
+def _recovery_data(alert: RecoveryAlert, page: wire.Page) -> wire.AlertRecovered:
     return {
         "alert_id": alert.alert_id,
         "page": page,

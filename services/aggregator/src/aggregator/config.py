@@ -23,6 +23,7 @@ from aggregator.page_list import DEFAULT_QUIET_DAYS
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
 from aggregator.retention import DEFAULT_KEEP_YEARS
+from koe_contract import AGGREGATOR, FEEDBACK_TOPIC
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import ConfigError, EnvReader
 from koe_kit.db import default_database_url
@@ -30,7 +31,6 @@ from koe_kit.kafka import KafkaSettings
 
 MIN_TOKEN_LENGTH = 16
 MIN_SECRET_KEY_LENGTH = 32
-FEEDBACK_TOPIC = "koe.feedback.submitted.v1"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,7 @@ class Settings:
     database_url: str = default_database_url("aggregator")
     api_token: str | None = None
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
-    consumer_group: str = "aggregator"
+    consumer_group: str = AGGREGATOR
     # Days after which an alert is old news: recorded, not emailed (ingest.py).
     alert_max_age_days: int = DEFAULT_MAX_AGE_DAYS
     # What an alert's evidence needs to be emailed rather than held for review (crowd.py).
@@ -80,7 +80,7 @@ def load_settings(
     database_url = reader.str("DATABASE_URL", default_database_url("aggregator"))
     token = reader.str("KOE_API_TOKEN", None)
     timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
-    group = reader.str("KOE_CONSUMER_GROUP", "aggregator")
+    group = reader.str("KOE_CONSUMER_GROUP", AGGREGATOR)
     max_age_days = reader.int("KOE_ALERT_MAX_AGE_DAYS", DEFAULT_MAX_AGE_DAYS, minimum=0)
     detector = read_detector(reader)
     sweep_grace = timedelta(

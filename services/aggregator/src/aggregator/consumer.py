@@ -18,7 +18,6 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator import rollups
-from aggregator.config import FEEDBACK_TOPIC as TOPIC
 from aggregator.config import Settings, load_settings, read_divisions
 from aggregator.daily_sweep import DailySweep
 from aggregator.edits.reports import EditReports
@@ -26,6 +25,7 @@ from aggregator.ingest import handle_batch
 from aggregator.outbox import OutboxPublisher
 from aggregator.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
 from aggregator.retention import MonthlyFold
+from koe_contract import FEEDBACK_TOPIC
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine, session_factory, transaction
@@ -156,7 +156,7 @@ def build_loop(
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
-        topic=TOPIC,
+        topic=FEEDBACK_TOPIC,
         handler=BatchHandler(sessions, settings, directory, publisher),
         after_commit=after_commit,
         on_idle=on_idle,

@@ -31,8 +31,8 @@ from sqlalchemy import exists, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
-from aggregator.alerting import ALERTS_TOPIC
 from aggregator.models import AlertOutbox, publishable
+from koe_contract import ALERTS_TOPIC
 from koe_kit.db import claim, transaction
 from koe_kit.kafka import close_producer
 

@@ -17,7 +17,7 @@ from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
-from sqlalchemy import ColumnElement, case, func, select
+from sqlalchemy import ColumnElement, SQLColumnExpression, case, func, select
 from sqlalchemy.orm import Session
 
 from aggregator import rollups, stats
@@ -125,7 +125,7 @@ def visible_figures(
         )
 
 
-def _select(wanted: list[ColumnElement[bool]]):
+def _select(wanted: list[SQLColumnExpression[bool]]):
     return (
         select(Page, *(rollups.page_rollups.c[name] for name in rollups.COLUMNS))
         .select_from(rollups.joined())
@@ -146,7 +146,7 @@ def _wanted(
     codes: Collection[str],
     text: str = "",
     quiet_before: datetime | None = None,
-) -> list[ColumnElement[bool]]:
+) -> list[SQLColumnExpression[bool]]:
     wanted = [Page.visible, owner_code(directory).in_(list(codes))]
     if quiet_before is not None:
         wanted.append(Page.last_seen >= quiet_before)

@@ -15,11 +15,12 @@ from sqlalchemy.orm import Session
 from feedback import budgets, challenges, pages, tokens
 from feedback.models import OutboxEntry, Response
 from feedback.schemas import Submission
+from koe_contract import FEEDBACK_SUBMITTED, FEEDBACK_TOPIC
+from koe_contract.payloads import FeedbackSubmitted
 from koe_directory import QUESTION_KEYS
 from koe_kit import events
 from koe_kit.db import on_postgresql
 
-TOPIC = "koe.feedback.submitted.v1"
 SOURCE = "koe/feedback"
 
 
@@ -58,7 +59,7 @@ def build_event(
     source: str | None = None,
 ) -> dict:
     """The CloudEvent for a response; raises events.InvalidEvent if it breaks the contract."""
-    data: dict[str, Any] = {
+    data: FeedbackSubmitted = {
         "response_id": response_id,
         "page_id": submission.page_id,
         "page_url": submission.page_url,
@@ -75,7 +76,7 @@ def build_event(
     if submission.page_modified is not None:
         data["page_modified"] = submission.page_modified.isoformat()
     return events.make_event(
-        TOPIC,
+        FEEDBACK_SUBMITTED,
         source=SOURCE,
         subject=submission.page_id,
         data=data,
@@ -153,7 +154,7 @@ def record(
             _OUTBOX_INSERT,
             {
                 "event_id": response_id,
-                "topic": TOPIC,
+                "topic": FEEDBACK_TOPIC,
                 "key": submission.page_id,
                 "payload": payload,
                 "created_at": received_at,
@@ -246,7 +247,7 @@ def _response_params(row: dict[str, Any], payload: str) -> dict[str, Any]:
     """The response CTEs' parameters (_response_and_event)."""
     return {
         **{f"r_{name}": value for name, value in row.items()},
-        "r_topic": TOPIC,
+        "r_topic": FEEDBACK_TOPIC,
         "r_payload": payload,
     }
 

@@ -22,13 +22,13 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
+from koe_contract import ALERT_DROP, ALERT_RECOVERED, EDIT_REVIEWED
+from koe_contract import payloads as wire
 from koe_directory import QUESTIONS_BY_KEY, Division
 
-DROP = "koe.alerts.v1"
-RECOVERED = "koe.alerts.recovered.v1"
 SUBJECTS = {
-    DROP: "【koe】ページの評価が下がりました: ",
-    RECOVERED: "【koe】ページの評価が回復しました: ",
+    ALERT_DROP: "【koe】ページの評価が下がりました: ",
+    ALERT_RECOVERED: "【koe】ページの評価が回復しました: ",
 }
 TITLE_IN_SUBJECT_MAX = 60
 UNTITLED = "(タイトルなし)"
@@ -45,7 +45,7 @@ def japanese_date(day: str | date) -> str:
     return f"{d.year}年{d.month}月{d.day}日"
 
 
-def japanese_window(window: Mapping[str, str]) -> str:
+def japanese_window(window: wire.Window) -> str:
     return f"{japanese_date(window['start'])}〜{japanese_date(window['end'])}"
 
 
@@ -129,7 +129,7 @@ def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
         "url": one_line(page["url"]),
         "dashboard": f"{dashboard_url}/pages/{page['id']}" if dashboard_url else None,
     }
-    if event["type"] == RECOVERED:
+    if event["type"] == ALERT_RECOVERED:
         return PageView(
             kind="recovery",
             questions=tuple(
@@ -195,7 +195,6 @@ def compose_alert_email(
     )
 
 
-EDIT_REVIEWED = "koe.alerts.edit.reviewed.v1"
 OUTCOMES = {
     "better": "良くなりました",
     "worse": "悪くなりました",
@@ -243,7 +242,7 @@ def _signed(value: float) -> str:
 
 
 def edit_view(event: Mapping[str, Any], dashboard_url: str | None) -> EditView:
-    data = event["data"]
+    data: wire.EditReviewed = event["data"]
     page = data["page"]
     questions = []
     for q in data["questions"]:

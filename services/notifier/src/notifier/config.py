@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from email.utils import parseaddr
 from zoneinfo import ZoneInfo
 
+from koe_contract import NOTIFIER
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import EnvReader
 from koe_kit.db import default_database_url
@@ -37,7 +38,7 @@ class Settings:
     smtp: SmtpSettings
     mail_from: str
     dashboard_url: str | None = None
-    consumer_group: str = "notifier"
+    consumer_group: str = NOTIFIER
     # Daily digests: the city's time zone (digest_hour is local) and how often
     # the consumer's digest thread looks for a due digest.
     timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
@@ -89,7 +90,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
     if dashboard_url and not dashboard_url.startswith(("http://", "https://")):
         reader.problems.append(f"KOE_DASHBOARD_URL={dashboard_url!r} is invalid: an http(s) URL")
 
-    consumer_group = reader.str("KOE_CONSUMER_GROUP", "notifier")
+    consumer_group = reader.str("KOE_CONSUMER_GROUP", NOTIFIER)
     timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
     digest_check_s = reader.float("KOE_DIGEST_CHECK_S", 60.0, minimum=0.05, hint="seconds")
     kafka_settings = (

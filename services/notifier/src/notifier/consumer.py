@@ -10,6 +10,7 @@ import sys
 
 from sqlalchemy import Engine, inspect
 
+from koe_contract import ALERTS_TOPIC
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine
 from koe_kit.kafka import ConsumerLoop
@@ -19,8 +20,6 @@ from notifier.digest import DigestStep, DigestThread
 from notifier.handler import AlertHandler
 from notifier.outgoing import Outgoing
 
-TOPIC = "koe.alerts.v1"
-
 
 def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     if settings.kafka is None:
@@ -29,7 +28,7 @@ def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     loop = ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
-        topic=TOPIC,
+        topic=ALERTS_TOPIC,
         handler=handler,
     )
     handler.dead_letter = loop.dead_letter

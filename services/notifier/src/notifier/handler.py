@@ -17,12 +17,13 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from koe_contract import EDIT_REVIEWED
 from koe_directory import Division
 from koe_kit import correlation
 from koe_kit.db import transaction
 from koe_kit.kafka import Message, Retryable
 from notifier import digest_queue, services
-from notifier.compose import EDIT_REVIEWED, compose_alert_email
+from notifier.compose import compose_alert_email
 from notifier.mailer import PermanentMailError, TransientMailError
 from notifier.models import FAILED, RETRYING, SENT
 from notifier.outgoing import Outgoing

@@ -32,13 +32,14 @@ from aggregator.alerting import ALERT_SOURCE
 from aggregator.edits import verdict
 from aggregator.models import AlertOutbox, DailyCount, Page, PageEdit
 from aggregator.scoring import Tally, Window, question_score, rounded, wilson_interval
+from koe_contract import EDIT_REVIEWED
+from koe_contract import payloads as wire
 from koe_directory import QUESTION_KEYS, Directory
 from koe_kit import events
 from koe_kit.db import dialect_insert, transaction
 
 log = logging.getLogger(__name__)
 
-EDIT_REVIEWED_TYPE = "koe.alerts.edit.reviewed.v1"
 # Reports written per call: a backlog (a replay) is worked through batch after batch.
 _LIMIT = 200
 
@@ -97,7 +98,7 @@ def write_due(
     for edit, url, title in due:
         report_id = report_id_for(edit.page_id, edit.day)
         old = (today - verdict.report_day(edit.day)).days > max_age_days
-        page = {
+        page: wire.Page = {
             "id": edit.page_id,
             "url": url,
             "title": title,
@@ -105,7 +106,7 @@ def write_due(
         }
         due_at = datetime.combine(verdict.report_day(edit.day), time(), timezone).astimezone(UTC)
         event = events.make_event(
-            EDIT_REVIEWED_TYPE,
+            EDIT_REVIEWED,
             source=ALERT_SOURCE,
             subject=edit.page_id,
             data=report_data(report_id, page, edit, comparisons(session, edit.page_id, edit.day)),
@@ -176,7 +177,7 @@ class EditReports:
             return 0
 
 
-def _tally(tally: Tally) -> dict[str, Any]:
+def _tally(tally: Tally) -> wire.EditTally:
     interval = wilson_interval(tally)
     return {
         "yes": tally.yes,
@@ -186,17 +187,17 @@ def _tally(tally: Tally) -> dict[str, Any]:
         "score": rounded(question_score(tally)),
         "interval": None
         if interval is None
-        else {"low": rounded(interval[0]), "high": rounded(interval[1])},
+        else {"low": round(interval[0], 1), "high": round(interval[1], 1)},
     }
 
 
-def window_json(window: Window) -> dict[str, str]:
+def window_json(window: Window) -> wire.Window:
     assert window.start is not None
     return {"start": window.start.isoformat(), "end": window.end.isoformat()}
 
 
 def report_data(
-    report_id: str, page: dict[str, Any], edit: PageEdit, compared: list[verdict.Comparison]
+    report_id: str, page: wire.Page, edit: PageEdit, compared: list[verdict.Comparison]
 ) -> dict[str, Any]:
     return {
         "alert_id": report_id,

@@ -7,7 +7,6 @@ SMTP cannot close, shown below).
 from __future__ import annotations
 
 import signal
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,7 +21,7 @@ from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
 from koe_kit.testing import wait_until
 from notifier.models import SentAlert
-from support import SITE, emails_per_alert, history, publish, wait_for_partitions
+from support import SITE, drained, emails_per_alert, history, publish, wait_for_partitions
 
 pytestmark = pytest.mark.e2e
 
@@ -101,7 +100,7 @@ def test_kill_9_of_the_relay_mid_publish_loses_and_doubles_nothing(koe_factory, 
         koe.stack.start("feedback-relay")
         wait_until(lambda: outbox.rows(sent=False) == 0, what="the outbox published")
         wait_until(lambda: counted(koe) >= citizens.total, what="every response counted")
-        time.sleep(1)  # a double count, if any, would show by now
+        drained(koe, broker.bootstrap)  # a double count, if any, shows now
         published = outbox.published_ids()
     finally:
         outbox.close()
@@ -176,7 +175,7 @@ def test_kill_9_of_the_notifier_mid_send(koe_factory, broker, smtp_server, figur
         lambda: set(emails_per_alert(smtp_server.messages)) == set(alerts),
         what="every alert emailed",
     )
-    time.sleep(2)  # a second email, if the restart resent one, would arrive by now
+    drained(koe, broker.bootstrap)  # a second email, if the restart resent one, is here
     per_alert = emails_per_alert(smtp_server.messages)
     doubled = sum(n - 1 for n in per_alert.values())
     assert len(smtp_server.messages) == sum(per_alert.values()), "a mail that is no alert's"

@@ -53,6 +53,7 @@ from aggregator.access import (
 from aggregator.accounts import authenticate
 from aggregator.edits.page_view import edit_views
 from aggregator.i18n import format_score
+from aggregator.list_cells import list_cells
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
@@ -221,6 +222,7 @@ def pages():
     return render_template(
         "dashboard/pages.html",
         rows=shown,
+        cells=list_cells(shown, list(WINDOWS), window),
         total=total,
         owners={row["id"]: directory().owner(row["url"]) for row in shown},
         sparklines={
@@ -245,7 +247,6 @@ def pages():
         order=order,
         window=window,
         windows=list(WINDOWS),
-        questions=QUESTION_KEYS,
         as_of=as_of,
         number=number,
         pages_total=pages_total,

@@ -238,11 +238,15 @@ def page_json(
     tallies: Mapping[str, Mapping[str, Tally]],
     responses: Mapping[str, int],
     as_of: date,
+    *,
+    with_interval: bool = True,
 ) -> dict:
     windows = {}
     for name, length in WINDOWS.items():
         window = window_ending(as_of, length)
-        figures = figures_json(tallies.get(name, {}), responses.get(name, 0))
+        figures = figures_json(
+            tallies.get(name, {}), responses.get(name, 0), with_interval=with_interval
+        )
         windows[name] = {
             "start": window.start.isoformat() if window.start else None,
             "end": window.end.isoformat(),

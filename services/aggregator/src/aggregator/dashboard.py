@@ -53,7 +53,7 @@ from aggregator.access import (
 from aggregator.accounts import authenticate
 from aggregator.edits.page_view import edit_views
 from aggregator.i18n import format_score
-from aggregator.list_cells import list_cells
+from aggregator.list_cells import list_cells, spark_marks
 from aggregator.query_args import whole_number
 from aggregator.scoring import WINDOWS
 from aggregator.visibility import divisions_for, visible_page, visible_pages, waiting_pages
@@ -226,8 +226,9 @@ def pages():
         total=total,
         owners={row["id"]: directory().owner(row["url"]) for row in shown},
         sparklines={
-            page_id: (_trend_label(values), charts.sparkline(values))
+            page_id: (_trend_label(values), line, *spark_marks(line))
             for page_id, values in scores.items()
+            for line in [charts.sparkline(values)]
         },
         open_alerts=alert_records.open_alert_counts(db, shown_ids),
         departments=sorted({d.department for d in choices if d.department}),

@@ -218,10 +218,7 @@ def notifier(notifier_url, smtp_server) -> Iterator:
         }
     )
     engine = make_engine(notifier_url)
-    handler = AlertHandler(
-        Outgoing.from_settings(settings, engine),
-        dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}"),
-    )
+    handler = AlertHandler(Outgoing.from_settings(settings, engine), dead_letters=NoDeadLetters())
 
     def digest_step() -> DigestStep:
         """A fresh step over the same database, as after a process restart."""
@@ -229,6 +226,13 @@ def notifier(notifier_url, smtp_server) -> Iterator:
 
     yield handler, digest_step
     engine.dispose()
+
+
+class NoDeadLetters:
+    """Every alert of these histories is deliverable: the test fails on a dead letter."""
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        pytest.fail(f"dead-lettered: {reason}")
 
 
 def deliver(handler, alerts: list[dict]) -> None:

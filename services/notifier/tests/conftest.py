@@ -55,9 +55,14 @@ def outgoing(settings, engine) -> Outgoing:
 @pytest.fixture
 def handler(outgoing) -> AlertHandler:
     """The batch handler, for alerts none of which should be dead-lettered."""
-    return AlertHandler(
-        outgoing, dead_letter=lambda message, reason: pytest.fail(f"dead-lettered: {reason}")
-    )
+    return AlertHandler(outgoing, dead_letters=NoDeadLetters())
+
+
+class NoDeadLetters:
+    """The handler's dead letters where none may come: the test fails on the first."""
+
+    def dead_letter(self, message, reason: str) -> None:
+        pytest.fail(f"dead-lettered: {reason}")
 
 
 @pytest.fixture

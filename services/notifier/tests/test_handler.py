@@ -77,7 +77,7 @@ def test_connection_refused_is_retryable(outgoing, handler, engine, make_alert):
     # A port with nothing listening on it: the mail server is down.
     nobody = SmtpSettings(host="127.0.0.1", port=free_port(), timeout_s=5)
     handler = AlertHandler(
-        replace(outgoing, mailer=SmtpMailer(nobody)), dead_letter=handler.dead_letter
+        replace(outgoing, mailer=SmtpMailer(nobody)), dead_letters=handler.dead_letters
     )
     alert = make_alert()
     with pytest.raises(Retryable, match="ConnectionRefusedError"):
@@ -88,10 +88,8 @@ def test_connection_refused_is_retryable(outgoing, handler, engine, make_alert):
 def test_a_5xx_reply_is_recorded_failed_and_dead_lettered(
     outgoing, engine, smtp_server, make_alert
 ):
-    dead: list[tuple[str, str]] = []
-    handler = AlertHandler(
-        outgoing, dead_letter=lambda message, reason: dead.append((message.event["id"], reason))
-    )
+    dead = DeadLettersSeen()
+    handler = AlertHandler(outgoing, dead_letters=dead)
     refused, fine = make_alert(), make_alert()
     smtp_server.fail_with("550 5.1.1 no such user")
     handler([as_message(refused, 0)])
@@ -103,3 +101,10 @@ def test_a_5xx_reply_is_recorded_failed_and_dead_lettered(
     row = record(engine, refused["id"])
     assert (row.status, row.attempts, row.sent_at) == ("failed", 1, None)
     assert "550 5.1.1 no such user" in row.last_error
+
+
+class DeadLettersSeen(list[tuple[str, str]]):
+    """The handler's dead letters, as (event id, reason)."""
+
+    def dead_letter(self, message: Message, reason: str) -> None:
+        self.append((message.event["id"], reason))

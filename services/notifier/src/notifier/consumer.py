@@ -13,7 +13,7 @@ from sqlalchemy import Engine, inspect
 from koe_contract import ALERTS_TOPIC
 from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine
-from koe_kit.kafka import ConsumerLoop
+from koe_kit.kafka import ConsumerLoop, DeadLetterPolicy
 from koe_kit.logs import setup_logging
 from notifier.config import Settings, load_settings
 from notifier.digest import DigestStep, DigestThread
@@ -24,15 +24,18 @@ from notifier.outgoing import Outgoing
 def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     if settings.kafka is None:
         raise ValueError("the consumer needs Kafka settings: load_settings(need_kafka=True)")
-    handler = AlertHandler(Outgoing.from_settings(settings, engine))
-    loop = ConsumerLoop(
+    # One policy for both: the loop dead-letters what does not decode, the handler an
+    # alert whose email is refused for good.
+    dead_letters = DeadLetterPolicy.to_kafka(
+        settings.kafka, group_id=settings.consumer_group, topic=ALERTS_TOPIC
+    )
+    return ConsumerLoop(
         settings.kafka,
         group_id=settings.consumer_group,
         topic=ALERTS_TOPIC,
-        handler=handler,
+        handler=AlertHandler(Outgoing.from_settings(settings, engine), dead_letters=dead_letters),
+        dead_letters=dead_letters,
     )
-    handler.dead_letter = loop.dead_letter
-    return loop
 
 
 def build_digest(settings: Settings, engine: Engine) -> DigestThread:

@@ -14,14 +14,13 @@ offset is committed after that store commits. An edit's four-week report
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 from koe_contract import EDIT_REVIEWED
 from koe_directory import Division
 from koe_kit import correlation
 from koe_kit.db import transaction
-from koe_kit.kafka import Message, Retryable
+from koe_kit.kafka import DeadLetters, Message, Retryable
 from notifier import digest_queue, services
 from notifier.compose import compose_alert_email
 from notifier.mailer import PermanentMailError, TransientMailError
@@ -30,14 +29,12 @@ from notifier.outgoing import Outgoing
 
 log = logging.getLogger(__name__)
 
-DeadLetter = Callable[[Message, str], None]
-
 
 class AlertHandler:
-    def __init__(self, outgoing: Outgoing, *, dead_letter: DeadLetter | None = None):
+    def __init__(self, outgoing: Outgoing, *, dead_letters: DeadLetters):
+        """`dead_letters`: the consumer loop's DeadLetterPolicy (notifier.consumer)."""
         self.out = outgoing
-        # Set by the consumer once its loop exists (the loop needs this handler first).
-        self.dead_letter = dead_letter
+        self.dead_letters = dead_letters
 
     def __call__(self, batch: list[Message]) -> None:
         for message in batch:
@@ -82,9 +79,7 @@ class AlertHandler:
             reason = f"SMTP refused the alert email for good: {exc}"
             # Dead letter first: a crash before the record commits means a second
             # dead letter on redelivery, never a lost one.
-            if self.dead_letter is None:
-                raise RuntimeError("AlertHandler.dead_letter is not set") from exc
-            self.dead_letter(message, reason)
+            self.dead_letters.dead_letter(message, reason)
             self._record(alert_id, FAILED, division, now, str(exc))
             log.error(
                 "alert email refused, dead-lettered",

@@ -574,7 +574,7 @@ def test_the_build_context_leaves_out_what_git_ignores_and_keeps_what_the_image_
         if line.strip() and not line.startswith("#"):
             assert dockerignored(line.strip().rstrip("/").replace("*", "x")), line
     for needed in (
-        "libs/koe_kit/src/koe_kit/kafka.py",
+        "libs/koe_kit/src/koe_kit/kafka/loop.py",
         "services/feedback/src/feedback/templates/embed.html",
         "services/aggregator/src/aggregator/migrations/versions/0001_initial.py",
         "schemas/topics.yaml",

@@ -2,8 +2,8 @@
 send them back to the topic they came from once their cause is fixed.
 
 Dead letters are messages a consumer could not use: invalid JSON, a schema it did
-not know yet, a type on the wrong topic (koe_kit.kafka). After the cause is fixed
-(a consumer upgraded to the new schema, a producer repaired), `redrive` publishes
+not know yet, a type on the wrong topic (koe_kit.kafka.dead_letters). After the cause
+is fixed (a consumer upgraded to the new schema, a producer repaired), `redrive` publishes
 each one again, unchanged, to the topic named in its koe-dlq-topic header. Its
 progress is committed as consumer group `koe-dlq-redrive`, so running it twice
 sends nothing twice, and a dead letter that fails again comes back as a new one.

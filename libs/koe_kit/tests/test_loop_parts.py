@@ -205,3 +205,89 @@ def test_while_stopping_a_transient_failure_leaves_the_batch_to_the_next_member(
 def test_the_backoff_doubles_up_to_its_limit():
     delays = Backoff(initial_s=0.5, max_s=3.0).delays()
     assert list(itertools.islice(delays, 6)) == [0.5, 1.0, 2.0, 3.0, 3.0, 3.0]
+
+
+# --- before a rebalance ---------------------------------------------------------------
+
+
+class ConsumerTwin:
+    """What the loop asks of a KafkaConsumer while it finishes a batch; `on_poll` is what
+    happens inside a poll (kafka-python calls the rebalance listener from there)."""
+
+    def __init__(self, on_poll=lambda: None) -> None:
+        self.commits: list[dict] = []
+        self.on_poll = on_poll
+
+    def commit(self, offsets: dict) -> None:
+        self.commits.append(offsets)
+
+    def highwater(self, tp: TopicPartition) -> None:
+        return None
+
+    def assignment(self) -> set[TopicPartition]:
+        return {P0}
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        pass
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        pass
+
+    def poll(self, timeout_ms: int) -> dict:
+        self.on_poll()
+        return {}
+
+
+def loop_holding(handler, offsets: list[int], consumer: ConsumerTwin) -> ConsumerLoop:
+    """A loop whose batch holds valid events at `offsets` of P0, as after a poll."""
+    settings = KafkaSettings(["127.0.0.1:9"], "test", retry_backoff_initial_s=0.01)
+    loop = ConsumerLoop(
+        settings,
+        group_id="aggregator",
+        topic=FEEDBACK,
+        handler=handler,
+        dead_letters=policy(StoredLetters()),
+    )
+    loop.consumer = consumer  # type: ignore[assignment]
+    for offset in offsets:
+        loop._take(P0, record(P0, offset, good_value()))
+    return loop
+
+
+def test_before_a_rebalance_the_batch_in_hand_is_handled_and_committed():
+    handled: list[int] = []
+    consumer = ConsumerTwin()
+    loop = loop_holding(lambda batch: handled.extend(m.offset for m in batch), [3, 4], consumer)
+    loop.flush_before_revoke()
+    assert handled == [3, 4]
+    assert consumer.commits == [{P0: OffsetAndMetadata(5, "", -1)}]
+    loop.flush_before_revoke()  # nothing left in hand: nothing handled or committed again
+    assert (handled, len(consumer.commits)) == ([3, 4], 1)
+
+
+def test_a_rebalance_during_a_retry_gives_the_batch_up_uncommitted():
+    attempts: list[int] = []
+
+    def database_down(batch: list[Message]) -> None:
+        attempts.append(len(batch))
+        raise Retryable("database is down")
+
+    consumer = ConsumerTwin()
+    loop = loop_holding(database_down, [3], consumer)
+    # The partitions are revoked while the loop waits out its backoff.
+    consumer.on_poll = loop.flush_before_revoke
+    loop._process_batch()
+    assert attempts == [1]  # not retried for partitions no longer ours
+    assert consumer.commits == []  # the new owner delivers it again
+
+
+def test_a_batch_that_fails_for_good_before_a_rebalance_is_left_to_the_new_owner():
+    def broken(batch: list[Message]) -> None:
+        raise KeyError("alert_id")
+
+    consumer = ConsumerTwin()
+    loop = loop_holding(broken, [3], consumer)
+    loop.flush_before_revoke()  # logged, not raised into kafka-python's poll
+    assert consumer.commits == []
+    loop.flush_before_revoke()
+    assert consumer.commits == []  # given up, not tried again

@@ -88,3 +88,10 @@ def test_a_library_names_each_distribution_it_imports_itself(package: str):
     and the like, which the test above covers."""
     missing = not_provided(package, {distribution(package), *declared_requirements(package)})
     assert not missing, f"{package}/pyproject.toml does not name what ships {missing}"
+
+
+def test_the_image_pins_the_requirements_of_the_runtime_packages_only():
+    """deploy/pin_constraints.py pins what the image installs from its own list of koe's
+    packages: that list is the Makefile's runtime one, so no development dependency
+    (aiosmtpd, the Tansu wheel) lands in constraints.txt or the image."""
+    assert set(load_pin_constraints().KOE_PACKAGES) == {distribution(p) for p in RUNTIME}

@@ -3,7 +3,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The runtime packages: the image builds exactly these (tests/test_compose.py checks).
 PACKAGES := libs/koe_kit libs/koe_directory libs/koe_contract services/feedback services/aggregator services/notifier
+# Development only: `make run`'s local stack and the tests' helpers, never in the image.
+DEV_PACKAGES := libs/koe_devkit
 STAMP := $(VENV)/.installed
 AXE := node_modules/axe-core/axe.min.js
 
@@ -12,17 +15,17 @@ AXE := node_modules/axe-core/axe.min.js
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
-$(STAMP): requirements-dev.txt constraints.txt $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
+$(STAMP): requirements-dev.txt constraints.txt $(foreach p,$(PACKAGES) $(DEV_PACKAGES),$(p)/pyproject.toml)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# constraints.txt: the tests run with the versions the image installs, not PyPI's newest.
-	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt $(foreach p,$(PACKAGES),-e $(p))
+	$(BIN)/pip install --quiet -c constraints.txt -r requirements-dev.txt $(foreach p,$(PACKAGES) $(DEV_PACKAGES),-e $(p))
 	touch $(STAMP)
 
 venv: $(STAMP) ## install koe and its tools into .venv
 
 run: $(STAMP) ## start koe locally, no Docker (broker, SQLite, SMTP sink, every service)
-	$(BIN)/python -m koe_kit.local_stack
+	$(BIN)/python -m koe_devkit.local_stack
 
 $(AXE): package.json package-lock.json
 	npm ci --no-audit --no-fund --silent

@@ -28,9 +28,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from kinds import KINDS, KindError, kind_of, unit_guard
-from koe_kit.local_broker import LocalBroker
-from koe_kit.smtp_sink import SmtpSink
-from koe_kit.testing import postgres_databases
+from koe_devkit.local_broker import LocalBroker
+from koe_devkit.smtp_sink import SmtpSink
+from koe_devkit.testing import postgres_databases
 
 PG_ADMIN_URL = os.environ.get(
     "KOE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -141,7 +141,7 @@ class KafkaInContainer:
         from testcontainers.core.container import DockerContainer
         from testcontainers.core.wait_strategies import LogMessageWaitStrategy
 
-        from koe_kit.local_broker import free_port
+        from koe_devkit.local_broker import free_port
 
         # The advertised listener must be the address the tests dial, so the host
         # port is chosen first and bound to the same container listener.

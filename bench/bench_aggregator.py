@@ -39,10 +39,10 @@ from sqlalchemy import create_engine, text
 
 import history
 from common import REPO, code_env, pg_database, process, rss_mib, wait
+from koe_devkit.local_broker import LocalBroker
 from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import ensure_topics
-from koe_kit.local_broker import LocalBroker
 
 TOPIC = "koe.feedback.submitted.v1"
 # KOE_BATCH_MAX_MESSAGES=2000 python bench_aggregator.py tries other settings.

@@ -41,9 +41,9 @@ from zoneinfo import ZoneInfo
 from kafka import KafkaProducer
 
 from common import REPO, free_port, pg_database, wait
+from koe_devkit.local_stack import LocalStack
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
-from koe_kit.local_stack import LocalStack
 
 SITE = "https://www.info.city.tsu.mie.jp"
 API_TOKEN = "bench-token-" + "x" * 24

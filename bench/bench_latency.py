@@ -14,9 +14,9 @@ from pathlib import Path
 import requests
 
 from common import REPO, percentile, pg_database
+from koe_devkit.local_broker import free_port
+from koe_devkit.local_stack import LocalStack
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.local_broker import free_port
-from koe_kit.local_stack import LocalStack
 
 SITE = "https://www.info.city.tsu.mie.jp"
 TOKEN = "bench-token-" + "x" * 20

@@ -38,7 +38,7 @@ from common import REPO, free_port, pg_database, process, wait
 # The load and the exactness check are shared with the fault test of the same name.
 sys.path.insert(0, str(REPO / "tests"))
 import load_support  # noqa: E402
-from koe_kit.local_stack import LocalStack  # noqa: E402
+from koe_devkit.local_stack import LocalStack  # noqa: E402
 from support import API_TOKEN, CHALLENGE_KEY, LIFTED_BUDGETS, SITE, Koe  # noqa: E402
 
 MIB = 1024 * 1024

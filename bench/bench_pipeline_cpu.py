@@ -30,8 +30,8 @@ from sqlalchemy import create_engine, text
 
 from bench_ingest import MOST_PER_SECOND, asks_proof, gunicorn, proof_pool, wrk
 from common import REPO, code_env, free_port, migrate, pg_database, process, wait
+from koe_devkit.local_broker import LocalBroker
 from koe_kit.kafka import ensure_topics
-from koe_kit.local_broker import LocalBroker
 
 sys.path.insert(0, str(REPO / "tests"))
 from support import CHALLENGE_KEY, LIFTED_BUDGETS  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
-from koe_kit.local_broker import free_port
+from koe_devkit.local_broker import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 PG_ADMIN = os.environ.get("KOE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")

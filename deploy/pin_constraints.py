@@ -40,8 +40,16 @@ IMAGE_WHEEL = re.compile(
 def runtime_pins() -> list[str]:
     """name==version for every distribution koe's packages need here, transitively,
     with the extras they ask for (psycopg[binary] brings psycopg-binary)."""
+    seen = requirement_closure(KOE_PACKAGES)
+    return [f"{n}=={v}" for n, v in sorted(seen.items()) if n not in KOE_PACKAGES]
+
+
+def requirement_closure(roots: tuple[str, ...]) -> dict[str, str]:
+    """{canonical name: installed version} of every distribution the installed `roots`
+    require, transitively, with the extras asked for (the roots themselves only when
+    one requires another)."""
     seen: dict[str, str] = {}
-    todo: list[tuple[str, frozenset[str]]] = [(name, frozenset()) for name in KOE_PACKAGES]
+    todo: list[tuple[str, frozenset[str]]] = [(name, frozenset()) for name in roots]
     done: set[tuple[str, frozenset[str]]] = set()
     while todo:
         name, extras = todo.pop()
@@ -57,7 +65,7 @@ def runtime_pins() -> list[str]:
             key = canonicalize_name(found.metadata["Name"])
             seen[key] = found.version
             todo.append((key, frozenset(requirement.extras)))
-    return [f"{n}=={v}" for n, v in sorted(seen.items()) if n not in KOE_PACKAGES]
+    return seen
 
 
 def render() -> str:

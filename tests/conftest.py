@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from koe_kit.local_stack import LocalStack
+from koe_devkit.local_stack import LocalStack
 from support import Koe, stack_env
 
 

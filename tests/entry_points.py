@@ -8,7 +8,7 @@ import re
 import sys
 from pathlib import Path
 
-from koe_kit.local_stack import LocalStack
+from koe_devkit.local_stack import LocalStack
 
 REPO = Path(__file__).resolve().parents[1]
 

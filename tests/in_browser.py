@@ -53,7 +53,7 @@ def axe_violations(page: Any, include: str | None = None) -> list[dict[str, Any]
 
 
 class ServedApp:
-    """A WSGI app served over http from a thread, for koe_kit.testing.running()."""
+    """A WSGI app served over http from a thread, for koe_devkit.testing.running()."""
 
     def __init__(self, app: Any) -> None:
         self.server = make_server("127.0.0.1", 0, app, threaded=True)

@@ -31,12 +31,12 @@ from sqlalchemy import func, select
 from aggregator.models import AlertOutbox, publishable
 from feedback.challenges import page_digest
 from feedback.models import OutboxEntry
+from koe_devkit.local_broker import free_port
+from koe_devkit.local_stack import LocalStack
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.db import make_engine
-from koe_kit.local_broker import free_port
-from koe_kit.local_stack import LocalStack
-from koe_kit.testing import wait_until
 
 REPO = Path(__file__).parents[1]
 API_TOKEN = "test-token-" + "x" * 24

@@ -35,14 +35,15 @@ import yaml
 from kafka import KafkaProducer
 
 from entry_points import commands_tests_run, entry_point, local_stack_commands
+from koe_devkit.local_broker import free_port, wait_for_port
+from koe_devkit.local_stack import LocalStack, Process
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import correlation, events
 from koe_kit.config import PLACEHOLDER, ConfigError, EnvReader
 from koe_kit.kafka import read_topic
-from koe_kit.local_broker import free_port, wait_for_port
-from koe_kit.local_stack import LocalStack, Process
 from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
-from koe_kit.testing import wait_until
+from packages import imports_in, load_pin_constraints, makefile_packages, own_modules
 from support import DX_PAGE, REPO, Solving, history
 
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
@@ -200,10 +201,7 @@ def test_the_image_runs_as_a_user_without_build_tools():
 
 
 def test_the_image_installs_the_dependency_versions_the_tests_ran_with():
-    spec = importlib.util.spec_from_file_location("pin", REPO / "deploy" / "pin_constraints.py")
-    assert spec and spec.loader
-    pin = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(pin)
+    pin = load_pin_constraints()
     assert (REPO / "constraints.txt").read_text(encoding="utf-8") == pin.render(), (
         "constraints.txt differs from the tested environment: "
         ".venv/bin/python deploy/pin_constraints.py"
@@ -850,9 +848,6 @@ def test_koe_runs_with_compose_commands_and_environment(compose_run, broker, smt
 # -- koe's packages as the image holds them ----------------------------------------
 
 
-TEST_ONLY_MODULES = ("local_stack", "local_broker", "smtp_sink", "testing")
-
-
 def build_image_packages(scratch: Path) -> tuple[Path, Path]:
     """What the Dockerfile makes, without Docker: the build context (.dockerignore
     applied), the wheels of the packages its builder stage names, installed into a
@@ -870,9 +865,9 @@ def build_image_packages(scratch: Path) -> tuple[Path, Path]:
             ],
         )
     sources = sorted(set(re.findall(r"\./((?:libs|services)/\w+)", builder)))
-    # The image builds every package `make venv` installs (the Makefile's PACKAGES).
-    makefile = (REPO / "Makefile").read_text(encoding="utf-8")
-    assert sources == sorted(re.search(r"^PACKAGES := (.+)$", makefile, re.M)[1].split()), sources
+    # The image builds every runtime package `make venv` installs (the Makefile's
+    # PACKAGES) and no development one (DEV_PACKAGES).
+    assert sources == sorted(makefile_packages("PACKAGES")), sources
     wheels, packages = scratch / "wheels", scratch / "site-packages"
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "-q"]
     subprocess.run(
@@ -952,18 +947,16 @@ def test_the_image_packages_hold_their_templates_static_files_and_migrations(
         }
         if source.name == "koe_kit":  # its schemas link: the image has them in /app/schemas
             files = {f for f in files if f.parts[1] != "schemas"}
-        # Left out on purpose: the local run's and the tests' helpers (below).
+        # Left out on purpose: the development packages (koe_devkit, below).
         files = {f for f in files if not dockerignored(str(source.parent.relative_to(REPO) / f))}
         missing = sorted(str(f) for f in files if not (packages / f).is_file())
         assert not missing, f"left out of the wheel: {missing}"
 
-    # No test or demo machinery in the image, and nothing in it imports any.
-    for module in TEST_ONLY_MODULES:
-        assert not (packages / "koe_kit" / f"{module}.py").exists(), module
-    for path in packages.rglob("*.py"):
-        imports = re.findall(r"koe_kit[. ]+import (\w+)|koe_kit\.(\w+)", path.read_text("utf-8"))
-        used = {name for pair in imports for name in pair if name}
-        assert not used & set(TEST_ONLY_MODULES), f"{path} imports {used & set(TEST_ONLY_MODULES)}"
+    # No development package in the image (make run's stack, the tests' helpers), and
+    # nothing in it imports one.
+    development = set().union(*(own_modules(p) for p in makefile_packages("DEV_PACKAGES")))
+    assert development and not [m for m in development if (packages / m).exists()]
+    assert not imports_in(packages) & development, imports_in(packages) & development
 
     pages = {
         "feedback-api": [

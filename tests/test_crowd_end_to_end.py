@@ -17,8 +17,8 @@ from datetime import timedelta
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.testing import wait_until
 from support import SITE, Koe, city_noon, drained, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e

@@ -9,8 +9,8 @@ import re
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory.pages import canonical_url, page_id_for_url
-from koe_kit.testing import wait_until
 from support import DX_PAGE, SITE
 
 pytestmark = pytest.mark.e2e

@@ -18,8 +18,8 @@ import uuid
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.testing import wait_until
 from support import SITE, from_address
 from widget_support import module_koe, page_stats
 

@@ -19,9 +19,9 @@ from sqlalchemy import select
 
 from aggregator.models import PageModifiedVote
 from in_browser import DESKTOP, PHONE, axe_violations
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit.db import make_engine
-from koe_kit.testing import wait_until
 from support import CLERK_PASSWORD, SITE, drained, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
-from koe_kit.testing import wait_until
 from support import DX_PAGE, SITE, drained, history, publish
 
 pytestmark = pytest.mark.e2e

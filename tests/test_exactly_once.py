@@ -8,8 +8,8 @@ import threading
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.testing import wait_until
 from support import SITE
 
 pytestmark = pytest.mark.e2e

@@ -16,12 +16,12 @@ import pytest
 from kafka.errors import KafkaError
 
 from faults.tcp_proxy import TcpProxy
+from koe_devkit.local_broker import LocalBroker, free_port
+from koe_devkit.testing import issue_certificate, make_ca, running, wait_until
 from koe_kit import events
 from koe_kit.config import EnvReader
 from koe_kit.kafka import ConsumerLoop, KafkaSettings, ensure_topics, make_producer, read_topic
 from koe_kit.kafka_security import load_kafka_security
-from koe_kit.local_broker import LocalBroker, free_port
-from koe_kit.testing import issue_certificate, make_ca, running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 EXAMPLE = Path(__file__).parents[1] / "schemas/examples/koe.feedback.submitted.v1/tsu-dx-page.json"

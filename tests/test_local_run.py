@@ -14,9 +14,9 @@ import psutil
 import pytest
 import requests
 
+from koe_devkit.local_broker import free_port
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.local_broker import free_port
-from koe_kit.testing import wait_until
 from support import REPO, SITE, from_address
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ def test_make_run_starts_everything_on_sqlite_and_ctrl_c_stops_it(tmp_path: Path
         "SMTP_PORT": str(ports["smtp"]),
     }
     run = subprocess.Popen(
-        [sys.executable, "-m", "koe_kit.local_stack"],
+        [sys.executable, "-m", "koe_devkit.local_stack"],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

@@ -16,12 +16,12 @@ import requests
 from flask import Flask
 from prometheus_client import REGISTRY
 
+from koe_devkit.local_broker import free_port, wait_for_port
+from koe_devkit.testing import running, wait_until
 from koe_kit import correlation, events
 from koe_kit.config import ConfigError
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer
-from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.metrics import MetricsSettings, init_metrics
-from koe_kit.testing import running, wait_until
 from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, REPO, solving
 
 TOKEN = "metrics-token-" + "m" * 20

@@ -19,9 +19,9 @@ from kafka import KafkaAdminClient
 from sqlalchemy import create_engine, inspect, text
 
 from entry_points import known_entry_points
+from koe_devkit.testing import wait_until
 from koe_kit import events
 from koe_kit.kafka import KafkaSettings, ensure_topics, make_producer, read_topic
-from koe_kit.testing import wait_until
 from support import DX_PAGE, REPO, answered, drained
 
 RUNBOOK = REPO / "docs/operations.md"

@@ -17,9 +17,9 @@ from prometheus_client import REGISTRY
 import aggregator.metrics  # noqa: F401  (registers the service's metrics)
 import feedback.metrics  # noqa: F401
 import notifier.metrics  # noqa: F401
+from koe_devkit.local_broker import free_port
 from koe_kit import metrics
 from koe_kit.kafka import ConsumerLoop, KafkaSettings
-from koe_kit.local_broker import free_port
 
 ROOT = Path(__file__).parents[1]
 DEPLOY = ROOT / "deploy/prometheus"

@@ -29,8 +29,8 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from koe_kit.local_broker import free_port, wait_for_port
-from koe_kit.testing import issue_certificate, make_ca, wait_until
+from koe_devkit.local_broker import free_port, wait_for_port
+from koe_devkit.testing import issue_certificate, make_ca, wait_until
 from support import REPO
 from test_compose import SERVICES, command, local_argv, local_env
 

@@ -21,9 +21,9 @@ import pytest
 import requests
 from kafka import KafkaProducer
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
-from koe_kit.testing import wait_until
 from support import SITE, alert, drained
 
 pytestmark = pytest.mark.e2e

@@ -27,9 +27,9 @@ from werkzeug.serving import make_server
 from feedback.app import create_app
 from feedback.config import load_settings
 from in_browser import DESKTOP, PHONE, axe_violations
+from koe_devkit.local_broker import free_port, wait_for_port
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit.local_broker import free_port, wait_for_port
-from koe_kit.testing import wait_until
 from widget_support import module_koe, stored_responses, wait_published
 
 pytestmark = pytest.mark.e2e

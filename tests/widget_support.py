@@ -15,13 +15,13 @@ from typing import Any
 from sqlalchemy import select
 
 from feedback.models import Response
+from koe_devkit.local_broker import LocalBroker, free_port
+from koe_devkit.local_stack import TANSU_TIMINGS, LocalStack
+from koe_devkit.smtp_sink import SmtpSink
+from koe_devkit.testing import postgres_databases, wait_until
 from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from koe_kit.local_broker import LocalBroker, free_port
-from koe_kit.local_stack import TANSU_TIMINGS, LocalStack
-from koe_kit.smtp_sink import SmtpSink
-from koe_kit.testing import postgres_databases, wait_until
 from support import LIFTED_BUDGETS, SITE, Koe, stack_env
 
 TOPIC = "koe.feedback.submitted.v1"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import requests
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url
-from koe_kit.testing import wait_until
 from support import SITE, Koe, Solving
 
 # Enough pages (the topic's key) that every partition of the feedback topic, and so

@@ -22,10 +22,10 @@ from faults.stream import (
     wait_until_ready,
 )
 from faults.tcp_proxy import TcpProxy
+from koe_devkit.local_broker import LocalBroker, free_port
+from koe_devkit.testing import wait_until
 from koe_kit import events
 from koe_kit.kafka import read_topic
-from koe_kit.local_broker import LocalBroker, free_port
-from koe_kit.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -14,8 +14,8 @@ from sqlalchemy.engine import make_url
 
 from faults.stream import Citizens, counted, tally, wait_until_counted, wait_until_ready
 from faults.tcp_proxy import TcpProxy
+from koe_devkit.testing import wait_until
 from koe_kit.db import make_engine
-from koe_kit.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 

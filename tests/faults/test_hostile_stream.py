@@ -32,11 +32,11 @@ from sqlalchemy import select
 
 from faults.stream import PAGES, Citizens, all_time, counted, tally, wait_until_ready
 from feedback.models import OutboxEntry, Response
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from koe_kit.testing import wait_until
 from support import (
     API_TOKEN,
     DX_PAGE,

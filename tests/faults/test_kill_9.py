@@ -16,10 +16,10 @@ from sqlalchemy import func, select, text
 
 from faults.stream import Citizens, counted, tally
 from feedback.models import OutboxEntry
+from koe_devkit.testing import wait_until
 from koe_kit import events
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from koe_kit.testing import wait_until
 from notifier.models import SentAlert
 from support import SITE, drained, emails_per_alert, history, publish, wait_for_partitions
 

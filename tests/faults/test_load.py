@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 import load_support
-from koe_kit.testing import wait_until
+from koe_devkit.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 

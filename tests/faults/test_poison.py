@@ -11,10 +11,10 @@ from datetime import UTC, datetime
 
 import pytest
 
+from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
 from koe_kit import events
 from koe_kit.kafka import read_topic
-from koe_kit.testing import wait_until
 from support import SITE, alert, drained, emails_per_alert, publish, submitted
 
 pytestmark = pytest.mark.e2e

@@ -15,8 +15,8 @@ from faults.stream import (
     counted_once,
     wait_until_ready,
 )
+from koe_devkit.testing import wait_until
 from koe_kit import events
-from koe_kit.testing import wait_until
 
 pytestmark = pytest.mark.e2e
 

@@ -17,10 +17,10 @@ import requests
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
+from koe_devkit.local_broker import free_port
+from koe_devkit.testing import wait_until
 from koe_kit.db import make_engine
 from koe_kit.kafka import read_topic
-from koe_kit.local_broker import free_port
-from koe_kit.testing import wait_until
 from notifier.models import SentAlert
 from support import alert, drained, emails_per_alert, publish, wait_for_partitions
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from koe_devkit.testing import running, wait_until
 from koe_kit import events
 from koe_kit.kafka import (
     ConsumerLoop,
@@ -16,7 +17,6 @@ from koe_kit.kafka import (
     make_producer,
     read_topic,
 )
-from koe_kit.testing import running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 DLQ = "koe.feedback.submitted.dlq.v1"

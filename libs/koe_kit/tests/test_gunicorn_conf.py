@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from koe_kit.local_broker import free_port, wait_for_port
+from koe_devkit.local_broker import free_port, wait_for_port
 
 CLIENT = "127.0.0.77"
 

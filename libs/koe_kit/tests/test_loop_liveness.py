@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from koe_devkit.local_broker import LocalBroker, free_port
+from koe_devkit.testing import running, wait_until
 from koe_kit import events
 from koe_kit.heartbeat import STALLED_EXIT_CODE
 from koe_kit.kafka import ConsumerLoop, KafkaSettings, ensure_topics, make_producer, wait_for_kafka
-from koe_kit.local_broker import LocalBroker, free_port
 from koe_kit.logs import JsonFormatter
-from koe_kit.testing import running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 EXAMPLE = Path(__file__).parents[3] / "schemas/examples/koe.feedback.submitted.v1/tsu-dx-page.json"

@@ -16,12 +16,12 @@ from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
 from aggregator.outbox import OutboxPublisher
 from koe_contract import FEEDBACK_TOPIC as TOPIC
+from koe_devkit.local_broker import LocalBroker
+from koe_devkit.testing import count_handled, running, wait_until
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import transaction
 from koe_kit.kafka import ensure_topics, make_producer, read_topic
-from koe_kit.local_broker import LocalBroker
-from koe_kit.testing import count_handled, running, wait_until
 
 DIVISIONS = Path(__file__).resolve().parents[3] / "divisions.yaml"
 DIRECTORY = load_directory(DIVISIONS)

@@ -16,8 +16,8 @@ import requests
 
 from aggregator.migrate import migrate
 from in_browser import DESKTOP, PHONE, ServedApp, axe_violations, sign_in
+from koe_devkit.testing import running
 from koe_kit.db import make_engine, session_factory
-from koe_kit.testing import running
 
 SCREENSHOTS = os.environ.get("KOE_SCREENSHOT_DIR")
 

@@ -15,8 +15,8 @@ import requests
 from aggregator.migrate import migrate
 from aggregator.models import DailyCount, DailyLocaleCount, DailyLocaleResponse, Page
 from in_browser import DESKTOP, PHONE, ServedApp, axe_violations, sign_in
+from koe_devkit.testing import running
 from koe_kit.db import make_engine, session_factory, transaction
-from koe_kit.testing import running
 
 SITE = "https://www.info.city.tsu.mie.jp"
 SAME_TITLE = "よくある質問"

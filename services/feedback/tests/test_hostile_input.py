@@ -20,9 +20,9 @@ from sqlalchemy import select
 
 from feedback.migrate import MIGRATIONS
 from feedback.models import OutboxEntry, Response
+from koe_devkit.local_broker import free_port, wait_for_port
 from koe_kit import events
 from koe_kit.db import make_engine, upgrade
-from koe_kit.local_broker import free_port, wait_for_port
 from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, LIFTED_BUDGETS, answered, raw_http, solve
 
 REPO = Path(__file__).resolve().parents[3]

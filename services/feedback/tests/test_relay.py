@@ -21,12 +21,12 @@ from feedback.config import load_relay_settings
 from feedback.migrate import MIGRATIONS
 from feedback.models import OutboxEntry
 from feedback.relay import Relay
+from koe_devkit.local_broker import LocalBroker, free_port
+from koe_devkit.testing import running, wait_until
 from koe_directory import page_id_for_url
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction, upgrade
 from koe_kit.kafka import ensure_topics, read_topic
-from koe_kit.local_broker import LocalBroker, free_port
-from koe_kit.testing import running, wait_until
 
 TOPIC = "koe.feedback.submitted.v1"
 SITE = "https://www.info.city.tsu.mie.jp"

@@ -9,10 +9,10 @@ import pytest
 from sqlalchemy import select
 
 from koe_contract import ALERTS_TOPIC as TOPIC
+from koe_devkit.testing import count_handled, running, wait_until
 from koe_kit import events
 from koe_kit.db import session_factory
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer, read_topic
-from koe_kit.testing import count_handled, running, wait_until
 from notifier.config import load_settings
 from notifier.consumer import build_consumer
 from notifier.models import SentAlert

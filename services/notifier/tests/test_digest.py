@@ -12,10 +12,10 @@ import pytest
 import yaml
 from sqlalchemy import select
 
+from koe_devkit.testing import wait_until
 from koe_directory import DirectoryError, load_directory
 from koe_kit.db import session_factory, transaction
 from koe_kit.kafka import Message
-from koe_kit.testing import wait_until
 from notifier import digest_queue
 from notifier.digest import DigestStep, DigestThread
 from notifier.digest_queue import due_day

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from koe_kit.local_broker import free_port, wait_for_port
+from koe_devkit.local_broker import free_port, wait_for_port
 
 REPO = Path(__file__).resolve().parents[3]
 

@@ -7,9 +7,9 @@ from dataclasses import replace
 import pytest
 from sqlalchemy import select
 
+from koe_devkit.local_broker import free_port
 from koe_kit.db import session_factory
 from koe_kit.kafka import Message, Retryable
-from koe_kit.local_broker import free_port
 from notifier.config import SmtpSettings
 from notifier.handler import AlertHandler
 from notifier.mailer import SmtpMailer

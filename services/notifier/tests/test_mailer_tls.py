@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from koe_devkit.smtp_sink import SmtpSink
+from koe_devkit.testing import issue_certificate, make_ca
 from koe_kit.config import ConfigError
-from koe_kit.smtp_sink import SmtpSink
-from koe_kit.testing import issue_certificate, make_ca
 from notifier.config import load_settings
 from notifier.mailer import SmtpMailer, TransientMailError
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from koe_kit.local_broker import free_port
+from koe_devkit.local_broker import free_port
 
 
 @pytest.mark.integration
@@ -31,7 +31,7 @@ def test_a_foreign_server_on_a_port_of_make_run_stops_it_naming_the_variable(tmp
     }
     try:
         done = subprocess.run(
-            [sys.executable, "-m", "koe_kit.local_stack"],
+            [sys.executable, "-m", "koe_devkit.local_stack"],
             env=env,
             capture_output=True,
             text=True,

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from koe_kit.local_broker import LocalBroker, wait_for_port
+from koe_devkit.local_broker import LocalBroker, wait_for_port
 from koe_kit.metrics import MULTIPROC_ENV
 
 SERVICES = ("feedback", "aggregator", "notifier")
@@ -83,7 +83,7 @@ class LocalStack:
                 [
                     sys.executable,
                     "-m",
-                    "koe_kit.smtp_sink",
+                    "koe_devkit.smtp_sink",
                     "--port",
                     smtp_port,
                     "--dir",

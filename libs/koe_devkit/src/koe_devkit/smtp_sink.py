@@ -186,7 +186,7 @@ class _Authenticator:
 
 
 def _free_port() -> int:
-    from koe_kit.local_broker import free_port
+    from koe_devkit.local_broker import free_port
 
     return free_port()
 

@@ -13,7 +13,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import time
-    from koe_kit.local_stack import stop_on_signals
+    from koe_devkit.local_stack import stop_on_signals
 
     stop_on_signals()
     try:

@@ -36,12 +36,12 @@ from kafka import KafkaProducer
 
 from entry_points import commands_tests_run, entry_point, local_stack_commands
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit import correlation, events
+from koe_kit import config, correlation, events
 from koe_kit.config import PLACEHOLDER, ConfigError, EnvReader
 from koe_kit.kafka import read_topic
 from koe_kit.local_broker import free_port, wait_for_port
 from koe_kit.local_stack import LocalStack, Process
-from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
+from koe_kit.metrics import MULTIPROC_ENV, read_metrics_settings
 from koe_kit.testing import wait_until
 from support import DX_PAGE, REPO, Solving, history
 
@@ -153,7 +153,7 @@ def config_readers(package: str) -> list[Callable[[], object]]:
 def known_variables(service: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     entry = entry_point(command(service))
     package = package_of(entry)
-    readers: list[Callable[[], object]] = [lambda: load_metrics_settings(EnvReader({}))]
+    readers: list[Callable[[], object]] = [lambda: read_metrics_settings(EnvReader({}))]
     if package == "koe_kit":
         module = importlib.import_module(entry)
         monkeypatch.setattr(os, "environ", {})
@@ -163,9 +163,9 @@ def known_variables(service: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     known = names_read(readers)
     monkeypatch.undo()
     # Read by libraries rather than koe's readers: prometheus_client's multiprocess
-    # directory (koe_kit.metrics names it) and the schemas folder (koe_kit.events).
+    # directory (koe_kit.metrics names it) and the schemas folder (koe_kit.config).
     known.add(MULTIPROC_ENV)
-    assert "KOE_SCHEMAS_DIR" in inspect.getsource(events.schemas_dir)
+    assert "KOE_SCHEMAS_DIR" in inspect.getsource(config.schemas_dir)
     known.add("KOE_SCHEMAS_DIR")
     return known
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
 from sqlalchemy.orm import Session, sessionmaker
 
-from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+from koe_kit.config import EnvReader, load_or_exit
 
 # psycopg waits 130 s for a new connection by default. A database cut off by the
 # network drops packets instead of refusing them, so every request (and the relay)
@@ -213,15 +214,20 @@ def upgrade(url: str, migrations_dir: Path) -> None:
     command.upgrade(config, "head")
 
 
+@dataclass(frozen=True)
+class MigrateSettings:
+    """`python -m <service>.migrate` needs nothing but DATABASE_URL."""
+
+    database_url: str
+
+
 def migrate_command(service: str, migrations_dir: Path) -> None:
-    """The body of `python -m <service>.migrate`: needs nothing but DATABASE_URL."""
-    reader = EnvReader()
-    url = reader.str("DATABASE_URL", default_database_url(service))
-    try:
-        reader.check()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
-    upgrade(url, migrations_dir)
+    """The body of `python -m <service>.migrate`."""
+
+    def read(reader: EnvReader) -> MigrateSettings:
+        return MigrateSettings(reader.str("DATABASE_URL", default_database_url(service)))
+
+    upgrade(load_or_exit(read).database_url, migrations_dir)
     print(f"koe {service}: database is up to date")
 
 

@@ -168,9 +168,11 @@ def read_relay_settings(reader: EnvReader) -> RelaySettings:
 
 def read_cms_sign_settings(reader: EnvReader) -> CmsSignSettings:
     # From the environment only, never the command line (which other users of the
-    # machine can read in the process list).
-    key = reader.str("KOE_CMS_KEY", hint="export the key koe's feedback API has")
-    return CmsSignSettings(cms_key=(key or "").encode("utf-8"))
+    # machine can read in the process list); the key the API would accept.
+    key = _cms_key(reader)
+    if key is None and not reader.problems:
+        reader.problems.append("KOE_CMS_KEY is required (export the key koe's feedback API has)")
+    return CmsSignSettings(cms_key=key or b"")
 
 
 def _origins(reader: EnvReader) -> frozenset[str]:

@@ -5,7 +5,7 @@ the metrics token for the health app, which starts without a broker configured."
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from email.utils import parseaddr
 from typing import cast
 from zoneinfo import ZoneInfo
@@ -41,26 +41,26 @@ class Settings:
     directory: Directory
     smtp: SmtpSettings
     mail_from: str
-    dashboard_url: str | None = None
+    dashboard_url: str | None
     # Daily digests: the city's time zone (digest_hour is local) and how often
     # the consumer's digest thread looks for a due digest.
-    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
-    digest_check_s: float = 60.0
+    timezone: ZoneInfo
+    digest_check_s: float
 
 
 @dataclass(frozen=True)
 class ConsumerSettings(Settings):
     """`python -m notifier.consumer`, which sends the alerts and the daily digests."""
 
-    kafka: KafkaSettings = field(kw_only=True)
-    consumer_group: str = field(kw_only=True)
+    kafka: KafkaSettings
+    consumer_group: str
 
 
 @dataclass(frozen=True)
 class WebSettings(Settings):
     """`gunicorn notifier.wsgi:app`, the health checks."""
 
-    metrics: MetricsSettings = field(kw_only=True)
+    metrics: MetricsSettings
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:

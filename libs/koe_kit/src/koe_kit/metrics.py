@@ -1,6 +1,6 @@
 """Prometheus metrics: what koe_kit measures for every service, and how each process shows them.
 
-- Web apps: `init_metrics(app, service)` counts and times every request by
+- Web apps: `init_metrics(app, service, settings)` counts and times every request by
   route (the URL rule, e.g. /api/v1/pages/<page_id>, never the raw path, so the
   label values stay few) and status, and serves GET /metrics.
 - Consumers and the relay have no web app: `serve()` starts prometheus_client's

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
@@ -37,7 +37,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
 from koe_kit.config import EnvReader, load_or_exit
 
@@ -104,7 +105,11 @@ def on_postgresql(session: Session) -> bool:
     return name == "postgresql"
 
 
-def claim(session: Session, query: Select[Any]) -> Select[Any]:
+# Any SELECT, of any columns (Select is generic over each column's type).
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
+
+
+def claim(session: Session, query: AnySelect) -> AnySelect:
     """`query` as a claim on its rows until the transaction ends.
 
     On PostgreSQL FOR UPDATE SKIP LOCKED: processes sharing a table (outbox
@@ -116,9 +121,27 @@ def claim(session: Session, query: Select[Any]) -> Select[Any]:
     return query
 
 
-def dialect_insert(session: Session, table: Any) -> Insert:
+# The INSERT of either dialect: both know ON CONFLICT (on_conflict_do_nothing/update, excluded).
+Upsert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(session: Session, table: Any) -> Upsert:
     """INSERT that knows ON CONFLICT on both PostgreSQL and SQLite."""
     return postgresql.insert(table) if on_postgresql(session) else sqlite.insert(table)
+
+
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """A mapped class's Table (SQLAlchemy types `__table__` as any FROM clause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def rows_affected(result: object) -> int:
+    """The rows an UPDATE or DELETE touched (`session.execute` types its result as a plain
+    Result, which has no rowcount; a DML statement's is a CursorResult)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def bulk_insert(

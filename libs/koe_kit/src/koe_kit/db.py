@@ -20,7 +20,6 @@ from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    Insert,
     Select,
     Table,
     Text,
@@ -148,7 +147,7 @@ def bulk_insert(
     session: Session,
     table: Table,
     rows: list[dict[str, Any]],
-    on_conflict: Callable[[Insert], Insert] | None = None,
+    on_conflict: Callable[[Upsert], Upsert] | None = None,
 ) -> None:
     """INSERT `rows` (all with the same keys), through `on_conflict` if given.
 
@@ -159,7 +158,7 @@ def bulk_insert(
     cheap enough.
     """
     insert = dialect_insert(session, table)
-    statement: Insert
+    statement: Upsert
     parameters: Any
     if not on_postgresql(session):
         statement, parameters = insert, rows
@@ -185,7 +184,7 @@ def bulk_add(
     if not rows:
         return
 
-    def add(insert: Any) -> Insert:  # the dialect's INSERT (dialect_insert), with ON CONFLICT
+    def add(insert: Upsert) -> Upsert:  # the dialect's INSERT, with ON CONFLICT
         return insert.on_conflict_do_update(
             index_elements=keys,
             set_={name: table.c[name] + insert.excluded[name] for name in added},

@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregator import rollups  # noqa: E402
 from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
-from aggregator.config import Settings, load_settings  # noqa: E402
+from aggregator.config import WebSettings, load_web_settings  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
 from common import REPO, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402
@@ -135,9 +135,9 @@ def timed(client, path: str, repeat: int, headers=None) -> tuple[float, float, i
     return statistics.median(firsts), statistics.median(totals), size
 
 
-def bench_settings(url: str) -> Settings:
+def bench_settings(url: str) -> WebSettings:
     """The aggregator's settings on the bench's database (plain-HTTP cookies: no TLS here)."""
-    return load_settings(
+    return load_web_settings(
         {
             "DATABASE_URL": url,
             "KOE_API_TOKEN": TOKEN,

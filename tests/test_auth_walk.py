@@ -14,14 +14,14 @@ from flask import Flask
 from flask.sessions import SecureCookieSessionInterface
 
 from aggregator.app import create_app as create_aggregator
-from aggregator.config import load_settings as aggregator_settings
+from aggregator.config import load_web_settings as aggregator_settings
 from aggregator.migrate import migrate as migrate_aggregator
 from feedback.app import create_app as create_feedback
 from feedback.config import load_settings as feedback_settings
 from feedback.migrate import MIGRATIONS as FEEDBACK_MIGRATIONS
 from koe_kit.db import upgrade
 from notifier.app import create_app as create_notifier
-from notifier.config import load_settings as notifier_settings
+from notifier.config import load_web_settings as notifier_settings
 from notifier.migrate import migrate as migrate_notifier
 from support import (
     API_TOKEN,
@@ -79,12 +79,9 @@ URL_VALUES = {
 }
 
 
-def make_apps(tmp_path: Path, metrics_token: str | None, monkeypatch) -> dict[str, Flask]:
+def make_apps(tmp_path: Path, metrics_token: str | None) -> dict[str, Flask]:
     """The three apps on SQLite databases of their own, as ops configure them."""
-    if metrics_token:
-        monkeypatch.setenv("KOE_METRICS_TOKEN", metrics_token)
-    else:
-        monkeypatch.delenv("KOE_METRICS_TOKEN", raising=False)
+    metrics = {"KOE_METRICS_TOKEN": metrics_token} if metrics_token else {}
     urls = {name: f"sqlite:///{tmp_path / f'{name}.db'}" for name in PUBLIC}
     upgrade(urls["feedback"], FEEDBACK_MIGRATIONS)
     migrate_aggregator(urls["aggregator"])
@@ -100,6 +97,7 @@ def make_apps(tmp_path: Path, metrics_token: str | None, monkeypatch) -> dict[st
                         "KOE_ALLOWED_ORIGINS": SITE,
                         "KOE_CHALLENGE_KEY": CHALLENGE_KEY,
                         "KOE_CHALLENGE_MAX_NUMBER": CHALLENGE_MAX_NUMBER,
+                        **metrics,
                     }
                 )
             )
@@ -112,19 +110,21 @@ def make_apps(tmp_path: Path, metrics_token: str | None, monkeypatch) -> dict[st
                     "KOE_SECRET_KEY": SECRET_KEY,
                     "KOE_DASHBOARD_SECURE_COOKIES": "false",
                     "KOE_DIVISIONS_FILE": divisions,
-                },
-                need_token=True,
+                    **metrics,
+                }
             )
         ),
         "notifier": create_notifier(
-            notifier_settings({"DATABASE_URL": urls["notifier"], "KOE_DIVISIONS_FILE": divisions})
+            notifier_settings(
+                {"DATABASE_URL": urls["notifier"], "KOE_DIVISIONS_FILE": divisions, **metrics}
+            )
         ),
     }
 
 
 @pytest.fixture
-def apps(tmp_path, monkeypatch):
-    apps = make_apps(tmp_path, METRICS_TOKEN, monkeypatch)
+def apps(tmp_path):
+    apps = make_apps(tmp_path, METRICS_TOKEN)
     yield apps
     for app in apps.values():
         app.extensions["koe.engine"].dispose()
@@ -254,8 +254,8 @@ def test_the_right_credentials_open_what_the_wrong_ones_do_not(apps):
     assert refused_api.headers["WWW-Authenticate"] == 'Bearer realm="koe"'
 
 
-def test_metrics_are_not_served_at_all_without_a_token(tmp_path, monkeypatch):
-    apps = make_apps(tmp_path, None, monkeypatch)
+def test_metrics_are_not_served_at_all_without_a_token(tmp_path):
+    apps = make_apps(tmp_path, None)
     for service, app in apps.items():
         for headers in (
             {},

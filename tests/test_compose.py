@@ -39,10 +39,10 @@ from koe_devkit.local_broker import free_port, wait_for_port
 from koe_devkit.local_stack import LocalStack, Process
 from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url
-from koe_kit import correlation, events
+from koe_kit import config, correlation, events
 from koe_kit.config import PLACEHOLDER, ConfigError, EnvReader
 from koe_kit.kafka import read_topic
-from koe_kit.metrics import MULTIPROC_ENV, load_metrics_settings
+from koe_kit.metrics import MULTIPROC_ENV, read_metrics_settings
 from packages import imports_in, load_pin_constraints, makefile_packages, own_modules
 from support import DX_PAGE, REPO, Solving, history
 
@@ -154,7 +154,7 @@ def config_readers(package: str) -> list[Callable[[], object]]:
 def known_variables(service: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     entry = entry_point(command(service))
     package = package_of(entry)
-    readers: list[Callable[[], object]] = [lambda: load_metrics_settings(EnvReader({}))]
+    readers: list[Callable[[], object]] = [lambda: read_metrics_settings(EnvReader({}))]
     if package == "koe_kit":
         module = importlib.import_module(entry)
         monkeypatch.setattr(os, "environ", {})
@@ -164,9 +164,9 @@ def known_variables(service: str, monkeypatch: pytest.MonkeyPatch) -> set[str]:
     known = names_read(readers)
     monkeypatch.undo()
     # Read by libraries rather than koe's readers: prometheus_client's multiprocess
-    # directory (koe_kit.metrics names it) and the schemas folder (koe_kit.events).
+    # directory (koe_kit.metrics names it) and the schemas folder (koe_kit.config).
     known.add(MULTIPROC_ENV)
-    assert "KOE_SCHEMAS_DIR" in inspect.getsource(events.schemas_dir)
+    assert "KOE_SCHEMAS_DIR" in inspect.getsource(config.schemas_dir)
     known.add("KOE_SCHEMAS_DIR")
     return known
 

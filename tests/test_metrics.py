@@ -19,9 +19,9 @@ from prometheus_client import REGISTRY
 from koe_devkit.local_broker import free_port, wait_for_port
 from koe_devkit.testing import running, wait_until
 from koe_kit import correlation, events
-from koe_kit.config import ConfigError
+from koe_kit.config import ConfigError, load
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer
-from koe_kit.metrics import MetricsSettings, init_metrics
+from koe_kit.metrics import MetricsSettings, init_metrics, read_metrics_settings
 from support import CHALLENGE_KEY, CHALLENGE_MAX_NUMBER, REPO, solving
 
 TOKEN = "metrics-token-" + "m" * 20
@@ -51,10 +51,9 @@ def test_metrics_need_the_token_and_are_off_without_one():
     assert app_with_metrics(None).test_client().get("/metrics").status_code == 404
 
 
-def test_a_short_metrics_token_stops_the_app(monkeypatch):
-    monkeypatch.setenv("KOE_METRICS_TOKEN", "short")
+def test_a_short_metrics_token_stops_the_app():
     with pytest.raises(ConfigError, match="KOE_METRICS_TOKEN is too short"):
-        init_metrics(Flask(__name__), "test-app")
+        load(read_metrics_settings, {"KOE_METRICS_TOKEN": "short"})
 
 
 def test_requests_are_counted_by_route_not_by_raw_path():

@@ -42,18 +42,17 @@ def test_every_event_type_has_a_schema_and_a_payload_type_with_its_fields():
 
 
 def test_the_aggregator_consumes_dead_letters_and_publishes_what_the_contract_says(tmp_path):
-    from aggregator.config import load_settings
+    from aggregator.config import load_consumer_settings
     from aggregator.consumer import build_loop
     from aggregator.outbox import OutboxPublisher
     from koe_kit.db import make_engine, session_factory
 
-    settings = load_settings(
+    settings = load_consumer_settings(
         {
             "KAFKA_BOOTSTRAP_SERVERS": NO_BROKER,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'aggregator.db'}",
             "KOE_DIVISIONS_FILE": str(DIVISIONS),
-        },
-        need_kafka=True,
+        }
     )
     engine = make_engine(settings.database_url)
     loop, publisher = build_loop(settings, OutboxPublisher(session_factory(engine), None))
@@ -67,18 +66,17 @@ def test_the_aggregator_consumes_dead_letters_and_publishes_what_the_contract_sa
 
 def test_the_notifier_consumes_and_dead_letters_what_the_contract_says(tmp_path):
     from koe_kit.db import make_engine
-    from notifier.config import load_settings
+    from notifier.config import load_consumer_settings
     from notifier.consumer import build_consumer
 
-    settings = load_settings(
+    settings = load_consumer_settings(
         {
             "KAFKA_BOOTSTRAP_SERVERS": NO_BROKER,
             "DATABASE_URL": f"sqlite:///{tmp_path / 'notifier.db'}",
             "KOE_DIVISIONS_FILE": str(DIVISIONS),
             "SMTP_HOST": "127.0.0.1",
             "MAIL_FROM": "koe <koe@city-tsu.example>",
-        },
-        need_kafka=True,
+        }
     )
     engine = make_engine(settings.database_url)
     try:

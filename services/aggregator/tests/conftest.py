@@ -153,9 +153,9 @@ class City:
 
 
 def dashboard_settings(database_url: str, **extra: str):
-    from aggregator.config import load_settings
+    from aggregator.config import load_web_settings
 
-    return load_settings(
+    return load_web_settings(
         {
             "DATABASE_URL": database_url,
             "KOE_API_TOKEN": DASHBOARD_TOKEN,

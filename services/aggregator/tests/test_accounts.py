@@ -283,10 +283,10 @@ def test_runs_from_any_directory(migrated_url, sessions, tmp_path):
         assert session.scalars(select(Account.division)).all() == ["somu-dx"]
     # Where relative paths are read from: KOE_HOME, else here if divisions.yaml is here.
     checkout = Path(DIVISIONS).parent
-    assert koe_home(tmp_path, {}) == checkout
-    assert koe_home(tmp_path, {"KOE_HOME": "/srv/koe"}) == Path("/srv/koe")
+    assert koe_home(tmp_path, "") == checkout
+    assert koe_home(tmp_path, "/srv/koe") == Path("/srv/koe")
     (tmp_path / "divisions.yaml").write_text("divisions: []\n", encoding="utf-8")
-    assert koe_home(tmp_path, {}) == tmp_path
+    assert koe_home(tmp_path, "") == tmp_path
 
 
 def _at_a_terminal(argv: list[str], env: dict[str, str], answers: list[tuple[str, str]]):

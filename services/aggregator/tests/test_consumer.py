@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
-from aggregator.config import load_settings
+from aggregator.config import load_consumer_settings
 from aggregator.consumer import build_loop
 from aggregator.ingest import handle_batch
 from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
@@ -40,7 +40,7 @@ def settings_for(broker, database_url, fast_kafka_env):
         # The histories here have fixed dates; judge them whatever today is.
         "KOE_ALERT_MAX_AGE_DAYS": "0",
     }
-    return load_settings(env, need_kafka=True)
+    return load_consumer_settings(env)
 
 
 def produce(broker, settings, batch):

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from aggregator.accounts import set_password
 from aggregator.app import create_app
-from aggregator.config import load_settings
+from aggregator.config import load_web_settings
 from aggregator.models import AlertHandling, AlertOutbox, DailyCount, SignInFailure
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
@@ -63,11 +63,11 @@ def test_refuses_to_start_without_a_strong_secret_key(tmp_path, dashboard_app_fo
     url = f"sqlite:///{tmp_path / 'a.db'}"
     base = {"DATABASE_URL": url, "KOE_API_TOKEN": TOKEN}
     with pytest.raises(ConfigError, match="KOE_SECRET_KEY is required"):
-        load_settings(base, need_token=True)
+        load_web_settings(base)
     with pytest.raises(ConfigError, match="KOE_SECRET_KEY is too short"):
-        load_settings(base | {"KOE_SECRET_KEY": "x" * 31}, need_token=True)
+        load_web_settings(base | {"KOE_SECRET_KEY": "x" * 31})
     with pytest.raises(ConfigError, match="KOE_SECRET_KEY"):
-        create_app(load_settings(base))
+        create_app(load_web_settings(base))
     with pytest.raises(ConfigError, match="KOE_DIVISIONS_FILE"):
         dashboard_app_for(KOE_DIVISIONS_FILE=str(tmp_path / "missing.yaml"))
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from koe_kit.config import ConfigError
-from notifier.config import load_settings
+from notifier.config import load_consumer_settings, load_settings, load_web_settings
 
 DIVISIONS = str(Path(__file__).resolve().parents[3] / "divisions.yaml")
 
@@ -19,19 +20,23 @@ def test_defaults():
     assert settings.smtp.starttls is False
     assert settings.mail_from == "koe <koe@localhost>"
     assert settings.dashboard_url is None
-    assert settings.consumer_group == "notifier"
-    assert settings.kafka is None
     assert settings.directory.knows("somu-dx")
+
+
+def test_the_health_app_starts_without_kafka():
+    settings = load_web_settings({"KOE_DIVISIONS_FILE": DIVISIONS})
+    assert settings.metrics.token is None
+    assert "kafka" not in {field.name for field in fields(settings)}
 
 
 def test_consumer_settings_need_kafka():
     with pytest.raises(ConfigError, match="KAFKA_BOOTSTRAP_SERVERS is required"):
-        load_settings({"KOE_DIVISIONS_FILE": DIVISIONS}, need_kafka=True)
-    settings = load_settings(
-        {"KOE_DIVISIONS_FILE": DIVISIONS, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"},
-        need_kafka=True,
+        load_consumer_settings({"KOE_DIVISIONS_FILE": DIVISIONS})
+    settings = load_consumer_settings(
+        {"KOE_DIVISIONS_FILE": DIVISIONS, "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092"}
     )
     assert settings.kafka.client_id == "koe-notifier"
+    assert settings.consumer_group == "notifier"
 
 
 def test_a_missing_divisions_file_names_the_variable(tmp_path):

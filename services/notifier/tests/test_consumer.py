@@ -13,7 +13,7 @@ from koe_devkit.testing import count_handled, running, wait_until
 from koe_kit import events
 from koe_kit.db import session_factory
 from koe_kit.kafka import ConsumerLoop, ensure_topics, make_producer, read_topic
-from notifier.config import load_settings
+from notifier.config import load_consumer_settings
 from notifier.consumer import build_consumer
 from notifier.models import SentAlert
 
@@ -21,8 +21,8 @@ from notifier.models import SentAlert
 @pytest.fixture
 def consumer_settings(env, engine, broker, fast_kafka_env):
     ensure_topics([broker.bootstrap])
-    return load_settings(
-        {**env, **fast_kafka_env, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}, need_kafka=True
+    return load_consumer_settings(
+        {**env, **fast_kafka_env, "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
     )
 
 

@@ -1,20 +1,26 @@
 """Reading settings from the environment, in one place, validated at start-up.
 
-Each service describes its settings with an `EnvReader`; every problem is
-collected so a misconfigured process names *all* the variables that are wrong
-in one message instead of failing one variable per restart.
+One shape for every process: its settings are a frozen dataclass, described by a
+`read_*(reader) -> Settings` function (parts such as Kafka's or the metrics' are
+read the same way and nested), and built by `load(read, env)`, the only code that
+turns the process environment into settings. Every problem is collected so a
+misconfigured process names *all* the variables that are wrong in one message
+instead of failing one variable per restart. Tests pass a mapping as `env`.
 """
 
 from __future__ import annotations
 
 import builtins
+import dataclasses
 import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import ClassVar, NoReturn, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 T = TypeVar("T")
+S = TypeVar("S")
 
 _REQUIRED = object()
 
@@ -173,6 +179,42 @@ class EnvReader:
         """Raise ConfigError if anything read so far was missing or invalid."""
         if self.problems:
             raise ConfigError(self.problems)
+
+
+def load(read: Callable[[EnvReader], T], env: Mapping[str, str] | None = None) -> T:
+    """The settings `read` describes, from `env` (the process environment if None).
+
+    Raises ConfigError naming every missing or invalid variable at once.
+    """
+    reader = EnvReader(env)
+    settings = read(reader)
+    reader.check()
+    return settings
+
+
+def load_or_exit(read: Callable[[EnvReader], T], env: Mapping[str, str] | None = None) -> T:
+    """`load` for a command's main: a bad setting stops it with the message, exit code 2."""
+    try:
+        return load(read, env)
+    except ConfigError as exc:
+        exit_on_config_error(exc)
+
+
+def extend(base: object, settings_class: type[S], **extra: object) -> S:
+    """`settings_class` (a dataclass extending `base`'s) from `base`'s values and `extra`.
+
+    For a process whose settings are a service's shared ones plus what only it needs
+    (the consumer's Kafka, the web app's secrets): one reading of the shared part.
+    """
+    shared = {f.name: getattr(base, f.name) for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    return settings_class(**shared, **extra)
+
+
+def schemas_dir() -> Path:
+    """The event schemas and topics.yaml: KOE_SCHEMAS_DIR (the image sets it), else the
+    copy packaged with koe_kit. Read when first needed, never at import."""
+    override = os.environ.get("KOE_SCHEMAS_DIR")
+    return Path(override) if override else Path(__file__).resolve().parent / "schemas"
 
 
 def exit_on_config_error(exc: ConfigError) -> NoReturn:

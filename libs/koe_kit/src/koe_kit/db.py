@@ -10,16 +10,16 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import (
     ColumnElement,
     Engine,
-    Insert,
     Select,
     Table,
     Text,
@@ -36,9 +36,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import ARRAY, JSON
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 
-from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+from koe_kit.config import EnvReader, load_or_exit
 
 # psycopg waits 130 s for a new connection by default. A database cut off by the
 # network drops packets instead of refusing them, so every request (and the relay)
@@ -103,7 +104,11 @@ def on_postgresql(session: Session) -> bool:
     return name == "postgresql"
 
 
-def claim(session: Session, query: Select[Any]) -> Select[Any]:
+# Any SELECT, of any columns (Select is generic over each column's type).
+AnySelect = TypeVar("AnySelect", bound=Select[*tuple[Any, ...]])
+
+
+def claim(session: Session, query: AnySelect) -> AnySelect:
     """`query` as a claim on its rows until the transaction ends.
 
     On PostgreSQL FOR UPDATE SKIP LOCKED: processes sharing a table (outbox
@@ -115,16 +120,34 @@ def claim(session: Session, query: Select[Any]) -> Select[Any]:
     return query
 
 
-def dialect_insert(session: Session, table: Any) -> Insert:
+# The INSERT of either dialect: both know ON CONFLICT (on_conflict_do_nothing/update, excluded).
+Upsert = postgresql.Insert | sqlite.Insert
+
+
+def dialect_insert(session: Session, table: Any) -> Upsert:
     """INSERT that knows ON CONFLICT on both PostgreSQL and SQLite."""
     return postgresql.insert(table) if on_postgresql(session) else sqlite.insert(table)
+
+
+def table_of(model: type[DeclarativeBase]) -> Table:
+    """A mapped class's Table (SQLAlchemy types `__table__` as any FROM clause)."""
+    table = model.__table__
+    assert isinstance(table, Table)
+    return table
+
+
+def rows_affected(result: object) -> int:
+    """The rows an UPDATE or DELETE touched (`session.execute` types its result as a plain
+    Result, which has no rowcount; a DML statement's is a CursorResult)."""
+    assert isinstance(result, CursorResult)
+    return result.rowcount
 
 
 def bulk_insert(
     session: Session,
     table: Table,
     rows: list[dict[str, Any]],
-    on_conflict: Callable[[Insert], Insert] | None = None,
+    on_conflict: Callable[[Upsert], Upsert] | None = None,
 ) -> None:
     """INSERT `rows` (all with the same keys), through `on_conflict` if given.
 
@@ -135,7 +158,7 @@ def bulk_insert(
     cheap enough.
     """
     insert = dialect_insert(session, table)
-    statement: Insert
+    statement: Upsert
     parameters: Any
     if not on_postgresql(session):
         statement, parameters = insert, rows
@@ -161,7 +184,7 @@ def bulk_add(
     if not rows:
         return
 
-    def add(insert: Any) -> Insert:  # the dialect's INSERT (dialect_insert), with ON CONFLICT
+    def add(insert: Upsert) -> Upsert:  # the dialect's INSERT, with ON CONFLICT
         return insert.on_conflict_do_update(
             index_elements=keys,
             set_={name: table.c[name] + insert.excluded[name] for name in added},
@@ -213,15 +236,20 @@ def upgrade(url: str, migrations_dir: Path) -> None:
     command.upgrade(config, "head")
 
 
+@dataclass(frozen=True)
+class MigrateSettings:
+    """`python -m <service>.migrate` needs nothing but DATABASE_URL."""
+
+    database_url: str
+
+
 def migrate_command(service: str, migrations_dir: Path) -> None:
-    """The body of `python -m <service>.migrate`: needs nothing but DATABASE_URL."""
-    reader = EnvReader()
-    url = reader.str("DATABASE_URL", default_database_url(service))
-    try:
-        reader.check()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
-    upgrade(url, migrations_dir)
+    """The body of `python -m <service>.migrate`."""
+
+    def read(reader: EnvReader) -> MigrateSettings:
+        return MigrateSettings(reader.str("DATABASE_URL", default_database_url(service)))
+
+    upgrade(load_or_exit(read).database_url, migrations_dir)
     print(f"koe {service}: database is up to date")
 
 

@@ -21,7 +21,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from koe_kit import events
-from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+from koe_kit.config import load_or_exit
 from koe_kit.kafka import KafkaSettings, close_producer, make_producer, read_topic
 from koe_kit.kafka_security import PLAINTEXT, KafkaSecurity
 
@@ -94,12 +94,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("action", choices=["show", "redrive"])
     parser.add_argument("topic", help="a dead-letter topic, e.g. koe.feedback.submitted.dlq.v1")
     args = parser.parse_args(argv)
-    reader = EnvReader()
-    settings = KafkaSettings.from_env(reader, client_id="koe-dlq")
-    try:
-        reader.check()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    settings = load_or_exit(lambda reader: KafkaSettings.from_env(reader, client_id="koe-dlq"))
     if args.action == "show":
         print("\n".join(show(settings.bootstrap_servers, args.topic, settings.security)))
     else:

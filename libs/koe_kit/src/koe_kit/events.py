@@ -8,18 +8,17 @@ send and consumers validate what they read, with the same code.
 from __future__ import annotations
 
 import json
-import os
 import uuid
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 import fastjsonschema
 import yaml
 
 from koe_kit import correlation
+from koe_kit.config import schemas_dir
 
 SPEC_VERSION = "1.0"
 SCHEMA_URI_PREFIX = "urn:koe:schema:"
@@ -34,11 +33,6 @@ class InvalidEvent(ValueError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
-
-
-def schemas_dir() -> Path:
-    override = os.environ.get("KOE_SCHEMAS_DIR")
-    return Path(override) if override else Path(__file__).resolve().parent / "schemas"
 
 
 @cache

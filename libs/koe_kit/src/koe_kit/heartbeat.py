@@ -21,9 +21,10 @@ import os
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from koe_kit.config import ConfigError, EnvReader, exit_on_config_error
+from koe_kit.config import EnvReader, load_or_exit
 
 log = logging.getLogger(__name__)
 
@@ -82,14 +83,24 @@ def age_s(path: Path) -> float:
     return time.time() - path.stat().st_mtime
 
 
+@dataclass(frozen=True)
+class HeartbeatCheckSettings:
+    """`python -m koe_kit.heartbeat`, the container's health check."""
+
+    path: str
+    max_age_s: float
+
+
+def read_heartbeat_check_settings(reader: EnvReader) -> HeartbeatCheckSettings:
+    return HeartbeatCheckSettings(
+        path=reader.str("KOE_HEARTBEAT_FILE", hint="the file the loop touches"),
+        max_age_s=reader.float("KOE_HEARTBEAT_MAX_AGE_S", 120.0, minimum=1, hint="seconds"),
+    )
+
+
 def main() -> None:
-    reader = EnvReader()
-    path = reader.str("KOE_HEARTBEAT_FILE", hint="the file the loop touches")
-    max_age = reader.float("KOE_HEARTBEAT_MAX_AGE_S", 120.0, minimum=1, hint="seconds")
-    try:
-        reader.check()
-    except ConfigError as exc:
-        exit_on_config_error(exc)
+    settings = load_or_exit(read_heartbeat_check_settings)
+    path, max_age = settings.path, settings.max_age_s
     try:
         age = age_s(Path(path))
     except FileNotFoundError:

@@ -1,6 +1,6 @@
 """Prometheus metrics: what koe_kit measures for every service, and how each process shows them.
 
-- Web apps: `init_metrics(app, service)` counts and times every request by
+- Web apps: `init_metrics(app, service, settings)` counts and times every request by
   route (the URL rule, e.g. /api/v1/pages/<page_id>, never the raw path, so the
   label values stay few) and status, and serves GET /metrics.
 - Consumers and the relay have no web app: `serve()` starts prometheus_client's
@@ -26,7 +26,6 @@ show up here without further wiring.
 from __future__ import annotations
 
 import hmac
-import os
 import time
 from dataclasses import dataclass
 
@@ -41,6 +40,7 @@ from prometheus_client import (
     generate_latest,
     multiprocess,
     start_http_server,
+    values,
 )
 
 from koe_kit.config import EnvReader
@@ -110,7 +110,7 @@ class MetricsSettings:
     token: str | None
 
 
-def load_metrics_settings(reader: EnvReader) -> MetricsSettings:
+def read_metrics_settings(reader: EnvReader) -> MetricsSettings:
     token = reader.str("KOE_METRICS_TOKEN", None, hint="bearer token for GET /metrics")
     if token and len(token) < MIN_TOKEN_LENGTH:
         reader.problems.append(
@@ -120,20 +120,21 @@ def load_metrics_settings(reader: EnvReader) -> MetricsSettings:
 
 
 def registry() -> CollectorRegistry:
-    """What /metrics shows: every worker's values in multiprocess mode, else this process's."""
-    if os.environ.get(MULTIPROC_ENV):
+    """What /metrics shows: every worker's values in multiprocess mode, else this process's.
+
+    prometheus_client picks its mode once, from PROMETHEUS_MULTIPROC_DIR when it is
+    first imported (gunicorn_conf sets it for gunicorn's workers): ask it which it
+    picked rather than read the environment again.
+    """
+    if values.ValueClass is not values.MutexValue:
         collected = CollectorRegistry()
         multiprocess.MultiProcessCollector(collected)
         return collected
     return REGISTRY
 
 
-def init_metrics(app: Flask, service: str, settings: MetricsSettings | None = None) -> None:
-    """Time every request and serve /metrics; raises ConfigError for a bad KOE_METRICS_TOKEN."""
-    if settings is None:
-        reader = EnvReader()
-        settings = load_metrics_settings(reader)
-        reader.check()
+def init_metrics(app: Flask, service: str, settings: MetricsSettings) -> None:
+    """Time every request and serve /metrics to the holder of the settings' token."""
     token = settings.token
 
     @app.before_request

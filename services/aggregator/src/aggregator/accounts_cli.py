@@ -14,7 +14,7 @@ import argparse
 import getpass
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -36,21 +36,21 @@ from aggregator.accounts import (
     normalise_email,
     set_password,
 )
-from aggregator.config import load_settings
+from aggregator.config import load_settings, read_accounts_cli_settings
 from koe_directory import Directory, DirectoryError, load_directory
-from koe_kit.config import ConfigError, exit_on_config_error
+from koe_kit.config import ConfigError, exit_on_config_error, load_or_exit
 from koe_kit.db import make_engine, session_factory, transaction
 
 TRIES = 3
 DIVISIONS_FILE = "divisions.yaml"
 
 
-def koe_home(cwd: Path, environ: Mapping[str, str], code: Path = Path(__file__)) -> Path:
-    """Where relative paths are read from: KOE_HOME; the current directory if it holds
-    divisions.yaml; the nearest folder above this code that does (a checkout's root);
-    else the current directory, and the missing file is then reported by name."""
-    if environ.get("KOE_HOME"):
-        return Path(environ["KOE_HOME"])
+def koe_home(cwd: Path, home: str, code: Path = Path(__file__)) -> Path:
+    """Where relative paths are read from: `home` (KOE_HOME) if set; the current directory
+    if it holds divisions.yaml; the nearest folder above this code that does (a checkout's
+    root); else the current directory, and the missing file is then reported by name."""
+    if home:
+        return Path(home)
     if (cwd / DIVISIONS_FILE).is_file():
         return cwd
     return next(
@@ -107,19 +107,14 @@ def read_password(
     raise AccountError("gave_up", tries=TRIES)
 
 
-def _language(environ: Mapping[str, str]) -> str:
-    chosen = environ.get("KOE_LANGUAGE", "")
-    return chosen if chosen in LANGUAGES else "ja"
-
-
-def _parser() -> argparse.ArgumentParser:
+def _parser(language: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aggregator.accounts", description="koe dashboard accounts"
     )
     parser.add_argument(
         "--lang",
         choices=LANGUAGES,
-        default=_language(os.environ),
+        default=language,
         help="the language of prompts and messages (default: KOE_LANGUAGE, else ja)",
     )
     commands = parser.add_subparsers(dest="command", required=True)
@@ -181,8 +176,9 @@ def _run(
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    home = koe_home(Path.cwd(), os.environ)
+    start = load_or_exit(read_accounts_cli_settings)
+    args = _parser(start.language).parse_args(argv)
+    home = koe_home(Path.cwd(), start.home)
     if home.resolve() != Path.cwd().resolve():
         # The services' relative defaults (divisions.yaml, sqlite:///var/...) mean the
         # checkout's files, wherever the operator's shell happens to be.

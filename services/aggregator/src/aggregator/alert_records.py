@@ -184,9 +184,7 @@ def _window(raw: Any) -> tuple[date, date] | None:
 
 
 def _change(raw: dict[str, Any]) -> QuestionChange:
-    before = raw.get("baseline") if isinstance(raw.get("baseline"), dict) else {}
-    after = raw.get("recent") if isinstance(raw.get("recent"), dict) else {}
-    chart = raw.get("chart") if isinstance(raw.get("chart"), dict) else {}
+    before, after, chart = (_section(raw, key) for key in ("baseline", "recent", "chart"))
     return QuestionChange(
         question=str(raw.get("question", "")),
         before=before.get("score"),
@@ -197,3 +195,9 @@ def _change(raw: dict[str, Any]) -> QuestionChange:
         effective_n=chart.get("effective_n"),
         limit_points=chart.get("limit_points"),
     )
+
+
+def _section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """One object of a stored alert's question (an old payload may lack it)."""
+    value = raw.get(key)
+    return value if isinstance(value, dict) else {}

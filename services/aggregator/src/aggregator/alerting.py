@@ -166,7 +166,8 @@ def _record(
     """Write the alerts to the outbox, held ones with crowd.py's reason. `old` alerts
     are marked sent without being sent (old news); `moment` gives an alert's event
     time (default: now)."""
-    page_ids = list({a.page_id for a in [*drops, *recoveries]})
+    alerts: list[Alert] = [*drops, *recoveries]
+    page_ids = list({a.page_id for a in alerts})
     pages = {
         row.id: row
         for row in session.execute(
@@ -174,7 +175,7 @@ def _record(
         )
     }
     outbox_rows = []
-    for alert in [*drops, *recoveries]:
+    for alert in alerts:
         page = pages[alert.page_id]
         info: wire.Page = {
             "id": alert.page_id,

@@ -5,13 +5,7 @@ from __future__ import annotations
 from flask import Flask
 
 from aggregator.access import unknown_url
-from aggregator.config import (
-    Settings,
-    load_settings,
-    read_divisions,
-    require_secret_key,
-    require_token,
-)
+from aggregator.config import WebSettings, load_web_settings, read_divisions
 from aggregator.dashboard import dashboard
 from aggregator.export import export
 from aggregator.views import api
@@ -20,17 +14,15 @@ from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors, trust_proxies
 
 
-def create_app(settings: Settings | None = None) -> Flask:
+def create_app(settings: WebSettings | None = None) -> Flask:
     """Raise ConfigError when KOE_API_TOKEN or KOE_SECRET_KEY is missing or weak (the API
     never runs open, the dashboard's cookies are never forgeable) or divisions.yaml is
     unreadable."""
-    settings = settings or load_settings(need_token=True)
-    require_token(settings)
-    secret_key = require_secret_key(settings)
+    settings = settings or load_web_settings()
     directory = read_divisions(settings)
     app = Flask(__name__)
     app.config.update(
-        SECRET_KEY=secret_key,
+        SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="koe_session",
         SESSION_COOKIE_HTTPONLY=True,
         SESSION_COOKIE_SAMESITE="Lax",
@@ -45,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_db(app, make_engine(settings.database_url))
     init_json_errors(app)
     app.register_error_handler(404, unknown_url)
-    init_metrics(app, "aggregator")
+    init_metrics(app, "aggregator", settings.metrics)
     app.register_blueprint(health_blueprint())
     app.register_blueprint(api)
     app.register_blueprint(dashboard)

@@ -1,20 +1,22 @@
-"""Every aggregator knob, read from the environment in one place.
+"""Every aggregator knob, read from the environment in one place (koe_kit.config says
+the shape).
 
-The stats API and the consumer share one `Settings`; each asks only for what it
-needs: the API requires `KOE_API_TOKEN` (an unset token must stop it, never
-leave it open) and must start without Kafka; the consumer requires Kafka.
-The web app also serves the dashboard, which requires `KOE_SECRET_KEY` (it signs
-the session cookie; a guessable key would let anyone forge a signed-in session).
+Each process has its own settings, the shared `Settings` plus what only it needs:
+the web app (stats API and dashboard) requires `KOE_API_TOKEN` (an unset token
+must stop it, never leave it open) and `KOE_SECRET_KEY` (it signs the session
+cookie; a guessable key would let anyone forge a signed-in session) and must
+start without Kafka; the consumer requires Kafka; the CLIs need neither.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+from aggregator.account_words import LANGUAGES
 from aggregator.counting import DEFAULT_PER_SOURCE_DAY
 from aggregator.crowd import CrowdRule
 from aggregator.detector import DetectorSettings
@@ -25,9 +27,10 @@ from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shor
 from aggregator.retention import DEFAULT_KEEP_YEARS
 from koe_contract import AGGREGATOR, FEEDBACK_TOPIC
 from koe_directory import Directory, DirectoryError, load_directory
-from koe_kit.config import ConfigError, EnvReader
+from koe_kit.config import ConfigError, EnvReader, extend, load
 from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
+from koe_kit.metrics import MetricsSettings, read_metrics_settings
 
 MIN_TOKEN_LENGTH = 16
 MIN_SECRET_KEY_LENGTH = 32
@@ -35,52 +38,129 @@ MIN_SECRET_KEY_LENGTH = 32
 
 @dataclass(frozen=True)
 class Settings:
-    database_url: str = default_database_url("aggregator")
-    api_token: str | None = None
-    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
-    consumer_group: str = AGGREGATOR
+    """What every aggregator process reads: the consumer, the web app and the CLIs.
+
+    No defaults here: `read_settings` holds them, so nothing reads schemas/topics.yaml
+    (processed_keep_days') at import.
+    """
+
+    database_url: str
+    timezone: ZoneInfo
     # Days after which an alert is old news: recorded, not emailed (ingest.py).
-    alert_max_age_days: int = DEFAULT_MAX_AGE_DAYS
+    alert_max_age_days: int
     # What an alert's evidence needs to be emailed rather than held for review (crowd.py).
-    crowd_rule: CrowdRule = CrowdRule()
+    crowd_rule: CrowdRule
     # The drop detector's knobs (detector.py).
-    detector: DetectorSettings = DetectorSettings()
+    detector: DetectorSettings
     # How long after a city day's midnight the daily sweep judges it (daily_sweep.py):
     # answers from its last minutes may still be on their way through the relay.
-    sweep_grace: timedelta = timedelta(minutes=60)
-    kafka: KafkaSettings | None = None
-    secret_key: str | None = None
+    sweep_grace: timedelta
     # Off only for plain-http tests and local runs: a Secure cookie is never sent over http.
-    secure_cookies: bool = True
-    divisions_file: str = "divisions.yaml"
+    secure_cookies: bool
+    divisions_file: str
     # Reverse proxies in front of the dashboard whose X-Forwarded-For is trusted, so
     # sign-in throttling sees the client's address rather than the proxy's.
-    trusted_proxies: int = 0
+    trusted_proxies: int
     # How long a counted event is remembered (pruning.py): as long as Kafka can deliver it.
-    processed_keep_days: int = default_keep_days(FEEDBACK_TOPIC)
+    processed_keep_days: int
     # Responses per page, city-local day and source that count (counting.py).
-    count_per_source_day: int = DEFAULT_PER_SOURCE_DAY
+    count_per_source_day: int
     # Distinct sources that must answer a page the city's list does not name before it
     # is shown, and that must send a title before it is the page's (pages/registry.py).
-    page_min_sources: int = DEFAULT_MIN_SOURCES
+    page_min_sources: int
     # How long source_counts rows are kept (pruning.py); the counts stay.
-    source_keep_days: int = DEFAULT_SOURCE_KEEP_DAYS
+    source_keep_days: int
     # Years of daily rows kept; older ones fold into monthly rows (retention.py).
-    daily_keep_years: int = DEFAULT_KEEP_YEARS
+    daily_keep_years: int
     # Days without an answer after which a page leaves the default pages list
     # (page_list.py); a search or the "quiet pages too" filter still finds it.
-    page_quiet_days: int = DEFAULT_QUIET_DAYS
+    page_quiet_days: int
 
 
-def load_settings(
-    env: Mapping[str, str] | None = None, *, need_token: bool = False, need_kafka: bool = False
-) -> Settings:
-    """Raise ConfigError naming every missing or invalid variable."""
-    reader = EnvReader(env)
-    database_url = reader.str("DATABASE_URL", default_database_url("aggregator"))
+@dataclass(frozen=True)
+class ConsumerSettings(Settings):
+    """`python -m aggregator.consumer`: the shared settings and Kafka."""
+
+    kafka: KafkaSettings
+    consumer_group: str
+
+
+@dataclass(frozen=True)
+class WebSettings(Settings):
+    """`gunicorn aggregator.wsgi:app`: the shared settings and the web app's secrets.
+
+    The stats API never runs open (KOE_API_TOKEN) and the dashboard's session cookie is
+    never forgeable (KOE_SECRET_KEY): both are required, and no Kafka is.
+    """
+
+    api_token: str
+    secret_key: str
+    metrics: MetricsSettings
+
+
+@dataclass(frozen=True)
+class AccountsCliSettings:
+    """What `python -m aggregator.accounts` reads before the service's settings: where
+    koe lives (KOE_HOME: relative paths such as divisions.yaml are read from there;
+    "" unset) and the language it speaks (KOE_LANGUAGE, else Japanese)."""
+
+    home: str
+    language: str
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """The CLIs' settings; ConfigError names every missing or invalid variable."""
+    return load(read_settings, env)
+
+
+def load_consumer_settings(env: Mapping[str, str] | None = None) -> ConsumerSettings:
+    return load(read_consumer_settings, env)
+
+
+def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
+    return load(read_web_settings, env)
+
+
+def read_consumer_settings(reader: EnvReader) -> ConsumerSettings:
+    return extend(
+        read_settings(reader),
+        ConsumerSettings,
+        # 2,000 events per transaction: 0.58x a raw consumer against 0.48x with 500
+        # (bench/bench_aggregator.py); latency is bound by KOE_BATCH_MAX_WAIT_MS, not size.
+        kafka=KafkaSettings.from_env(
+            reader, client_id="koe-aggregator", default_batch_messages=2000
+        ),
+        consumer_group=reader.str("KOE_CONSUMER_GROUP", AGGREGATOR),
+    )
+
+
+def read_web_settings(reader: EnvReader) -> WebSettings:
+    shared = read_settings(reader)
     token = reader.str("KOE_API_TOKEN", None)
+    secret_key = reader.str("KOE_SECRET_KEY", None)
+    for problem in (token_problem(token), secret_key_problem(secret_key)):
+        if problem:
+            reader.problems.append(problem)
+    return extend(
+        shared,
+        WebSettings,
+        api_token=token or "",
+        secret_key=secret_key or "",
+        metrics=read_metrics_settings(reader),
+    )
+
+
+def read_accounts_cli_settings(reader: EnvReader) -> AccountsCliSettings:
+    language = reader.str("KOE_LANGUAGE", "")
+    return AccountsCliSettings(
+        home=reader.str("KOE_HOME", "", hint="the folder of divisions.yaml and var/"),
+        language=language if language in LANGUAGES else "ja",
+    )
+
+
+def read_settings(reader: EnvReader) -> Settings:
+    database_url = reader.str("DATABASE_URL", default_database_url("aggregator"))
     timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
-    group = reader.str("KOE_CONSUMER_GROUP", AGGREGATOR)
     max_age_days = reader.int("KOE_ALERT_MAX_AGE_DAYS", DEFAULT_MAX_AGE_DAYS, minimum=0)
     detector = read_detector(reader)
     sweep_grace = timedelta(
@@ -96,14 +176,6 @@ def load_settings(
             "KOE_ALERT_MAX_DAY_SHARE", crowd_defaults.max_day_share, minimum=0.01, maximum=1
         ),
     )
-    # 2,000 events per transaction: 0.58x a raw consumer against 0.48x with 500
-    # (bench/bench_aggregator.py); latency is bound by KOE_BATCH_MAX_WAIT_MS, not size.
-    kafka = (
-        KafkaSettings.from_env(reader, client_id="koe-aggregator", default_batch_messages=2000)
-        if need_kafka
-        else None
-    )
-    secret_key = reader.str("KOE_SECRET_KEY", None)
     secure_cookies = reader.bool("KOE_DASHBOARD_SECURE_COOKIES", True)
     divisions_file = reader.str("KOE_DIVISIONS_FILE", "divisions.yaml", hint="path")
     trusted_proxies = reader.int("KOE_TRUSTED_PROXIES", 0, minimum=0)
@@ -141,22 +213,13 @@ def load_settings(
         minimum=1,
         hint="days without an answer before a page leaves the default pages list",
     )
-    if need_token:
-        for problem in (token_problem(token), secret_key_problem(secret_key)):
-            if problem:
-                reader.problems.append(problem)
-    reader.check()
     return Settings(
         database_url=database_url,
-        api_token=token,
         timezone=timezone,
-        consumer_group=group,
         alert_max_age_days=max_age_days,
         sweep_grace=sweep_grace,
         crowd_rule=crowd_rule,
         detector=detector,
-        kafka=kafka,
-        secret_key=secret_key,
         secure_cookies=secure_cookies,
         divisions_file=divisions_file,
         trusted_proxies=trusted_proxies,
@@ -220,10 +283,6 @@ def token_problem(token: str | None) -> str | None:
     )
 
 
-def require_token(settings: Settings) -> str:
-    return _required(settings.api_token, token_problem)
-
-
 def secret_key_problem(key: str | None) -> str | None:
     return _secret_problem(
         "KOE_SECRET_KEY",
@@ -234,10 +293,6 @@ def secret_key_problem(key: str | None) -> str | None:
     )
 
 
-def require_secret_key(settings: Settings) -> str:
-    return _required(settings.secret_key, secret_key_problem)
-
-
 def _secret_problem(name: str, value: str | None, min_length: int, why: str) -> str | None:
     """What is wrong with a secret setting: unset (`why` it is needed) or too short."""
     if not value:
@@ -245,12 +300,3 @@ def _secret_problem(name: str, value: str | None, min_length: int, why: str) -> 
     if len(value) < min_length:
         return f"{name} is too short: use at least {min_length} characters"
     return None
-
-
-def _required(value: str | None, problem: Callable[[str | None], str | None]) -> str:
-    """The secret for a process that cannot run without it (the web app)."""
-    found = problem(value)
-    if found:
-        raise ConfigError([found])
-    assert value is not None
-    return value

@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from aggregator import rollups
-from aggregator.config import Settings, load_settings, read_divisions
+from aggregator.config import ConsumerSettings, Settings, load_consumer_settings, read_divisions
 from aggregator.daily_sweep import DailySweep
 from aggregator.edits.reports import EditReports
 from aggregator.ingest import handle_batch
@@ -74,11 +74,10 @@ class BatchHandler:
 
 
 def build_loop(
-    settings: Settings, publisher: OutboxPublisher | None = None
+    settings: ConsumerSettings, publisher: OutboxPublisher | None = None
 ) -> tuple[ConsumerLoop, OutboxPublisher]:
     """The loop and its publisher; the caller calls `publisher.close()` after run().
     Raise ConfigError when divisions.yaml cannot be read."""
-    assert settings.kafka is not None
     directory = read_divisions(settings)
     engine = make_engine(settings.database_url)
     sessions = session_factory(engine)
@@ -166,11 +165,10 @@ def build_loop(
 
 def main() -> None:
     try:
-        settings = load_settings(need_kafka=True)
+        settings = load_consumer_settings()
     except ConfigError as exc:
         exit_on_config_error(exc)
     setup_logging("aggregator")
-    assert settings.kafka is not None
     # Before build_loop: its alert producer would otherwise wait 30 s for a broker
     # still starting, then die with a traceback.
     wait_for_kafka(settings.kafka)

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from aggregator.models import SourceCount
-from koe_kit.db import among_rows, bulk_add
+from koe_kit.db import among_rows, bulk_add, table_of
 
 # Two or three people behind one address (a mobile carrier's NAT, a city hall's proxy)
 # answering the same page on one day all count; README, "Counting", has the numbers.
@@ -85,4 +85,4 @@ class SourceLedger:
             for (p, d, s), (c, e) in self._added.items()
         ]
         keys = ["page_id", "day", "source"]
-        bulk_add(session, SourceCount.__table__, rows, keys, ["counted", "excess"])
+        bulk_add(session, table_of(SourceCount), rows, keys, ["counted", "excess"])

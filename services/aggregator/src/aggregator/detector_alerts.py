@@ -159,6 +159,7 @@ def _alerts(
     fired = {q: j for q, j in page.questions.items() if j.fired == detector.DROP}
     if not fired:
         return made
+    alert_id: str | None
     if page.email == detector.DROP:
         emailed = [page.questions[q] for q in page.emailed]
         recent = emailed[0].chart.window
@@ -220,10 +221,10 @@ def _emailed(session: Session, judged: Judged, alert_id: str) -> bool:
     """Whether a drop alert was (or will be) published: not held, or released."""
     if alert_id in judged.verdicts:
         return judged.verdicts[alert_id].email
-    return (
-        session.scalar(select(func.count()).where(AlertOutbox.alert_id == alert_id, publishable()))
-        > 0
+    published = session.scalar(
+        select(func.count()).where(AlertOutbox.alert_id == alert_id, publishable())
     )
+    return bool(published)
 
 
 def _load(session: Session, page_ids: list[str]) -> dict[tuple[str, str], _Row]:

@@ -42,7 +42,7 @@ from aggregator.replacements import Counted, Replacements, remembered
 from koe_contract import payloads as wire
 from koe_directory import Directory
 from koe_kit import events
-from koe_kit.db import among, bulk_add, bulk_insert
+from koe_kit.db import among, bulk_add, bulk_insert, table_of
 
 log = logging.getLogger(__name__)
 
@@ -164,10 +164,10 @@ def handle_batch(
         # The same deltas to the listing's window rollups, in the same transaction; first,
         # as moving their day to today sums the daily rows without this batch's.
         rollups.add(session, now.astimezone(timezone).date(), totals.counts, totals.responses)
-        bulk_insert(session, ProcessedEvent.__table__, processed)
+        bulk_insert(session, table_of(ProcessedEvent), processed)
         _add_counts(session, totals.counts)
-        _add_per_day(session, DailyResponse.__table__, totals.responses)
-        _add_per_day(session, DailyExcess.__table__, totals.excess)
+        _add_per_day(session, table_of(DailyResponse), totals.responses)
+        _add_per_day(session, table_of(DailyExcess), totals.excess)
         _add_locale_counts(session, totals)
         ledger.write(session)
         pages.write(session)
@@ -244,7 +244,7 @@ def _add_counts(session: Session, counts: dict[tuple[str, date, str], list[int]]
         for (p, d, q), c in counts.items()
     ]
     keys, added = ["page_id", "day", "question"], ["yes", "neutral", "no"]
-    bulk_add(session, DailyCount.__table__, rows, keys, added)
+    bulk_add(session, table_of(DailyCount), rows, keys, added)
 
 
 def _add_locale_counts(session: Session, totals: _Totals) -> None:
@@ -254,14 +254,14 @@ def _add_locale_counts(session: Session, totals: _Totals) -> None:
         for (p, d, lc, q), c in totals.locale_counts.items()
     ]
     bulk_add(
-        session, DailyLocaleCount.__table__, rows, ["page_id", "day", "locale", "question"], answers
+        session, table_of(DailyLocaleCount), rows, ["page_id", "day", "locale", "question"], answers
     )
     rows = [
         {"page_id": p, "day": d, "locale": lc, "responses": n}
         for (p, d, lc), n in totals.locale_responses.items()
     ]
     bulk_add(
-        session, DailyLocaleResponse.__table__, rows, ["page_id", "day", "locale"], ["responses"]
+        session, table_of(DailyLocaleResponse), rows, ["page_id", "day", "locale"], ["responses"]
     )
 
 

@@ -56,7 +56,7 @@ from aggregator.auth import THROTTLE_WINDOW
 from aggregator.metrics import PROCESSED_PRUNED, SOURCES_PRUNED
 from aggregator.models import ProcessedEvent, SignInFailure, SourceCount
 from koe_kit import events
-from koe_kit.db import claim, transaction
+from koe_kit.db import claim, rows_affected, transaction
 
 log = logging.getLogger(__name__)
 
@@ -153,9 +153,9 @@ class ProcessedPruner(Pruner):
             .order_by(ProcessedEvent.processed_at)
             .limit(self.chunk),
         )
-        deleted = session.execute(
-            delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(stale))
-        ).rowcount
+        deleted = rows_affected(
+            session.execute(delete(ProcessedEvent).where(ProcessedEvent.event_id.in_(stale)))
+        )
         PROCESSED_PRUNED.inc(deleted)
         return deleted
 
@@ -193,7 +193,7 @@ class SourcePruner(Pruner):
         ]
         if not stale:
             return 0
-        deleted = session.execute(delete(SourceCount).where(key.in_(stale))).rowcount
+        deleted = rows_affected(session.execute(delete(SourceCount).where(key.in_(stale))))
         SOURCES_PRUNED.inc(deleted)
         return deleted
 
@@ -211,4 +211,6 @@ class SignInFailurePruner(Pruner):
             .order_by(SignInFailure.id)
             .limit(self.chunk),
         )
-        return session.execute(delete(SignInFailure).where(SignInFailure.id.in_(stale))).rowcount
+        return rows_affected(
+            session.execute(delete(SignInFailure).where(SignInFailure.id.in_(stale)))
+        )

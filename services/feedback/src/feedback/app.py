@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     )
     app.extensions["koe.feedback.directory"] = directory
     init_json_errors(app)
-    init_metrics(app, "feedback")
+    init_metrics(app, "feedback", settings.metrics)
 
     @app.before_request
     def whole_chunked_body():

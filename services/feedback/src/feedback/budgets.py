@@ -25,7 +25,7 @@ from sqlalchemy import Insert, bindparam, case, delete, literal, select, union_a
 from sqlalchemy.orm import Session
 
 from feedback.models import Budget
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, rows_affected, table_of
 
 HOUR_S = 3600
 DAY_S = 24 * HOUR_S
@@ -119,7 +119,7 @@ def upsert(session: Session, scopes: int) -> Insert:
     dialect = session.get_bind().dialect.name
     statement = _UPSERTS.get((dialect, scopes))
     if statement is None:
-        table = Budget.__table__
+        table = table_of(Budget)
         ends_type = table.c.ends_at.type
         # INSERT … SELECT of bound rows: a multi-row VALUES would not be cached.
         rows = union_all(
@@ -177,5 +177,5 @@ def _aware(moment: datetime) -> datetime:
 
 def prune(session: Session, now: datetime) -> int:
     """Forget budgets that have ended: a new answer starts them again from one anyway."""
-    table = Budget.__table__
-    return session.execute(delete(table).where(table.c.ends_at <= now)).rowcount
+    table = table_of(Budget)
+    return rows_affected(session.execute(delete(table).where(table.c.ends_at <= now)))

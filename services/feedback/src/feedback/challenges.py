@@ -23,18 +23,19 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Final, cast
 from urllib.parse import parse_qs
 
 import altcha
+from altcha.v1 import PayloadType
 from sqlalchemy import CTE, bindparam, delete
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from feedback.models import UsedChallenge
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, rows_affected, table_of
 
-ALGORITHM = "SHA-256"
+ALGORITHM: Final = "SHA-256"
 # The solution as ALTCHA's widget protocol sends it: base64 of a small JSON object.
 # Anything longer is not koe's (a salt is under 100 characters).
 MAX_PAYLOAD_CHARS = 1024
@@ -112,7 +113,7 @@ def check(settings: ChallengeSettings, payload: Any, page_url: str, now: datetim
     return Solution(solution["signature"], expires_at)
 
 
-def _decoded(payload: Any) -> dict[str, Any]:
+def _decoded(payload: Any) -> PayloadType:
     if not isinstance(payload, str) or not payload:
         raise BadSolution("is required: the solved challenge from GET /api/v1/feedback/challenge")
     if len(payload) > MAX_PAYLOAD_CHARS:
@@ -138,7 +139,7 @@ def _decoded(payload: Any) -> dict[str, Any]:
         raise BadSolution(
             f"must hold algorithm {ALGORITHM}, challenge, salt, signature and a whole number"
         )
-    return solution
+    return cast(PayloadType, solution)  # the library's shape: each field checked above
 
 
 def spend(session: Session, solution: Solution) -> bool:
@@ -149,7 +150,7 @@ def spend(session: Session, solution: Solution) -> bool:
     the loser waits for the winner's commit, inserts nothing and is told so.
     """
     inserted = session.execute(
-        dialect_insert(session, UsedChallenge.__table__)
+        dialect_insert(session, table_of(UsedChallenge))
         .values(signature=solution.signature, expires_at=solution.expires_at)
         .on_conflict_do_nothing(index_elements=["signature"])
         .returning(UsedChallenge.signature)
@@ -164,7 +165,7 @@ def spend_params(solution: Solution) -> dict[str, Any]:
 def spend_cte() -> CTE:
     """spend() as a CTE for a PostgreSQL statement that does more (services.record_at_once),
     run with spend_params(): a row when the solution was unspent, none when it was spent."""
-    table = UsedChallenge.__table__
+    table = table_of(UsedChallenge)
     return (
         postgresql.insert(table)
         .values(
@@ -179,4 +180,6 @@ def spend_cte() -> CTE:
 
 def prune(session: Session, now: datetime) -> int:
     """Forget spent solutions that have expired: check() refuses them anyway."""
-    return session.execute(delete(UsedChallenge).where(UsedChallenge.expires_at < now)).rowcount
+    return rows_affected(
+        session.execute(delete(UsedChallenge).where(UsedChallenge.expires_at < now))
+    )

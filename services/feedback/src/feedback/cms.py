@@ -9,16 +9,18 @@ in its templates (README, "Embedding the survey", shows Python, PHP and Ruby).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
+from collections.abc import Mapping
 from html import escape
 
+from feedback.config import load_cms_sign_settings
 from feedback.pages import page_sig
 from koe_directory import canonical_url
 from koe_directory.pages import PAGE_ID
+from koe_kit.config import ConfigError
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m feedback.cms")
     commands = parser.add_subparsers(dest="command", required=True)
     sign = commands.add_parser(
@@ -27,9 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     sign.add_argument("--page-id", required=True, help="the CMS's id of the page")
     sign.add_argument("--url", required=True, help="the page's URL")
     args = parser.parse_args(argv)
-    key = os.environ.get("KOE_CMS_KEY", "")
-    if not key:
-        print("KOE_CMS_KEY is not set: export the key koe's feedback API has", file=sys.stderr)
+    try:
+        key = load_cms_sign_settings(env).cms_key
+    except ConfigError as exc:
+        print(f"koe: {exc}", file=sys.stderr)
         return 2
     if not PAGE_ID.match(args.page_id):
         print(f"--page-id {args.page_id!r} is not a page id ({PAGE_ID.pattern})", file=sys.stderr)
@@ -39,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"--url {args.url!r}: {exc}", file=sys.stderr)
         return 2
-    sig = page_sig(key.encode("utf-8"), args.page_id, url)
+    sig = page_sig(key, args.page_id, url)
     page_id = escape(args.page_id)
     print(f'data-koe-page-id="{page_id}" data-koe-page-sig="{sig}"')
     print(f'<input type="hidden" name="page_id" value="{page_id}">')

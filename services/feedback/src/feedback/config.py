@@ -1,4 +1,5 @@
-"""Settings of the feedback API and of its relay, read from the environment in one place.
+"""Settings of the feedback API, its relay and the CMS signing tool, read from the
+environment in one place (koe_kit.config says the shape).
 
 The API and the relay are separate processes with separate settings: the API
 never talks to Kafka, so it must start (and keep accepting) without
@@ -15,9 +16,10 @@ from zoneinfo import ZoneInfo
 from feedback.budgets import Budgets
 from feedback.challenges import ChallengeSettings
 from koe_directory.pages import origin_of
-from koe_kit.config import EnvReader
+from koe_kit.config import EnvReader, load
 from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
+from koe_kit.metrics import MetricsSettings, read_metrics_settings
 
 DEFAULT_DATABASE_URL = default_database_url("feedback")
 
@@ -44,6 +46,7 @@ class Settings:
     cms_key: bytes | None
     response_keep_days: int
     source_key_keep_days: int
+    metrics: MetricsSettings
     # Where citizens reach this app ("https://koe.city.example", no trailing slash):
     # the snippet that /embed makes and /demo shows loads widget.js from it. Never the
     # request's Host header, which the sender writes. None: those two pages are off.
@@ -60,9 +63,28 @@ class RelaySettings:
     send_timeout_s: float
 
 
+@dataclass(frozen=True)
+class CmsSignSettings:
+    """`python -m feedback.cms sign`: the key the API checks page ids with (KOE_CMS_KEY)."""
+
+    cms_key: bytes
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    reader = EnvReader(env)
-    settings = Settings(
+    """The API's settings; ConfigError names every missing or invalid variable."""
+    return load(read_settings, env)
+
+
+def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:
+    return load(read_relay_settings, env)
+
+
+def load_cms_sign_settings(env: Mapping[str, str] | None = None) -> CmsSignSettings:
+    return load(read_cms_sign_settings, env)
+
+
+def read_settings(reader: EnvReader) -> Settings:
+    return Settings(
         database_url=reader.str("DATABASE_URL", DEFAULT_DATABASE_URL),
         divisions_file=reader.str("KOE_DIVISIONS_FILE", "divisions.yaml"),
         allowed_origins=_origins(reader),
@@ -90,10 +112,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         cms_key=_cms_key(reader),
         response_keep_days=reader.int("KOE_RESPONSE_KEEP_DAYS", 400, minimum=1, maximum=36500),
         source_key_keep_days=reader.int("KOE_SOURCE_KEY_KEEP_DAYS", 2, minimum=1, maximum=365),
+        metrics=read_metrics_settings(reader),
         public_url=_public_url(reader),
     )
-    reader.check()
-    return settings
 
 
 def _public_url(reader: EnvReader) -> str | None:
@@ -134,9 +155,8 @@ def _cms_key(reader: EnvReader) -> bytes | None:
     return key.encode("utf-8") or None
 
 
-def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:
-    reader = EnvReader(env)
-    settings = RelaySettings(
+def read_relay_settings(reader: EnvReader) -> RelaySettings:
+    return RelaySettings(
         database_url=reader.str("DATABASE_URL", DEFAULT_DATABASE_URL),
         kafka=KafkaSettings.from_env(reader, client_id="koe-feedback-relay"),
         batch_size=reader.int("KOE_RELAY_BATCH", 500, minimum=1),
@@ -144,8 +164,15 @@ def load_relay_settings(env: Mapping[str, str] | None = None) -> RelaySettings:
         keep_hours=reader.int("KOE_OUTBOX_KEEP_HOURS", 168, minimum=0),
         send_timeout_s=reader.float("KOE_RELAY_SEND_TIMEOUT_S", 30.0, minimum=0.1),
     )
-    reader.check()
-    return settings
+
+
+def read_cms_sign_settings(reader: EnvReader) -> CmsSignSettings:
+    # From the environment only, never the command line (which other users of the
+    # machine can read in the process list); the key the API would accept.
+    key = _cms_key(reader)
+    if key is None and not reader.problems:
+        reader.problems.append("KOE_CMS_KEY is required (export the key koe's feedback API has)")
+    return CmsSignSettings(cms_key=key or b"")
 
 
 def _origins(reader: EnvReader) -> frozenset[str]:

@@ -24,10 +24,10 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from feedback.models import KnownPage
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, table_of
 
 SIG_HEX = 32
-_pages = KnownPage.__table__
+_pages = table_of(KnownPage)
 
 
 def page_sig(key: bytes, page_id: str, canonical: str) -> str:

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
@@ -25,7 +24,7 @@ from feedback.config import RelaySettings, load_relay_settings
 from feedback.models import OutboxEntry
 from koe_kit import correlation, metrics
 from koe_kit.config import ConfigError, exit_on_config_error
-from koe_kit.db import among, claim, make_engine, session_factory, transaction
+from koe_kit.db import among, claim, make_engine, rows_affected, session_factory, transaction
 from koe_kit.heartbeat import Heartbeat
 from koe_kit.kafka import close_producer, make_producer
 from koe_kit.logs import setup_logging
@@ -148,7 +147,7 @@ class Relay(GracefulStop):
                     OutboxEntry.sent_at.is_not(None), OutboxEntry.sent_at < cutoff
                 )
             )
-        return result.rowcount
+        return rows_affected(result)
 
     def _prune_now_and_then(self) -> None:
         if time.monotonic() >= self._next_prune:
@@ -205,7 +204,11 @@ class Relay(GracefulStop):
             self.producer = None
 
 
-def _in_key_order(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
+# A claimed outbox row: id, topic, key, payload.
+OutboxRow = Row[int, str, str, str]
+
+
+def _in_key_order(session: Session, rows: Sequence[OutboxRow]) -> list[OutboxRow]:
     """The claimed rows that no unsent row of their page, held by another relay, precedes.
 
     Relays side by side each claim rows no other holds (SKIP LOCKED), so another
@@ -216,7 +219,7 @@ def _in_key_order(session: Session, rows: list[Row[Any]]) -> list[Row[Any]]:
     next claim takes them. One relay alone holds every unsent row it sees.
     """
     if not rows:
-        return rows
+        return []
     others = dict(
         session.execute(
             select(OutboxEntry.key, func.min(OutboxEntry.id))

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from feedback import budgets, challenges, tokens
 from feedback.models import Response, SourceKey
 from feedback.sources import Sources
+from koe_kit.db import rows_affected, table_of
 
 log = logging.getLogger(__name__)
 
@@ -73,10 +74,10 @@ class Retention:
                 break
         with sessions() as session, session.begin():
             oldest_day = sources.today(now) - timedelta(days=self.source_key_keep_days)
-            table = SourceKey.__table__
-            pruned["source_keys"] = session.execute(
-                delete(table).where(table.c.day < oldest_day)
-            ).rowcount
+            table = table_of(SourceKey)
+            pruned["source_keys"] = rows_affected(
+                session.execute(delete(table).where(table.c.day < oldest_day))
+            )
             pruned["answer_tokens"] = tokens.prune(
                 session, now - timedelta(seconds=self.replace_window_s, days=1)
             )
@@ -87,11 +88,11 @@ class Retention:
 
 def _prune_responses(session: Session, before: datetime) -> int:
     """The oldest chunk of responses received before `before` (ix_responses_received_at)."""
-    table = Response.__table__
+    table = table_of(Response)
     oldest = (
         select(table.c.id)
         .where(table.c.received_at < before)
         .order_by(table.c.received_at)
         .limit(CHUNK)
     )
-    return session.execute(delete(table).where(table.c.id.in_(oldest))).rowcount
+    return rows_affected(session.execute(delete(table).where(table.c.id.in_(oldest))))

@@ -19,7 +19,7 @@ from koe_contract import FEEDBACK_SUBMITTED, FEEDBACK_TOPIC
 from koe_contract.payloads import FeedbackSubmitted
 from koe_directory import QUESTION_KEYS
 from koe_kit import events
-from koe_kit.db import on_postgresql
+from koe_kit.db import on_postgresql, table_of
 
 SOURCE = "koe/feedback"
 
@@ -252,8 +252,8 @@ def _response_params(row: dict[str, Any], payload: str) -> dict[str, Any]:
     }
 
 
-_responses = Response.__table__
-_outbox = OutboxEntry.__table__
+_responses = table_of(Response)
+_outbox = table_of(OutboxEntry)
 
 
 def _param(column: Any) -> Any:

@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from feedback.models import SourceKey
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, table_of
 
 SOURCE_HEX = 32
 
@@ -81,7 +81,7 @@ def day_key(session: Session, day: date, now: datetime | None = None) -> bytes:
     """The key of `day`, made on first use. Race-safe: workers that start the day together
     each try to insert their own random key, one wins, and all read the winner's."""
     connection = session.connection()
-    insert = dialect_insert(session, SourceKey.__table__).on_conflict_do_nothing(
+    insert = dialect_insert(session, table_of(SourceKey)).on_conflict_do_nothing(
         index_elements=["day"]
     )
     connection.execute(

@@ -28,9 +28,9 @@ from sqlalchemy.orm import Session
 
 from feedback.models import AnswerToken
 from koe_directory import QUESTION_KEYS
-from koe_kit.db import dialect_insert, on_postgresql
+from koe_kit.db import dialect_insert, on_postgresql, rows_affected, table_of
 
-_tokens = AnswerToken.__table__
+_tokens = table_of(AnswerToken)
 
 
 def canonical_answers(answers: Mapping[str, str]) -> str:
@@ -134,7 +134,7 @@ def retried(session: Session, token: str, page_id: str, answers: Mapping[str, st
 def prune(session: Session, before: datetime) -> int:
     """Forget tokens first used before `before`: past the window they decide nothing but a
     late retry, which is then stored as a new answer within the budgets."""
-    return session.execute(delete(_tokens).where(_tokens.c.first_at < before)).rowcount
+    return rows_affected(session.execute(delete(_tokens).where(_tokens.c.first_at < before)))
 
 
 _READ = select(

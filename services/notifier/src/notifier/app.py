@@ -8,16 +8,16 @@ from sqlalchemy import select
 from koe_kit.db import make_engine
 from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors
-from notifier.config import Settings, load_settings
+from notifier.config import WebSettings, load_web_settings
 from notifier.models import SentAlert
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    settings = settings or load_settings()
+def create_app(settings: WebSettings | None = None) -> Flask:
+    settings = settings or load_web_settings()
     app = Flask(__name__)
     app.extensions["koe.settings"] = settings
     init_json_errors(app)
-    init_metrics(app, "notifier")
+    init_metrics(app, "notifier", settings.metrics)
     init_db(app, make_engine(settings.database_url))
     app.register_blueprint(health_blueprint(extra_check=_migrated))
     return app

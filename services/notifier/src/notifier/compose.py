@@ -18,6 +18,7 @@ from datetime import date, datetime
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import format_datetime, parseaddr
+from functools import partial
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
@@ -123,14 +124,15 @@ class PageView:
 def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
     data = event["data"]
     page = data["page"]
-    common = {
-        "alert_id": str(uuid.UUID(data["alert_id"])),
-        "title": one_line(page.get("title") or "") or UNTITLED,
-        "url": one_line(page["url"]),
-        "dashboard": f"{dashboard_url}/pages/{page['id']}" if dashboard_url else None,
-    }
+    view = partial(
+        PageView,
+        alert_id=str(uuid.UUID(data["alert_id"])),
+        title=one_line(page.get("title") or "") or UNTITLED,
+        url=one_line(page["url"]),
+        dashboard=f"{dashboard_url}/pages/{page['id']}" if dashboard_url else None,
+    )
     if event["type"] == ALERT_RECOVERED:
-        return PageView(
+        return view(
             kind="recovery",
             questions=tuple(
                 QuestionView(
@@ -143,9 +145,8 @@ def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
                 )
                 for q in data["questions"]
             ),
-            **common,
         )
-    return PageView(
+    return view(
         kind="drop",
         period=japanese_window(data["recent"]),
         baseline_period=japanese_window(data["baseline"]),
@@ -163,7 +164,6 @@ def page_view(event: Mapping[str, Any], dashboard_url: str | None) -> PageView:
             )
             for q in data["questions"]
         ),
-        **common,
     )
 
 

@@ -1,17 +1,21 @@
-"""The notifier's settings, read from the environment in one place and checked at start-up."""
+"""The notifier's settings, read from the environment in one place and checked at start-up
+(koe_kit.config says the shape): the shared `Settings`, plus Kafka for the consumer and
+the metrics token for the health app, which starts without a broker configured."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
 from email.utils import parseaddr
+from typing import cast
 from zoneinfo import ZoneInfo
 
 from koe_contract import NOTIFIER
 from koe_directory import Directory, DirectoryError, load_directory
-from koe_kit.config import EnvReader
+from koe_kit.config import EnvReader, extend, load
 from koe_kit.db import default_database_url
 from koe_kit.kafka import KafkaSettings
+from koe_kit.metrics import MetricsSettings, read_metrics_settings
 
 DEFAULT_DATABASE_URL = default_database_url("notifier")
 
@@ -37,19 +41,56 @@ class Settings:
     directory: Directory
     smtp: SmtpSettings
     mail_from: str
-    dashboard_url: str | None = None
-    consumer_group: str = NOTIFIER
+    dashboard_url: str | None
     # Daily digests: the city's time zone (digest_hour is local) and how often
     # the consumer's digest thread looks for a due digest.
-    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
-    digest_check_s: float = 60.0
-    # Only the consumer talks to Kafka; the web app starts without a broker configured.
-    kafka: KafkaSettings | None = None
+    timezone: ZoneInfo
+    digest_check_s: float
 
 
-def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = False) -> Settings:
+@dataclass(frozen=True)
+class ConsumerSettings(Settings):
+    """`python -m notifier.consumer`, which sends the alerts and the daily digests."""
+
+    kafka: KafkaSettings
+    consumer_group: str
+
+
+@dataclass(frozen=True)
+class WebSettings(Settings):
+    """`gunicorn notifier.wsgi:app`, the health checks."""
+
+    metrics: MetricsSettings
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Raise ConfigError naming every missing or invalid variable at once."""
-    reader = EnvReader(env)
+    return load(read_settings, env)
+
+
+def load_consumer_settings(env: Mapping[str, str] | None = None) -> ConsumerSettings:
+    return load(read_consumer_settings, env)
+
+
+def load_web_settings(env: Mapping[str, str] | None = None) -> WebSettings:
+    return load(read_web_settings, env)
+
+
+def read_consumer_settings(reader: EnvReader) -> ConsumerSettings:
+    return extend(
+        read_settings(reader),
+        ConsumerSettings,
+        # Each alert is an SMTP conversation; a small batch keeps polls frequent.
+        kafka=KafkaSettings.from_env(reader, client_id="koe-notifier", default_batch_messages=20),
+        consumer_group=reader.str("KOE_CONSUMER_GROUP", NOTIFIER),
+    )
+
+
+def read_web_settings(reader: EnvReader) -> WebSettings:
+    return extend(read_settings(reader), WebSettings, metrics=read_metrics_settings(reader))
+
+
+def read_settings(reader: EnvReader) -> Settings:
     database_url = reader.str("DATABASE_URL", DEFAULT_DATABASE_URL)
     divisions_file = reader.str(
         "KOE_DIVISIONS_FILE", "divisions.yaml", hint="path to divisions.yaml"
@@ -90,28 +131,18 @@ def load_settings(env: Mapping[str, str] | None = None, *, need_kafka: bool = Fa
     if dashboard_url and not dashboard_url.startswith(("http://", "https://")):
         reader.problems.append(f"KOE_DASHBOARD_URL={dashboard_url!r} is invalid: an http(s) URL")
 
-    consumer_group = reader.str("KOE_CONSUMER_GROUP", NOTIFIER)
     timezone = reader.zone("KOE_TIMEZONE", "Asia/Tokyo")
     digest_check_s = reader.float("KOE_DIGEST_CHECK_S", 60.0, minimum=0.05, hint="seconds")
-    kafka_settings = (
-        # Each alert is an SMTP conversation; a small batch keeps polls frequent.
-        KafkaSettings.from_env(reader, client_id="koe-notifier", default_batch_messages=20)
-        if need_kafka
-        else None
-    )
-    reader.check()
-    assert directory is not None  # a failed load is a problem, so check() raised
     return Settings(
         database_url=database_url,
         divisions_file=divisions_file,
-        directory=directory,
+        # A failed load is one of the reader's problems: load() raises before anyone sees it.
+        directory=cast(Directory, directory),
         smtp=smtp,
         mail_from=mail_from,
         dashboard_url=dashboard_url,
-        consumer_group=consumer_group,
         timezone=timezone,
         digest_check_s=digest_check_s,
-        kafka=kafka_settings,
     )
 
 

@@ -15,15 +15,13 @@ from koe_kit.config import ConfigError, exit_on_config_error
 from koe_kit.db import make_engine
 from koe_kit.kafka import ConsumerLoop, DeadLetterPolicy
 from koe_kit.logs import setup_logging
-from notifier.config import Settings, load_settings
+from notifier.config import ConsumerSettings, load_consumer_settings
 from notifier.digest import DigestStep, DigestThread
 from notifier.handler import AlertHandler
 from notifier.outgoing import Outgoing
 
 
-def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
-    if settings.kafka is None:
-        raise ValueError("the consumer needs Kafka settings: load_settings(need_kafka=True)")
+def build_consumer(settings: ConsumerSettings, engine: Engine) -> ConsumerLoop:
     # One policy for both: the loop dead-letters what does not decode, the handler an
     # alert whose email is refused for good.
     dead_letters = DeadLetterPolicy.to_kafka(
@@ -38,8 +36,7 @@ def build_consumer(settings: Settings, engine: Engine) -> ConsumerLoop:
     )
 
 
-def build_digest(settings: Settings, engine: Engine) -> DigestThread:
-    assert settings.kafka is not None
+def build_digest(settings: ConsumerSettings, engine: Engine) -> DigestThread:
     step = DigestStep(
         Outgoing.from_settings(settings, engine),
         timezone=settings.timezone,
@@ -52,7 +49,7 @@ def build_digest(settings: Settings, engine: Engine) -> DigestThread:
 
 def main() -> None:
     try:
-        settings = load_settings(need_kafka=True)
+        settings = load_consumer_settings()
     except ConfigError as exc:
         exit_on_config_error(exc)
     setup_logging("notifier")

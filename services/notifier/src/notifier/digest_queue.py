@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from koe_directory import Division
 from koe_kit import events
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, rows_affected, table_of
 from notifier.models import FAILED, RETRYING, SENDING, SENT, Digest, DigestEntry
 
 _ERROR_LIMIT = 2000
@@ -38,7 +38,7 @@ def add_entry(
     session: Session, event: Mapping[str, Any], division: Division, received_at: datetime
 ) -> None:
     """Store an alert for its division's next digest (once: a redelivery is ignored)."""
-    insert = dialect_insert(session, DigestEntry.__table__).values(
+    insert = dialect_insert(session, table_of(DigestEntry)).values(
         alert_id=event["data"]["alert_id"],
         division_code=division.code,
         event=events.encode(dict(event)).decode("utf-8"),
@@ -84,7 +84,7 @@ def claim_new(
     entries = session.scalar(select(func.count()).where(*waiting, DigestEntry.received_at < before))
     if not entries:
         return False
-    insert = dialect_insert(session, Digest.__table__).values(
+    insert = dialect_insert(session, table_of(Digest)).values(
         division_code=division.code,
         digest_date=day,
         status=SENDING,
@@ -139,7 +139,7 @@ def claim_retries(session: Session, now: datetime, lease: timedelta) -> list[Cla
             )
             .values(status=SENDING, claimed_at=now)
         )
-        if result.rowcount:
+        if rows_affected(result):
             taken.append(Claimed(code, day))
     return taken
 

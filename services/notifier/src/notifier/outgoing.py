@@ -22,9 +22,9 @@ class Outgoing:
     directory: Directory
     mailer: SmtpMailer
     mail_from: str
-    dashboard_url: str | None = None
+    dashboard_url: str | None
     # The city's zone: a mail's Date header is in it (+0900), as every date in the mail.
-    timezone: ZoneInfo = ZoneInfo("Asia/Tokyo")
+    timezone: ZoneInfo
 
     @classmethod
     def from_settings(cls, settings: Settings, engine: Engine) -> Outgoing:

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from koe_directory import Division
-from koe_kit.db import dialect_insert
+from koe_kit.db import dialect_insert, table_of
 from notifier.models import FINAL, RETRYING, SENT, SentAlert
 
 _ERROR_LIMIT = 2000
@@ -34,7 +34,7 @@ def record_attempt(
     cannot fail on the primary key; a final outcome already stored is never
     overwritten (the first member's mail is the one that counts).
     """
-    table = SentAlert.__table__
+    table = table_of(SentAlert)
     values = {
         "alert_id": alert_id,
         "status": status,

@@ -30,7 +30,7 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from aggregator.models import Page, PageEdit, PageModifiedVote
-from koe_kit.db import among, among_rows, bulk_add, dialect_insert
+from koe_kit.db import among, among_rows, bulk_add, dialect_insert, table_of
 
 _IN_CHUNK = 500
 
@@ -76,7 +76,7 @@ class ModifiedDates:
                 if had < self.min_sources <= had + 1:
                     reached.setdefault(page_id, []).append(when)
         rows = [{"page_id": p, "modified": d, "sources": n} for (p, d), n in counts.items()]
-        bulk_add(session, PageModifiedVote.__table__, rows, ["page_id", "modified"], ["sources"])
+        bulk_add(session, table_of(PageModifiedVote), rows, ["page_id", "modified"], ["sources"])
         return _move(session, reached, BY_SOURCES, now)
 
 
@@ -86,7 +86,7 @@ def record_listed(session: Session, dates: Iterable[tuple[str, date]], now: date
     if not given:
         return []
     edits = _move(session, {p: [d] for p, d in given.items()}, BY_LIST, now)
-    table, page_ids = Page.__table__, list(given)
+    table, page_ids = table_of(Page), list(given)
     for start in range(0, len(page_ids), _IN_CHUNK):
         chunk = page_ids[start : start + _IN_CHUNK]
         session.execute(
@@ -119,7 +119,7 @@ def _move(
         if current != start:
             moved.append({"pid": page_id, "modified": current})
     if moved:
-        table = Page.__table__
+        table = table_of(Page)
         session.execute(
             update(table)
             .where(table.c.id == bindparam("pid"))
@@ -127,7 +127,7 @@ def _move(
             moved,
         )
     if edits:
-        insert = dialect_insert(session, PageEdit.__table__).on_conflict_do_nothing(
+        insert = dialect_insert(session, table_of(PageEdit)).on_conflict_do_nothing(
             index_elements=["page_id", "day"]
         )
         session.execute(

@@ -16,13 +16,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Insert, case, select, true
+from sqlalchemy import case, select, true
 from sqlalchemy.orm import Session
 
 from aggregator.edits.records import record_listed
 from aggregator.models import Page
 from koe_directory.page_list import ListedPage
-from koe_kit.db import among, bulk_insert
+from koe_kit.db import Upsert, among, bulk_insert, table_of
 
 _IN_CHUNK = 500
 
@@ -45,9 +45,9 @@ def import_pages(session: Session, listed: list[ListedPage], now: datetime) -> I
                 select(Page.id).where(among(session, Page.id, ids[start : start + _IN_CHUNK]))
             )
         )
-    table = Page.__table__
+    table = table_of(Page)
 
-    def merge(insert: Insert) -> Insert:
+    def merge(insert: Upsert) -> Upsert:
         new = insert.excluded
         return insert.on_conflict_do_update(
             index_elements=["id"],

@@ -28,11 +28,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Insert, case, literal, or_, select
+from sqlalchemy import case, literal, or_, select
 from sqlalchemy.orm import Session
 
 from aggregator.models import Page, PageTitle
-from koe_kit.db import among, among_rows, bulk_add, bulk_insert
+from koe_kit.db import Upsert, among, among_rows, bulk_add, bulk_insert, table_of
 
 # One person easily has three addresses in a day (home, phone, office): five sources
 # take two days or five addresses, and a page with five answers in all is no news yet
@@ -144,15 +144,15 @@ def _votes(session: Session, pairs: list[tuple[str, str]]) -> dict[tuple[str, st
 
 def _add_votes(session: Session, votes: dict[tuple[str, str], int]) -> None:
     rows = [{"page_id": p, "title": t, "sources": n} for (p, t), n in votes.items()]
-    bulk_add(session, PageTitle.__table__, rows, ["page_id", "title"], ["sources"])
+    bulk_add(session, table_of(PageTitle), rows, ["page_id", "title"], ["sources"])
 
 
 def _upsert_pages(
     session: Session, pages: dict[str, _Seen], titles: dict[str, str], min_sources: int
 ) -> None:
-    table = Page.__table__
+    table = table_of(Page)
 
-    def merge(insert: Insert) -> Insert:
+    def merge(insert: Upsert) -> Upsert:
         new = insert.excluded
         sources = table.c.sources + new.sources
         return insert.on_conflict_do_update(

@@ -7,6 +7,8 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -19,7 +21,7 @@ depends_on = None
 # Counts, responses and pages are updated in place by every batch that touches them;
 # free room in each heap page lets PostgreSQL update without new index entries (HOT).
 # SQLite ignores the option.
-UPDATED_IN_PLACE = {"postgresql_with": {"fillfactor": 70}}
+UPDATED_IN_PLACE: dict[str, Any] = {"postgresql_with": {"fillfactor": 70}}
 
 
 def upgrade() -> None:

@@ -7,8 +7,12 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.types import TypeEngine
 
 revision = "0004"
 down_revision = "0003"
@@ -17,7 +21,8 @@ depends_on = None
 
 # Nullable: drops alerted before this revision have no stored baseline and stay
 # closed (they cannot recover, and their cooldown works as before).
-COLUMNS = [
+# (name, a callable that makes its type)
+COLUMNS: list[tuple[str, Callable[[], TypeEngine[Any]]]] = [
     ("baseline_yes", sa.Integer),
     ("baseline_neutral", sa.Integer),
     ("baseline_no", sa.Integer),

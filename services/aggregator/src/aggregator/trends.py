@@ -74,7 +74,9 @@ def weekly_page_scores(
         query = query.where(counts.locale == locale)
     tallies: dict[str, list[dict[str, Tally]]] = {}
     for page_id, question, index, yes, neutral, no in session.execute(query):
-        per_week = tallies.setdefault(page_id, [{} for _ in starts])
+        per_week = tallies.get(page_id)
+        if per_week is None:  # (not setdefault: it would build the 12 weeks for each row)
+            per_week = tallies[page_id] = [{} for _ in starts]
         per_week[index][question] = Tally(int(yes), int(neutral), int(no))
     return {
         page_id: [rounded(page_score(week.values())) for week in per_week]

@@ -1,10 +1,10 @@
 """The dashboard's pages list, filtered, sorted and cut into result pages in SQL.
 
 It reads pages joined with their window rollups (rollups.py; with a language, the
-rollups of that language's answers), so one screen costs a sort over one narrow row
-per page and the figures of the pages shown, instead of summing every page's daily
-rows. The figures are stats.page_json's, from the same
-tallies; only usable while the rollups end at the day asked for (`current`).
+rollups of that language's answers), so one screen costs a sort over one narrow row per
+page and the figures of the pages shown, instead of summing every page's daily rows.
+The figures are stats.page_json's, from the same tallies; only usable while the rollups
+end at the day asked for (`current`).
 
 A page nobody has answered for KOE_PAGE_QUIET_DAYS (a page the city took down, an old
 notice) leaves the default list, so the list stays about the pages people read; a
@@ -127,8 +127,8 @@ def visible_figures(
 ) -> Iterator[dict]:
     """Every page the account may see, with its figures, in page id order: from the
     rollups through one cursor, or (before the consumer moved them to today, or for
-    one `locale`'s answers, which the rollups do not split) summed from the daily rows
-    CHUNK pages at a time."""
+    one `locale`'s answers, whose rollups only the pages list reads so far) summed from
+    the daily rows CHUNK pages at a time."""
     if locale is None and current(session, as_of):
         codes = {d.code for d in divisions_for(directory, account)}
         yield from every(session, codes, as_of=as_of, directory=directory)

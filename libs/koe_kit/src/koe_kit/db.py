@@ -23,7 +23,6 @@ from sqlalchemy import (
     Select,
     Table,
     Text,
-    and_,
     any_,
     bindparam,
     cast,
@@ -34,6 +33,7 @@ from sqlalchemy import (
     literal,
     make_url,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql, sqlite
@@ -216,10 +216,12 @@ def keyed_range(
 
     On PostgreSQL, `key = ANY(..) AND ranged BETWEEN ..` let the planner read every key's
     range through an index on `ranged` alone and filter out all but a few keys (the
-    last 84 days of 10,000 pages for a screen's 100). Here each key in an unnested
-    array is joined to its own range as row comparisons, which only the composite
-    index can answer: one short index scan per key, cost bounded by the keys asked.
-    SQLite finds them through the composite index from `key IN (..)` already.
+    last 84 days of 10,000 pages for a screen's 100); as a join on the unnested keys it
+    hashed them against the whole table. Here each key's rows are a LATERAL subquery
+    whose range is a row comparison, which only the composite index answers, and which
+    OFFSET 0 keeps from being flattened into that join: one short index scan per key,
+    a cost bounded by the keys asked. SQLite finds them through the composite index from
+    `key IN (..)` already.
     """
     if not on_postgresql(session):
         return select(table).where(key.in_(keys), ranged.between(first, last)).subquery("keyed")
@@ -229,12 +231,17 @@ def keyed_range(
         .table_valued("k")
         .render_derived("asked")
     )
-    within = and_(
-        key == asked.c.k,
-        tuple_(key, ranged) >= tuple_(asked.c.k, literal(first, ranged.type)),
-        tuple_(key, ranged) <= tuple_(asked.c.k, literal(last, ranged.type)),
+    rows = (
+        select(table)
+        .where(
+            key == asked.c.k,
+            tuple_(key, ranged) >= tuple_(asked.c.k, literal(first, ranged.type)),
+            tuple_(key, ranged) <= tuple_(asked.c.k, literal(last, ranged.type)),
+        )
+        .offset(0)
+        .lateral("keyed_rows")
     )
-    return select(table).select_from(asked.join(table, within)).subquery("keyed")
+    return select(rows).select_from(asked.join(rows, true())).subquery("keyed")
 
 
 def upgrade(url: str, migrations_dir: Path) -> None:

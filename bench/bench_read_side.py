@@ -12,9 +12,17 @@ an admin); medians are printed with their ratio to one page's detail view. The p
 list is also timed the old way (rollups not at today: summed from the daily rows) in the
 same run, as the baseline. CSVs: time to the first byte and to the last, and the bytes.
 
+Each page's day is in one language (one in ten English), in the per-language tables the
+list's language filter reads. One alert per ALERT_EVERY pages is seeded too (spread over
+the D days, three in four handled), so the alerts list is timed over an alerts table
+that grows with the city.
+
 Usage: python bench/bench_read_side.py [--pages 1000 10000] [--days 730] [--repeat 5]
        python bench/bench_read_side.py --pages 1000 10000 100000   (the 100,000 case
        fills ~20 M rows: allow the better part of an hour)
+       --keep [PREFIX]: fill each N x D once into a database kept for the next run
+       (PREFIX_N_D, koe_bench_keep_N_D by default; drop it by hand), so the 100,000
+       case's hour is paid once.
 """
 
 from __future__ import annotations
@@ -26,7 +34,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import text, update
+from sqlalchemy import select, text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregator import rollups  # noqa: E402
@@ -34,7 +42,8 @@ from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
 from aggregator.config import WebSettings, load_web_settings  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
-from common import REPO, pg_database  # noqa: E402
+from aggregator.models import Account, Page  # noqa: E402
+from common import REPO, kept_database, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402
 from koe_kit.db import make_engine, session_factory, transaction  # noqa: E402
 
@@ -84,7 +93,30 @@ SELECT page_id, day, q,
        responses - (responses * 0.6)::int - (responses * 0.25)::int
 FROM answered, unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q
 WHERE random() < 0.9;
+
+CREATE TEMP TABLE languages AS
+SELECT page_id, day, CASE WHEN abs(hashtext(page_id || day)) % 10 = 0 THEN 'en' ELSE 'ja' END
+       AS locale
+FROM answered;
+
+INSERT INTO daily_locale_responses (page_id, day, locale, responses)
+SELECT page_id, day, locale, responses FROM answered JOIN languages USING (page_id, day);
+
+INSERT INTO daily_locale_counts (page_id, day, locale, question, yes, neutral, no)
+SELECT page_id, day, locale, question, yes, neutral, no
+FROM daily_counts JOIN languages USING (page_id, day);
+
+INSERT INTO alert_outbox (alert_id, page_id, payload, created_at, sent_at, edit_report)
+SELECT md5('alert' || i)::uuid::text, 'u-' || lpad(to_hex(i), 16, '0'), :payload,
+       :now - (i % :days) * interval '1 day', :now - (i % :days) * interval '1 day', false
+FROM generate_series(1, :pages, {alert_every}) AS i;
+
+INSERT INTO alert_handling (alert_id, handled_by, handled_at, note)
+SELECT alert_id, 'somu-dx@bench.example', created_at + interval '1 day', '対応済み'
+FROM alert_outbox WHERE id % 4 <> 0;
 """
+# One alert per this many pages (10,000 pages: 1,000 alerts).
+ALERT_EVERY = 10
 
 
 def fill(url: str, pages: int, days: int, today) -> dict[str, float]:
@@ -98,9 +130,13 @@ def fill(url: str, pages: int, days: int, today) -> dict[str, float]:
         "seen": datetime(2024, 1, 1, tzinfo=UTC),
         # Answered lately: no page is quiet (page_list.py), every one is in the list.
         "answered": datetime.now(UTC),
+        "now": datetime.now(UTC),
+        "payload": (REPO / "schemas/examples/koe.alerts.v1/clarity-drop.json").read_text(),
     }
     with engine.begin() as connection:
-        for statement in FILL.format(prefixes=prefixes, n_prefixes=len(PREFIXES)).split(";\n"):
+        for statement in FILL.format(
+            prefixes=prefixes, n_prefixes=len(PREFIXES), alert_every=ALERT_EVERY
+        ).split(";\n"):
             if statement.strip():
                 connection.execute(text(statement), params)
         connection.execute(text("ANALYZE"))
@@ -148,11 +184,40 @@ def bench_settings(url: str) -> WebSettings:
     )
 
 
-def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int]]:
-    with pg_database() as url:
-        migrate(url)
-        settings = bench_settings(url)
-        today = datetime.now(settings.timezone).date()
+def run(
+    pages: int, days: int, repeat: int, keep: str | None
+) -> dict[str, tuple[float, float, int]]:
+    if keep is None:
+        with pg_database() as url:
+            return bench(url, pages, days, repeat)
+    return bench(kept_database(f"{keep}_{pages}_{days}"), pages, days, repeat)
+
+
+def filled_before(url: str) -> bool:
+    """Whether the database holds a fill (a kept one from an earlier run; a fill is one
+    transaction, so a fill cut short leaves none)."""
+    engine = make_engine(url)
+    with engine.connect() as connection:
+        found = connection.execute(text("SELECT 1 FROM pages LIMIT 1")).first() is not None
+    engine.dispose()
+    return found
+
+
+def refresh(url: str, today) -> None:
+    """A kept database as a fresh one would be: the rollups at today (the baseline below
+    moved them back; a later day moves them on), quiet pages none."""
+    engine = make_engine(url)
+    with transaction(session_factory(engine)) as session:
+        rollups.rebuild(session, today)
+        session.execute(update(Page).values(last_seen=datetime.now(UTC)))
+    engine.dispose()
+
+
+def bench(url: str, pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int]]:
+    migrate(url)
+    settings = bench_settings(url)
+    today = datetime.now(settings.timezone).date()
+    if not filled_before(url):
         filled = fill(url, pages, days, today)
         print(
             f"  N={pages:,}: {filled['daily_counts']:,} daily_counts rows, "
@@ -160,48 +225,53 @@ def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int
             f"rollups built in {filled['rollups_s']:.1f} s",
             flush=True,
         )
-        app = create_app(settings)
-        sessions = session_factory(app.extensions["koe.engine"])
-        with transaction(sessions) as session:
-            directory = load_directory(REPO / "divisions.yaml")
+    else:
+        refresh(url, today)
+        print(f"  N={pages:,}: the kept database {url.rsplit('/', 1)[1]}", flush=True)
+    app = create_app(settings)
+    sessions = session_factory(app.extensions["koe.engine"])
+    with transaction(sessions) as session:
+        directory = load_directory(REPO / "divisions.yaml")
+        if session.scalar(select(Account.id).where(Account.email == ADMIN)) is None:
             create_account(session, directory, email=ADMIN, password=PASSWORD, admin=True)
-        client = app.test_client()
-        form = client.get("/sign-in").get_data(as_text=True)
-        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        signed = client.post(
-            "/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token}
-        )
-        assert signed.status_code == 303
-        busiest = f"u-{1:016x}"
-        api = {"Authorization": f"Bearer {TOKEN}"}
-        first_page = client.get("/api/v1/pages", headers=api).get_json()
-        screens = {
-            "page detail": f"/pages/{busiest}",
-            "pages list (score, 28d)": "/pages",
-            "pages list (title, page 40)": "/pages?sort=title&p=40",
-            "pages list (n desc, 7d, division)": (
-                "/pages?sort=n&order=desc&window=7d&division=somu-dx"
-            ),
-            "pages list (search)": "/pages?q=1234",
-            "overview": "/overview",
-            "alerts": "/alerts",
-            "CSV all pages UTF-8": "/export/pages.csv",
-            "CSV all pages Shift_JIS": "/export/pages.csv?encoding=shift_jis",
-            "CSV one page's days": f"/export/pages/{busiest}/daily.csv",
-            "API list (first 100)": "/api/v1/pages",
-            "API list (next 100)": f"/api/v1/pages?cursor={first_page['next']}",
-            "API page detail": f"/api/v1/pages/{busiest}",
-        }
-        results = {}
-        for name, path in screens.items():
-            headers = api if path.startswith("/api/") else None
-            results[name] = timed(client, path, repeat, headers)
-        # The baseline, in the same run: the pages list summed from the daily rows.
-        with transaction(sessions) as session:
-            session.execute(update(rollups.rollup_state).values(as_of=today - timedelta(days=1)))
-        results["pages list, old way (summed)"] = timed(client, "/pages", repeat)
-        app.extensions["koe.engine"].dispose()
-        return results
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    signed = client.post(
+        "/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed.status_code == 303
+    busiest = f"u-{1:016x}"
+    api = {"Authorization": f"Bearer {TOKEN}"}
+    first_page = client.get("/api/v1/pages", headers=api).get_json()
+    screens = {
+        "page detail": f"/pages/{busiest}",
+        "pages list (score, 28d)": "/pages",
+        "pages list (title, page 40)": "/pages?sort=title&p=40",
+        "pages list (n desc, 7d, division)": (
+            "/pages?sort=n&order=desc&window=7d&division=somu-dx"
+        ),
+        "pages list (search)": "/pages?q=1234",
+        "pages list (language en)": "/pages?locale=en",
+        "overview": "/overview",
+        "alerts": "/alerts",
+        "CSV all pages UTF-8": "/export/pages.csv",
+        "CSV all pages Shift_JIS": "/export/pages.csv?encoding=shift_jis",
+        "CSV one page's days": f"/export/pages/{busiest}/daily.csv",
+        "API list (first 100)": "/api/v1/pages",
+        "API list (next 100)": f"/api/v1/pages?cursor={first_page['next']}",
+        "API page detail": f"/api/v1/pages/{busiest}",
+    }
+    results = {}
+    for name, path in screens.items():
+        headers = api if path.startswith("/api/") else None
+        results[name] = timed(client, path, repeat, headers)
+    # The baseline, in the same run: the pages list summed from the daily rows.
+    with transaction(sessions) as session:
+        session.execute(update(rollups.rollup_state).values(as_of=today - timedelta(days=1)))
+    results["pages list, old way (summed)"] = timed(client, "/pages", repeat)
+    app.extensions["koe.engine"].dispose()
+    return results
 
 
 def main() -> None:
@@ -209,9 +279,16 @@ def main() -> None:
     parser.add_argument("--pages", type=int, nargs="+", default=[1_000, 10_000])
     parser.add_argument("--days", type=int, default=730)
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--keep",
+        nargs="?",
+        const="koe_bench_keep",
+        metavar="PREFIX",
+        help="fill each N x D once, into a database PREFIX_N_D kept for the next run",
+    )
     args = parser.parse_args()
     print(f"bench_read_side: D={args.days} days, median of {args.repeat}, PostgreSQL")
-    by_n = {n: run(n, args.days, args.repeat) for n in args.pages}
+    by_n = {n: run(n, args.days, args.repeat, args.keep) for n in args.pages}
     names = list(next(iter(by_n.values())))
     head = f"{'screen':<36}" + "".join(
         f"{f'N={n:,} ms':>14}{'first ms':>10}{'KB':>9}{'/detail':>8}" for n in by_n

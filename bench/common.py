@@ -34,6 +34,18 @@ def pg_database(prefix: str = "koe_bench") -> Iterator[str]:
         admin.dispose()
 
 
+def kept_database(name: str) -> str:
+    """The URL of a database kept between runs (made if missing), for a fill that takes
+    long to be done once. Drop it by hand when done."""
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as c:
+        found = c.execute(text("SELECT 1 FROM pg_database WHERE datname = :name"), {"name": name})
+        if found.first() is None:
+            c.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
 @contextmanager
 def process(
     argv: list[str], env: Mapping[str, str], port: int | None = None, log: Path | None = None

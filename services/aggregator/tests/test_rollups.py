@@ -14,7 +14,13 @@ from sqlalchemy import select
 from aggregator import page_list, rollups, stats
 from aggregator.dashboard import MAX_OUTLIERS
 from aggregator.ingest import handle_batch
-from aggregator.models import DailyCount, DailyResponse, Page
+from aggregator.models import (
+    DailyCount,
+    DailyLocaleCount,
+    DailyLocaleResponse,
+    DailyResponse,
+    Page,
+)
 from aggregator.scoring import WINDOWS, Tally
 from koe_directory import QUESTION_KEYS, load_directory
 from koe_kit.db import transaction
@@ -30,10 +36,16 @@ def run(sessions, batch, now: datetime):
         handle_batch(session, batch, timezone=TOKYO, directory=DIRECTORY, now=now)
 
 
-def from_daily_rows(session, as_of: date) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:
-    """page -> window -> (tallies, responses), as stats.py sums them from the daily rows."""
-    tallies = stats._window_tallies(session, as_of, page_ids=PAGES)
-    responses = stats._window_responses(session, as_of, page_ids=PAGES)
+LOCALES = ("ja", "en", "pt")
+
+
+def from_daily_rows(
+    session, as_of: date, locale: str | None = None
+) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:
+    """page -> window -> (tallies, responses), as stats.py sums them from the daily rows
+    (of one language's answers, with a `locale`)."""
+    tallies = stats._window_tallies(session, as_of, page_ids=PAGES, locale=locale)
+    responses = stats._window_responses(session, as_of, page_ids=PAGES, locale=locale)
     return {
         page: {
             w: (
@@ -46,11 +58,13 @@ def from_daily_rows(session, as_of: date) -> dict[str, dict[str, tuple[dict[str,
     }
 
 
-def from_rollups(session) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:
-    rows = {
-        row.page_id: rollups.zero_if_missing(row._mapping)
-        for row in session.execute(select(rollups.page_rollups))
-    }
+def from_rollups(
+    session, locale: str | None = None
+) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:
+    query = select(rollups.table_for(locale))
+    if locale is not None:
+        query = query.where(rollups.page_locale_rollups.c.locale == locale)
+    rows = {row.page_id: rollups.zero_if_missing(row._mapping) for row in session.execute(query)}
     empty = dict.fromkeys(rollups.COLUMNS, 0)
     return {page: {w: rollups.tallies(rows.get(page, empty), w) for w in WINDOWS} for page in PAGES}
 
@@ -60,7 +74,11 @@ def assert_rollups_match(sessions, as_of: date) -> None:
         assert rollups.current_day(session) == as_of
         expected = from_daily_rows(session, as_of)
         assert from_rollups(session) == expected
-    # Not a comparison of zeros with zeros.
+        for locale in LOCALES:
+            in_locale = from_daily_rows(session, as_of, locale)
+            assert from_rollups(session, locale) == in_locale
+            # Not a comparison of zeros with zeros.
+            assert any(in_locale[page]["all"][1] for page in PAGES)
     assert any(expected[page]["all"][1] for page in PAGES)
 
 
@@ -86,7 +104,14 @@ def test_rollups_equal_the_daily_rows_sums(sessions, make_feedback, make_source)
             page = rng.choice(PAGES)
             if replaces is not None:
                 page = next(e for e in sent if e["id"] == replaces)["data"]["page_id"]
-            event = make_feedback(moment, answers, page_id=page, source=source, replaces=replaces)
+            event = make_feedback(
+                moment,
+                answers,
+                page_id=page,
+                source=source,
+                replaces=replaces,
+                locale=rng.choice(LOCALES),
+            )
             batch.append(event)
         sent += batch
         run(sessions, batch + batch[:3], now)  # a few delivered twice
@@ -113,6 +138,7 @@ def test_rebuild_from_daily_rows_alone(sessions, make_feedback, make_source):
             {"clarity": "yes", "usefulness": "no"},
             page_id=PAGES[i % 3],
             source=make_source(f"s{i}"),
+            locale=LOCALES[i % 4 % 3],
         )
         for i, d in enumerate(today - timedelta(days=k) for k in range(0, 60, 2))
     ]
@@ -149,6 +175,33 @@ def _other_screens(client) -> tuple[str, ...]:
     )
 
 
+def split_by_language(sessions) -> None:
+    """The seeded city's daily rows in the per-language tables: one day in three English."""
+    with transaction(sessions) as session:
+
+        def locale(row) -> str:
+            return "en" if (row.day.toordinal() + len(row.page_id)) % 3 == 0 else "ja"
+
+        for row in session.scalars(select(DailyCount)).all():
+            session.add(
+                DailyLocaleCount(
+                    page_id=row.page_id,
+                    day=row.day,
+                    locale=locale(row),
+                    question=row.question,
+                    yes=row.yes,
+                    neutral=row.neutral,
+                    no=row.no,
+                )
+            )
+        for row in session.scalars(select(DailyResponse)).all():
+            session.add(
+                DailyLocaleResponse(
+                    page_id=row.page_id, day=row.day, locale=locale(row), responses=row.responses
+                )
+            )
+
+
 def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
     app, city = city_app
     queries = [
@@ -157,6 +210,15 @@ def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
         for order in ("asc", "desc")
         for window in WINDOWS
     ] + ["division=somu-dx", "department=環境部", "q=DX", "q=gomi&sort=n", "p=2", "p=99"]
+    # The language filter: English on some days of some pages, no page in Portuguese.
+    queries += [
+        "locale=en",
+        "locale=ja&sort=n&order=desc",
+        "locale=en&sort=score&order=desc&window=7d",
+        "locale=ja&sort=title&division=somu-dx",
+        "locale=pt",
+    ]
+    split_by_language(sessions)
     clients = [signed_in(app, email, city.password) for email in (city.admin, city.somu)]
     today = datetime.now(app.extensions["aggregator.settings"].timezone).date()
     with sessions() as session:
@@ -171,6 +233,8 @@ def test_the_pages_list_reads_the_same_from_rollups(city_app, sessions):
     rolled |= {(i, "other"): _other_screens(c) for i, c in enumerate(clients)}
     assert rolled == summed
     assert "data-page-id" in summed[0, queries[0]]
+    assert "data-page-id" in summed[0, "locale=en"]
+    assert "data-page-id" not in summed[0, "locale=pt"]
     assert city.dx in summed[0, "other"][1]
 
 

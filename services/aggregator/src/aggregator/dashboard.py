@@ -197,10 +197,12 @@ def pages():
     )
     as_of = today()
     wanted = whole_number(request.args.get("p"), 1, 10**9) or 1
-    # The rollups hold every answer together: one language's figures are summed here.
-    if locale is None and page_list.current(db, as_of):
+    if page_list.current(db, as_of):
         total = page_list.count(db, query, directory())
-        quiet = 0 if with_quiet else page_list.count(db, everyone(query), directory()) - total
+        # The quiet pages left out, whatever their languages (as _from_daily_rows counts).
+        unsplit = dataclasses.replace(query, locale=None)
+        listed = total if locale is None else page_list.count(db, unsplit, directory())
+        quiet = 0 if with_quiet else page_list.count(db, everyone(unsplit), directory()) - listed
         pages_total = max(1, -(-total // PAGE_SIZE))
         number = min(wanted, pages_total)
         shown = page_list.screen(

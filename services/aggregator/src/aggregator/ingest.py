@@ -163,7 +163,14 @@ def handle_batch(
     if processed:
         # The same deltas to the listing's window rollups, in the same transaction; first,
         # as moving their day to today sums the daily rows without this batch's.
-        rollups.add(session, now.astimezone(timezone).date(), totals.counts, totals.responses)
+        rollups.add(
+            session,
+            now.astimezone(timezone).date(),
+            totals.counts,
+            totals.responses,
+            totals.locale_counts,
+            totals.locale_responses,
+        )
         bulk_insert(session, table_of(ProcessedEvent), processed)
         _add_counts(session, totals.counts)
         _add_per_day(session, table_of(DailyResponse), totals.responses)

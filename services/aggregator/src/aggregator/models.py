@@ -269,6 +269,10 @@ class AlertOutbox(Base):
     __table_args__ = (
         Index("ix_alert_outbox_unsent", "sent_at", "id"),
         Index("ix_alert_outbox_held", "held_reason"),
+        # The pages list's open alerts of its 100 pages, and the alerts list's newest
+        # first, without reading every alert (migration 0019).
+        Index("ix_alert_outbox_page_id", "page_id"),
+        Index("ix_alert_outbox_created_at", "created_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -3,9 +3,11 @@
 A listing used to sum every visible page's daily rows on each request: its cost grew
 with pages × days. page_rollups holds, per page, what stats.py would sum for the
 windows 7d, 28d and all ending at one day, `rollup_state.as_of`:
-responses (the page's n) and yes / neutral / no per question.
+responses (the page's n) and yes / neutral / no per question. page_locale_rollups
+holds the same per page and language, from the per-language tables (locale_split.py),
+for the list's language filter.
 
-Kept right by two moves, both in the consumer's batch transaction:
+Both are kept right by two moves, in the consumer's batch transaction:
 - `add`: a batch's deltas (the same ones it adds to daily_counts and daily_responses,
   replacements and excess included) go to every window their day falls in;
 - `advance`: when the city-local day changes, the 7d and 28d windows are summed again
@@ -24,6 +26,7 @@ batch or idle tick) is summed from the daily rows as before: slower, never diffe
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import date, timedelta
 
 from sqlalchemy import (
@@ -44,7 +47,14 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from aggregator.history import history
-from aggregator.models import Base, DailyCount, DailyResponse, Page
+from aggregator.models import (
+    Base,
+    DailyCount,
+    DailyLocaleCount,
+    DailyLocaleResponse,
+    DailyResponse,
+    Page,
+)
 from aggregator.scoring import WINDOWS, Tally, window_ending
 from koe_directory import ANSWERS, QUESTION_KEYS
 from koe_kit.db import bulk_add, bulk_insert
@@ -69,6 +79,35 @@ page_rollups = Table(
     *(Column(name, Integer, nullable=False, server_default="0") for name in COLUMNS),
     postgresql_with={"fillfactor": 70},  # updated in place by every batch
 )
+
+page_locale_rollups = Table(
+    "page_locale_rollups",
+    Base.metadata,
+    Column("page_id", String(128), primary_key=True),
+    Column("locale", String(16), primary_key=True),
+    *(Column(name, Integer, nullable=False, server_default="0") for name in COLUMNS),
+    postgresql_with={"fillfactor": 70},
+)
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """A rollup table, its key, and the daily tables it sums."""
+
+    table: Table
+    keys: tuple[str, ...]
+    counts: type[Base]
+    responses: type[Base]
+
+
+_KEPT = (
+    _Kept(page_rollups, ("page_id",), DailyCount, DailyResponse),
+    _Kept(page_locale_rollups, ("page_id", "locale"), DailyLocaleCount, DailyLocaleResponse),
+)
+
+# A batch's deltas: (rollup key, day, question) -> [yes, neutral, no]; (key, day) -> n.
+Counts = Mapping[tuple[tuple[str, ...], date, str], list[int]]
+Responses = Mapping[tuple[tuple[str, ...], date], int]
 
 rollup_state = Table(
     "rollup_state",
@@ -97,36 +136,60 @@ def add(
     today: date,
     counts: Mapping[tuple[str, date, str], list[int]],
     responses: Mapping[tuple[str, date], int],
+    locale_counts: Mapping[tuple[str, date, str, str], list[int]],
+    locale_responses: Mapping[tuple[str, date, str], int],
 ) -> None:
-    """Add a batch's deltas to the windows ending at `today` (advancing to it first)."""
+    """Add a batch's deltas (ingest.py's, with the per-language ones) to the windows
+    ending at `today` (advancing to it first)."""
     as_of = _locked_day(session, exclusive=False)
     if as_of is None or as_of < today:
         advance(session, today)
         as_of = today
-    rows: dict[str, dict[str, int]] = {}
+    pages, languages = _KEPT
+    _add_deltas(
+        session,
+        pages,
+        as_of,
+        {((p,), d, q): c for (p, d, q), c in counts.items()},
+        {((p,), d): n for (p, d), n in responses.items()},
+    )
+    _add_deltas(
+        session,
+        languages,
+        as_of,
+        {((p, lc), d, q): c for (p, d, lc, q), c in locale_counts.items()},
+        {((p, lc), d): n for (p, d, lc), n in locale_responses.items()},
+    )
+
+
+def _add_deltas(
+    session: Session, kept: _Kept, as_of: date, counts: Counts, responses: Responses
+) -> None:
+    rows: dict[tuple[str, ...], dict[str, int]] = {}
     windows = {name: window_ending(as_of, length) for name, length in WINDOWS.items()}
 
-    def cells(day: date) -> list[str]:
-        """The prefixes of the windows `day` is in."""
+    def cells(key: tuple[str, ...], day: date) -> list[str]:
+        """The prefixes of the windows `day` is in. A day after as_of is in none and
+        makes no row: a page's language appears in the list once its day has come, as
+        stats.py (day <= as_of) lists it."""
         if day > as_of:
             return []
+        rows.setdefault(key, dict.fromkeys(COLUMNS, 0))
         return [PREFIX[n] for n, w in windows.items() if w.start is None or day >= w.start]
 
-    for (page_id, day, question), (yes, neutral, no) in counts.items():
-        row = rows.setdefault(page_id, dict.fromkeys(COLUMNS, 0))
-        for p in cells(day):
-            row[f"{p}_{question}_yes"] += yes
-            row[f"{p}_{question}_neutral"] += neutral
-            row[f"{p}_{question}_no"] += no
-    for (page_id, day), n in responses.items():
-        row = rows.setdefault(page_id, dict.fromkeys(COLUMNS, 0))
-        for p in cells(day):
-            row[f"{p}_n"] += n
+    for (key, day, question), (yes, neutral, no) in counts.items():
+        for p in cells(key, day):
+            rows[key][f"{p}_{question}_yes"] += yes
+            rows[key][f"{p}_{question}_neutral"] += neutral
+            rows[key][f"{p}_{question}_no"] += no
+    for (key, day), n in responses.items():
+        for p in cells(key, day):
+            rows[key][f"{p}_n"] += n
     bulk_add(
         session,
-        page_rollups,
-        [{"page_id": page_id, **row} for page_id, row in rows.items()],
-        ["page_id"],
+        kept.table,
+        [{**dict(zip(kept.keys, key, strict=True)), **row} for key, row in rows.items()],
+        list(kept.keys),
         COLUMNS,
     )
 
@@ -136,45 +199,51 @@ def advance(session: Session, today: date) -> None:
     as_of = _locked_day(session, exclusive=True)
     if as_of is not None and as_of >= today:
         return
-    if as_of is None:
-        # Nothing rolled up yet: every answer, the months folded from old days too.
-        _add_sums(session, ["all"], history(DailyCount), history(DailyResponse), date.min, today)
-    else:
-        # `all` gains the days after the old as_of, up to today; no fold moves those
-        # (retention.fold_before), so the daily rows hold them.
-        after = as_of + timedelta(days=1)
-        _add_sums(session, ["all"], DailyCount.__table__, DailyResponse.__table__, after, today)
-    # 7d and 28d: summed again from their days. Only a page with daily rows in the last
-    # 28 days of the old or the new end can have a non-zero moving window.
-    moving = [name for window in _MOVING for name in _columns(window)]
-    # (A page's answers and responses move together, so d28_n = 0 means all of it is.)
-    session.execute(
-        update(page_rollups).where(page_rollups.c.d28_n != 0).values(dict.fromkeys(moving, 0))
-    )
-    start = window_ending(today, WINDOWS["28d"]).start
-    assert start is not None
-    _add_sums(session, list(_MOVING), DailyCount.__table__, DailyResponse.__table__, start, today)
+    for kept in _KEPT:
+        counts, responses = kept.counts.__table__, kept.responses.__table__
+        assert isinstance(counts, Table) and isinstance(responses, Table)
+        if as_of is None:
+            # Nothing rolled up yet: every answer, the months folded from old days too.
+            everything = history(kept.counts), history(kept.responses)
+            _add_sums(session, kept, ["all"], *everything, date.min, today)
+        else:
+            # `all` gains the days after the old as_of, up to today; no fold moves those
+            # (retention.fold_before), so the daily rows hold them.
+            after = as_of + timedelta(days=1)
+            _add_sums(session, kept, ["all"], counts, responses, after, today)
+        # 7d and 28d: summed again from their days. Only a page with daily rows in the
+        # last 28 days of the old or the new end can have a non-zero moving window.
+        moving = [name for window in _MOVING for name in _columns(window)]
+        # (A page's answers and responses move together, so d28_n = 0 means all of it is.)
+        session.execute(
+            update(kept.table).where(kept.table.c.d28_n != 0).values(dict.fromkeys(moving, 0))
+        )
+        start = window_ending(today, WINDOWS["28d"]).start
+        assert start is not None
+        _add_sums(session, kept, list(_MOVING), counts, responses, start, today)
     session.execute(update(rollup_state).where(rollup_state.c.id == 1).values(as_of=today))
 
 
 def rebuild(session: Session, today: date) -> None:
     """Every page's rollup from its daily rows alone (after filling those by hand)."""
     _locked_day(session, exclusive=True)
-    session.execute(delete(page_rollups))
+    for kept in _KEPT:
+        session.execute(delete(kept.table))
     session.execute(update(rollup_state).where(rollup_state.c.id == 1).values(as_of=None))
     advance(session, today)
 
 
 def _add_sums(
     session: Session,
+    kept: _Kept,
     windows: list[str],
     counts: FromClause,
     answered: FromClause,
     first: date,
     today: date,
 ) -> None:
-    """Add to `windows` the sums of the rows of `counts` and `answered` (daily_counts and
-    daily_responses, or their history.py unions) within each window, from `first` on."""
+    """Add to `windows` of `kept` the sums of the rows of `counts` and `answered` (its
+    daily tables, or their history.py unions) within each window, from `first` on."""
     starts = {name: window_ending(today, WINDOWS[name]).start for name in windows}
 
     def within(day: ColumnElement[date], name: str, value: ColumnElement[int]):
@@ -183,20 +252,21 @@ def _add_sums(
             func.sum(value if start is None else case((day >= start, value), else_=0)), 0
         )
 
-    sums: dict[str, dict[str, int]] = {}
+    sums: dict[tuple[str, ...], dict[str, int]] = {}
     c, r = counts.c, answered.c
+    keys_of_c, keys_of_r = [c[k] for k in kept.keys], [r[k] for k in kept.keys]
     count_columns = [
         within(c.day, name, c[a]).label(f"{PREFIX[name]}_{a}") for name in windows for a in ANSWERS
     ]
     counted = session.execute(
-        select(c.page_id, c.question, *count_columns)
+        select(*keys_of_c, c.question, *count_columns)
         .where(c.day.between(first, today))
-        .group_by(c.page_id, c.question)
+        .group_by(*keys_of_c, c.question)
     )
     for row in counted:
         if row.question not in QUESTION_KEYS:
             continue
-        cells = sums.setdefault(row.page_id, dict.fromkeys(COLUMNS, 0))
+        cells = sums.setdefault(tuple(row[: len(kept.keys)]), dict.fromkeys(COLUMNS, 0))
         for name in windows:
             for a in ANSWERS:
                 cells[f"{PREFIX[name]}_{row.question}_{a}"] += int(
@@ -204,15 +274,17 @@ def _add_sums(
                 )
     response_columns = [within(r.day, name, r.responses).label(PREFIX[name]) for name in windows]
     summed = session.execute(
-        select(r.page_id, *response_columns).where(r.day.between(first, today)).group_by(r.page_id)
+        select(*keys_of_r, *response_columns)
+        .where(r.day.between(first, today))
+        .group_by(*keys_of_r)
     )
     for row in summed:
-        cells = sums.setdefault(row.page_id, dict.fromkeys(COLUMNS, 0))
+        cells = sums.setdefault(tuple(row[: len(kept.keys)]), dict.fromkeys(COLUMNS, 0))
         for name in windows:
             cells[f"{PREFIX[name]}_n"] += int(getattr(row, PREFIX[name]))
-    rows = [{"page_id": page_id, **cells} for page_id, cells in sums.items()]
+    rows = [{**dict(zip(kept.keys, key, strict=True)), **cells} for key, cells in sums.items()]
     for start in range(0, len(rows), _IN_CHUNK):
-        bulk_add(session, page_rollups, rows[start : start + _IN_CHUNK], ["page_id"], COLUMNS)
+        bulk_add(session, kept.table, rows[start : start + _IN_CHUNK], list(kept.keys), COLUMNS)
 
 
 # -- reading ----------------------------------------------------------------------------------
@@ -230,11 +302,11 @@ def tallies(row: Mapping[str, int], window: str) -> tuple[dict[str, Tally], int]
     )
 
 
-def score(window: str) -> ColumnElement[float]:
+def score(window: str, table: Table = page_rollups) -> ColumnElement[float]:
     """The page score (scoring.page_score) in SQL: the mean of the question scores that
     have answers, NULL when none has."""
     p = PREFIX[window]
-    c = page_rollups.c
+    c = table.c
     scores, answered = [], []
     for q in QUESTION_KEYS:
         yes, neutral, no = (c[f"{p}_{q}_{a}"] for a in ANSWERS)
@@ -245,13 +317,23 @@ def score(window: str) -> ColumnElement[float]:
     return case((count > 0, (scores[0] + scores[1] + scores[2]) / count), else_=literal(None))
 
 
-def responses(window: str) -> ColumnElement[int]:
-    return page_rollups.c[f"{PREFIX[window]}_n"]
+def responses(window: str, table: Table = page_rollups) -> ColumnElement[int]:
+    return table.c[f"{PREFIX[window]}_n"]
 
 
-def joined():
-    """pages LEFT JOIN page_rollups (a page with no answer yet has no rollup row)."""
-    return Page.__table__.outerjoin(page_rollups, page_rollups.c.page_id == Page.id)
+def joined(locale: str | None = None):
+    """pages LEFT JOIN page_rollups (a page with no answer yet has no rollup row); with
+    a `locale`, pages JOIN that language's rollups: the pages answered in it only, as
+    stats.list_pages lists them."""
+    if locale is None:
+        return Page.__table__.outerjoin(page_rollups, page_rollups.c.page_id == Page.id)
+    c = page_locale_rollups.c
+    return Page.__table__.join(page_locale_rollups, (c.page_id == Page.id) & (c.locale == locale))
+
+
+def table_for(locale: str | None) -> Table:
+    """The rollups the list reads: all answers, or one language's."""
+    return page_rollups if locale is None else page_locale_rollups
 
 
 def zero_if_missing(row: Mapping[str, int | None]) -> dict[str, int]:

@@ -25,7 +25,7 @@ from aggregator.scoring import (
     wilson_interval,
 )
 from koe_directory import QUESTION_KEYS
-from koe_kit.db import among
+from koe_kit.db import keyed_range
 
 SPARKLINE_WEEKS = 12
 DAILY_DAYS = 28
@@ -49,33 +49,34 @@ def weekly_page_scores(
     `locale`, of the answers given in that language only."""
     if not page_ids:
         return {}
-    counts = DailyCount if locale is None else DailyLocaleCount
+    daily = DailyCount if locale is None else DailyLocaleCount
     starts = week_starts(as_of, weeks)
+    # The shown pages' rows only, each page's found by its (page_id, day) key: a cost
+    # that does not grow with the city's pages (issue 13).
+    keyed = keyed_range(
+        session, daily.__table__, daily.page_id, daily.day, list(page_ids), starts[0], as_of
+    )
+    counts = keyed.c
     # Newest span first, so the first start the day is on or after is its span.
     bucket = case(
         *((counts.day >= start, index) for index, start in reversed(list(enumerate(starts)))),
         else_=-1,
     ).label("bucket")
-    query = (
-        select(
-            counts.page_id,
-            counts.question,
-            bucket,
-            func.sum(counts.yes),
-            func.sum(counts.neutral),
-            func.sum(counts.no),
-        )
-        .where(
-            among(session, counts.page_id, list(page_ids)),
-            counts.day.between(starts[0], as_of),
-        )
-        .group_by(counts.page_id, counts.question, bucket)
-    )
+    query = select(
+        counts.page_id,
+        counts.question,
+        bucket,
+        func.sum(counts.yes),
+        func.sum(counts.neutral),
+        func.sum(counts.no),
+    ).group_by(counts.page_id, counts.question, bucket)
     if locale is not None:
-        query = query.where(DailyLocaleCount.locale == locale)
+        query = query.where(counts.locale == locale)
     tallies: dict[str, list[dict[str, Tally]]] = {}
     for page_id, question, index, yes, neutral, no in session.execute(query):
-        per_week = tallies.setdefault(page_id, [{} for _ in starts])
+        per_week = tallies.get(page_id)
+        if per_week is None:  # (not setdefault: it would build the 12 weeks for each row)
+            per_week = tallies[page_id] = [{} for _ in starts]
         per_week[index][question] = Tally(int(yes), int(neutral), int(no))
     return {
         page_id: [rounded(page_score(week.values())) for week in per_week]

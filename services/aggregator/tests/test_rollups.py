@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 
 from aggregator import page_list, rollups, stats
-from aggregator.dashboard import MAX_OUTLIERS
+from aggregator.funnel_plots import MAX_OUTLIERS
 from aggregator.ingest import handle_batch
 from aggregator.models import DailyCount, DailyResponse, Page
 from aggregator.scoring import WINDOWS, Tally

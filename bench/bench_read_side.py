@@ -1,11 +1,9 @@
 """The read side at a city's real size (issue 13): every dashboard screen, both CSVs and
 the stats API, timed over N pages x D days of history in PostgreSQL.
 
-The history goes into the tables the consumer writes (pages, daily_counts,
-daily_responses), made by SQL in the database: a long tail like a real city (a page's
-rate of answers per day is 0.005 / u^2 for uniform u, capped at 20, so most pages get a
-few answers a month and a few get dozens a day). The rollups are then built from those
-rows (rollups.rebuild), as the consumer would have kept them.
+The history goes into the tables the consumer writes, made by SQL in the database
+(history.py: a long tail like a real city, the same as bench_aggregator's). The rollups
+are then built from those rows (rollups.rebuild), as the consumer would have kept them.
 
 Each screen is asked `--repeat` times through the app (Flask's test client, signed in as
 an admin); medians are printed with their ratio to one page's detail view. The pages
@@ -23,12 +21,13 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import history  # noqa: E402
 from aggregator import rollups  # noqa: E402
 from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
@@ -42,69 +41,14 @@ TOKEN = "bench-read-side-token-" + "t" * 16  # noqa: S105 (a bench token)
 SECRET = "bench-read-side-secret-" + "s" * 16  # noqa: S105 (a bench secret)
 PASSWORD = "correct horse battery"  # noqa: S105 (a bench password)
 ADMIN = "admin@bench.example"
-PREFIXES = [
-    "https://www.info.city.tsu.mie.jp/shisei/dx/",
-    "https://www.info.city.tsu.mie.jp/kurashi/gomi/",
-    "https://www.info.city.tsu.mie.jp/kosodate/",
-    "https://www.info.city.tsu.mie.jp/kenko/",
-]
-
-# Pages, then per page and day a Poisson-ish count from the page's rate; the answers
-# split over the three questions and yes / neutral / no with fixed odds. The day's draw
-# sits in a subquery behind OFFSET 0: in the join's WHERE, PostgreSQL filtered `rates`
-# with it, one draw per page, and a page answered every day or never.
-FILL = """
-INSERT INTO pages (id, url, title, title_from_list, sources, visible, first_seen, last_seen)
-SELECT 'u-' || lpad(to_hex(i), 16, '0'),
-       (ARRAY[{prefixes}])[1 + i % {n_prefixes}] || i || '.html',
-       '津市のページ ' || i || ' 手続きのご案内', false, 10, true, :seen, :answered
-FROM generate_series(1, :pages) AS i;
-
-CREATE TEMP TABLE rates AS
-SELECT 'u-' || lpad(to_hex(i), 16, '0') AS page_id,
-       least(20.0, 0.005 / power(greatest(random(), 0.001), 2)) AS rate
-FROM generate_series(1, :pages) AS i;
-
-CREATE TEMP TABLE answered AS
-SELECT page_id, day, responses FROM (
-    SELECT page_id, rate, :today - d AS day, random() AS draw,
-           floor(rate + random() * greatest(1.0, rate))::int AS responses
-    FROM rates, generate_series(0, :days - 1) AS d
-    OFFSET 0
-) AS drawn
-WHERE draw < least(1.0, rate);
-
-DELETE FROM answered WHERE responses <= 0;
-
-INSERT INTO daily_responses (page_id, day, responses) SELECT page_id, day, responses FROM answered;
-
-INSERT INTO daily_counts (page_id, day, question, yes, neutral, no)
-SELECT page_id, day, q,
-       (responses * 0.6)::int, (responses * 0.25)::int,
-       responses - (responses * 0.6)::int - (responses * 0.25)::int
-FROM answered, unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q
-WHERE random() < 0.9;
-"""
 
 
 def fill(url: str, pages: int, days: int, today) -> dict[str, float]:
     engine = make_engine(url)
     started = time.perf_counter()
-    prefixes = ", ".join(f"'{p}'" for p in PREFIXES)
-    params = {
-        "pages": pages,
-        "days": days,
-        "today": today,
-        "seen": datetime(2024, 1, 1, tzinfo=UTC),
-        # Answered lately: no page is quiet (page_list.py), every one is in the list.
-        "answered": datetime.now(UTC),
-    }
+    counts = history.fill(engine, pages, days, today)["daily_counts"]
     with engine.begin() as connection:
-        for statement in FILL.format(prefixes=prefixes, n_prefixes=len(PREFIXES)).split(";\n"):
-            if statement.strip():
-                connection.execute(text(statement), params)
         connection.execute(text("ANALYZE"))
-        counts = connection.execute(text("SELECT count(*) FROM daily_counts")).scalar_one()
         size = connection.execute(text("SELECT pg_database_size(current_database())")).scalar_one()
     filled = time.perf_counter() - started
     sessions = session_factory(engine)
@@ -172,11 +116,11 @@ def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int
             "/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token}
         )
         assert signed.status_code == 303
-        busiest = f"u-{1:016x}"
+        one_page = history.page_id(1)
         api = {"Authorization": f"Bearer {TOKEN}"}
         first_page = client.get("/api/v1/pages", headers=api).get_json()
         screens = {
-            "page detail": f"/pages/{busiest}",
+            "page detail": f"/pages/{one_page}",
             "pages list (score, 28d)": "/pages",
             "pages list (title, page 40)": "/pages?sort=title&p=40",
             "pages list (n desc, 7d, division)": (
@@ -187,10 +131,10 @@ def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int
             "alerts": "/alerts",
             "CSV all pages UTF-8": "/export/pages.csv",
             "CSV all pages Shift_JIS": "/export/pages.csv?encoding=shift_jis",
-            "CSV one page's days": f"/export/pages/{busiest}/daily.csv",
+            "CSV one page's days": f"/export/pages/{one_page}/daily.csv",
             "API list (first 100)": "/api/v1/pages",
             "API list (next 100)": f"/api/v1/pages?cursor={first_page['next']}",
-            "API page detail": f"/api/v1/pages/{busiest}",
+            "API page detail": f"/api/v1/pages/{one_page}",
         }
         results = {}
         for name, path in screens.items():

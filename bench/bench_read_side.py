@@ -92,6 +92,18 @@ def bench_settings(url: str) -> Settings:
     )
 
 
+def signed_in_client(app):
+    """A test client of `app` signed in as the bench's admin."""
+    client = app.test_client()
+    form = client.get("/sign-in").get_data(as_text=True)
+    token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    signed = client.post(
+        "/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token}
+    )
+    assert signed.status_code == 303
+    return client
+
+
 def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int]]:
     with pg_database() as url:
         migrate(url)
@@ -109,13 +121,7 @@ def run(pages: int, days: int, repeat: int) -> dict[str, tuple[float, float, int
         with transaction(sessions) as session:
             directory = load_directory(REPO / "divisions.yaml")
             create_account(session, directory, email=ADMIN, password=PASSWORD, admin=True)
-        client = app.test_client()
-        form = client.get("/sign-in").get_data(as_text=True)
-        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        signed = client.post(
-            "/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token}
-        )
-        assert signed.status_code == 303
+        client = signed_in_client(app)
         one_page = history.page_id(1)
         api = {"Authorization": f"Bearer {TOKEN}"}
         first_page = client.get("/api/v1/pages", headers=api).get_json()

@@ -9,8 +9,7 @@ tallies); the pages themselves are read, in one more statement, only for the dot
 rows shown (the outliers, or every page of a small city or of the full table). The
 limits, statuses and bins are computed from the groups by the same Python as for single
 pages, so the numbers and the picture are the ones summing page by page gave, on either
-database. Loading every page's
-figures to draw the plot took 2 s at 10,000 pages.
+database. Loading every page's figures to draw the plot took 2 s at 10,000 pages.
 
 Before the consumer moved the rollups to today the figures are summed from the daily
 rows (page_list.visible_figures) and grouped here: slower, never different.

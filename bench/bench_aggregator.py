@@ -60,7 +60,7 @@ def produce(bootstrap: str, count: int, pages: int) -> None:
     producer = KafkaProducer(
         bootstrap_servers=[bootstrap], acks=1, linger_ms=20, batch_size=256 * 1024
     )
-    urls = [f"https://www.info.city.tsu.mie.jp/bench/{n}.html" for n in range(pages)]
+    urls = [history.url(n) for n in range(pages)]
     # Half as many addresses as responses: most answer once, some a page twice or more.
     sources = [f"{rng.getrandbits(128):032x}" for _ in range(max(1, count // 2))]
     for i in range(count):
@@ -143,7 +143,9 @@ def aggregator_run(
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://"))
     if history_size[0]:
         t = time.monotonic()
-        filled = history.fill(engine, *history_size)
+        # Ending yesterday: today's counts are the events'.
+        yesterday = datetime.now(UTC).date() - timedelta(days=1)
+        filled = history.fill(engine, *history_size, yesterday)
         rows = ", ".join(f"{table} {n:,}" for table, n in filled.items())
         print(f"  history filled in {time.monotonic() - t:.0f}s: {rows}")
     memory = {}

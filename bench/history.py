@@ -1,98 +1,106 @@
-"""A city's history in the aggregator's database, for benchmarks that need one: `pages`
-pages × `days` days of daily rows in the tables the consumer writes (pages,
-daily_responses, daily_counts, source_counts, detector_state), with a long tail like a
-real city site: a page's chance of an answer on a day falls with its rank (1/√rank), so
-a few pages get answers most days and most get a few a month.
+"""A city's history in the aggregator's database, for the benchmarks that need one
+(bench_aggregator.py, bench_read_side.py, screenshot_overview.py): `pages` pages × `days`
+days of daily rows in the tables the consumer writes (pages, daily_responses,
+daily_counts, source_counts, detector_state), filled by SQL in PostgreSQL (a few seconds
+per million rows).
 
-Page n is https://www.info.city.tsu.mie.jp/bench/{n}.html, as bench_aggregator.py
-names its pages: the events it sends land on pages with years behind them.
-Filled in SQL (generate_series), a few seconds per million rows.
+A long tail like a real city site: a page's rate of answers per day is 0.005 / u² for
+a uniform u, capped at 20, so most pages get a few answers a month and a few get dozens
+a day. Each day of each page is drawn on its own (see FILL). The answers split over the
+three questions (each answered nine times in ten) and yes / neutral / no with fixed odds.
+
+Page n is url(n): under one of four divisions' prefixes (divisions.yaml), so division
+filters and clerks' views have pages to show; bench_aggregator's events go to the same
+URLs and land on pages with years behind them.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, text
 
 from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS
 from koe_directory import page_id_for_url
 
-URL = "https://www.info.city.tsu.mie.jp/bench/{n}.html"
-# Rank 1 answers on 90% of days; rank 10,000 about once a month and a half (4.5/√rank).
-REACH = 4.5
+PREFIXES = [
+    "https://www.info.city.tsu.mie.jp/shisei/dx/",
+    "https://www.info.city.tsu.mie.jp/kurashi/gomi/",
+    "https://www.info.city.tsu.mie.jp/kosodate/",
+    "https://www.info.city.tsu.mie.jp/kenko/",
+]
+TABLES = ("pages", "daily_responses", "daily_counts", "source_counts", "detector_state")
+
+# The day's draw sits in a subquery behind OFFSET 0: in the join's WHERE, PostgreSQL
+# filtered `rates` with it, one draw per page, and a page answered every day or never.
+FILL = """
+INSERT INTO pages (id, url, title, title_from_list, sources, visible, first_seen, last_seen)
+SELECT id, url, '津市のページ ' || (n - 1) || ' 手続きのご案内', false, 10, true, :first, :now
+FROM unnest(CAST(:ids AS text[]), CAST(:urls AS text[])) WITH ORDINALITY AS p(id, url, n);
+
+CREATE TEMP TABLE rates ON COMMIT DROP AS
+SELECT id AS page_id, least(20.0, 0.005 / power(greatest(random(), 0.001), 2)) AS rate
+FROM unnest(CAST(:ids AS text[])) AS id;
+
+CREATE TEMP TABLE answered ON COMMIT DROP AS
+SELECT page_id, day, responses FROM (
+    SELECT page_id, rate, CAST(:last_day AS date) - d AS day, random() AS draw,
+           floor(rate + random() * greatest(1.0, rate))::int AS responses
+    FROM rates, generate_series(0, :days - 1) AS d
+    OFFSET 0
+) AS drawn
+WHERE draw < least(1.0, rate) AND responses > 0;
+
+INSERT INTO daily_responses (page_id, day, responses) SELECT page_id, day, responses FROM answered;
+
+INSERT INTO daily_counts (page_id, day, question, yes, neutral, no)
+SELECT page_id, day, q,
+       (responses * 0.6)::int, (responses * 0.25)::int,
+       responses - (responses * 0.6)::int - (responses * 0.25)::int
+FROM answered, unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q
+WHERE random() < 0.9;
+
+-- Only the days retention keeps (pruning.py): a DB that ran for years holds no more.
+INSERT INTO source_counts (page_id, day, source, counted, excess)
+SELECT page_id, day, md5(page_id || day)::varchar(32), responses, 0 FROM answered
+WHERE day > CAST(:last_day AS date) - :keep;
+
+-- A DB that has run for years has judged every page up to the day before its last:
+-- without it the aggregator's first batch would judge each page's days from its first
+-- answer (detector_alerts.py), a catch-up no live consumer ever makes.
+INSERT INTO detector_state (page_id, question, last_day, streak)
+SELECT DISTINCT page_id, q, CAST(:last_day AS date) - 1, 0 FROM answered,
+       unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q
+"""
 
 
-def fill(engine: Engine, pages: int, days: int) -> dict[str, int]:
-    """Fill the history ending yesterday (UTC); the row count of each table filled."""
-    urls = [URL.format(n=n) for n in range(pages)]
-    ids = [page_id_for_url(url) for url in urls]
+def url(n: int) -> str:
+    return f"{PREFIXES[n % len(PREFIXES)]}{n}.html"
+
+
+def page_id(n: int) -> str:
+    return page_id_for_url(url(n))
+
+
+def fill(engine: Engine, pages: int, days: int, last_day: date) -> dict[str, int]:
+    """Fill the `days` days ending at `last_day`; the row count of each table filled."""
+    urls = [url(n) for n in range(pages)]
     now = datetime.now(UTC)
+    params = {
+        "ids": [page_id_for_url(u) for u in urls],
+        "urls": urls,
+        "first": now.replace(year=now.year - 3),
+        # Answered lately: no page is quiet (page_list.py), every one is in the list.
+        "now": now,
+        "days": days,
+        "last_day": last_day,
+        "keep": DEFAULT_SOURCE_KEEP_DAYS,
+    }
     with engine.begin() as c:
         c.execute(text("SELECT setseed(0.13)"))
-        c.execute(
-            text(
-                "INSERT INTO pages (id, url, title, title_from_list, sources, visible,"
-                " first_seen, last_seen)"
-                " SELECT id, url, 'ページ ' || rank, false, 10, true, :first, :now"
-                " FROM unnest(CAST(:ids AS text[]), CAST(:urls AS text[]))"
-                " WITH ORDINALITY AS p(id, url, rank)"
-            ),
-            {"ids": ids, "urls": urls, "first": now.replace(year=now.year - 3), "now": now},
-        )
-        c.execute(
-            text(
-                # One draw per page and day: in the WHERE of the join, PostgreSQL pushed
-                # `random() < f(rank)` down to the pages, drew once per page, and ~900
-                # pages got an answer every day while the other 9,100 got none.
-                # OFFSET 0 keeps the draws in the subquery, one per row.
-                "CREATE TEMP TABLE history ON COMMIT DROP AS"
-                " SELECT page_id, day, n FROM ("
-                " SELECT p.id AS page_id, d::date AS day, p.rank, random() AS draw,"
-                " 1 + floor(random() * 3)::int AS n"
-                " FROM unnest(CAST(:ids AS text[])) WITH ORDINALITY AS p(id, rank),"
-                " generate_series(CAST(:today AS date) - :days, CAST(:today AS date) - 1,"
-                " interval '1 day') AS d OFFSET 0) AS drawn"
-                " WHERE draw < least(0.9, :reach / sqrt(rank))"
-            ),
-            {"ids": ids, "today": now.date(), "days": days, "reach": REACH},
-        )
-        c.execute(
-            text(
-                "INSERT INTO daily_responses (page_id, day, responses)"
-                " SELECT page_id, day, n FROM history"
-            )
-        )
-        # Each day's answers split over yes/neutral/no, the same for each question.
-        c.execute(
-            text(
-                "INSERT INTO daily_counts (page_id, day, question, yes, neutral, no)"
-                " SELECT page_id, day, q, n - n / 2 - n / 3, n / 3, n / 2 FROM history,"
-                " unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q"
-            )
-        )
-        # Only the days retention keeps (pruning.py): a DB that ran for years holds no more.
-        c.execute(
-            text(
-                "INSERT INTO source_counts (page_id, day, source, counted, excess)"
-                " SELECT page_id, day, md5(page_id || day)::varchar(32), n, 0 FROM history"
-                " WHERE day >= CAST(:today AS date) - :keep"
-            ),
-            {"today": now.date(), "keep": DEFAULT_SOURCE_KEEP_DAYS},
-        )
-        # A DB that has run for years has judged every page up to the day before
-        # yesterday: without it the first batch would judge each page's 730 days from its
-        # first answer (detector_alerts.py), a catch-up no live consumer ever makes.
-        c.execute(
-            text(
-                "INSERT INTO detector_state (page_id, question, last_day, streak)"
-                " SELECT DISTINCT page_id, q, CAST(:today AS date) - 2, 0 FROM history,"
-                " unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q"
-            ),
-            {"today": now.date()},
-        )
-        tables = ("pages", "daily_responses", "daily_counts", "source_counts", "detector_state")
+        for statement in FILL.split(";\n"):
+            c.execute(text(statement), params)
         return {
             t: c.execute(text(f"SELECT count(*) FROM {t}")).scalar_one()  # noqa: S608 - names above
-            for t in tables
+            for t in TABLES
         }

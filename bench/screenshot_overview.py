@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from aggregator.accounts import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
-from bench_read_side import ADMIN, PASSWORD, bench_settings, fill  # noqa: E402
+from bench_read_side import ADMIN, PASSWORD, bench_settings, fill, signed_in_client  # noqa: E402
 from common import REPO, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402
 from koe_kit.db import session_factory, transaction  # noqa: E402
@@ -42,10 +42,7 @@ def main() -> None:
         with transaction(session_factory(app.extensions["koe.engine"])) as session:
             directory = load_directory(REPO / "divisions.yaml")
             create_account(session, directory, email=ADMIN, password=PASSWORD, admin=True)
-        client = app.test_client()
-        form = client.get("/sign-in").get_data(as_text=True)
-        token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
-        client.post("/sign-in", data={"email": ADMIN, "password": PASSWORD, "csrf_token": token})
+        client = signed_in_client(app)
         page = client.get("/overview").get_data(as_text=True)
         print(f"overview at N={args.pages:,}: {len(page.encode()) / 1e3:.0f} KB")
         app.extensions["koe.engine"].dispose()

@@ -3,6 +3,7 @@ as batches come (excess and replacements too) and as the days pass."""
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import re
 from datetime import UTC, date, datetime, timedelta
@@ -11,10 +12,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from aggregator import page_list, rollups, stats
-from aggregator.dashboard import MAX_OUTLIERS
+from aggregator import funnel_plots, page_list, rollups, stats
+from aggregator.funnel_plots import MAX_OUTLIERS
 from aggregator.ingest import handle_batch
 from aggregator.models import (
+    Account,
     DailyCount,
     DailyLocaleCount,
     DailyLocaleResponse,
@@ -276,3 +278,93 @@ def test_a_big_citys_overview_draws_outliers_and_a_density(city_app, sessions):
     full = client.get("/overview?window=7d&table=all").get_data(as_text=True)
     listed = re.findall(r'<tr data-page-id="([^"]+)" data-status', full)
     assert len([p for p in listed if p.startswith("u-b")]) == 3 * many
+
+
+def _drawn(plots: dict) -> dict:
+    """What a funnel plot shows, with each page by its id (the two sources carry pages
+    as different dicts)."""
+
+    def entry(e: dict) -> tuple:
+        return e["page"]["id"], e["n"], e["score"], e["status"]
+
+    shown = {}
+    for question, plot in plots.items():
+        if plot is None:
+            shown[question] = None
+            continue
+        chart = plot["chart"]
+        shown[question] = {
+            "ref": plot["ref"],
+            "chart": dataclasses.replace(chart, dots=[]),
+            "dots": [(d.x, d.y, entry(d.item)) for d in chart.dots],
+            "entries": [entry(e) for e in plot["entries"]],
+            "dense": plot["dense"],
+        }
+    return shown
+
+
+def test_the_funnel_plots_binned_from_grouped_rollups_equal_those_from_every_page(sessions):
+    """The overview groups the tallies in SQL (funnel_plots.RolledUp) where it summed
+    each page's figures in Python (funnel_plots.Summed): the same limits, dots, rows and
+    density cells, for an admin and a clerk, in every window, with the full table too."""
+    today = date(2026, 11, 30)
+    seen = datetime(2026, 1, 1, tzinfo=UTC)
+    prefixes = [
+        "https://www.info.city.tsu.mie.jp/shisei/dx/",
+        "https://www.info.city.tsu.mie.jp/kurashi/gomi/",
+        "https://www.info.city.tsu.mie.jp/kosodate/",
+    ]
+    draw = random.Random(13)
+    many = 700  # beyond funnel_plots.MAX_DOTS: outliers and a density
+    with transaction(sessions) as session:
+        for index in range(many):
+            page_id = f"u-f{index:015x}"
+            url = f"{prefixes[index % 3]}p{index}.html"
+            session.add(Page(id=page_id, url=url, visible=True, first_seen=seen, last_seen=seen))
+            # A long tail, a few pages far from the rest, small tallies tied on purpose.
+            scale = 1 + int(draw.paretovariate(1.2))
+            odds = 0.05 if index % 3 == 0 else 0.6
+            for back in draw.sample(range(60), k=draw.randint(1, 4)):
+                day = today - timedelta(days=back)
+                n = draw.randint(1, 3) * scale
+                session.add(DailyResponse(page_id=page_id, day=day, responses=n))
+                for question in QUESTION_KEYS:
+                    yes = sum(draw.random() < odds for _ in range(n))
+                    neutral = draw.randint(0, n - yes)
+                    session.add(
+                        DailyCount(
+                            page_id=page_id,
+                            day=day,
+                            question=question,
+                            yes=yes,
+                            neutral=neutral,
+                            no=n - yes - neutral,
+                        )
+                    )
+    admin = Account(email="a@example.jp", is_admin=True)
+    clerk = Account(email="c@example.jp", division="kankyo-gomi")
+
+    def plots_of(session, window: str, full_table: bool) -> tuple[str, dict]:
+        figures = funnel_plots.figures_for(session, DIRECTORY, account, today, window)
+        drawn = funnel_plots.plots(figures, QUESTION_KEYS, full_table=full_table)
+        return type(figures).__name__, _drawn(drawn)
+
+    cases = [(a, w, t) for a in (admin, clerk) for w in WINDOWS for t in (False, True)]
+    summed, rolled = {}, {}
+    with sessions() as session:
+        for account, window, full_table in cases:
+            kind, summed[account.email, window, full_table] = plots_of(session, window, full_table)
+            assert kind == "Summed"
+    with transaction(sessions) as session:
+        rollups.rebuild(session, today)
+    with sessions() as session:
+        for account, window, full_table in cases:
+            kind, rolled[account.email, window, full_table] = plots_of(session, window, full_table)
+            assert kind == "RolledUp"
+    assert rolled == summed
+    big = summed["a@example.jp", "all", False]["clarity"]
+    assert len(big["dots"]) == funnel_plots.MAX_OUTLIERS and big["chart"].cells  # cut
+    assert big["dense"] + len(big["dots"]) == many
+    assert sum(cell[4] for cell in big["chart"].cells) == big["dense"]
+    clerks = summed["c@example.jp", "all", True]["clarity"]["entries"]
+    assert len(clerks) == len(range(1, many, 3))  # the clerk's division's pages only

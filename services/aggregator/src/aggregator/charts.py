@@ -151,15 +151,15 @@ class FunnelChart:
 def funnel_chart(
     ref: Reference,
     dots: Sequence[tuple[int, float, object]],
-    dense: Sequence[tuple[int, float]] = (),
+    dense: Sequence[tuple[int, float, int]] = (),
     width: int = 640,
     height: int = 320,
 ) -> FunnelChart:
-    """dots: (n, score 0–100, item), drawn one by one; dense: (n, score) drawn as a
-    density (a big city's thousands of unremarkable pages). x is log10(n), so small and
-    large pages both show."""
+    """dots: (n, score 0–100, item), drawn one by one; dense: (n, score, pages) drawn as
+    a density (a big city's thousands of unremarkable pages, as many at each point as
+    `pages` says). x is log10(n), so small and large pages both show."""
     left, right, top, bottom = 40, width - 12, 10, height - 36
-    max_n = max([n for n, _, _ in dots] + [n for n, _ in dense] + [10])
+    max_n = max([n for n, _, _ in dots] + [n for n, _, _ in dense] + [10])
     span = math.log10(max_n * 1.2)
 
     def x_of(n: float) -> float:
@@ -178,7 +178,7 @@ def funnel_chart(
 
     ticks = [(10**k, x_of(10**k)) for k in range(0, int(span) + 1) if 10**k <= max_n * 1.2]
     cells = _density(
-        [(x_of(n), _y(score, top, bottom)) for n, score in dense if n],
+        [(x_of(n), _y(score, top, bottom), pages) for n, score, pages in dense if n],
         (left, right, top, bottom),
     )
     return FunnelChart(
@@ -202,17 +202,18 @@ DENSITY_COLUMNS, DENSITY_ROWS = 32, 20
 
 
 def _density(
-    points: list[tuple[float, float]], box: tuple[float, float, float, float]
+    points: list[tuple[float, float, int]], box: tuple[float, float, float, float]
 ) -> list[tuple[float, float, float, float, int, float]]:
-    """The points counted per cell of a DENSITY_COLUMNS x DENSITY_ROWS grid over the plot:
-    a few hundred rectangles however many pages, shaded by the log of their count."""
+    """The points (x, y, how many pages) counted per cell of a DENSITY_COLUMNS x
+    DENSITY_ROWS grid over the plot: a few hundred rectangles however many pages, shaded
+    by the log of their count."""
     left, right, top, bottom = box
     width, height = (right - left) / DENSITY_COLUMNS, (bottom - top) / DENSITY_ROWS
     counts: dict[tuple[int, int], int] = {}
-    for x, y in points:
+    for x, y, many in points:
         column = min(DENSITY_COLUMNS - 1, max(0, int((x - left) / width)))
         row = min(DENSITY_ROWS - 1, max(0, int((y - top) / height)))
-        counts[column, row] = counts.get((column, row), 0) + 1
+        counts[column, row] = counts.get((column, row), 0) + many
     most = max(counts.values(), default=1)
     return [
         (

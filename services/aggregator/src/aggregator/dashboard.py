@@ -31,7 +31,7 @@ from aggregator import (
     auth,
     charts,
     csrf,
-    funnel,
+    funnel_plots,
     held_alerts,
     locale_split,
     page_list,
@@ -342,32 +342,8 @@ def overview():
     window = request.args.get("window") if request.args.get("window") in WINDOWS else "28d"
     full_table = request.args.get("table") == "all"
     as_of = today()
-    rows = list(page_list.visible_figures(db, directory(), account, as_of))
-    plots = {}
-    for question in QUESTION_KEYS:
-        figures = [(row, row["windows"][window]["questions"][question]) for row in rows]
-        answered = [(row, f) for row, f in figures if f["n"]]
-        ref = funnel.reference([(f["yes"], f["neutral"], f["no"]) for _row, f in answered])
-        if ref is None:
-            plots[question] = None
-            continue
-        entries = sorted(
-            (
-                {"page": row, "n": f["n"], "score": f["score"]}
-                | {"status": funnel.status(ref, f["n"], f["score"])}
-                for row, f in answered
-            ),
-            key=lambda e: (e["score"], e["n"]),
-        )
-        drawn, dense = _funnel_split(entries)
-        plots[question] = {
-            "ref": ref,
-            "chart": charts.funnel_chart(
-                ref, [(e["n"], e["score"], e) for e in drawn], [(e["n"], e["score"]) for e in dense]
-            ),
-            "entries": entries if full_table else drawn,
-            "dense": len(dense),
-        }
+    figures = funnel_plots.figures_for(db, directory(), account, as_of, window)
+    plots = funnel_plots.plots(figures, QUESTION_KEYS, full_table=full_table)
     return render_template(
         "dashboard/overview.html",
         held=held_alerts.held_counts(db)["waiting"] if account.is_admin else None,
@@ -378,28 +354,6 @@ def overview():
         as_of=as_of,
         full_table=full_table,
     )
-
-
-# Beyond this many answered pages a funnel draws only the outliers as dots, the rest as
-# a density, and lists the outliers: a dot and a row per page of a 10,000-page city made
-# a 1 MB page nobody could read. The full table is one link away (?table=all).
-MAX_DOTS = 300
-MAX_OUTLIERS = 150
-_SEVERITY = {"low3": 0, "high3": 1, "low2": 2, "high2": 3}
-
-
-def _funnel_split(entries: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(drawn as dots and listed, drawn as density): all drawn for a small city; else
-    the outliers, the furthest out and the largest first, up to MAX_OUTLIERS."""
-    if len(entries) <= MAX_DOTS:
-        return entries, []
-    outliers = sorted(
-        (e for e in entries if e["status"] in _SEVERITY),
-        key=lambda e: (_SEVERITY[e["status"]], -e["n"]),
-    )[:MAX_OUTLIERS]
-    shown = {id(e) for e in outliers}
-    drawn = [e for e in entries if id(e) in shown]  # in the table's order
-    return drawn, [e for e in entries if id(e) not in shown]
 
 
 # -- alerts ----------------------------------------------------------------------------------

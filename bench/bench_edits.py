@@ -8,21 +8,31 @@ ratio, then the time to write every page's four-week report (the consumer's idle
 and to render the stats API's edits for a page. Numbers, never pass/fail.
 
     .venv/bin/python bench/bench_edits.py --pages 100 --days 28
+
+--page-word instead sizes the email's one word by simulation through the service's own
+verdict (compare_all, overall): thousands of edits of three-question pages, answers drawn
+at random, with no real change (how often the word says better or worse anyway) and
+with a real one (how often it says so), beside the earlier rule in the same run (the
+word follows every question that moved at 95 %, the family of three not accounted for).
+
+    .venv/bin/python bench/bench_edits.py --page-word --trials 20000
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import random
 import statistics
 import time
 import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from aggregator.edits import reports
+from aggregator.edits import reports, verdict
 from aggregator.edits.page_view import edit_json, edit_views
 from aggregator.ingest import handle_batch
+from aggregator.scoring import Tally
 from common import REPO, migrate, pg_database
 from koe_directory import load_directory
 from koe_kit import events
@@ -68,6 +78,53 @@ def answers(pages: int, days: int, first: date, modified: bool) -> list[dict]:
     return produced
 
 
+QUESTIONS = ("findability", "clarity", "usefulness")
+# A typical page: 60 % yes, 20 % neutral, 20 % no (score 70) on every question.
+USUAL = (0.6, 0.2, 0.2)
+
+
+def draw(rng: random.Random, shares: tuple[float, float, float], n: int) -> Tally:
+    picked = rng.choices(range(3), weights=shares, k=n)
+    return Tally(picked.count(0), picked.count(1), picked.count(2))
+
+
+def word_before(compared: list[verdict.Comparison]) -> str:
+    """The earlier rule, for the baseline: every question that moved at 95 % decides."""
+    moved = {c.outcome for c in compared} & {"better", "worse"}
+    return moved.pop() if len(moved) == 1 else "unclear"
+
+
+def page_word_shares(trials: int, n: int, after: dict[str, tuple], seed: int) -> dict:
+    """Share of edits whose word is better or worse, before's rule and the service's."""
+    rng = random.Random(seed)
+    said = {"before": {"better": 0, "worse": 0}, "now": {"better": 0, "worse": 0}}
+    for _ in range(trials):
+        before_t = {q: draw(rng, USUAL, n) for q in QUESTIONS}
+        after_t = {q: draw(rng, after.get(q, USUAL), n) for q in QUESTIONS}
+        compared = verdict.compare_all(list(QUESTIONS), before_t, after_t)
+        for rule, word in (("before", word_before(compared)), ("now", verdict.overall(compared))):
+            if word in said[rule]:
+                said[rule][word] += 1
+    return {rule: {w: c / trials for w, c in words.items()} for rule, words in said.items()}
+
+
+def page_word(trials: int, seed: int) -> None:
+    better = (0.8, 0.1, 0.1)  # score 70 → 85 on a question
+    cases = [
+        ("no real change", {}),
+        ("one question 70 → 85", {"clarity": better}),
+        ("all three 70 → 85", {q: better for q in QUESTIONS}),
+    ]
+    print(f"The email's word, {trials:,} simulated edits per row, answers per side and question:")
+    print("| case | answers | said better/worse, earlier rule | now |")
+    print("|---|---:|---:|---:|")
+    for name, after in cases:
+        for n in (20, 40, 140):
+            shares = page_word_shares(trials, n, after, seed)
+            moved = {rule: words["better"] + words["worse"] for rule, words in shares.items()}
+            print(f"| {name} | {n} | {moved['before']:.1%} | {moved['now']:.1%} |")
+
+
 def count(url: str, produced: list[dict], batch: int, directory) -> float:
     """Seconds to count every event, batch after batch."""
     engine = make_engine(url)
@@ -89,7 +146,13 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=28)
     parser.add_argument("--batch", type=int, default=500)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each; the median is shown")
+    parser.add_argument("--page-word", action="store_true", help="size the email's word instead")
+    parser.add_argument("--trials", type=int, default=20000)
+    parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
+    if args.page_word:
+        page_word(args.trials, args.seed)
+        return
     directory = load_directory(REPO / "divisions.yaml")
     first = datetime.now(TOKYO).date() - timedelta(days=args.days + 40)
     without = answers(args.pages, args.days, first, modified=False)

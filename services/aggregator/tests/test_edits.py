@@ -63,22 +63,45 @@ def test_the_change_s_interval_uses_the_answers_own_spread():
     assert compared.before_interval == compared.after_interval
 
 
+CLEARLY_BETTER = (Tally(10, 5, 25), Tally(30, 5, 5))
+CLEARLY_WORSE = (Tally(30, 5, 5), Tally(10, 5, 25))
+NO_CHANGE = (Tally(20, 10, 10), Tally(22, 9, 9))
+FEW = (Tally(0, 0, 9), Tally(9, 0, 0))
+# 50 → 72.5 points on 40 answers a side: z ≈ 2.1, clear at 95 % for the question alone,
+# not at the family's level over three questions (z ≈ 2.39).
+BETTER_ALONE = (Tally(20, 0, 20), Tally(29, 0, 11))
+
+
 @pytest.mark.parametrize(
-    ("outcomes", "overall"),
+    ("sides", "overall"),
     [
-        (["better", "unclear", "too_few"], "better"),
-        (["worse", "worse", "unclear"], "worse"),
-        (["better", "worse", "unclear"], "unclear"),
-        (["unclear", "too_few", "too_few"], "unclear"),
-        (["too_few", "too_few", "too_few"], "too_few"),
+        ([CLEARLY_BETTER, NO_CHANGE, FEW], "better"),
+        ([CLEARLY_WORSE, CLEARLY_WORSE, NO_CHANGE], "worse"),
+        ([CLEARLY_BETTER, CLEARLY_WORSE, NO_CHANGE], "unclear"),
+        ([NO_CHANGE, FEW, FEW], "unclear"),
+        ([FEW, FEW, FEW], "too_few"),
+        # One of three questions clear only on its own: the page's word waits.
+        ([BETTER_ALONE, NO_CHANGE, NO_CHANGE], "unclear"),
+        ([BETTER_ALONE, CLEARLY_BETTER, NO_CHANGE], "better"),
     ],
 )
-def test_the_page_s_word_follows_the_questions_that_moved(outcomes, overall):
-    compared = [
-        verdict.Comparison("clarity", Tally(), Tally(), outcome, None, None, None)
-        for outcome in outcomes
-    ]
+def test_the_page_s_word_follows_the_questions_that_moved_clearly(sides, overall):
+    compared = [verdict.compare(q, *side) for q, side in zip(("a", "b", "c"), sides, strict=True)]
     assert verdict.overall(compared) == overall
+
+
+def test_a_question_clear_alone_is_still_shown_as_moved():
+    # The per-question verdict keeps its own 95 % look; only the page's word is stricter.
+    compared = verdict.compare("clarity", *BETTER_ALONE)
+    assert compared.outcome == "better"
+    assert compared.clear_at(verdict.family_z(1))
+    assert not compared.clear_at(verdict.family_z(3))
+
+
+def test_the_family_s_z_grows_with_the_questions():
+    assert verdict.family_z(1) == pytest.approx(1.96, abs=0.01)
+    assert verdict.family_z(3) == pytest.approx(2.394, abs=0.01)
+    assert verdict.family_z(3) < verdict.family_z(5)
 
 
 def test_the_windows_leave_the_edit_s_own_day_out():

@@ -11,6 +11,12 @@ one. The outcome is one of four:
 - ``unclear``: enough answers, no clear change (はっきりした変化はありません);
 - ``too_few``: fewer than MIN_ANSWERS on either side (回答が少なく判断できません): with
   ten answers a score's 95 % interval is already some 50 points wide.
+
+The page's one word (the email's subject) asks more: one look per question at 95 %
+would call some unchanged page better or worse in about one edit in twelve (three
+chances to be wrong; bench/bench_edits.py --page-word measures it), so a question
+moves the page's word only when its change is clear at the family's level (Bonferroni:
+95 % over all the questions at once).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
+from statistics import NormalDist
 
 from aggregator.detector import answer_variance
 from aggregator.scoring import Z95, Tally, Window, question_score, wilson_interval
@@ -63,6 +70,13 @@ class Comparison:
     def after_score(self) -> float | None:
         return question_score(self.after)
 
+    def clear_at(self, z: float) -> bool:
+        """The change's interval at z (not only at 95 %) lies wholly on one side of 0."""
+        if self.change is None or self.low is None or self.high is None:
+            return False
+        standard_error = (self.high - self.low) / (2 * Z95)
+        return abs(self.change) > z * standard_error
+
     @property
     def before_interval(self) -> tuple[float, float] | None:
         return wilson_interval(self.before)
@@ -96,10 +110,18 @@ def compare_all(
     return [compare(q, before.get(q, Tally()), after.get(q, Tally())) for q in questions]
 
 
+def family_z(questions: int, level: float = 0.95) -> float:
+    """The two-sided z that keeps the chance of any false "clear" among `questions`
+    looks at 1 − level (Bonferroni: each look at 1 − (1 − level) / questions)."""
+    return NormalDist().inv_cdf(1 - (1 - level) / (2 * max(questions, 1)))
+
+
 def overall(comparisons: list[Comparison]) -> str:
     """One word for the email's subject: better or worse when the questions that moved
-    all moved that way; too_few when no question had enough answers; else unclear."""
-    moved = {c.outcome for c in comparisons} & {"better", "worse"}
+    clearly at the family's level all moved that way; too_few when no question had
+    enough answers; else unclear."""
+    z = family_z(len(comparisons))
+    moved = {c.outcome for c in comparisons if c.outcome in ("better", "worse") and c.clear_at(z)}
     if len(moved) == 1:
         return moved.pop()
     if all(c.outcome == "too_few" for c in comparisons):

@@ -19,9 +19,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, timedelta
-from typing import Any
 
-from sqlalchemy import Insert, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from aggregator import detector
@@ -39,7 +38,7 @@ from aggregator.detector import DetectorSettings, PageJudgement, State
 from aggregator.models import AlertOutbox, DailyCount, DetectorState, publishable
 from aggregator.scoring import Tally
 from koe_directory import QUESTION_KEYS
-from koe_kit.db import among, bulk_insert
+from koe_kit.db import Upsert, among, bulk_insert, table_of
 
 _IN_CHUNK = 500
 
@@ -334,7 +333,7 @@ def _save(session: Session, rows: dict[tuple[str, str], _Row]) -> None:
         return
     columns = [c for c in values[0] if c not in ("page_id", "question")]
 
-    def replace(insert: Any) -> Insert:  # the dialect's INSERT (koe_kit.db.bulk_insert)
+    def replace(insert: Upsert) -> Upsert:
         return insert.on_conflict_do_update(
             index_elements=["page_id", "question"],
             set_={c: insert.excluded[c] for c in columns},
@@ -342,4 +341,4 @@ def _save(session: Session, rows: dict[tuple[str, str], _Row]) -> None:
 
     # One statement for all rows (a daily sweep saves three per page of the city: an
     # executemany of 30,000 rows was a sixth of the sweep's time, bench_aggregator.py).
-    bulk_insert(session, DetectorState.__table__, values, replace)
+    bulk_insert(session, table_of(DetectorState), values, replace)

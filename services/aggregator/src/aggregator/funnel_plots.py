@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
-from typing import Protocol
+from typing import Any, Protocol
 
 from sqlalchemy import Column, ColumnElement, Text, cast, func, literal, or_, select, union_all
 from sqlalchemy.orm import Session
@@ -82,8 +82,8 @@ class Judged:
     @classmethod
     def of(cls, groups: Counter[Counts]) -> Judged | None:
         """None when nobody answered."""
-        totals = tuple(sum(c[i] * pages for c, pages in groups.items()) for i in range(3))
-        ref = funnel.reference([totals]) if groups else None
+        yes, neutral, no = (sum(c[i] * pages for c, pages in groups.items()) for i in range(3))
+        ref = funnel.reference([(yes, neutral, no)]) if groups else None
         if ref is None:
             return None
         points = {counts: Point.of(counts) for counts in groups}
@@ -115,7 +115,7 @@ def plots(figures: Figures, questions: Sequence[str], *, full_table: bool) -> di
 
 def _plot(judged: Judged, pages: list[tuple[dict, Counts]], *, full_table: bool) -> dict:
     points, statuses = judged.points, judged.statuses
-    entries = sorted(
+    entries: list[dict[str, Any]] = sorted(
         (
             {"page": page, "n": points[c].n, "score": points[c].score, "status": statuses[c]}
             | {"counts": c}
@@ -214,8 +214,11 @@ class RolledUp:
         for row in rows:
             page = {"id": row.id, "url": row.url, "title": row.title}
             for index, q in enumerate(wanted):
-                counts = (row[3 + 3 * index], row[4 + 3 * index], row[5 + 3 * index])
-                if sum(counts) and (keep[q] is None or counts in keep[q]):
+                first: int = 3 + 3 * index
+                values: tuple[Any, ...] = tuple(row[first : first + 3])
+                counts: Counts = (values[0], values[1], values[2])
+                kept = keep[q]
+                if sum(counts) and (kept is None or counts in kept):
                     pages[q].append((page, counts))
         return pages
 

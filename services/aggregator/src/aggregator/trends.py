@@ -25,7 +25,7 @@ from aggregator.scoring import (
     wilson_interval,
 )
 from koe_directory import QUESTION_KEYS
-from koe_kit.db import keyed_range
+from koe_kit.db import keyed_range, table_of
 
 SPARKLINE_WEEKS = 12
 DAILY_DAYS = 28
@@ -54,7 +54,7 @@ def weekly_page_scores(
     # The shown pages' rows only, each page's found by its (page_id, day) key: a cost
     # that does not grow with the city's pages (issue 13).
     keyed = keyed_range(
-        session, daily.__table__, daily.page_id, daily.day, list(page_ids), starts[0], as_of
+        session, table_of(daily), daily.page_id, daily.day, list(page_ids), starts[0], as_of
     )
     counts = keyed.c
     # Newest span first, so the first start the day is on or after is its span.

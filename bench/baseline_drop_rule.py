@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 
-from aggregator.alert_types import (
+from aggregator.alerts.kinds import (
     DropAlert,
     OpenDrop,
     QuestionDrop,
@@ -52,7 +52,7 @@ from aggregator.alert_types import (
     alert_id_for,
     recovery_id_for,
 )
-from aggregator.scoring import Tally, Window, question_score, total
+from aggregator.stats.scoring import Tally, Window, question_score, total
 from koe_directory import QUESTION_KEYS
 
 

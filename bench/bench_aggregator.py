@@ -11,7 +11,7 @@
    over old days as with times spread over months.
    Each event carries a source (koe.feedback.submitted.v1 `data.source`), as the
    feedback service sends it: most from an address of their own, some from one a page
-   saw before that day, so the per-source cap (counting.py) is at work.
+   saw before that day, so the per-source cap (counting/source_ledger.py) is at work.
    --before DIR also runs the aggregator of another checkout (e.g. `git worktree add
    /tmp/koe-before origin/main`) on the same events, for a before/after in one run:
    before, after, after, before, each side the mean of its two runs.

@@ -7,7 +7,7 @@ than weekends), three questions each with their own level (yes 50–75 %, neutra
 a single bad day, a one-week 5-point dip, a 25-point drop that comes back after four
 weeks, and a 500-page city mixing sizes and fates.
 
-Each page is judged once a day, per question, by aggregator.detector.judge (the
+Each page is judged once a day, per question, by aggregator.alerts.detector.judge (the
 function the service calls) and, side by side, by today's rule
 (bench/baseline_drop_rule.py, evaluate_windows daily with its cooldown). Questions of a page
 that fire on the same day make one email, as in the service.
@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields, replace
 from datetime import date, timedelta
 
-from aggregator.crowd import DEFAULT_RULE, SourceDay, evidence_start
-from aggregator.crowd import judge as crowd_judge
-from aggregator.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
-from aggregator.scoring import Tally
+from aggregator.alerts.crowd import DEFAULT_RULE, SourceDay, evidence_start
+from aggregator.alerts.crowd import judge as crowd_judge
+from aggregator.alerts.detector import DROP, RECOVERY, DetectorSettings, State, judge_page
+from aggregator.stats.scoring import Tally
 from baseline_drop_rule import DropRule, evaluate_windows
 from bench_drop_rule import day_tally
 

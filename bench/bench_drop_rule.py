@@ -17,7 +17,7 @@ import argparse
 import random
 from datetime import date, timedelta
 
-from aggregator.scoring import Tally
+from aggregator.stats.scoring import Tally
 from baseline_drop_rule import (
     DropRule,
     OpenDrop,

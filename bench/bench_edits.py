@@ -29,10 +29,10 @@ import uuid
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from aggregator.counting.ingest import handle_batch
 from aggregator.edits import reports, verdict
 from aggregator.edits.page_view import edit_json, edit_views
-from aggregator.ingest import handle_batch
-from aggregator.scoring import Tally
+from aggregator.stats.scoring import Tally
 from common import REPO, migrate, pg_database
 from koe_directory import load_directory
 from koe_kit import events

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import history  # noqa: E402
-from aggregator.accounts import create_account  # noqa: E402
+from aggregator.accounts.services import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
 from bench_read_side import ADMIN, PASSWORD, bench_settings, fill, signed_in_client  # noqa: E402

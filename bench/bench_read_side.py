@@ -29,10 +29,10 @@ from sqlalchemy import text, update
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import history  # noqa: E402
-from aggregator import rollups  # noqa: E402
-from aggregator.accounts import create_account  # noqa: E402
+from aggregator.accounts.services import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
 from aggregator.config import Settings, load_settings  # noqa: E402
+from aggregator.counting import rollups  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
 from common import REPO, pg_database  # noqa: E402
 from koe_directory import load_directory  # noqa: E402

@@ -20,7 +20,7 @@ from datetime import UTC, date, datetime
 
 from sqlalchemy import Engine, text
 
-from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS
+from aggregator.counting.pruning import DEFAULT_SOURCE_KEEP_DAYS
 from koe_directory import page_id_for_url
 
 PREFIXES = [
@@ -67,7 +67,7 @@ WHERE day > CAST(:last_day AS date) - :keep;
 
 -- A DB that has run for years has judged every page up to the day before its last:
 -- without it the aggregator's first batch would judge each page's days from its first
--- answer (detector_alerts.py), a catch-up no live consumer ever makes.
+-- answer (alerts/judging.py), a catch-up no live consumer ever makes.
 INSERT INTO detector_state (page_id, question, last_day, streak)
 SELECT DISTINCT page_id, q, CAST(:last_day AS date) - 1, 0 FROM answered,
        unnest(ARRAY['findability', 'clarity', 'usefulness']) AS q

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from aggregator.accounts import create_account  # noqa: E402
+from aggregator.accounts.services import create_account  # noqa: E402
 from aggregator.app import create_app  # noqa: E402
 from aggregator.migrate import migrate  # noqa: E402
 from bench_read_side import ADMIN, PASSWORD, bench_settings, fill, signed_in_client  # noqa: E402
@@ -26,7 +26,7 @@ from koe_directory import load_directory  # noqa: E402
 from koe_kit.db import session_factory, transaction  # noqa: E402
 
 SIZES = {"desktop": (1280, 2400), "phone": (390, 3000)}
-CSS = REPO / "services/aggregator/src/aggregator/static/dashboard.css"
+CSS = REPO / "services/aggregator/src/aggregator/dashboard/static/dashboard.css"
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ from flask.testing import FlaskClient
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
-from aggregator.models import AlertOutbox, publishable
+from aggregator.alerts.models import AlertOutbox, publishable
 from feedback.challenges import page_digest
 from feedback.models import OutboxEntry
 from koe_devkit.local_broker import free_port

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from aggregator.models import PageModifiedVote
+from aggregator.edits.models import PageModifiedVote
 from in_browser import DESKTOP, PHONE, axe_violations
 from koe_devkit.testing import wait_until
 from koe_directory import canonical_url, page_id_for_url

@@ -42,9 +42,9 @@ def test_every_event_type_has_a_schema_and_a_payload_type_with_its_fields():
 
 
 def test_the_aggregator_consumes_dead_letters_and_publishes_what_the_contract_says(tmp_path):
+    from aggregator.alerts.outbox import OutboxPublisher
     from aggregator.config import load_consumer_settings
     from aggregator.consumer import build_loop
-    from aggregator.outbox import OutboxPublisher
     from koe_kit.db import make_engine, session_factory
 
     settings = load_consumer_settings(

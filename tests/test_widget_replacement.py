@@ -12,9 +12,9 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from aggregator.ingest import handle_batch
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyCount, DailyResponse
 from aggregator.migrate import migrate
-from aggregator.models import DailyCount, DailyResponse
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction

@@ -15,17 +15,16 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from aggregator.migrate import migrate
-from aggregator.models import (
-    AlertOutbox,
+from aggregator.alerts.models import AlertOutbox
+from aggregator.counting.models import (
     DailyCount,
     DailyExcess,
     DailyResponse,
-    Page,
-    PageTitle,
     ProcessedEvent,
     SourceCount,
 )
+from aggregator.migrate import migrate
+from aggregator.pages.models import Page, PageTitle
 from koe_kit import events
 from koe_kit.db import make_engine, session_factory, transaction
 
@@ -191,7 +190,7 @@ def _alert_payload(alert_id: str, page_id: str, title: str, kind: str, today: da
 
 def seed_city(sessions, today: date) -> City:
     """Pages of three divisions with 84 days of answers, accounts, and alerts."""
-    from aggregator.accounts import create_account
+    from aggregator.accounts.services import create_account
     from koe_directory import load_directory
 
     city = City()
@@ -277,7 +276,7 @@ HELD_BURST = "1c8d3e2f-5a6b-5c7d-9e8f-0a1b2c3d4e5f"
 def add_held(sessions, alert_id: str, page_id: str, rows, end: date) -> None:
     """A drop alert on the page, held with the crowd rule's own verdict over `rows`
     (crowd.SourceDay) for the week ending `end`."""
-    from aggregator.crowd import CrowdRule, judge
+    from aggregator.alerts.crowd import CrowdRule, judge
 
     verdict = judge(CrowdRule(), end - timedelta(days=6), end, rows)
     assert verdict.held is not None
@@ -297,7 +296,7 @@ def add_held(sessions, alert_id: str, page_id: str, rows, end: date) -> None:
 
 def seed_held(sessions, city: City, today: date) -> tuple[str, str]:
     """Two held alerts on the seeded city's pages: (forged drop's id, burst's id)."""
-    from aggregator.crowd import SourceDay
+    from aggregator.alerts.crowd import SourceDay
 
     one_source = [SourceDay(today - timedelta(days=i), "forger", 3) for i in range(7)]
     add_held(sessions, HELD_FORGED, city.dx, one_source, today)

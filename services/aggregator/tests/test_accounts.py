@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from aggregator.accounts_cli import koe_home, main
-from aggregator.models import Account, DashboardSession
+from aggregator.accounts.cli import koe_home, main
+from aggregator.accounts.models import Account, DashboardSession
 
 DIVISIONS = str(Path(__file__).parents[3] / "divisions.yaml")
 PASSWORD = "a long enough secret"  # noqa: S105 (a test password)

@@ -18,8 +18,8 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox
+from aggregator.alerts.models import AlertOutbox
+from aggregator.counting.ingest import handle_batch
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import make_engine, transaction

@@ -11,8 +11,9 @@ import pytest
 
 from aggregator.app import create_app
 from aggregator.config import load_settings, load_web_settings
-from aggregator.ingest import handle_batch
-from aggregator.models import DailyCount, DailyResponse, Page
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyCount, DailyResponse
+from aggregator.pages.models import Page
 from koe_directory import load_directory
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
@@ -260,7 +261,7 @@ def test_a_batch_committed_mid_request_never_splits_n_from_its_questions(
     """The consumer commits a response (answering clarity) between the API's statement
     for the questions' counts and the one for responses: the page's figures still come
     from one snapshot, so n is the questions' answers (each response here answered one)."""
-    from aggregator import stats
+    from aggregator.stats import figures as stats
 
     window_responses = stats._window_responses
 

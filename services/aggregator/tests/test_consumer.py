@@ -10,11 +10,12 @@ from zoneinfo import ZoneInfo
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from aggregator.alerts.models import AlertOutbox
+from aggregator.alerts.outbox import OutboxPublisher
 from aggregator.config import load_consumer_settings
 from aggregator.consumer import build_loop
-from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, DailyCount, ProcessedEvent
-from aggregator.outbox import OutboxPublisher
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyCount, ProcessedEvent
 from koe_contract import FEEDBACK_TOPIC as TOPIC
 from koe_devkit.local_broker import LocalBroker
 from koe_devkit.testing import count_handled, running, wait_until
@@ -155,7 +156,7 @@ def test_unsent_alerts_go_out_when_the_consumer_starts(
 def test_a_broker_outage_keeps_the_alert_until_a_broker_takes_it(
     broker, migrated_url, sessions, make_feedback, fast_kafka_env, tmp_path, caplog
 ):
-    caplog.set_level(logging.WARNING, logger="aggregator.outbox")
+    caplog.set_level(logging.WARNING, logger="aggregator.alerts.outbox")
     ensure_topics([broker.bootstrap])
     settings = settings_for(broker, migrated_url, fast_kafka_env)
     start = date(2026, 8, 1)

@@ -1,4 +1,5 @@
-"""One source cannot dominate a page's numbers (counting.py), on SQLite and PostgreSQL:
+"""One source cannot dominate a page's numbers (counting/source_ledger.py), on SQLite and
+PostgreSQL:
 a flood counts only the cap, replacements keep their slot, and a replay from scratch
 gives the same tables whatever the batches and the duplicates."""
 
@@ -11,8 +12,8 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from aggregator.ingest import handle_batch
-from aggregator.models import (
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import (
     DailyCount,
     DailyExcess,
     DailyResponse,

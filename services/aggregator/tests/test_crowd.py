@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from aggregator.crowd import (
+from aggregator.alerts.crowd import (
     BURST,
     FEW_SOURCES,
     ONE_SOURCE,

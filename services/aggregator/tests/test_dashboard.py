@@ -14,10 +14,12 @@ from urllib.parse import urljoin
 import pytest
 from sqlalchemy import select
 
-from aggregator.accounts import set_password
+from aggregator.accounts.models import SignInFailure
+from aggregator.accounts.services import set_password
+from aggregator.alerts.models import AlertHandling, AlertOutbox
 from aggregator.app import create_app
 from aggregator.config import load_web_settings
-from aggregator.models import AlertHandling, AlertOutbox, DailyCount, SignInFailure
+from aggregator.counting.models import DailyCount
 from koe_kit.config import ConfigError
 from koe_kit.db import transaction
 
@@ -368,7 +370,7 @@ def test_the_list_sorts_and_filters(city_app):
 
 def test_the_list_pages_with_previous_and_next_links(city_app, monkeypatch):
     app, city = city_app
-    monkeypatch.setattr("aggregator.dashboard.PAGE_SIZE", 2)
+    monkeypatch.setattr("aggregator.dashboard.views.PAGE_SIZE", 2)
     admin = signed_in(app, city.admin)
     everything = re.findall(r'<tr data-page-id="([^"]+)"', text_of(admin.get("/pages?sort=title")))
     shown, path, positions = [], "/pages?sort=title", []

@@ -12,8 +12,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
+from aggregator.counting.models import DailyCount, DailyLocaleCount, DailyLocaleResponse
 from aggregator.migrate import migrate
-from aggregator.models import DailyCount, DailyLocaleCount, DailyLocaleResponse, Page
+from aggregator.pages.models import Page
 from in_browser import DESKTOP, PHONE, ServedApp, axe_violations, sign_in
 from koe_devkit.testing import running
 from koe_kit.db import make_engine, session_factory, transaction

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from aggregator.models import AlertOutbox
+from aggregator.alerts.models import AlertOutbox
 
 CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 PASSWORD = "correct horse battery"  # noqa: S105 (the seeded accounts' password)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aggregator.detector import (
+from aggregator.alerts.detector import (
     DROP,
     RECOVERY,
     DetectorSettings,
@@ -23,7 +23,7 @@ from aggregator.detector import (
     judge_page,
     without_lowest,
 )
-from aggregator.scoring import Tally, Window, total
+from aggregator.stats.scoring import Tally, Window, total
 
 SETTINGS = DetectorSettings()
 START = date(2026, 1, 5)

@@ -12,13 +12,13 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
+from aggregator.alerts.crowd import DEFAULT_RULE, CrowdRule
+from aggregator.alerts.daily_sweep import DailySweep
+from aggregator.alerts.detector import DetectorSettings
+from aggregator.alerts.models import AlertOutbox, DetectorState
 from aggregator.config import load_settings
-from aggregator.crowd import DEFAULT_RULE, CrowdRule
-from aggregator.daily_sweep import DailySweep
-from aggregator.detector import DetectorSettings
-from aggregator.ingest import handle_batch
+from aggregator.counting.ingest import handle_batch
 from aggregator.migrate import migrate
-from aggregator.models import AlertOutbox, DetectorState
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.config import ConfigError

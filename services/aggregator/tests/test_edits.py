@@ -13,12 +13,14 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import select
 
-from aggregator.accounts import create_account
+from aggregator.accounts.services import create_account
+from aggregator.alerts.models import AlertOutbox
+from aggregator.counting.ingest import handle_batch
 from aggregator.edits import reports, verdict
-from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, Page, PageEdit
+from aggregator.edits.models import PageEdit
 from aggregator.pages.listing import import_pages
-from aggregator.scoring import Tally
+from aggregator.pages.models import Page
+from aggregator.stats.scoring import Tally
 from koe_contract import EDIT_REVIEWED
 from koe_directory import load_directory
 from koe_directory.page_list import ListedPage

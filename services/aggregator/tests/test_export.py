@@ -7,8 +7,8 @@ import csv
 import io
 import re
 
-from aggregator.export import neutralise
-from aggregator.models import Page
+from aggregator.dashboard.export import neutralise
+from aggregator.pages.models import Page
 from koe_kit.db import transaction
 
 TOKEN = "dashboard-api-token-" + "t" * 16  # noqa: S105 (a test token)

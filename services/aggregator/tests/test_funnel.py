@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from aggregator.charts import funnel_chart, sparkline
-from aggregator.funnel import Z95, Z998, reference, status
+from aggregator.dashboard.charts import funnel_chart, sparkline
+from aggregator.stats.funnel import Z95, Z998, reference, status
 
 
 def test_without_neutral_answers_the_limits_are_the_binomial_funnel():

@@ -19,14 +19,14 @@ import pytest
 import sqlalchemy
 from sqlalchemy import select
 
-from aggregator import held_alerts
-from aggregator import outbox as outbox_module
-from aggregator.crowd import BURST, FEW_SOURCES, ONE_SOURCE, ONE_SOURCE_DECIDES
-from aggregator.daily_sweep import sweep
-from aggregator.detector import DetectorSettings
-from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, DetectorState
-from aggregator.outbox import OutboxPublisher
+from aggregator.alerts import held as held_alerts
+from aggregator.alerts import outbox as outbox_module
+from aggregator.alerts.crowd import BURST, FEW_SOURCES, ONE_SOURCE, ONE_SOURCE_DECIDES
+from aggregator.alerts.daily_sweep import sweep
+from aggregator.alerts.detector import DetectorSettings
+from aggregator.alerts.models import AlertOutbox, DetectorState
+from aggregator.alerts.outbox import OutboxPublisher
+from aggregator.counting.ingest import handle_batch
 from koe_directory import load_directory
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.kafka import KafkaSettings, make_producer, read_topic

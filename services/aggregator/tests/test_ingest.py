@@ -10,15 +10,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from aggregator.ingest import handle_batch
-from aggregator.models import (
-    AlertOutbox,
-    DailyCount,
-    DailyResponse,
-    DetectorState,
-    Page,
-    ProcessedEvent,
-)
+from aggregator.alerts.models import AlertOutbox, DetectorState
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyCount, DailyResponse, ProcessedEvent
+from aggregator.pages.models import Page
 from koe_directory import load_directory
 from koe_kit import events
 from koe_kit.db import transaction

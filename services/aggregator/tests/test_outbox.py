@@ -12,9 +12,9 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
+from aggregator.alerts.models import AlertOutbox
+from aggregator.alerts.outbox import OutboxPublisher
 from aggregator.migrate import migrate
-from aggregator.models import AlertOutbox
-from aggregator.outbox import OutboxPublisher
 from koe_kit.db import make_engine, session_factory, transaction
 from koe_kit.kafka import KafkaSettings, ensure_topics, make_producer, read_topic
 

@@ -17,8 +17,10 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 
-from aggregator.ingest import handle_batch
-from aggregator.models import AlertOutbox, DailyExcess, DailyResponse, Page
+from aggregator.alerts.models import AlertOutbox
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyExcess, DailyResponse
+from aggregator.pages.models import Page
 from koe_directory import load_directory, page_id_for_url
 from koe_kit.db import transaction
 

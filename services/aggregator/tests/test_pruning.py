@@ -13,23 +13,23 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import func, select
 
+from aggregator.accounts.models import SignInFailure
 from aggregator.config import load_settings
-from aggregator.ingest import handle_batch
-from aggregator.models import (
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import (
     DailyCount,
     DailyExcess,
     DailyResponse,
-    Page,
     ProcessedEvent,
-    SignInFailure,
     SourceCount,
 )
-from aggregator.pruning import (
+from aggregator.counting.pruning import (
     ProcessedPruner,
     SignInFailurePruner,
     SourcePruner,
     shortest_keep_days,
 )
+from aggregator.pages.models import Page
 from koe_contract import FEEDBACK_TOPIC
 from koe_directory import load_directory
 from koe_kit.config import ConfigError

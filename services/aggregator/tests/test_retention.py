@@ -14,12 +14,15 @@ from zoneinfo import ZoneInfo
 import pytest
 from sqlalchemy import func, select
 
-from aggregator import locale_split, rollups, stats
-from aggregator.export import daily_rows
-from aggregator.history import MONTHS_OF, table_of
-from aggregator.ingest import handle_batch
-from aggregator.models import DailyResponse, Page
-from aggregator.retention import MonthlyFold, first_kept_day
+from aggregator.counting import rollups
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import DailyResponse
+from aggregator.counting.retention import MonthlyFold, first_kept_day
+from aggregator.dashboard.export import daily_rows
+from aggregator.pages.models import Page
+from aggregator.stats import figures as stats
+from aggregator.stats import locale_split
+from aggregator.stats.history import MONTHS_OF, table_of
 from koe_directory import QUESTION_KEYS, load_directory
 from koe_kit.db import transaction
 

@@ -12,18 +12,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
-from aggregator import funnel_plots, page_list, rollups, stats
-from aggregator.funnel_plots import MAX_OUTLIERS
-from aggregator.ingest import handle_batch
-from aggregator.models import (
-    Account,
+from aggregator.accounts.models import Account
+from aggregator.counting import rollups
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.models import (
     DailyCount,
     DailyLocaleCount,
     DailyLocaleResponse,
     DailyResponse,
-    Page,
 )
-from aggregator.scoring import WINDOWS, Tally
+from aggregator.dashboard import funnel_plots, page_list
+from aggregator.dashboard.funnel_plots import MAX_OUTLIERS
+from aggregator.pages.models import Page
+from aggregator.stats import figures as stats
+from aggregator.stats.scoring import WINDOWS, Tally
 from koe_directory import QUESTION_KEYS, load_directory
 from koe_kit.db import transaction
 
@@ -44,7 +46,7 @@ LOCALES = ("ja", "en", "pt")
 def from_daily_rows(
     session, as_of: date, locale: str | None = None
 ) -> dict[str, dict[str, tuple[dict[str, Tally], int]]]:
-    """page -> window -> (tallies, responses), as stats.py sums them from the daily rows
+    """page -> window -> (tallies, responses), as stats/figures.py sums them from the daily rows
     (of one language's answers, with a `locale`)."""
     tallies = stats._window_tallies(session, as_of, page_ids=PAGES, locale=locale)
     responses = stats._window_responses(session, as_of, page_ids=PAGES, locale=locale)

@@ -6,7 +6,13 @@ from datetime import date
 
 import pytest
 
-from aggregator.scoring import Tally, page_score, question_score, wilson_interval, window_ending
+from aggregator.stats.scoring import (
+    Tally,
+    page_score,
+    question_score,
+    wilson_interval,
+    window_ending,
+)
 
 
 def test_question_score_counts_neutral_as_half():

@@ -8,9 +8,9 @@ from datetime import date, timedelta
 
 from sqlalchemy import select
 
-from aggregator import trends
-from aggregator.models import DailyCount, DailyLocaleCount
-from aggregator.scoring import Tally, page_score, rounded
+from aggregator.counting.models import DailyCount, DailyLocaleCount
+from aggregator.stats import trends
+from aggregator.stats.scoring import Tally, page_score, rounded
 from koe_directory import QUESTION_KEYS
 from koe_kit.db import transaction
 

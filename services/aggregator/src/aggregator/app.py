@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from flask import Flask
 
-from aggregator.access import unknown_url
+from aggregator.api.views import api
 from aggregator.config import WebSettings, load_web_settings, read_divisions
-from aggregator.dashboard import dashboard
-from aggregator.export import export
-from aggregator.views import api
+from aggregator.dashboard.access import unknown_url
+from aggregator.dashboard.export import export
+from aggregator.dashboard.views import dashboard
 from koe_kit.db import make_engine
 from koe_kit.metrics import init_metrics
 from koe_kit.web import health_blueprint, init_db, init_json_errors, trust_proxies
@@ -20,7 +20,9 @@ def create_app(settings: WebSettings | None = None) -> Flask:
     unreadable."""
     settings = settings or load_web_settings()
     directory = read_divisions(settings)
-    app = Flask(__name__)
+    # /static/ as before the dashboard's files moved into dashboard/ (its blueprint
+    # serves them at /static/dashboard/ too).
+    app = Flask(__name__, static_folder="dashboard/static")
     app.config.update(
         SECRET_KEY=settings.secret_key,
         SESSION_COOKIE_NAME="koe_session",

@@ -16,15 +16,19 @@ from dataclasses import dataclass
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-from aggregator.account_words import LANGUAGES
-from aggregator.counting import DEFAULT_PER_SOURCE_DAY
-from aggregator.crowd import CrowdRule
-from aggregator.detector import DetectorSettings
-from aggregator.ingest import DEFAULT_MAX_AGE_DAYS
-from aggregator.page_list import DEFAULT_QUIET_DAYS
+from aggregator.accounts.words import LANGUAGES
+from aggregator.alerts.crowd import CrowdRule
+from aggregator.alerts.detector import DetectorSettings
+from aggregator.counting.ingest import DEFAULT_MAX_AGE_DAYS
+from aggregator.counting.pruning import (
+    DEFAULT_SOURCE_KEEP_DAYS,
+    default_keep_days,
+    shortest_keep_days,
+)
+from aggregator.counting.retention import DEFAULT_KEEP_YEARS
+from aggregator.counting.source_ledger import DEFAULT_PER_SOURCE_DAY
+from aggregator.dashboard.page_list import DEFAULT_QUIET_DAYS
 from aggregator.pages.registry import DEFAULT_MIN_SOURCES
-from aggregator.pruning import DEFAULT_SOURCE_KEEP_DAYS, default_keep_days, shortest_keep_days
-from aggregator.retention import DEFAULT_KEEP_YEARS
 from koe_contract import AGGREGATOR, FEEDBACK_TOPIC
 from koe_directory import Directory, DirectoryError, load_directory
 from koe_kit.config import ConfigError, EnvReader, extend, load
@@ -63,7 +67,7 @@ class Settings:
     trusted_proxies: int
     # How long a counted event is remembered (pruning.py): as long as Kafka can deliver it.
     processed_keep_days: int
-    # Responses per page, city-local day and source that count (counting.py).
+    # Responses per page, city-local day and source that count (counting/source_ledger.py).
     count_per_source_day: int
     # Distinct sources that must answer a page the city's list does not name before it
     # is shown, and that must send a title before it is the page's (pages/registry.py).

@@ -17,14 +17,14 @@ from datetime import date, datetime
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aggregator import rollups
+from aggregator.alerts.daily_sweep import DailySweep
+from aggregator.alerts.outbox import OutboxPublisher
 from aggregator.config import ConsumerSettings, Settings, load_consumer_settings, read_divisions
-from aggregator.daily_sweep import DailySweep
+from aggregator.counting import rollups
+from aggregator.counting.ingest import handle_batch
+from aggregator.counting.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
+from aggregator.counting.retention import MonthlyFold
 from aggregator.edits.reports import EditReports
-from aggregator.ingest import handle_batch
-from aggregator.outbox import OutboxPublisher
-from aggregator.pruning import ProcessedPruner, SignInFailurePruner, SourcePruner
-from aggregator.retention import MonthlyFold
 from koe_contract import FEEDBACK_TOPIC
 from koe_directory import Directory
 from koe_kit.config import ConfigError, exit_on_config_error

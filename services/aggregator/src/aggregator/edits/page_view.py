@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from aggregator.edits import verdict
 from aggregator.edits.records import page_edits
 from aggregator.edits.reports import comparisons, questions_json, window_json
-from aggregator.scoring import Window
+from aggregator.stats.scoring import Window
 
 # The newest edits a page's view compares (a page is edited a few times a year).
 SHOWN = 5

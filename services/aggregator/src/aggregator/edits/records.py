@@ -29,7 +29,8 @@ from datetime import date, datetime
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from aggregator.models import Page, PageEdit, PageModifiedVote
+from aggregator.edits.models import PageEdit, PageModifiedVote
+from aggregator.pages.models import Page
 from koe_kit.db import among, among_rows, bulk_add, dialect_insert, table_of
 
 _IN_CHUNK = 500

@@ -27,11 +27,14 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from aggregator.alert_types import ALERT_NAMESPACE
-from aggregator.alerting import ALERT_SOURCE
+from aggregator.alerts.kinds import ALERT_NAMESPACE
+from aggregator.alerts.models import AlertOutbox
+from aggregator.alerts.raising import ALERT_SOURCE
+from aggregator.counting.models import DailyCount
 from aggregator.edits import verdict
-from aggregator.models import AlertOutbox, DailyCount, Page, PageEdit
-from aggregator.scoring import Tally, Window, question_score, rounded, wilson_interval
+from aggregator.edits.models import PageEdit
+from aggregator.pages.models import Page
+from aggregator.stats.scoring import Tally, Window, question_score, rounded, wilson_interval
 from koe_contract import EDIT_REVIEWED
 from koe_contract import payloads as wire
 from koe_directory import QUESTION_KEYS, Directory

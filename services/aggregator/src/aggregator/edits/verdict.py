@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from statistics import NormalDist
 
-from aggregator.detector import answer_variance
-from aggregator.scoring import Z95, Tally, Window, question_score, wilson_interval
+from aggregator.alerts.detector import answer_variance
+from aggregator.stats.scoring import Z95, Tally, Window, question_score, wilson_interval
 
 # Each side of the edit: four weeks, as the dashboard's 28-day window.
 SIDE_DAYS = 28

@@ -20,7 +20,7 @@ from sqlalchemy import case, select, true
 from sqlalchemy.orm import Session
 
 from aggregator.edits.records import record_listed
-from aggregator.models import Page
+from aggregator.pages.models import Page
 from koe_directory.page_list import ListedPage
 from koe_kit.db import Upsert, among, bulk_insert, table_of
 

@@ -31,7 +31,7 @@ from datetime import datetime
 from sqlalchemy import case, literal, or_, select
 from sqlalchemy.orm import Session
 
-from aggregator.models import Page, PageTitle
+from aggregator.pages.models import Page, PageTitle
 from koe_kit.db import Upsert, among, among_rows, bulk_add, bulk_insert, table_of
 
 # One person easily has three addresses in a day (home, phone, office): five sources

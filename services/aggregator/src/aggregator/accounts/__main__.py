@@ -1,0 +1,3 @@
+from aggregator.accounts.cli import main
+
+raise SystemExit(main())

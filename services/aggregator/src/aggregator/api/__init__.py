@@ -1,0 +1,1 @@
+"""The stats API (`/api/v1`), behind a bearer token."""

@@ -137,10 +137,9 @@ def schemathesis_failures(app) -> list[str]:
 
 
 @pytest.fixture
-def metrics_app(env, engine, monkeypatch):
-    """The app as ops run it: /metrics behind KOE_METRICS_TOKEN (read from the environment)."""
-    monkeypatch.setenv("KOE_METRICS_TOKEN", METRICS_TOKEN)
-    app = create_app(load_settings(env))
+def metrics_app(env, engine):
+    """The app as ops run it: /metrics behind KOE_METRICS_TOKEN."""
+    app = create_app(load_settings({**env, "KOE_METRICS_TOKEN": METRICS_TOKEN}))
     yield app
     app.extensions["koe.engine"].dispose()
 
